@@ -1,0 +1,125 @@
+"""agentkit: tool-calling agents on the Workers AI contract.
+
+```python
+from agentkit import Agent, tool
+
+@tool
+def add(a: int, b: int) -> int:
+    '''Add two integers.
+
+    Args:
+        a: The first number.
+        b: The second number.
+    '''
+    return a + b
+
+result = Agent("local", tools=[add]).run_sync("What is 2 + 3?")
+print(result.output)
+```
+"""
+
+from agentkit.agent import Agent, RunResult, StopReason, ToolCallRecord
+from agentkit.errors import (
+    AgentKitError,
+    AuthError,
+    BadRequest,
+    ConfigurationError,
+    DeadlineExceeded,
+    FieldError,
+    MaxStepsExceeded,
+    ModelBehaviorError,
+    ModelConnectionError,
+    ModelHTTPError,
+    ModelTimeout,
+    NotFound,
+    RateLimited,
+    RepeatedToolCall,
+    RequestValidationError,
+    RunError,
+    ServerError,
+    StreamInterrupted,
+    ToolArgumentsError,
+    ToolDefinitionError,
+    ToolRetriesExhausted,
+    ToolRetry,
+    TransportError,
+    UnsupportedFeature,
+    UserError,
+)
+from agentkit.model_api import (
+    FunctionDefinition,
+    Generation,
+    GenerationRequest,
+    Message,
+    StreamChunk,
+    ToolCall,
+    Usage,
+)
+from agentkit.runtimes import (
+    Capabilities,
+    FunctionRuntime,
+    Runtime,
+    ScriptedRuntime,
+    get_runtime,
+)
+from agentkit.tools import (
+    Tool,
+    ToolDefinitionWarning,
+    Toolset,
+    ValidatedArguments,
+    tool,
+    validate_tool_definitions,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agent",
+    "AgentKitError",
+    "AuthError",
+    "BadRequest",
+    "Capabilities",
+    "ConfigurationError",
+    "DeadlineExceeded",
+    "FieldError",
+    "FunctionDefinition",
+    "FunctionRuntime",
+    "Generation",
+    "GenerationRequest",
+    "MaxStepsExceeded",
+    "Message",
+    "ModelBehaviorError",
+    "ModelConnectionError",
+    "ModelHTTPError",
+    "ModelTimeout",
+    "NotFound",
+    "RateLimited",
+    "RepeatedToolCall",
+    "RequestValidationError",
+    "RunError",
+    "RunResult",
+    "Runtime",
+    "ScriptedRuntime",
+    "ServerError",
+    "StopReason",
+    "StreamChunk",
+    "StreamInterrupted",
+    "Tool",
+    "ToolArgumentsError",
+    "ToolCall",
+    "ToolCallRecord",
+    "ToolDefinitionError",
+    "ToolDefinitionWarning",
+    "ToolRetriesExhausted",
+    "ToolRetry",
+    "Toolset",
+    "TransportError",
+    "UnsupportedFeature",
+    "Usage",
+    "UserError",
+    "ValidatedArguments",
+    "__version__",
+    "get_runtime",
+    "tool",
+    "validate_tool_definitions",
+]

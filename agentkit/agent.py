@@ -1,0 +1,519 @@
+"""The agent loop: send the conversation, run the tool calls that come back, repeat until the
+model answers.
+
+One step is one model call. When the generation asks for tools, the assistant message and its
+calls join the transcript, each call's arguments are validated, the calls run concurrently
+(bounded; sync tools in worker threads; a tool marked `sequential` runs alone), and exactly one
+tool-role result per call id is appended, in the order the model emitted the calls. What goes
+wrong inside a step (unknown tool, bad arguments, a tool that raises or times out) is told to the
+model; budgets turn persistent trouble into typed errors that carry the partial run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Literal
+
+import anyio
+from pydantic import BaseModel, Field
+from pydantic_core import to_jsonable_python
+
+from agentkit.errors import (
+    DeadlineExceeded,
+    MaxStepsExceeded,
+    RepeatedToolCall,
+    ToolArgumentsError,
+    ToolRetriesExhausted,
+    ToolRetry,
+    UserError,
+)
+from agentkit.events import (
+    Event,
+    RunFinished,
+    StepFinished,
+    StepStarted,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+)
+from agentkit.model_api import (
+    FunctionDefinition,
+    Generation,
+    GenerationRequest,
+    Message,
+    StreamChunk,
+    ToolCall,
+    Usage,
+)
+from agentkit.runtimes import resolve_runtime
+from agentkit.runtimes.base import Runtime
+from agentkit.tools import Tool, Toolset
+
+__all__ = ["Agent", "RunResult", "StopReason", "ToolCallRecord"]
+
+log = logging.getLogger("agentkit.agent")
+
+StopReason = Literal["answer", "final_answer", "max_steps", "deadline", "tool_retries", "repeat"]
+"""Why a run stopped: the model answered; it answered in the tools-less call made after
+`max_steps`; or one of the limits stopped it (the error carries the partial run)."""
+
+
+class ToolCallRecord(BaseModel):
+    """One tool call of a run, with what came of it."""
+
+    step: int
+    """The step (model call) that asked for it, from 1."""
+    call: ToolCall
+    """The call as the model made it (id, name, arguments)."""
+    output: str | None = None
+    """The tool's whole output as text, before any cut; None if the call failed."""
+    error: str | None = None
+    """What went wrong, as told to the model; None if the call succeeded."""
+    duration: float = 0.0
+    """Seconds spent running the tool (0 when it never ran)."""
+    repairs: list[str] = Field(default_factory=list)
+    """How the arguments were repaired before they validated (code fences, quotes, ...)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class RunResult(BaseModel):
+    """Everything a run produced; `model_dump_json()` / `model_validate_json()` round-trip it."""
+
+    output: str = ""
+    """The final answer."""
+    messages: list[Message] = Field(default_factory=list)
+    """The whole transcript, ready to continue the conversation (`agent.run(..., history=)`)."""
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    """Every tool call, in the order the model made them."""
+    usage: Usage = Field(default_factory=Usage)
+    """Token usage summed over every step."""
+    steps: int = 0
+    """How many model calls were made."""
+    stop_reason: StopReason = "answer"
+
+
+@dataclass
+class _Run:
+    """The state of one run; becomes a RunResult."""
+
+    messages: list[Message]
+    emit: Callable[[Event], None] | None
+    records: list[ToolCallRecord] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    steps: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    last_signature: str | None = None
+    repeats: int = 0
+
+    def result(self, output: str = "", stop_reason: StopReason = "answer") -> RunResult:
+        return RunResult.model_construct(
+            output=output,
+            messages=list(self.messages),
+            tool_calls=list(self.records),
+            usage=self.usage,
+            steps=self.steps,
+            stop_reason=stop_reason,
+        )
+
+
+class _Stop(Exception):  # noqa: N818 - internal control flow
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _to_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    return json.dumps(to_jsonable_python(value), ensure_ascii=False)
+
+
+def _cut(text: str, limit: int) -> str:
+    """Keep the head and the tail of an oversized output, with a marker in between."""
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    tail = limit - head
+    return f"{text[:head]}\n[... {len(text) - limit} characters cut ...]\n{text[-tail:]}"
+
+
+class Agent:
+    """A model, some tools and the loop between them.
+
+    Args:
+        runtime: a `Runtime`, or a runtime's name (`"local"`, `"workers-ai"`, `"openai"`).
+        tools: `Tool`s or plain functions (wrapped with `@tool`).
+        instructions: the system message.
+        max_steps: model calls allowed before the run stops with `MaxStepsExceeded`.
+        final_answer_on_max_steps: instead of raising, make one last call without tools.
+        deadline: seconds the whole run may take; past it `DeadlineExceeded` is raised.
+        max_concurrency: tool calls running at once (sync tools take worker threads).
+        tool_timeout: seconds a tool call may take, unless the tool sets its own `timeout`.
+        max_tool_retries: failed calls (bad arguments, `ToolRetry`) a tool may have in a row,
+            unless it sets its own `max_retries`; one more stops the run.
+        raise_tool_errors: re-raise an exception from a tool instead of telling the model.
+        max_tool_output: characters of a tool's output sent to the model; the rest is cut
+            from the middle (the run record keeps it whole).
+        repeat_limit: identical consecutive calls that earn a nudge; one more stops the run.
+        tool_choice: `auto`, `required`, `none` or a tool's name.
+        **sampling: request fields sent with every call (`temperature`, `max_tokens`, ...).
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime | str,
+        tools: Iterable[Tool | Callable[..., Any]] = (),
+        *,
+        instructions: str | None = None,
+        max_steps: int = 10,
+        final_answer_on_max_steps: bool = False,
+        deadline: float | None = None,
+        max_concurrency: int = 8,
+        tool_timeout: float | None = None,
+        max_tool_retries: int = 2,
+        raise_tool_errors: bool = False,
+        max_tool_output: int = 20_000,
+        repeat_limit: int = 3,
+        tool_choice: str = "auto",
+        **sampling: Any,
+    ) -> None:
+        if max_steps < 1:
+            raise UserError(f"max_steps: must be >= 1 (got {max_steps})")
+        if max_concurrency < 1:
+            raise UserError(f"max_concurrency: must be >= 1 (got {max_concurrency})")
+        self.runtime = resolve_runtime(runtime)
+        self.toolset = tools if isinstance(tools, Toolset) else Toolset(tools)
+        self.instructions = instructions
+        self.max_steps = max_steps
+        self.final_answer_on_max_steps = final_answer_on_max_steps
+        self.deadline = deadline
+        self.max_concurrency = max_concurrency
+        self.tool_timeout = tool_timeout
+        self.max_tool_retries = max_tool_retries
+        self.raise_tool_errors = raise_tool_errors
+        self.max_tool_output = max_tool_output
+        self.repeat_limit = repeat_limit
+        if tool_choice not in ("auto", "required", "none") and tool_choice not in self.toolset:
+            raise UserError(
+                f"tool_choice: must be auto, required, none or a tool's name (got {tool_choice!r})"
+            )
+        # Validated once here; every step reuses the fields without validating them again.
+        template = GenerationRequest.build(
+            {"messages": [], "tool_choice": tool_choice, **sampling}
+        )
+        self._fields = template.model_dump(exclude={"messages", "prompt", "tools", "stream"})
+        self._fields["tool_choice"] = tool_choice
+        dialect = self.runtime.capabilities.schema_dialect
+        self._definitions = self.toolset.definitions(dialect) if len(self.toolset) else None
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    # -- public API -------------------------------------------------------------------------
+
+    async def run(
+        self,
+        prompt: str | Sequence[Message],
+        *,
+        history: Sequence[Message] = (),
+        transcript: list[Message] | None = None,
+    ) -> RunResult:
+        """Run until the model answers.
+
+        Args:
+            prompt: the user's message, or messages to append after `history`.
+            history: an earlier transcript to continue (e.g. `previous.messages`); not changed.
+            transcript: instead of `history`, a list the run appends to in place as it goes.
+                It stays a valid conversation (every tool call answered) even when the run is
+                cancelled or stops with an error.
+
+        Raises:
+            RunError: a limit stopped the run; `.run` holds the partial `RunResult`.
+        """
+        run = self._start(prompt, history, transcript)
+        return await self._execute(run, emit=None, stream=False)
+
+    def run_sync(
+        self,
+        prompt: str | Sequence[Message],
+        *,
+        history: Sequence[Message] = (),
+        transcript: list[Message] | None = None,
+    ) -> RunResult:
+        """`run` for code that has no event loop."""
+        return anyio.run(partial(self.run, prompt, history=history, transcript=transcript))
+
+    async def stream(
+        self,
+        prompt: str | Sequence[Message],
+        *,
+        history: Sequence[Message] = (),
+        transcript: list[Message] | None = None,
+    ) -> AsyncIterator[Event]:
+        """Run, yielding typed events as they happen; the last one is `RunFinished`.
+
+        Use it as `async with contextlib.aclosing(agent.stream(...)) as events:` when you may
+        stop early, so the run is cancelled cleanly.
+        """
+        send, receive = anyio.create_memory_object_stream[Event](math.inf)
+        run = self._start(prompt, history, transcript)
+
+        error: Exception | None = None
+
+        async def drive() -> None:
+            nonlocal error
+            async with send:
+                try:
+                    result = await self._execute(run, emit=send.send_nowait, stream=True)
+                except Exception as exc:  # re-raised below, outside the task group
+                    error = exc
+                    return
+                send.send_nowait(RunFinished(result))
+
+        async with anyio.create_task_group() as tg, receive:
+            tg.start_soon(drive)
+            async for event in receive:
+                yield event
+        if error is not None:
+            raise error
+
+    async def aclose(self) -> None:
+        """Close the runtime."""
+        await self.runtime.aclose()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _start(
+        self,
+        prompt: str | Sequence[Message],
+        history: Sequence[Message],
+        transcript: list[Message] | None,
+    ) -> _Run:
+        if transcript is not None and history:
+            raise UserError("pass the earlier conversation as history or as transcript, not both")
+        messages = transcript if transcript is not None else []
+        history = list(history) or list(messages)
+        del messages[:]
+        if self.instructions and not (history and history[0].role == "system"):
+            messages.append(Message.system(self.instructions))
+        messages.extend(history)
+        if isinstance(prompt, str):
+            messages.append(Message.user(prompt))
+        else:
+            messages.extend(prompt)
+        return _Run(messages=messages, emit=None)
+
+    async def _execute(
+        self, run: _Run, *, emit: Callable[[Event], None] | None, stream: bool
+    ) -> RunResult:
+        run.emit = emit
+        try:
+            if self.deadline is None:
+                return await self._loop(run, stream)
+            with anyio.move_on_after(self.deadline):
+                return await self._loop(run, stream)
+            raise DeadlineExceeded(self.deadline, run.result("", "deadline"))
+        except _Stop as stop:
+            raise stop.error from None
+
+    async def _loop(self, run: _Run, stream: bool) -> RunResult:
+        while run.steps < self.max_steps:
+            generation = await self._step(run, self._definitions, stream)
+            if not generation.tool_calls:
+                run.messages.append(Message.assistant(generation.response))
+                return run.result(generation.response, "answer")
+            await self._dispatch(run, generation)
+        if not self.final_answer_on_max_steps:
+            raise MaxStepsExceeded(self.max_steps, run.result("", "max_steps"))
+        generation = await self._step(run, None, stream)
+        run.messages.append(Message.assistant(generation.response))
+        return run.result(generation.response, "final_answer")
+
+    async def _step(
+        self, run: _Run, tools: list[FunctionDefinition] | None, stream: bool
+    ) -> Generation:
+        run.steps += 1
+        step = run.steps
+        emit = run.emit
+        if emit:
+            emit(StepStarted(step))
+        fields = dict(self._fields)
+        if tools is None:
+            fields["tool_choice"] = "none"
+        request = GenerationRequest.model_construct(
+            messages=list(run.messages), tools=tools, stream=stream, **fields
+        )
+        if stream:
+            chunks: list[StreamChunk] = []
+            async for chunk in self.runtime.stream(request):
+                chunks.append(chunk)
+                if emit and chunk.response:
+                    emit(TextDelta(step, chunk.response))
+            generation = StreamChunk.join(chunks)
+        else:
+            generation = await self.runtime.generate(request)
+        run.usage = run.usage + generation.usage
+        if emit and not generation.tool_calls:
+            emit(StepFinished(step, generation.usage))
+        return generation
+
+    async def _dispatch(self, run: _Run, generation: Generation) -> None:
+        step = run.steps
+        calls = generation.tool_calls
+        run.messages.append(Message.assistant(generation.response, calls))
+        records = [ToolCallRecord(step=step, call=call) for call in calls]
+        run.records.extend(records)
+        stop: Exception | None = None
+        try:
+            jobs: list[tuple[ToolCallRecord, Tool, dict[str, Any]]] = []
+            for record in records:
+                job = self._prepare(run, record)
+                if isinstance(job, Exception):
+                    stop = stop or job
+                elif job is not None:
+                    jobs.append((record, job[0], job[1]))
+            await self._run_jobs(run, jobs)
+            for record in records:
+                stop = stop or self._count_failure(run, record)
+        finally:
+            # Runs on cancellation too: every call in the transcript gets its result.
+            for record in records:
+                if record.output is None and record.error is None:
+                    record.error = "cancelled: the run stopped before this call finished"
+                run.messages.append(
+                    Message.tool(
+                        _cut(record.output, self.max_tool_output)
+                        if record.output is not None
+                        else f"Error: {record.error}",
+                        tool_call_id=record.call.id,
+                        name=record.call.name,
+                    )
+                )
+        if run.emit:
+            run.emit(StepFinished(step, generation.usage))
+        if stop is not None:
+            reason: StopReason = "repeat" if isinstance(stop, RepeatedToolCall) else "tool_retries"
+            assert isinstance(stop, (RepeatedToolCall, ToolRetriesExhausted))
+            stop.run = run.result("", reason)
+            raise _Stop(stop)
+
+    def _prepare(
+        self, run: _Run, record: ToolCallRecord
+    ) -> tuple[Tool, dict[str, Any]] | Exception | None:
+        """Check one call before it runs: a job to run, an error to stop with, or None (the
+        record already holds the error told to the model)."""
+        call = record.call
+        signature = call.name + "\0" + call.arguments_json()
+        run.repeats = run.repeats + 1 if signature == run.last_signature else 1
+        run.last_signature = signature
+        if run.repeats > self.repeat_limit:
+            record.error = f"{call.name} was called with the same arguments again; stopping"
+            return RepeatedToolCall(call.name, call.arguments, run.repeats)
+        if run.repeats == self.repeat_limit:
+            record.error = (
+                f"you have called {call.name} with these same arguments {run.repeats} times "
+                "in a row; the earlier results stand. Use them to answer, or change the "
+                "arguments."
+            )
+            return None
+        tool = self.toolset.get(call.name)
+        if tool is None:
+            available = ", ".join(self.toolset.names) or "none"
+            record.error = f"unknown tool {call.name!r}; available tools: {available}"
+            return None
+        if tool.function is None:
+            record.error = f"tool {call.name!r} has no handler to run it"
+            return None
+        raw = call.raw_arguments if call.raw_arguments is not None else call.arguments
+        try:
+            validated = tool.validate(raw)
+        except ToolArgumentsError as exc:
+            fields = "; ".join(str(e) for e in exc.errors)
+            record.error = (
+                f"invalid arguments for {call.name}: {fields}. "
+                f"You sent: {call.arguments_json()}"
+            )
+            return None
+        record.repairs = list(validated.repairs)
+        return tool, validated.values
+
+    async def _run_jobs(
+        self, run: _Run, jobs: list[tuple[ToolCallRecord, Tool, dict[str, Any]]]
+    ) -> None:
+        """Run the calls concurrently; a sequential tool waits for those before it and runs
+        alone, and those after it wait for it."""
+        batch: list[tuple[ToolCallRecord, Tool, dict[str, Any]]] = []
+        for job in [*jobs, None]:
+            if job is not None and not job[1].sequential:
+                batch.append(job)
+                continue
+            if len(batch) == 1:
+                await self._call(run, *batch[0])
+            elif batch:
+                async with anyio.create_task_group() as tg:
+                    for item in batch:
+                        tg.start_soon(self._call, run, *item)
+            batch = []
+            if job is not None:
+                await self._call(run, *job)
+
+    async def _call(
+        self, run: _Run, record: ToolCallRecord, tool: Tool, values: dict[str, Any]
+    ) -> None:
+        if run.emit:
+            run.emit(ToolCallStarted(record.step, record.call))
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.max_concurrency)
+        timeout = tool.timeout if tool.timeout is not None else self.tool_timeout
+        function = tool.function
+        assert function is not None
+        started = time.perf_counter()
+        try:
+            with anyio.fail_after(timeout):
+                if tool.is_async:
+                    async with self._limiter:
+                        value = await function(**values)
+                else:
+                    value = await anyio.to_thread.run_sync(
+                        partial(function, **values),
+                        limiter=self._limiter,
+                        abandon_on_cancel=True,
+                    )
+            record.output = _to_text(value)
+        except TimeoutError:
+            record.error = f"{tool.name} timed out after {timeout:g} s"
+        except ToolRetry as retry:
+            record.error = retry.message
+        except Exception as exc:
+            if self.raise_tool_errors:
+                raise
+            record.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            record.duration = time.perf_counter() - started
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("tool %s -> %s", tool.name, record.error or record.output)
+        if run.emit:
+            run.emit(ToolCallFinished(record.step, record))
+
+    def _count_failure(self, run: _Run, record: ToolCallRecord) -> Exception | None:
+        name = record.call.name
+        if record.error is None:
+            run.failures.pop(name, None)
+            return None
+        tool = self.toolset.get(name)
+        if tool is None:
+            return None
+        failures = run.failures.get(name, 0) + 1
+        run.failures[name] = failures
+        budget = tool.max_retries if tool.max_retries is not None else self.max_tool_retries
+        if failures > budget:
+            return ToolRetriesExhausted(name, budget, record.error)
+        return None

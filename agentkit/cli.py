@@ -1,0 +1,247 @@
+"""The `agentkit` command: run | chat | serve | schema | validate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from agentkit.agent import Agent, RunResult
+from agentkit.errors import AgentKitError, RunError
+from agentkit.events import RunFinished, TextDelta, ToolCallFinished, ToolCallStarted
+from agentkit.model_api import generation_json_schema, request_json_schema
+from agentkit.runtimes import RUNTIMES, get_runtime
+from agentkit.runtimes.base import Runtime
+from agentkit.tools import Tool, validate_tool_definitions
+from agentkit.tools.loader import load_tools
+
+__all__ = ["main"]
+
+_SAMPLING = (
+    ("--max-tokens", int),
+    ("--temperature", float),
+    ("--top-p", float),
+    ("--top-k", int),
+    ("--seed", int),
+    ("--repetition-penalty", float),
+    ("--frequency-penalty", float),
+    ("--presence-penalty", float),
+)
+
+
+def _add_agent_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tools", nargs="+", default=[], metavar="FILE", help="tool files")
+    parser.add_argument("--runtime", default="local", choices=sorted(RUNTIMES))
+    parser.add_argument("--model", help="GGUF file (local) or model name (hosted)")
+    parser.add_argument("--instructions", help="system message")
+    parser.add_argument("--max-steps", type=int, default=10)
+    parser.add_argument("--tool-choice", default="auto", help="auto, required, none or a name")
+    for flag, kind in _SAMPLING:
+        parser.add_argument(flag, type=kind)
+    parser.add_argument("-v", "--verbose", action="store_true", help="show each tool call")
+
+
+def _runtime(args: argparse.Namespace) -> Runtime:
+    options: dict[str, Any] = {}
+    if args.runtime == "local":
+        options["progress"] = sys.stderr.isatty()
+        if args.model:
+            options["model_path"] = args.model
+    elif args.model:
+        options["model"] = args.model
+    return get_runtime(args.runtime, **options)
+
+
+def _agent(args: argparse.Namespace) -> Agent:
+    tools: list[Tool] = load_tools(args.tools) if args.tools else []
+    sampling = {
+        flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
+        for flag, _ in _SAMPLING
+        if getattr(args, flag[2:].replace("-", "_")) is not None
+    }
+    return Agent(
+        _runtime(args),
+        tools=tools,
+        instructions=args.instructions,
+        max_steps=args.max_steps,
+        tool_choice=args.tool_choice,
+        **sampling,
+    )
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+async def _run_once(
+    agent: Agent, prompt: str, args: argparse.Namespace, history: Sequence[Any] = ()
+) -> RunResult:
+    stream = getattr(args, "stream", False) or args.verbose
+    if not stream:
+        return await agent.run(prompt, history=history)
+    result: RunResult | None = None
+    printing = getattr(args, "stream", False) and not getattr(args, "json", False)
+    async with aclosing(agent.stream(prompt, history=history)) as events:
+        async for event in events:
+            if isinstance(event, TextDelta) and printing:
+                print(event.text, end="", flush=True)
+            elif isinstance(event, ToolCallStarted) and args.verbose:
+                _say(f"-> {event.call.name}({event.call.arguments_json()})")
+            elif isinstance(event, ToolCallFinished) and args.verbose:
+                record = event.record
+                shown = record.output if record.ok else f"error: {record.error}"
+                _say(f"<- {record.call.name}: {shown} ({record.duration * 1000:.1f} ms)")
+            elif isinstance(event, RunFinished):
+                result = event.result
+    if printing:
+        print()
+    assert result is not None
+    return result
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    agent = _agent(args)
+
+    async def go() -> RunResult:
+        try:
+            return await _run_once(agent, args.prompt, args)
+        finally:
+            await agent.aclose()
+
+    result = anyio.run(go)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    elif not args.stream:
+        print(result.output)
+    return 0
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    agent = _agent(args)
+
+    async def go() -> None:
+        history: list[Any] = []
+        try:
+            while True:
+                try:
+                    line = await anyio.to_thread.run_sync(input, "you> ")
+                except EOFError:
+                    return
+                if line.strip() in {"/exit", "/quit"}:
+                    return
+                if not line.strip():
+                    continue
+                result = await _run_once(agent, line, args, history)
+                if not args.stream:
+                    print(result.output)
+                history = result.messages
+        finally:
+            await agent.aclose()
+
+    args.stream = True
+    args.json = False
+    anyio.run(go)
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    if args.tools:
+        tools = load_tools(args.tools)
+        shape = [
+            t.to_legacy(args.dialect) if args.shape == "legacy" else t.to_function(args.dialect)
+            for t in tools
+        ]
+        print(json.dumps(shape, indent=2))
+    else:
+        schema = request_json_schema() if args.which == "request" else generation_json_schema()
+        print(json.dumps(schema, indent=2))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    text = Path(args.file).read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        # JSON Lines: one object a line, with the definitions under "function" (as BFCL).
+        data = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if isinstance(data, dict):
+        data = [data]
+    definitions: list[Any] = []
+    for item in data:
+        inner = item.get("function") if isinstance(item, dict) else None
+        definitions.extend(inner if isinstance(inner, list) else [item])
+    problems = validate_tool_definitions(definitions)
+    for problem in problems:
+        print(problem)
+    print(f"{len(definitions)} definitions, {len(problems)} problems", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agentkit", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run an agent on one prompt")
+    run.add_argument("prompt")
+    _add_agent_options(run)
+    run.add_argument("--stream", action="store_true", help="print the answer as it comes")
+    run.add_argument("--json", action="store_true", help="print the whole RunResult as JSON")
+    run.set_defaults(handler=_cmd_run)
+
+    chat = commands.add_parser("chat", help="chat in the terminal")
+    _add_agent_options(chat)
+    chat.set_defaults(handler=_cmd_chat)
+
+    serve = commands.add_parser("serve", help="serve the Workers AI API on localhost")
+    try:
+        from agentkit.server.cli import add_arguments, main as serve_main
+    except ImportError as exc:
+        missing = exc.name
+
+        def serve_main(_: argparse.Namespace) -> int:
+            _say(f"error: agentkit serve needs {missing}: pip install 'agentkit[server]'")
+            return 2
+
+        serve.add_argument("rest", nargs=argparse.REMAINDER)
+    else:
+        add_arguments(serve)
+    serve.set_defaults(handler=serve_main)
+
+    schema = commands.add_parser("schema", help="print JSON schemas")
+    schema.add_argument("which", nargs="?", choices=["request", "generation"], default="request")
+    schema.add_argument("--tools", nargs="+", metavar="FILE", help="print these tools instead")
+    schema.add_argument("--shape", choices=["legacy", "function"], default="function")
+    schema.add_argument("--dialect", choices=["full", "inline", "strict"], default="inline")
+    schema.set_defaults(handler=_cmd_schema)
+
+    validate = commands.add_parser("validate", help="check tool definitions in a JSON file")
+    validate.add_argument("file")
+    validate.set_defaults(handler=_cmd_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `agentkit` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except RunError as exc:
+        _say(f"error: {exc}")
+        return 1
+    except AgentKitError as exc:
+        _say(f"error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

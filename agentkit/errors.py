@@ -1,0 +1,263 @@
+"""Every exception agentkit raises, in one tree.
+
+```
+AgentKitError
+├── UserError                      the API was misused; fix the calling code
+│   ├── ToolDefinitionError        a function or definition cannot become a tool
+│   ├── RequestValidationError     a request breaks the contract (field, bound, value)
+│   ├── UnsupportedFeature         the runtime cannot do what the request asks
+│   └── ConfigurationError         a runtime is not installed or not configured
+├── ToolArgumentsError             a model's arguments do not fit a tool
+├── RunError                       a run stopped before an answer; carries the partial run
+│   ├── MaxStepsExceeded
+│   ├── DeadlineExceeded
+│   ├── ToolRetriesExhausted
+│   ├── RepeatedToolCall
+│   └── ModelBehaviorError
+└── TransportError                 talking to a model failed
+    ├── ModelConnectionError
+    ├── ModelTimeout
+    ├── StreamInterrupted
+    └── ModelHTTPError             the service answered with an error status
+        ├── BadRequest             400
+        ├── AuthError              401, 403
+        ├── NotFound               404
+        ├── RateLimited            429
+        └── ServerError            5xx
+```
+
+`ToolRetry` stands outside the tree: it is control flow, raised by a tool to send a message back
+to the model, not an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentkit.agent import RunResult
+
+__all__ = [
+    "AgentKitError",
+    "AuthError",
+    "BadRequest",
+    "ConfigurationError",
+    "DeadlineExceeded",
+    "FieldError",
+    "MaxStepsExceeded",
+    "ModelBehaviorError",
+    "ModelConnectionError",
+    "ModelHTTPError",
+    "ModelTimeout",
+    "NotFound",
+    "RateLimited",
+    "RepeatedToolCall",
+    "RequestValidationError",
+    "RunError",
+    "ServerError",
+    "StreamInterrupted",
+    "ToolArgumentsError",
+    "ToolDefinitionError",
+    "ToolRetriesExhausted",
+    "ToolRetry",
+    "TransportError",
+    "UnsupportedFeature",
+    "UserError",
+]
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One failing field: where, what is wrong, and the value that was given."""
+
+    path: str
+    """Dotted path with list indices, e.g. `messages[0].content`; empty for the whole value."""
+    message: str
+    """What is wrong, with the bound and the value, e.g. `must be <= 5 (got 6)`."""
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+def _join(errors: Sequence[FieldError]) -> str:
+    return "; ".join(str(e) for e in errors)
+
+
+class AgentKitError(Exception):
+    """Base of every error agentkit raises."""
+
+
+class UserError(AgentKitError):
+    """The API was used in a way it cannot work; the message says how to fix it."""
+
+
+class ToolDefinitionError(UserError):
+    """A function or a foreign definition cannot become a tool."""
+
+    def __init__(self, tool: str, problems: Sequence[str]) -> None:
+        self.tool = tool
+        self.problems = list(problems)
+        super().__init__(f"tool {tool!r}: " + "; ".join(self.problems))
+
+
+class RequestValidationError(UserError):
+    """A request breaks the contract; `errors` lists every failing field."""
+
+    def __init__(self, errors: Sequence[FieldError], what: str = "request") -> None:
+        self.errors = list(errors)
+        self.what = what
+        super().__init__(f"invalid {what}: {_join(self.errors)}")
+
+
+class UnsupportedFeature(UserError):
+    """The runtime cannot honour a field of the request."""
+
+    def __init__(self, feature: str, runtime: str, reason: str) -> None:
+        self.feature = feature
+        self.runtime = runtime
+        self.reason = reason
+        super().__init__(f"{feature}: not supported by the {runtime} runtime: {reason}")
+
+
+class ConfigurationError(UserError):
+    """A runtime is missing an optional dependency, a setting or a file."""
+
+
+class ToolArgumentsError(AgentKitError):
+    """A model's arguments do not fit the tool; `errors` lists every failing field."""
+
+    def __init__(self, tool: str, errors: Sequence[FieldError], raw: str | None = None) -> None:
+        self.tool = tool
+        self.errors = list(errors)
+        self.raw = raw
+        super().__init__(f"invalid arguments for {tool}: {_join(self.errors)}")
+
+
+class ToolRetry(Exception):  # noqa: N818 - control flow, named for what the tool asks
+    """Raised by a tool to send `message` back to the model and let it try again."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class RunError(AgentKitError):
+    """A run stopped without an answer. `run` holds everything that happened until then."""
+
+    def __init__(self, message: str, run: RunResult | None = None) -> None:
+        self.run = run
+        super().__init__(message)
+
+
+class MaxStepsExceeded(RunError):
+    """The model was still calling tools after `max_steps` steps."""
+
+    def __init__(self, max_steps: int, run: RunResult | None = None) -> None:
+        self.max_steps = max_steps
+        super().__init__(f"no answer after max_steps={max_steps} steps", run)
+
+
+class DeadlineExceeded(RunError):
+    """The whole run took longer than its deadline."""
+
+    def __init__(self, deadline: float, run: RunResult | None = None) -> None:
+        self.deadline = deadline
+        super().__init__(f"run exceeded its deadline of {deadline:g} s", run)
+
+
+class ToolRetriesExhausted(RunError):
+    """A tool kept receiving invalid arguments (or asking to retry) beyond its budget."""
+
+    def __init__(self, tool: str, retries: int, last_error: str, run: RunResult | None = None):
+        self.tool = tool
+        self.retries = retries
+        self.last_error = last_error
+        super().__init__(
+            f"tool {tool!r} failed after {retries} retries; last error: {last_error}", run
+        )
+
+
+class RepeatedToolCall(RunError):
+    """The model repeated the same call even after being told it was repeating itself."""
+
+    def __init__(self, tool: str, arguments: dict[str, Any], times: int, run: RunResult | None = None):
+        self.tool = tool
+        self.arguments = arguments
+        self.times = times
+        super().__init__(
+            f"the model called {tool} with the same arguments {times} times in a row", run
+        )
+
+
+class ModelBehaviorError(RunError):
+    """The model answered in a way the run cannot use."""
+
+
+class TransportError(AgentKitError):
+    """Talking to a model service failed. Never carries credentials."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: int | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        parts = [str(p) for p in (f"HTTP {status}" if status else None, code) if p]
+        prefix = f"[{' '.join(parts)}] " if parts else ""
+        super().__init__(prefix + message)
+
+
+class ModelConnectionError(TransportError):
+    """The service could not be reached."""
+
+
+class ModelTimeout(TransportError):
+    """The service did not answer in time."""
+
+
+class StreamInterrupted(TransportError):
+    """A stream ended before its end marker: the answer is incomplete."""
+
+
+class ModelHTTPError(TransportError):
+    """The service answered with an error status."""
+
+
+class BadRequest(ModelHTTPError):
+    """HTTP 400: the service rejected the request."""
+
+
+class AuthError(ModelHTTPError):
+    """HTTP 401 or 403: the token is missing, wrong or lacks permission."""
+
+
+class NotFound(ModelHTTPError):
+    """HTTP 404: no such model, account or route."""
+
+
+class RateLimited(ModelHTTPError):
+    """HTTP 429: too many requests, or the service is out of capacity."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = 429,
+        code: int | None = None,
+        retryable: bool = True,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, status=status, code=code, retryable=retryable)
+
+
+class ServerError(ModelHTTPError):
+    """HTTP 5xx: the service failed."""

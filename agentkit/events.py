@@ -1,0 +1,86 @@
+"""Typed events of a streamed run, in the order they happen.
+
+```
+StepStarted(1) TextDelta* (ToolCallStarted ToolCallFinished)* StepFinished(1)
+StepStarted(2) ...                                            StepFinished(n)
+RunFinished(result)
+```
+
+Tool calls of one step run concurrently, so their finished events come in completion order;
+the transcript keeps the order the model emitted them in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from agentkit.model_api import ToolCall, Usage
+
+if TYPE_CHECKING:
+    from agentkit.agent import RunResult, ToolCallRecord
+
+__all__ = [
+    "Event",
+    "RunFinished",
+    "StepFinished",
+    "StepStarted",
+    "TextDelta",
+    "ToolCallFinished",
+    "ToolCallStarted",
+]
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    """A model call is about to be made."""
+
+    step: int
+    kind: Literal["step_started"] = "step_started"
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the model's text, as it arrives."""
+
+    step: int
+    text: str
+    kind: Literal["text_delta"] = "text_delta"
+
+
+@dataclass(frozen=True)
+class ToolCallStarted:
+    """A tool call is about to run (its arguments are as the model gave them)."""
+
+    step: int
+    call: ToolCall
+    kind: Literal["tool_call_started"] = "tool_call_started"
+
+
+@dataclass(frozen=True)
+class ToolCallFinished:
+    """A tool call ended, with its result or its error and how long it took."""
+
+    step: int
+    record: ToolCallRecord
+    kind: Literal["tool_call_finished"] = "tool_call_finished"
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    """A step ended: the model answered and any tool calls it asked for ran."""
+
+    step: int
+    usage: Usage
+    kind: Literal["step_finished"] = "step_finished"
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    """The run ended with an answer."""
+
+    result: RunResult
+    kind: Literal["run_finished"] = "run_finished"
+
+
+Event = StepStarted | TextDelta | ToolCallStarted | ToolCallFinished | StepFinished | RunFinished

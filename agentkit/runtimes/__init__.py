@@ -1,0 +1,65 @@
+"""Model runtimes behind one protocol, chosen by object or by name.
+
+| name | class | needs |
+|---|---|---|
+| `local` | `agentkit.runtimes.llama_cpp.LlamaCpp` | `pip install 'agentkit[local]'` |
+| `workers-ai` | `agentkit.runtimes.workers_ai.WorkersAI` | `CLOUDFLARE_ACCOUNT_ID`, `CLOUDFLARE_API_TOKEN` |
+| `openai` | `agentkit.runtimes.openai.OpenAICompatible` | `OPENAI_BASE_URL` or `OPENAI_API_KEY` |
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from agentkit.errors import ConfigurationError
+from agentkit.runtimes.base import Capabilities, Runtime, SchemaDialect, check_supported
+from agentkit.runtimes.scripted import FunctionRuntime, ScriptedRuntime
+
+__all__ = [
+    "RUNTIMES",
+    "Capabilities",
+    "FunctionRuntime",
+    "Runtime",
+    "SchemaDialect",
+    "ScriptedRuntime",
+    "check_supported",
+    "get_runtime",
+    "resolve_runtime",
+]
+
+RUNTIMES: dict[str, tuple[str, str]] = {
+    "local": ("agentkit.runtimes.llama_cpp", "LlamaCpp"),
+    "workers-ai": ("agentkit.runtimes.workers_ai", "WorkersAI"),
+    "openai": ("agentkit.runtimes.openai", "OpenAICompatible"),
+}
+"""Runtime names and where their classes live; each class has `from_env(**options)`."""
+
+
+def get_runtime(name: str, **options: Any) -> Runtime:
+    """A runtime by name, configured from the environment and `options`.
+
+    Raises:
+        ConfigurationError: the name is unknown, its extra is not installed, or a setting it
+            needs is missing (the message says which).
+    """
+    try:
+        module_name, class_name = RUNTIMES[name]
+    except KeyError:
+        known = ", ".join(sorted(RUNTIMES))
+        raise ConfigurationError(f"unknown runtime {name!r}; known runtimes: {known}") from None
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        extra = "local" if name == "local" else "server"
+        raise ConfigurationError(
+            f"runtime {name!r} needs a package that is not installed ({exc.name}): "
+            f"pip install 'agentkit[{extra}]'"
+        ) from None
+    runtime: Runtime = getattr(module, class_name).from_env(**options)
+    return runtime
+
+
+def resolve_runtime(runtime: Runtime | str) -> Runtime:
+    """A runtime object as is, or one made by name."""
+    return get_runtime(runtime) if isinstance(runtime, str) else runtime

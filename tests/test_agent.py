@@ -1,0 +1,493 @@
+"""The agent loop, on the shipped scripted runtimes."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import aclosing
+from typing import Literal
+
+import anyio
+import pytest
+
+from agentkit import (
+    Agent,
+    DeadlineExceeded,
+    FunctionRuntime,
+    GenerationRequest,
+    MaxStepsExceeded,
+    Message,
+    RepeatedToolCall,
+    RunResult,
+    ScriptedRuntime,
+    ToolCall,
+    ToolRetriesExhausted,
+    ToolRetry,
+    Usage,
+    tool,
+)
+from agentkit.events import (
+    RunFinished,
+    StepFinished,
+    StepStarted,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+)
+from agentkit.model_api import Generation
+
+call = ScriptedRuntime.call
+answer = ScriptedRuntime.answer
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers.
+
+    Args:
+        a: The first number.
+        b: The second number.
+    """
+    return a + b
+
+
+def tool_messages(result: RunResult) -> list[Message]:
+    return [m for m in result.messages if m.role == "tool"]
+
+
+async def test_one_tool_round_trip() -> None:
+    runtime = ScriptedRuntime(
+        [
+            Generation(
+                tool_calls=[ToolCall(name="add", arguments={"a": 2, "b": 3})],
+                usage=Usage.of(10, 5),
+            ),
+            answer("5", usage=Usage.of(20, 1)),
+        ]
+    )
+    result = await Agent(runtime, tools=[add], instructions="Be brief.").run("2 + 3?")
+    runtime.assert_complete()
+
+    assert result.output == "5"
+    assert result.stop_reason == "answer"
+    assert result.steps == 2
+    assert result.usage == Usage.of(30, 6)
+    assert [m.role for m in result.messages] == ["system", "user", "assistant", "tool", "assistant"]
+    assert result.messages[-1].content == "5"
+    assistant, tool_message = result.messages[2], result.messages[3]
+    assert tool_message.content == "5"
+    assert tool_message.tool_call_id == assistant.tool_calls[0].id
+    assert tool_message.name == "add"
+    (record,) = result.tool_calls
+    assert record.call.arguments == {"a": 2, "b": 3}
+    assert record.output == "5"
+    assert record.ok
+    assert record.duration >= 0
+    # The model saw the tool and, on the second turn, the tool's result.
+    first, second = runtime.requests
+    assert first.tools is not None and [t.name for t in first.tools] == ["add"]
+    assert first.tools[0].parameters["properties"]["a"]["type"] == "integer"
+    assert second.messages is not None and second.messages[-1].content == "5"
+
+
+async def test_made_up_ids_are_unique_and_answered() -> None:
+    runtime = ScriptedRuntime(
+        [
+            Generation.from_wire(
+                {"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 1}}] * 2}
+            ),
+            answer("2 and 2"),
+        ]
+    )
+    result = await Agent(runtime, tools=[add]).run("twice")
+    ids = [c.id for c in result.messages[1].tool_calls]
+    assert len(set(ids)) == 2
+    assert [m.tool_call_id for m in tool_messages(result)] == ids
+
+
+async def test_parallel_calls_run_concurrently_and_keep_emission_order() -> None:
+    release_first = anyio.Event()
+    finished: list[str] = []
+
+    @tool
+    async def slow(name: str) -> str:
+        """Wait for the fast call, then finish.
+
+        Args:
+            name: A label.
+        """
+        # Only returns if `fast` runs while this one waits: the calls must be concurrent.
+        with anyio.fail_after(5):
+            await release_first.wait()
+        finished.append(name)
+        return f"slow {name}"
+
+    @tool
+    async def fast(name: str) -> str:
+        """Finish at once.
+
+        Args:
+            name: A label.
+        """
+        finished.append(name)
+        release_first.set()
+        return f"fast {name}"
+
+    runtime = ScriptedRuntime(
+        [ScriptedRuntime.calls(("slow", {"name": "a"}), ("fast", {"name": "b"})), answer("ok")]
+    )
+    result = await Agent(runtime, tools=[slow, fast]).run("go")
+    assert finished == ["b", "a"]
+    assert [m.content for m in tool_messages(result)] == ["slow a", "fast b"]
+
+
+async def test_sequential_tool_runs_alone() -> None:
+    log: list[str] = []
+
+    async def traced(name: str) -> str:
+        log.append(f"start {name}")
+        await anyio.sleep(0.01)
+        log.append(f"end {name}")
+        return name
+
+    @tool
+    async def read(name: str) -> str:
+        """Read.
+
+        Args:
+            name: A label.
+        """
+        return await traced(name)
+
+    @tool(sequential=True)
+    async def write(name: str) -> str:
+        """Write.
+
+        Args:
+            name: A label.
+        """
+        return await traced(name)
+
+    runtime = ScriptedRuntime(
+        [
+            ScriptedRuntime.calls(
+                ("read", {"name": "r1"}),
+                ("read", {"name": "r2"}),
+                ("write", {"name": "w"}),
+                ("read", {"name": "r3"}),
+            ),
+            answer("done"),
+        ]
+    )
+    await Agent(runtime, tools=[read, write]).run("go")
+    w_start, w_end = log.index("start w"), log.index("end w")
+    assert w_end == w_start + 1  # nothing else ran while the sequential tool did
+    assert log.index("end r1") < w_start and log.index("end r2") < w_start
+    assert log.index("start r3") > w_end
+    # r1 and r2 overlapped.
+    assert log.index("start r2") < log.index("end r1")
+
+
+async def test_sync_tools_run_in_worker_threads() -> None:
+    threads: list[int] = []
+
+    @tool
+    def where() -> str:
+        """Say which thread runs this."""
+        threads.append(threading.get_ident())
+        return "here"
+
+    runtime = ScriptedRuntime([call("where"), answer("ok")])
+    await Agent(runtime, tools=[where]).run("go")
+    assert threads and threads[0] != threading.get_ident()
+
+
+async def test_unknown_tool_is_told_to_the_model() -> None:
+    runtime = ScriptedRuntime([call("multiply", a=2, b=3), answer("sorry")])
+    result = await Agent(runtime, tools=[add]).run("2 * 3?")
+    (message,) = tool_messages(result)
+    assert "unknown tool 'multiply'" in message.content
+    assert "available tools: add" in message.content
+    assert result.output == "sorry"
+
+
+async def test_invalid_arguments_are_told_then_stop_the_run() -> None:
+    runtime = ScriptedRuntime([call("add", a="two", b=3)] * 3)
+    agent = Agent(runtime, tools=[add], max_tool_retries=2)
+    with pytest.raises(ToolRetriesExhausted) as info:
+        await agent.run("2 + 3?")
+    run = info.value.run
+    assert run is not None and run.stop_reason == "tool_retries"
+    first = tool_messages(run)[0].content
+    assert "a" in first and "two" in first  # the field and the raw value
+    assert '{"a":"two","b":3}' in first
+    assert len(tool_messages(run)) == 3
+    assert info.value.tool == "add"
+
+
+async def test_invalid_arguments_then_recovery() -> None:
+    runtime = ScriptedRuntime([call("add", a="x", b=1), call("add", a=1, b=1), answer("2")])
+    result = await Agent(runtime, tools=[add]).run("1 + 1?")
+    assert result.output == "2"
+    assert [r.ok for r in result.tool_calls] == [False, True]
+
+
+async def test_tool_retry_and_exceptions_go_back_to_the_model() -> None:
+    @tool
+    def picky(city: str) -> str:
+        """Weather.
+
+        Args:
+            city: A city.
+        """
+        if city != "Paris":
+            raise ToolRetry("Only Paris is known; try city='Paris'.")
+        raise LookupError("weather service down")
+
+    runtime = ScriptedRuntime([call("picky", city="Rome"), call("picky", city="Paris"), answer("x")])
+    result = await Agent(runtime, tools=[picky]).run("weather?")
+    retry, crash = tool_messages(result)
+    assert "Only Paris is known" in retry.content
+    assert "LookupError: weather service down" in crash.content
+
+    runtime = ScriptedRuntime([call("picky", city="Paris")])
+    with pytest.raises(LookupError):
+        await Agent(runtime, tools=[picky], raise_tool_errors=True).run("weather?")
+
+
+async def test_tool_timeout() -> None:
+    @tool(timeout=0.05)
+    async def sleepy() -> str:
+        """Sleep too long."""
+        await anyio.sleep(10)
+        return "never"
+
+    runtime = ScriptedRuntime([call("sleepy"), answer("gave up")])
+    result = await Agent(runtime, tools=[sleepy]).run("go")
+    (message,) = tool_messages(result)
+    assert "sleepy timed out after 0.05 s" in message.content
+    assert result.output == "gave up"
+
+
+async def test_repeated_call_gets_a_nudge_then_stops() -> None:
+    runtime = ScriptedRuntime([call("add", a=1, b=2)] * 4)
+    with pytest.raises(RepeatedToolCall) as info:
+        await Agent(runtime, tools=[add]).run("1 + 2?")
+    run = info.value.run
+    assert run is not None
+    contents = [m.content for m in tool_messages(run)]
+    assert contents[:2] == ["3", "3"]
+    assert "3 times in a row" in contents[2]
+    assert run.stop_reason == "repeat"
+    assert info.value.times == 4
+
+
+async def test_oversized_output_is_cut_but_kept_whole_in_the_record() -> None:
+    @tool
+    def big() -> str:
+        """A lot of text."""
+        return "A" * 500 + "MIDDLE" + "Z" * 500
+
+    runtime = ScriptedRuntime([call("big"), answer("ok")])
+    result = await Agent(runtime, tools=[big], max_tool_output=100).run("go")
+    (message,) = tool_messages(result)
+    assert message.content.startswith("A" * 50)
+    assert message.content.endswith("Z" * 30)
+    assert "characters cut" in message.content
+    assert "MIDDLE" not in message.content
+    assert result.tool_calls[0].output is not None and "MIDDLE" in result.tool_calls[0].output
+
+
+async def test_structured_results_are_json() -> None:
+    @tool
+    def lookup() -> dict[str, object]:
+        """Data."""
+        return {"city": "Paris", "temp": 21.5, "tags": ("sunny",)}
+
+    runtime = ScriptedRuntime([call("lookup"), answer("ok")])
+    result = await Agent(runtime, tools=[lookup]).run("go")
+    assert tool_messages(result)[0].content == '{"city": "Paris", "temp": 21.5, "tags": ["sunny"]}'
+
+
+async def test_max_steps_raises_with_the_partial_run() -> None:
+    runtime = ScriptedRuntime([call("add", a=i, b=1) for i in range(3)])
+    with pytest.raises(MaxStepsExceeded) as info:
+        await Agent(runtime, tools=[add], max_steps=3).run("count")
+    run = info.value.run
+    assert run is not None and run.steps == 3 and len(run.tool_calls) == 3
+    assert run.stop_reason == "max_steps"
+    # Every call in the partial transcript has its result.
+    assert len(tool_messages(run)) == 3
+
+
+async def test_max_steps_can_end_with_a_final_answer_without_tools() -> None:
+    runtime = ScriptedRuntime([call("add", a=1, b=1), call("add", a=2, b=2), answer("4")])
+    agent = Agent(runtime, tools=[add], max_steps=2, final_answer_on_max_steps=True)
+    result = await agent.run("go")
+    assert result.output == "4"
+    assert result.stop_reason == "final_answer"
+    last = runtime.requests[-1]
+    assert last.tools is None and last.tool_choice == "none"
+    runtime.assert_complete()
+
+
+async def test_deadline() -> None:
+    @tool
+    async def slow() -> str:
+        """Slow."""
+        await anyio.sleep(10)
+        return "late"
+
+    runtime = ScriptedRuntime([call("slow")])
+    with pytest.raises(DeadlineExceeded) as info:
+        await Agent(runtime, tools=[slow], deadline=0.1).run("go")
+    run = info.value.run
+    assert run is not None and run.stop_reason == "deadline"
+    (message,) = tool_messages(run)
+    assert message.content.startswith("Error: cancelled")
+
+
+async def test_cancelling_a_run_leaves_no_task_and_answers_every_call() -> None:
+    started = anyio.Event()
+    cancelled: list[str] = []
+
+    @tool
+    async def wait_forever(name: str) -> str:
+        """Block.
+
+        Args:
+            name: A label.
+        """
+        try:
+            started.set()
+            await anyio.sleep_forever()
+        finally:
+            cancelled.append(name)
+        return name
+
+    runtime = ScriptedRuntime(
+        [ScriptedRuntime.calls(("wait_forever", {"name": "a"}), ("wait_forever", {"name": "b"}))]
+    )
+    transcript: list[Message] = []
+    agent = Agent(runtime, tools=[wait_forever])
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: agent.run("go", transcript=transcript))
+        await started.wait()
+        tg.cancel_scope.cancel()
+    assert sorted(cancelled) == ["a", "b"]  # both tool tasks saw the cancellation and ended
+    calls = [c.id for m in transcript for c in m.tool_calls]
+    answered = [m.tool_call_id for m in transcript if m.role == "tool"]
+    assert len(calls) == 2 and answered == calls
+
+
+async def test_stream_events_in_order() -> None:
+    runtime = ScriptedRuntime([call("add", a=2, b=3), answer("The sum is 5")])
+    events = [e async for e in Agent(runtime, tools=[add]).stream("2 + 3?")]
+    kinds = [type(e) for e in events]
+    assert kinds == [
+        StepStarted,
+        ToolCallStarted,
+        ToolCallFinished,
+        StepFinished,
+        StepStarted,
+        TextDelta,
+        TextDelta,
+        TextDelta,
+        TextDelta,
+        StepFinished,
+        RunFinished,
+    ]
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert text == "The sum is 5"
+    finished = events[2]
+    assert isinstance(finished, ToolCallFinished) and finished.record.output == "5"
+    last = events[-1]
+    assert isinstance(last, RunFinished) and last.result.output == "The sum is 5"
+    assert runtime.requests[0].stream is True
+
+
+async def test_stream_raises_run_errors_plainly() -> None:
+    runtime = ScriptedRuntime([call("add", a=1, b=1)])
+    with pytest.raises(MaxStepsExceeded):
+        async with aclosing(Agent(runtime, tools=[add], max_steps=1).stream("go")) as events:
+            async for _ in events:
+                pass
+
+
+async def test_stopping_a_stream_early_cancels_the_run() -> None:
+    cancelled = anyio.Event()
+
+    @tool
+    async def block() -> str:
+        """Block."""
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.set()
+        return ""
+
+    runtime = ScriptedRuntime([call("block")])
+    async with aclosing(Agent(runtime, tools=[block]).stream("go")) as events:
+        async for event in events:
+            if isinstance(event, ToolCallStarted):
+                break
+    assert cancelled.is_set()
+
+
+async def test_result_round_trips_as_json_and_continues_the_conversation() -> None:
+    runtime = ScriptedRuntime([call("add", a=2, b=3), answer("5"), answer("10")])
+    agent = Agent(runtime, tools=[add], instructions="Be brief.")
+    first = await agent.run("2 + 3?")
+    loaded = RunResult.model_validate_json(first.model_dump_json())
+    assert loaded == first
+    second = await agent.run("and doubled?", history=loaded.messages)
+    assert second.output == "10"
+    sent = runtime.requests[-1].messages
+    assert sent is not None
+    assert [m.role for m in sent] == ["system", "user", "assistant", "tool", "assistant", "user"]
+    assert [m.role for m in second.messages][-2:] == ["user", "assistant"]
+
+
+async def test_sampling_fields_are_validated_once_and_sent_every_step() -> None:
+    with pytest.raises(Exception, match=r"temperature: must be <= 5 \(got 9\)"):
+        Agent(ScriptedRuntime(), temperature=9)
+    runtime = ScriptedRuntime([call("add", a=1, b=1), answer("2")])
+    await Agent(runtime, tools=[add], temperature=0, seed=7, max_tokens=64).run("go")
+    for request in runtime.requests:
+        assert (request.temperature, request.seed, request.max_tokens) == (0, 7, 64)
+
+
+async def test_function_runtime_decides_each_turn() -> None:
+    async def model(request: GenerationRequest) -> Generation | str:
+        assert request.messages is not None
+        last = request.messages[-1]
+        if last.role == "tool":
+            return f"The answer is {last.content}."
+        return call("add", a=20, b=22)
+
+    result = await Agent(FunctionRuntime(model), tools=[add]).run("20 + 22?")
+    assert result.output == "The answer is 42."
+
+
+def test_run_sync() -> None:
+    runtime = ScriptedRuntime([call("add", a=2, b=2), answer("4")])
+    assert Agent(runtime, tools=[add]).run_sync("2 + 2?").output == "4"
+
+
+def test_scripted_runtime_reports_unused_turns() -> None:
+    runtime = ScriptedRuntime([answer("a"), answer("b")])
+    Agent(runtime).run_sync("hi")
+    with pytest.raises(AssertionError, match="1 scripted turn"):
+        runtime.assert_complete()
+
+
+async def test_runtime_errors_propagate_unchanged() -> None:
+    runtime = ScriptedRuntime([ConnectionResetError("gone")])
+    with pytest.raises(ConnectionResetError):
+        await Agent(runtime).run("hi")
+
+
+@pytest.mark.parametrize("choice", ["required", "add"])
+async def test_tool_choice_is_sent(choice: Literal["required", "add"]) -> None:
+    runtime = ScriptedRuntime([answer("x")])
+    await Agent(runtime, tools=[add], tool_choice=choice).run("go")
+    assert runtime.requests[0].tool_choice == choice

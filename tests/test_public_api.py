@@ -1,0 +1,35 @@
+"""The public API: everything exported, sorted, importable."""
+
+from __future__ import annotations
+
+import agentkit
+
+
+def test_all_is_complete_and_sorted() -> None:
+    public = {n for n in vars(agentkit) if not n.startswith("_")} - {
+        # Submodules imported as a side effect of the re-exports.
+        "agent",
+        "errors",
+        "events",
+        "model_api",
+        "runtimes",
+        "tools",
+    }
+    assert set(agentkit.__all__) - {"__version__"} == public
+    assert agentkit.__all__ == sorted(agentkit.__all__, key=lambda n: (n.startswith("_"), n))
+
+
+def test_every_export_resolves() -> None:
+    for name in agentkit.__all__:
+        assert getattr(agentkit, name) is not None, name
+
+
+def test_errors_form_one_tree() -> None:
+    from agentkit import errors
+
+    for name in errors.__all__:
+        obj = getattr(errors, name)
+        if isinstance(obj, type) and issubclass(obj, Exception) and obj is not errors.ToolRetry:
+            assert issubclass(obj, agentkit.AgentKitError), name
+    # ToolRetry is control flow, not an error.
+    assert not issubclass(agentkit.ToolRetry, agentkit.AgentKitError)
