@@ -104,5 +104,5 @@ _TYPE_TAGS = frozenset(
 
 
 def _is_union_tag(part: str) -> bool:
-    """Pydantic puts the branch of a union into `loc` (`str`, `list[int]`, `function-after[...]`)."""
+    """Pydantic puts a union's branch into `loc` (`str`, `list[int]`, `function-after[...]`)."""
     return "[" in part or part in _TYPE_TAGS or part.startswith(("json-or-python", "lax-or-"))

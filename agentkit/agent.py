@@ -125,7 +125,7 @@ class _Run:
         )
 
 
-class _Stop(Exception):  # noqa: N818 - internal control flow
+class _Stop(Exception):  # internal control flow
     def __init__(self, error: Exception) -> None:
         self.error = error
 
@@ -208,9 +208,7 @@ class Agent:
                 f"tool_choice: must be auto, required, none or a tool's name (got {tool_choice!r})"
             )
         # Validated once here; every step reuses the fields without validating them again.
-        template = GenerationRequest.build(
-            {"messages": [], "tool_choice": tool_choice, **sampling}
-        )
+        template = GenerationRequest.build({"messages": [], "tool_choice": tool_choice, **sampling})
         self._fields = template.model_dump(exclude={"messages", "prompt", "tools", "stream"})
         self._fields["tool_choice"] = tool_choice
         dialect = self.runtime.capabilities.schema_dialect
@@ -438,8 +436,7 @@ class Agent:
         except ToolArgumentsError as exc:
             fields = "; ".join(str(e) for e in exc.errors)
             record.error = (
-                f"invalid arguments for {call.name}: {fields}. "
-                f"You sent: {call.arguments_json()}"
+                f"invalid arguments for {call.name}: {fields}. You sent: {call.arguments_json()}"
             )
             return None
         record.repairs = list(validated.repairs)

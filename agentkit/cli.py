@@ -201,7 +201,8 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve the Workers AI API on localhost")
     try:
-        from agentkit.server.cli import add_arguments, main as serve_main
+        from agentkit.server.cli import add_arguments
+        from agentkit.server.cli import main as serve_main
     except ImportError as exc:
         missing = exc.name
 

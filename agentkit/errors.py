@@ -135,7 +135,7 @@ class ToolArgumentsError(AgentKitError):
         super().__init__(f"invalid arguments for {tool}: {_join(self.errors)}")
 
 
-class ToolRetry(Exception):  # noqa: N818 - control flow, named for what the tool asks
+class ToolRetry(Exception):  # control flow, named for what the tool asks
     """Raised by a tool to send `message` back to the model and let it try again."""
 
     def __init__(self, message: str) -> None:
@@ -182,7 +182,9 @@ class ToolRetriesExhausted(RunError):
 class RepeatedToolCall(RunError):
     """The model repeated the same call even after being told it was repeating itself."""
 
-    def __init__(self, tool: str, arguments: dict[str, Any], times: int, run: RunResult | None = None):
+    def __init__(
+        self, tool: str, arguments: dict[str, Any], times: int, run: RunResult | None = None
+    ):
         self.tool = tool
         self.arguments = arguments
         self.times = times

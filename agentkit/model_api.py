@@ -51,7 +51,8 @@ MAX_TEXT = 131_072
 
 Role = Literal["system", "user", "assistant", "tool"]
 ToolShape = Literal["legacy", "function"]
-"""`legacy`: `{name, description, parameters}`; `function`: `{type: "function", function: {...}}`."""
+"""`legacy`: `{name, description, parameters}`;
+`function`: `{type: "function", function: {...}}`."""
 
 FinishReason = Literal["stop", "length", "tool_calls"]
 
@@ -164,9 +165,7 @@ class Message(_Model):
         if value is None:
             return ""
         if isinstance(value, list):
-            return "".join(
-                p.get("text", "") if isinstance(p, Mapping) else str(p) for p in value
-            )
+            return "".join(p.get("text", "") if isinstance(p, Mapping) else str(p) for p in value)
         return value
 
     @model_validator(mode="after")
@@ -212,9 +211,7 @@ class FunctionDefinition(_Model):
 
     name: str = Field(min_length=1)
     description: str = ""
-    parameters: dict[str, Any] = Field(
-        default_factory=lambda: {"type": "object", "properties": {}}
-    )
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
     @model_validator(mode="before")
     @classmethod

@@ -1,6 +1,6 @@
 """An agent run on the scripted runtime: the loop, tools and events, no model needed.
 
-    python examples/scripted_agent.py
+python examples/scripted_agent.py
 """
 
 from __future__ import annotations

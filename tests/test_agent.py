@@ -243,7 +243,9 @@ async def test_tool_retry_and_exceptions_go_back_to_the_model() -> None:
             raise ToolRetry("Only Paris is known; try city='Paris'.")
         raise LookupError("weather service down")
 
-    runtime = ScriptedRuntime([call("picky", city="Rome"), call("picky", city="Paris"), answer("x")])
+    runtime = ScriptedRuntime(
+        [call("picky", city="Rome"), call("picky", city="Paris"), answer("x")]
+    )
     result = await Agent(runtime, tools=[picky]).run("weather?")
     retry, crash = tool_messages(result)
     assert "Only Paris is known" in retry.content

@@ -164,7 +164,10 @@ def test_tools_accepted_in_both_shapes_and_sent_in_either() -> None:
         messages=[Message.user("hi")],
         tools=[
             {"name": "a", "description": "A", "parameters": params},
-            {"type": "function", "function": {"name": "b", "description": "B", "parameters": params}},
+            {
+                "type": "function",
+                "function": {"name": "b", "description": "B", "parameters": params},
+            },
         ],
     )
     legacy = request.to_wire("legacy")["tools"]

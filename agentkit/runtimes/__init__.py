@@ -1,10 +1,8 @@
 """Model runtimes behind one protocol, chosen by object or by name.
 
-| name | class | needs |
-|---|---|---|
-| `local` | `agentkit.runtimes.llama_cpp.LlamaCpp` | `pip install 'agentkit[local]'` |
-| `workers-ai` | `agentkit.runtimes.workers_ai.WorkersAI` | `CLOUDFLARE_ACCOUNT_ID`, `CLOUDFLARE_API_TOKEN` |
-| `openai` | `agentkit.runtimes.openai.OpenAICompatible` | `OPENAI_BASE_URL` or `OPENAI_API_KEY` |
+- `local`: `llama_cpp.LlamaCpp`, needs `pip install 'agentkit[local]'`;
+- `workers-ai`: `workers_ai.WorkersAI`, needs `CLOUDFLARE_ACCOUNT_ID` and `CLOUDFLARE_API_TOKEN`;
+- `openai`: `openai.OpenAICompatible`, needs `OPENAI_BASE_URL` or `OPENAI_API_KEY`.
 """
 
 from __future__ import annotations

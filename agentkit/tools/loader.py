@@ -8,8 +8,9 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from agentkit.errors import ConfigurationError
 from agentkit.tools.tool import Tool
+
+from agentkit.errors import ConfigurationError
 
 __all__ = ["load_tools"]
 

@@ -1,0 +1,47 @@
+"""Docs and examples run: every Python block of README.md and docs/*.md, every example script."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def blocks() -> list[tuple[str, str]]:
+    found = []
+    for page in PAGES:
+        for n, match in enumerate(BLOCK.finditer(page.read_text()), 1):
+            found.append((f"{page.relative_to(ROOT)}#{n}", match.group(1)))
+    return found
+
+
+@pytest.mark.parametrize(("where", "code"), blocks(), ids=[w for w, _ in blocks()])
+def test_doc_block_runs(where: str, code: str) -> None:
+    # Each block is a complete program: run it as one, in a fresh interpreter.
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, f"{where} failed:\n{done.stderr[-3000:]}"
+
+
+def test_scripted_example_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, "examples/scripted_agent.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ['-> add({"a":2,"b":3})', '-> weather({"city":"Paris"})']
+    # The two calls run concurrently: they may finish in either order.
+    assert sorted(lines[2:4]) == ["<- 5", '<- {"city": "Paris", "sky": "clear", "celsius": 21}']
+    assert lines[4:] == ["2 + 3 = 5, and Paris is clear at 21 °C.", "2 steps, 2 tool calls"]
