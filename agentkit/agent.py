@@ -276,10 +276,18 @@ class Agent:
                     return
                 send.send_nowait(RunFinished(result))
 
+        closed = False
         async with anyio.create_task_group() as tg, receive:
             tg.start_soon(drive)
-            async for event in receive:
-                yield event
+            try:
+                async for event in receive:
+                    yield event
+            except GeneratorExit:
+                # The consumer stopped early: cancel the run, then end quietly.
+                closed = True
+                tg.cancel_scope.cancel()
+        if closed:
+            return
         if error is not None:
             raise error
 

@@ -16,7 +16,7 @@ def test_all_is_complete_and_sorted() -> None:
         "tools",
     }
     assert set(agentkit.__all__) - {"__version__"} == public
-    assert agentkit.__all__ == sorted(agentkit.__all__, key=lambda n: (n.startswith("_"), n))
+    assert agentkit.__all__ == sorted(agentkit.__all__)
 
 
 def test_every_export_resolves() -> None:

@@ -1,0 +1,16 @@
+"""Functions to tools: schemas, dialects, foreign definitions and argument validation."""
+
+from agentkit.tools.arguments import ValidatedArguments
+from agentkit.tools.formats import DefinitionProblem
+from agentkit.tools.signature import ToolDefinitionWarning
+from agentkit.tools.tool import Tool, Toolset, tool, validate_tool_definitions
+
+__all__ = [
+    "DefinitionProblem",
+    "Tool",
+    "ToolDefinitionWarning",
+    "Toolset",
+    "ValidatedArguments",
+    "tool",
+    "validate_tool_definitions",
+]
