@@ -15,7 +15,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
@@ -166,6 +167,8 @@ class Agent:
             from the middle (the run record keeps it whole).
         repeat_limit: identical consecutive calls that earn a nudge; one more stops the run.
         tool_choice: `auto`, `required`, `none` or a tool's name.
+        reset_tool_choice: once the tools have answered, go back to `auto` for the rest of the
+            run, so that a forced choice (`required`, a name) cannot loop forever.
         **sampling: request fields sent with every call (`temperature`, `max_tokens`, ...).
     """
 
@@ -185,6 +188,7 @@ class Agent:
         max_tool_output: int = 20_000,
         repeat_limit: int = 3,
         tool_choice: str = "auto",
+        reset_tool_choice: bool = True,
         **sampling: Any,
     ) -> None:
         if max_steps < 1:
@@ -210,7 +214,10 @@ class Agent:
         # Validated once here; every step reuses the fields without validating them again.
         template = GenerationRequest.build({"messages": [], "tool_choice": tool_choice, **sampling})
         self._fields = template.model_dump(exclude={"messages", "prompt", "tools", "stream"})
+        # Extensions that never go on the wire are left out by model_dump: carry them over.
         self._fields["tool_choice"] = tool_choice
+        self._fields["parallel_tool_calls"] = template.parallel_tool_calls
+        self.reset_tool_choice = reset_tool_choice
         dialect = self.runtime.capabilities.schema_dialect
         self._definitions = self.toolset.definitions(dialect) if len(self.toolset) else None
         self._limiter: anyio.CapacityLimiter | None = None
@@ -255,7 +262,7 @@ class Agent:
         *,
         history: Sequence[Message] = (),
         transcript: list[Message] | None = None,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Run, yielding typed events as they happen; the last one is `RunFinished`.
 
         Use it as `async with contextlib.aclosing(agent.stream(...)) as events:` when you may
@@ -354,6 +361,8 @@ class Agent:
         fields = dict(self._fields)
         if tools is None:
             fields["tool_choice"] = "none"
+        elif self.reset_tool_choice and run.records:
+            fields["tool_choice"] = "auto"
         request = GenerationRequest.model_construct(
             messages=list(run.messages), tools=tools, stream=stream, **fields
         )
@@ -482,7 +491,8 @@ class Agent:
         assert function is not None
         started = time.perf_counter()
         try:
-            with anyio.fail_after(timeout):
+            # No timeout, no cancel scope: it costs more than a fast tool itself.
+            with anyio.fail_after(timeout) if timeout is not None else nullcontext():
                 if tool.is_async:
                     async with self._limiter:
                         value = await function(**values)

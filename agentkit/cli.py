@@ -41,7 +41,11 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="GGUF file (local) or model name (hosted)")
     parser.add_argument("--instructions", help="system message")
     parser.add_argument("--max-steps", type=int, default=10)
-    parser.add_argument("--tool-choice", default="auto", help="auto, required, none or a name")
+    parser.add_argument(
+        "--tool-choice",
+        help="auto, required, none or a tool's name (default: auto; on the embedded model, "
+        "which is too small to decide by itself, required for the first step)",
+    )
     for flag, kind in _SAMPLING:
         parser.add_argument(flag, type=kind)
     parser.add_argument("-v", "--verbose", action="store_true", help="show each tool call")
@@ -65,12 +69,18 @@ def _agent(args: argparse.Namespace) -> Agent:
         for flag, _ in _SAMPLING
         if getattr(args, flag[2:].replace("-", "_")) is not None
     }
+    # The embedded 135M model answers best greedy, and only calls a tool when made to; after
+    # the tools answered, the agent goes back to `auto` (reset_tool_choice) for the answer.
+    embedded = args.runtime == "local" and not args.model
+    if embedded:
+        sampling.setdefault("temperature", 0.0)
+    tool_choice = args.tool_choice or ("required" if embedded and tools else "auto")
     return Agent(
         _runtime(args),
         tools=tools,
         instructions=args.instructions,
         max_steps=args.max_steps,
-        tool_choice=args.tool_choice,
+        tool_choice=tool_choice,
         **sampling,
     )
 
@@ -206,7 +216,7 @@ def _parser() -> argparse.ArgumentParser:
     except ImportError as exc:
         missing = exc.name
 
-        def serve_main(_: argparse.Namespace) -> int:
+        def serve_main(args: argparse.Namespace) -> int:
             _say(f"error: agentkit serve needs {missing}: pip install 'agentkit[server]'")
             return 2
 

@@ -235,6 +235,9 @@ class FunctionCode(_Model):
 ToolChoice = Literal["auto", "required", "none"] | str
 
 
+_NOT_ON_THE_WIRE = {"tool_choice", "parallel_tool_calls", "messages", "tools", "functions"}
+
+
 class GenerationRequest(_Model):
     """The input of one generation: exactly one of `prompt` or `messages`.
 
@@ -273,6 +276,9 @@ class GenerationRequest(_Model):
     """`{type: "json_object"}` or `{type: "json_schema", json_schema: {...}}`."""
     tool_choice: ToolChoice = Field(default="auto", exclude=True)
     """agentkit extension: `auto`, `required`, `none`, or the name of one tool."""
+    parallel_tool_calls: bool | None = Field(default=None, exclude=True)
+    """agentkit extension: may one answer hold several tool calls (None: the runtime's
+    default; the local runtime allows one unless this is True)."""
 
     @model_validator(mode="after")
     def _one_form(self) -> GenerationRequest:
@@ -300,7 +306,7 @@ class GenerationRequest(_Model):
         out: dict[str, Any] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
-            if name in {"tool_choice", "messages", "tools", "functions"} or value is None:
+            if name in _NOT_ON_THE_WIRE or value is None:
                 continue
             if name in {"raw", "stream"} and not value:
                 continue

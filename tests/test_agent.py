@@ -493,3 +493,17 @@ async def test_tool_choice_is_sent(choice: Literal["required", "add"]) -> None:
     runtime = ScriptedRuntime([answer("x")])
     await Agent(runtime, tools=[add], tool_choice=choice).run("go")
     assert runtime.requests[0].tool_choice == choice
+
+
+async def test_a_forced_tool_choice_goes_back_to_auto_once_the_tools_answered() -> None:
+    runtime = ScriptedRuntime([ScriptedRuntime.call("add", a=2, b=3), ScriptedRuntime.answer("5")])
+    result = await Agent(runtime, tools=[add], tool_choice="required").run("2 + 3?")
+    assert result.output == "5"
+    assert [r.tool_choice for r in runtime.requests] == ["required", "auto"]
+
+
+async def test_a_forced_tool_choice_can_be_kept_for_every_step() -> None:
+    runtime = ScriptedRuntime([ScriptedRuntime.call("add", a=2, b=3), ScriptedRuntime.answer("5")])
+    agent = Agent(runtime, tools=[add], tool_choice="add", reset_tool_choice=False)
+    await agent.run("2 + 3?")
+    assert [r.tool_choice for r in runtime.requests] == ["add", "add"]

@@ -45,3 +45,16 @@ def test_scripted_example_runs() -> None:
     # The two calls run concurrently: they may finish in either order.
     assert sorted(lines[2:4]) == ["<- 5", '<- {"city": "Paris", "sky": "clear", "celsius": 21}']
     assert lines[4:] == ["2 + 3 = 5, and Paris is clear at 21 °C.", "2 steps, 2 tool calls"]
+
+
+def test_local_assistant_example_runs_on_the_embedded_model() -> None:
+    done = subprocess.run(
+        [sys.executable, "examples/local_assistant.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '  calculate({"expression":"37 * 41"}) -> 1517' in done.stdout.splitlines()
+    assert "assistant> 1517" in done.stdout

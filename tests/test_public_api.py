@@ -9,6 +9,7 @@ def test_all_is_complete_and_sorted() -> None:
     public = {n for n in vars(agentkit) if not n.startswith("_")} - {
         # Submodules imported as a side effect of the re-exports.
         "agent",
+        "chat_formats",
         "errors",
         "events",
         "model_api",

@@ -11,16 +11,25 @@ import importlib
 from typing import Any
 
 from agentkit.errors import ConfigurationError
+from agentkit.runtimes._http import RetryPolicy
 from agentkit.runtimes.base import Capabilities, Runtime, SchemaDialect, check_supported
+from agentkit.runtimes.openai import OpenAICompatible
+from agentkit.runtimes.recording import NoRecording, RecordingTransport
 from agentkit.runtimes.scripted import FunctionRuntime, ScriptedRuntime
+from agentkit.runtimes.workers_ai import WorkersAI
 
 __all__ = [
     "RUNTIMES",
     "Capabilities",
     "FunctionRuntime",
+    "NoRecording",
+    "OpenAICompatible",
+    "RecordingTransport",
+    "RetryPolicy",
     "Runtime",
     "SchemaDialect",
     "ScriptedRuntime",
+    "WorkersAI",
     "check_supported",
     "get_runtime",
     "resolve_runtime",

@@ -6,15 +6,17 @@ is built; the meta-schema check runs then too, so a broken tool fails at import.
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
 import jsonschema_rs
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
+from pydantic_core import SchemaValidator
 
-from agentkit._validation import field_errors
+from agentkit._validation import field_errors, show
 from agentkit.errors import FieldError, ToolArgumentsError, ToolDefinitionError
 from agentkit.model_api import FunctionDefinition
 from agentkit.runtimes.base import SchemaDialect
@@ -46,8 +48,8 @@ class Tool:
         name: str,
         description: str,
         parameters: dict[str, Any],
-        model: type[BaseModel] | None = None,
-        renamed: Mapping[str, str] | None = None,
+        validator: SchemaValidator | None = None,
+        defaults: Mapping[str, Any] | None = None,
         sequential: bool = False,
         timeout: float | None = None,
         max_retries: int | None = None,
@@ -66,30 +68,30 @@ class Tool:
         self.normalization_report = list(normalization_report)
         """What `from_definition` changed to make the definition standard, with JSON paths."""
         self.is_async = function is not None and inspect.iscoroutinefunction(function)
-        self._renamed = dict(renamed or {})
         problems = meta_problems(parameters)
         if problems:
             raise ToolDefinitionError(name, [f"parameters schema: {p}" for p in problems])
+        # The other dialects are derived on first use: most tools are only ever sent in one.
         self._schemas: dict[str, dict[str, Any]] = {"full": parameters}
-        try:
-            self._schemas["inline"] = workers_ai_ready(parameters)
-        except ValueError as exc:
-            self._schemas["inline"] = parameters
-            self._inline_problem: str | None = str(exc)
-        else:
-            self._inline_problem = None
-        self._strict_problems = strict_problems(parameters)
-        if strict and self._strict_problems:
-            raise ToolDefinitionError(name, ["cannot be strict", *self._strict_problems])
+        self._inline_problem: str | None = None
+        self._strict_problems: list[str] | None = None
+        if strict and self.strict_report():
+            raise ToolDefinitionError(name, ["cannot be strict", *self.strict_report()])
         self._definitions: dict[str, FunctionDefinition] = {}
-        if model is not None:
-            self._model_validator = model.__pydantic_validator__
-            self._schema_validator = None
+        # The one validator: pydantic's for a function, a compiled JSON Schema otherwise.
+        self._check: Callable[[Any], dict[str, Any]] | None = None
+        self._schema_validator: jsonschema_rs.Validator | None = None
+        if validator is not None:
+            # It keeps known keys only and fills in no default (see `validate`).
+            self._check = validator.validate_python
+            self._known = frozenset(parameters["properties"])
+            self._defaults = [
+                (key, value, _is_mutable(value)) for key, value in (defaults or {}).items()
+            ]
         else:
-            self._model_validator = None
             self._schema_validator = jsonschema_rs.validator_for(parameters)
         if function is not None:
-            functools.update_wrapper(self, function)  # type: ignore[arg-type]
+            functools.update_wrapper(self, function)
 
     # -- construction -----------------------------------------------------------------------
 
@@ -113,8 +115,8 @@ class Tool:
             name=tool_name,
             description=description if description is not None else signature.description,
             parameters=signature.schema,
-            model=signature.model,
-            renamed=signature.renamed,
+            validator=signature.validator,
+            defaults=signature.defaults,
             sequential=sequential,
             timeout=timeout,
             max_retries=max_retries,
@@ -166,17 +168,30 @@ class Tool:
             ToolDefinitionError: the tool cannot be expressed in that dialect (the reasons are
                 listed; see `strict_report()`).
         """
-        if dialect == "inline" and self._inline_problem:
-            raise ToolDefinitionError(self.name, [self._inline_problem])
+        found = self._schemas.get(dialect)
+        if found is not None:
+            return found
+        full = self._schemas["full"]
+        if dialect == "inline":
+            if self._inline_problem is None:
+                try:
+                    found = self._schemas["inline"] = workers_ai_ready(full)
+                except ValueError as exc:
+                    self._inline_problem = str(exc)
+            if found is None:
+                raise ToolDefinitionError(self.name, [self._inline_problem or ""])
+            return found
         if dialect == "strict":
-            if self._strict_problems:
-                raise ToolDefinitionError(self.name, ["cannot be strict", *self._strict_problems])
-            if "strict" not in self._schemas:
-                self._schemas["strict"] = to_strict(self._schemas["full"])
-        return self._schemas[dialect]
+            if self.strict_report():
+                raise ToolDefinitionError(self.name, ["cannot be strict", *self.strict_report()])
+            found = self._schemas["strict"] = to_strict(full)
+            return found
+        raise ToolDefinitionError(self.name, [f"unknown schema dialect {dialect!r}"])
 
     def strict_report(self) -> list[str]:
         """Per parameter, why this tool cannot be sent in OpenAI strict mode (empty: it can)."""
+        if self._strict_problems is None:
+            self._strict_problems = strict_problems(self._schemas["full"])
         return list(self._strict_problems)
 
     def definition(self, dialect: SchemaDialect = "full") -> FunctionDefinition:
@@ -211,33 +226,56 @@ class Tool:
         Raises:
             ToolArgumentsError: listing every failing field with its path; `raw` keeps the text.
         """
+        # A dict (what a parsed tool call holds) goes straight to the validator; text is parsed
+        # first, and repaired only if it is not plain JSON.
         repairs: tuple[str, ...] = ()
-        raw = arguments if isinstance(arguments, str) else None
-        if arguments is None:
-            arguments = {}
-        elif isinstance(arguments, str):
+        raw = None
+        if type(arguments) is not dict:
+            raw = arguments if isinstance(arguments, str) else None
+            arguments, repairs = self._parse(arguments)
+        check = self._check
+        if check is not None:
             try:
-                arguments, repairs = parse_near_json(arguments)
-            except ValueError as exc:
-                raise ToolArgumentsError(self.name, [FieldError("", str(exc))], raw) from None
-            if not isinstance(arguments, Mapping):
-                error = FieldError("", f"arguments must be a JSON object (got {arguments!r:.60})")
-                raise ToolArgumentsError(self.name, [error], raw)
-        if self._model_validator is not None:
-            try:
-                values = self._model_validator.validate_python(arguments).__dict__
+                values = check(arguments)
             except ValidationError as exc:
-                raise ToolArgumentsError(self.name, field_errors(exc), raw) from None
-            if self._renamed:
-                values = {self._renamed.get(k, k): v for k, v in values.items()}
-            else:
-                values = dict(values)
+                errors = [*field_errors(exc), *self._unknown_keys(arguments)]
+                raise ToolArgumentsError(self.name, errors, raw) from None
+            # Only known keys were kept: one more in the input is one the tool does not take.
+            if len(values) != len(arguments):
+                raise ToolArgumentsError(self.name, self._unknown_keys(arguments), raw)
+            if len(values) != len(self._known):
+                for key, default, mutable in self._defaults:
+                    if key not in values:
+                        values[key] = copy.deepcopy(default) if mutable else default
             return ValidatedArguments(values, repairs)
         assert self._schema_validator is not None
-        if not self._schema_validator.is_valid(arguments):
-            errors = schema_errors(self._schema_validator, arguments)
-            raise ToolArgumentsError(self.name, errors, raw)
-        return ValidatedArguments(dict(arguments), repairs)
+        if self._schema_validator.is_valid(arguments):
+            return ValidatedArguments(dict(arguments), repairs)
+        errors = schema_errors(self._schema_validator, arguments)
+        raise ToolArgumentsError(self.name, errors, raw)
+
+    def _unknown_keys(self, arguments: Any) -> list[FieldError]:
+        if not isinstance(arguments, Mapping):
+            return []
+        return [
+            FieldError(str(key), f"is not a known field (got {show(value)})")
+            for key, value in arguments.items()
+            if key not in self._known
+        ]
+
+    def _parse(self, arguments: Mapping[str, Any] | str | None) -> tuple[Any, tuple[str, ...]]:
+        if arguments is None:
+            return {}, ()
+        if not isinstance(arguments, str):
+            return arguments, ()
+        try:
+            parsed, repairs = parse_near_json(arguments)
+        except ValueError as exc:
+            raise ToolArgumentsError(self.name, [FieldError("", str(exc))], arguments) from None
+        if not isinstance(parsed, Mapping):
+            error = FieldError("", f"arguments must be a JSON object (got {parsed!r:.60})")
+            raise ToolArgumentsError(self.name, [error], arguments)
+        return parsed, repairs
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.function is None:
@@ -246,6 +284,15 @@ class Tool:
 
     def __repr__(self) -> str:
         return f"Tool({self.name!r})"
+
+
+def _is_mutable(value: Any) -> bool:
+    """Whether a default must be copied for each call, as pydantic does (unhashable ones)."""
+    try:
+        hash(value)
+    except TypeError:
+        return True
+    return False
 
 
 @overload

@@ -1,0 +1,440 @@
+"""JSON Schema -> GBNF, the grammar language of llama.cpp.
+
+The grammar writes JSON in one canonical style, the style `json.dumps` uses: `", "` between
+items, `": "` after keys, no other whitespace. A tiny model left free to choose its spacing
+drifts into endless blanks; one fixed style also matches the calls rendered in the prompt.
+
+Every keyword that constrains a value is either held by the grammar or refused with
+`SchemaGrammarError`, naming the keyword and its path. Nothing silently becomes "any JSON":
+only `{}` and `true` mean any value. What the grammar holds:
+
+- `type` (one or a list), `enum`, `const` (any JSON value), `anyOf`, `oneOf` (as alternatives;
+  branches are expected to be disjoint), `allOf` (merged when the parts do not overlap),
+  local `$ref` into `$defs`/`definitions` (recursion allowed);
+- objects: `properties` in their order, `required` (optional ones may be left out),
+  `additionalProperties` (`false`, `true` or a schema). With `properties` and no
+  `additionalProperties`, only the declared properties are written: extra keys would be
+  dropped or refused by the tool anyway;
+- strings: `minLength`, `maxLength`, `format` `date`, `time`, `date-time`, `uuid` (other
+  formats are annotations in JSON Schema and stay plain strings), escapes as JSON has them;
+- integers: `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum` (exactly); numbers:
+  the same bounds when they are whole numbers; at most 16 digits before the point;
+- arrays: `items`, `prefixItems` (all written), `minItems`, `maxItems`.
+
+Keywords a grammar cannot hold (`pattern`, `multipleOf`, `uniqueItems`, `not`, ...) raise, unless
+the caller passes `checked_after=True` to say a validator checks every value afterwards (the
+agent validates each call's arguments with the tool's own schema before running it); the
+grammar then holds the rest of the schema.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from agentkit.chat_formats._gbnf import class_char, gbnf_literal, int_range
+from agentkit.errors import UserError
+
+__all__ = ["SchemaGrammarError", "gbnf_literal", "schema_to_gbnf"]
+
+MAX_INT_DIGITS = 16
+_ANNOTATIONS = set(
+    "title description default examples $comment deprecated readOnly writeOnly $schema $id "
+    "$anchor $defs definitions format contentEncoding contentMediaType discriminator".split()
+)
+_UNHELD = set(
+    "pattern multipleOf uniqueItems not if then else contains minContains maxContains "
+    "patternProperties propertyNames minProperties maxProperties dependentRequired "
+    "dependentSchemas dependencies unevaluatedProperties unevaluatedItems $dynamicRef".split()
+)
+_NUMERIC = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+_TYPE_HINTS = (
+    ("object", ("properties", "required", "additionalProperties")),
+    ("array", ("items", "prefixItems", "minItems", "maxItems")),
+    ("string", ("minLength", "maxLength")),
+    ("number", _NUMERIC),
+)
+# One JSON string character, leaving out the characters given (by their class escapes).
+_CHAR = '[^{}"\\\\\\x00-\\x1F] | "\\\\" ( ["\\\\/bfnrt] | "u" [0-9a-fA-F]{{4}} )'
+_BASE_RULES = {
+    "value": "object | array | string | number | boolean | null",
+    "object": '"{" ( string ": " value ( ", " string ": " value )* )? "}"',
+    "array": '"[" ( value ( ", " value )* )? "]"',
+    "string": '"\\"" char* "\\""',
+    "char": _CHAR.format(""),
+    "number": 'integer ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?',
+    "integer": '"-"? ( [0-9] | [1-9] [0-9]{1,15} )',
+    "boolean": '"true" | "false"',
+    "null": '"null"',
+}
+_DATE = '[0-9]{4} "-" ( "0" [1-9] | "1" [0-2] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] )'
+_TIME = (
+    '( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{1,6} )? '
+    '( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] )'
+)
+_FORMATS = {
+    "date": _DATE,
+    "time": _TIME,
+    "date-time": f'{_DATE} "T" {_TIME}',
+    "uuid": '[0-9a-fA-F]{8} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" '
+    "[0-9a-fA-F]{12}",
+}
+
+
+# Literals, character classes and repetition counts hold no rule names.
+_OPAQUE = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|\{[0-9,]*\}')
+_NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9-]*")
+
+
+class SchemaGrammarError(UserError, ValueError):
+    """A schema keyword cannot be held by a grammar; names the keyword and its JSON path."""
+
+    def __init__(self, path: str, keyword: str, reason: str) -> None:
+        self.path = path
+        self.keyword = keyword
+        self.reason = reason
+        super().__init__(f"{path}: keyword {keyword!r} {reason}")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+class GrammarBuilder:
+    """Collects rules for one grammar; several schemas can share it (one rule per shape)."""
+
+    def __init__(self, *, checked_after: bool = False, max_string: int | None = None) -> None:
+        self.checked_after = checked_after
+        self.max_string = max_string
+        self._rules: dict[str, str] = {}
+        self._by_body: dict[str, str] = {}
+        self._refs: dict[tuple[int, str], str] = {}
+
+    def rule(self, hint: str, body: str) -> str:
+        """A rule named after `hint` holding `body` (an existing rule if the body is known)."""
+        found = self._by_body.get(body)
+        if found:
+            return found
+        base = re.sub(r"[^a-zA-Z0-9]+", "-", hint).strip("-").lower() or "r"
+        name, n = base, 1
+        while name in self._rules or name in _BASE_RULES or name == "root":
+            n += 1
+            name = f"{base}-{n}"
+        self._rules[name] = body
+        self._by_body[body] = name
+        return name
+
+    def base(self, name: str) -> str:
+        """A rule of the shared JSON base (`value`, `string`, ...)."""
+        return name
+
+    def text(self, root: str) -> str:
+        """The whole grammar, `root ::= <root>` first, without rules `root` cannot reach."""
+        rules = {**self._rules, **_BASE_RULES}
+        reached: set[str] = set()
+        pending = [root]
+        while pending:
+            names = set(_NAME.findall(_OPAQUE.sub(" ", pending.pop()))) - reached
+            reached |= names
+            pending += [rules[n] for n in names if n in rules]
+        lines = [f"root ::= {root}"]
+        lines += [f"{name} ::= {body}" for name, body in rules.items() if name in reached]
+        return "\n".join(lines) + "\n"
+
+    # -- schemas ----------------------------------------------------------------------------
+
+    def visit(self, schema: Any, path: str, root: Mapping[str, Any], hint: str) -> str:
+        """A GBNF expression (usually a rule name) for the values `schema` allows."""
+        if schema is True or schema == {}:
+            return self.base("value")
+        if schema is False:
+            raise SchemaGrammarError(path, "false", "allows no value at all")
+        if not isinstance(schema, Mapping):
+            raise SchemaGrammarError(path, "schema", f"must be an object (got {_json(schema)})")
+        schema = self._merge_all_of(schema, path)
+        if not self.checked_after:
+            for key in sorted(_UNHELD & schema.keys()):
+                raise SchemaGrammarError(
+                    path,
+                    key,
+                    "cannot be held by a grammar (pass checked_after=True when a "
+                    "validator checks the values afterwards)",
+                )
+        if "$ref" in schema:
+            return self._ref(schema, path, root, hint)
+        if "const" in schema:
+            return self.rule(hint, gbnf_literal(_json(schema["const"])))
+        if "enum" in schema:
+            values = schema["enum"]
+            if not isinstance(values, list) or not values:
+                raise SchemaGrammarError(path, "enum", "must be a non-empty list")
+            kept = [v for v in values if _fits_type(v, schema.get("type"))]
+            if not kept:
+                raise SchemaGrammarError(path, "enum", "no value has the schema's type")
+            return self.rule(hint, " | ".join(gbnf_literal(_json(v)) for v in kept))
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                rest = {k: v for k, v in schema.items() if k != key}
+                branches = [
+                    self.visit(
+                        {**rest, **branch} if isinstance(branch, Mapping) else branch,
+                        f"{path}.{key}[{i}]",
+                        root,
+                        f"{hint}-{i}",
+                    )
+                    for i, branch in enumerate(schema[key])
+                ]
+                if not branches:
+                    raise SchemaGrammarError(path, key, "must list at least one schema")
+                return self.rule(hint, " | ".join(branches))
+        kind = schema.get("type")
+        if kind is None:
+            kind = next((t for t, keys in _TYPE_HINTS if any(k in schema for k in keys)), None)
+            if kind is None:
+                return self.base("value")
+        if isinstance(kind, list):
+            if not kind:
+                raise SchemaGrammarError(path, "type", "an empty list allows no value")
+            alts = [self._typed(t, schema, path, root, f"{hint}-{t}") for t in kind]
+            return self.rule(hint, " | ".join(alts))
+        return self._typed(kind, schema, path, root, hint)
+
+    def _merge_all_of(self, schema: Mapping[str, Any], path: str) -> Mapping[str, Any]:
+        parts = schema.get("allOf")
+        if parts is None:
+            return schema
+        merged = {k: v for k, v in schema.items() if k != "allOf"}
+        for i, part in enumerate(parts):
+            if not isinstance(part, Mapping):
+                raise SchemaGrammarError(f"{path}.allOf[{i}]", "allOf", "parts must be objects")
+            clash = (part.keys() & merged.keys()) - _ANNOTATIONS
+            if clash:
+                raise SchemaGrammarError(
+                    f"{path}.allOf[{i}]",
+                    "allOf",
+                    f"cannot be merged: {sorted(clash)} appear in more than one part",
+                )
+            merged.update(part)
+        return merged
+
+    def _ref(self, schema: Mapping[str, Any], path: str, root: Mapping[str, Any], hint: str) -> str:
+        ref = schema["$ref"]
+        match = re.fullmatch(r"#/(\$defs|definitions)/([^/]+)", str(ref))
+        target = match and (root.get(match.group(1)) or {}).get(match.group(2))
+        if not match or target is None:
+            raise SchemaGrammarError(path, "$ref", f"{ref!r} points to no local definition")
+        siblings = {k: v for k, v in schema.items() if k != "$ref" and k not in _ANNOTATIONS}
+        if siblings:
+            return self.visit({**target, **siblings}, path, root, hint)
+        key = (id(root), ref)
+        if key not in self._refs:
+            name = self.rule(match.group(2), f"__pending_{len(self._refs)}")
+            self._refs[key] = name  # set first: the definition may refer to itself
+            body = self.visit(target, f"{path}.$ref", root, f"{name}-body")
+            del self._by_body[self._rules[name]]
+            self._rules[name] = body
+        return self._refs[key]
+
+    def _typed(
+        self, kind: Any, schema: Mapping[str, Any], path: str, root: Mapping[str, Any], hint: str
+    ) -> str:
+        if kind == "string":
+            return self._string(schema, path, hint)
+        if kind in ("integer", "number"):
+            return self._number(kind, schema, path, hint)
+        if kind in ("boolean", "null"):
+            return self.base(kind)
+        if kind == "object":
+            return self._object(schema, path, root, hint)
+        if kind == "array":
+            return self._array(schema, path, root, hint)
+        raise SchemaGrammarError(path, "type", f"unknown type {_json(kind)}")
+
+    def _string(self, schema: Mapping[str, Any], path: str, hint: str) -> str:
+        fmt = schema.get("format")
+        if fmt in _FORMATS:
+            return self.rule(f"{fmt}-string", f'"\\"" {_FORMATS[fmt]} "\\""')
+        low, high = _count(schema, "minLength", path) or 0, _count(schema, "maxLength", path)
+        if high is None and self.max_string is not None:
+            high = max(low, self.max_string)
+        if low == 0 and high is None:
+            return self.base("string")
+        char = self.base("char")
+        reps = f"{{{low},{'' if high is None else high}}}"
+        return self.rule(hint, f'"\\"" {char}{reps} "\\""')
+
+    def _number(self, kind: str, schema: Mapping[str, Any], path: str, hint: str) -> str:
+        bounds = {k: schema[k] for k in _NUMERIC if k in schema}
+        if not bounds:
+            return self.base(kind)
+        for key, value in bounds.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SchemaGrammarError(f"{path}.{key}", key, f"must be a number (got {value!r})")
+        limit = 10**MAX_INT_DIGITS - 1
+        if kind == "number":
+            for key, value in bounds.items():
+                if value != math.floor(value) or abs(value) > limit:
+                    raise SchemaGrammarError(
+                        f"{path}.{key}",
+                        key,
+                        f"{value!r}: a grammar holds number bounds only when they are whole",
+                    )
+        low, high = -limit, limit
+        if "minimum" in bounds:
+            low = max(low, math.ceil(bounds["minimum"]))
+        if "exclusiveMinimum" in bounds:
+            low = max(low, math.floor(bounds["exclusiveMinimum"]) + 1)
+        if "maximum" in bounds:
+            high = min(high, math.floor(bounds["maximum"]))
+        if "exclusiveMaximum" in bounds:
+            high = min(high, math.ceil(bounds["exclusiveMaximum"]) - 1)
+        if kind == "integer":
+            if low > high:
+                raise SchemaGrammarError(path, "minimum", f"no integer lies in [{low}, {high}]")
+            return self.rule(hint, int_range(low, high))
+        # Whole bounds: a fraction ip.f (last digit not 0) lies strictly between ip and ip + 1,
+        # so it fits when both of those do, whether the bounds are inclusive or not.
+        floor = max(bounds.get("minimum", -limit), bounds.get("exclusiveMinimum", -limit))
+        ceil = min(bounds.get("maximum", limit), bounds.get("exclusiveMaximum", limit))
+        frac = '"." [0-9]{0,15} [1-9]'
+        alts = [int_range(low, high)]
+        pos = int_range(max(int(floor), 0), int(ceil) - 1)
+        neg = int_range(max(-int(ceil), 0), -int(floor) - 1)
+        alts += [f"( {pos} ) {frac}" if pos else "", f'"-" ( {neg} ) {frac}' if neg else ""]
+        if not any(alts):
+            raise SchemaGrammarError(path, "minimum", f"the bounds {bounds} allow no number")
+        return self.rule(hint, " | ".join(a for a in alts if a))
+
+    def _object(
+        self, schema: Mapping[str, Any], path: str, root: Mapping[str, Any], hint: str
+    ) -> str:
+        props = dict(schema.get("properties") or {})
+        required = list(schema.get("required") or [])
+        extra_schema = schema.get("additionalProperties", None if props else True)
+        for name in required:  # required but undeclared: declared here, as extras would be
+            if name not in props:
+                if extra_schema in (None, False):
+                    raise SchemaGrammarError(
+                        f"{path}.required", "required", f"names {name!r}, which may not be given"
+                    )
+                props[name] = {} if extra_schema is True else extra_schema
+        pairs = []
+        for name, sub in props.items():
+            value = self.visit(sub, f"{path}.{name}", root, f"{hint}-{name}")
+            pairs.append((gbnf_literal(_json(name) + ": ") + " " + value, name in required))
+        after = first = ""  # "" is the empty sequence
+        if extra_schema not in (None, False):
+            value = self.visit(extra_schema, f"{path}.additionalProperties", root, f"{hint}-extra")
+            key = self._key_except(list(props), f"{hint}-key") if props else "string"
+            extra = self.rule(f"{hint}-extra-pair", f'{key} ": " {value}')
+            after = self.rule(f"{hint}-extra-rest", f'( ", " {extra} )*')
+            first = f"( {extra} {after} )?"
+        # Walking back from the last property: `after` is what may follow once something was
+        # written (each pair behind a comma), `first` what may come while nothing is written.
+        for pair, is_required in reversed(pairs):
+            if is_required:
+                first = _seq(pair, after)
+                after = self.rule(f"{hint}-rest", _seq('", "', pair, after))
+            else:
+                first = f"{_seq(pair, after)} | {first}" if first else f"( {_seq(pair, after)} )?"
+                after = self.rule(f"{hint}-rest", _seq(f'( ", " {pair} )?', after))
+            first = self.rule(f"{hint}-first", first)
+        return self.rule(hint, _seq('"{"', first, '"}"'))
+
+    def _key_except(self, names: list[str], hint: str) -> str:
+        """A JSON string that is none of `names` (a trie of them: leave it at any step)."""
+        trie: dict[str, Any] = {}
+        for name in names:
+            node = trie
+            for ch in name:
+                node = node.setdefault(ch, {})
+            node[""] = {}  # the name ends here
+
+        def walk(node: dict[str, Any]) -> str:
+            nexts = [ch for ch in node if ch]
+            alts = [f"{gbnf_literal(_json(ch)[1:-1])} {walk(node[ch])}" for ch in nexts]
+            other = "".join(class_char(ch) for ch in nexts)
+            alts.append(f"( {_CHAR.format(other)} ) char*")
+            body = " | ".join(alts)
+            return self.rule(hint, body if "" in node else f"( {body} )?")
+
+        return self.rule(hint, f'"\\"" {walk(trie)} "\\""')
+
+    def _array(
+        self, schema: Mapping[str, Any], path: str, root: Mapping[str, Any], hint: str
+    ) -> str:
+        prefix = [
+            self.visit(s, f"{path}.prefixItems[{i}]", root, f"{hint}-{i}")
+            for i, s in enumerate(schema.get("prefixItems") or [])
+        ]
+        items = schema.get("items", None if prefix else True)
+        low = max((_count(schema, "minItems", path) or 0) - len(prefix), 0)
+        high = _count(schema, "maxItems", path)
+        if high is not None:
+            high -= len(prefix)
+            if high < 0:
+                raise SchemaGrammarError(path, "maxItems", "is smaller than prefixItems")
+        item = (
+            None
+            if items in (None, False)
+            else self.visit(items, f"{path}.items", root, f"{hint}-item")
+        )
+        if item is None or high == 0:
+            if low > 0:
+                raise SchemaGrammarError(path, "minItems", "needs more items than are allowed")
+            return self.rule(hint, _seq('"["', ' ", " '.join(prefix), '"]"'))
+        top = "" if high is None else str(high)
+        if prefix:
+            more = f'( ", " {item} ){{{low},{top}}}'
+            return self.rule(hint, _seq('"["', ' ", " '.join(prefix), more, '"]"'))
+        if low == 0:
+            tail = "" if high is None else str(high - 1)
+            return self.rule(hint, f'"[" ( {item} ( ", " {item} ){{0,{tail}}} )? "]"')
+        tail = "" if high is None else str(high - 1)
+        return self.rule(hint, f'"[" {item} ( ", " {item} ){{{low - 1},{tail}}} "]"')
+
+
+def _count(schema: Mapping[str, Any], key: str, path: str) -> int | None:
+    value = schema.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SchemaGrammarError(f"{path}.{key}", key, f"must be a count >= 0 (got {value!r})")
+    return value
+
+
+def _fits_type(value: Any, kind: Any) -> bool:
+    if kind is None:
+        return True
+    kinds = [kind] if isinstance(kind, str) else list(kind)
+    python = {"string": str, "boolean": bool, "null": type(None), "object": dict, "array": list}
+    for name in kinds:
+        if name in ("integer", "number") and type(value) in (int, float):
+            if name == "number" or float(value).is_integer():
+                return True
+        elif name in python and type(value) is python[name]:
+            return True
+    return False
+
+
+def _seq(*parts: str) -> str:
+    return " ".join(p for p in parts if p)
+
+
+def schema_to_gbnf(schema: Mapping[str, Any] | bool, *, checked_after: bool = False) -> str:
+    """A GBNF grammar (root rule `root`) for the JSON values `schema` allows.
+
+    Args:
+        schema: A JSON Schema; references into its `$defs` are followed.
+        checked_after: Keywords a grammar cannot hold are left to a validator that checks
+            every value afterwards, instead of raising.
+
+    Raises:
+        SchemaGrammarError: a keyword the grammar cannot hold (named, with its path).
+    """
+    builder = GrammarBuilder(checked_after=checked_after)
+    root = schema if isinstance(schema, Mapping) else {}
+    return builder.text(builder.visit(schema, "$", root, "schema"))

@@ -1,0 +1,206 @@
+"""The server's application: the Workers AI API (native and OpenAI-compatible) and the
+playground, in front of one runtime.
+
+```
+POST /client/v4/accounts/{account_id}/ai/run/{model}              Workers AI text generation
+POST /client/v4/accounts/{account_id}/ai/v1/chat/completions      OpenAI chat completions
+GET  /client/v4/accounts/{account_id}/ai/v1/models                OpenAI model list
+GET  /                                                            the playground
+```
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import aclosing
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agentkit.model_api import DEFAULT_MODEL, GenerationRequest, Usage
+from agentkit.runtimes.base import Runtime, check_supported
+from agentkit.server import openai_compat
+from agentkit.server.core import ServerState, endpoint
+from agentkit.server.errors import BAD_INPUT, INTERNAL, NO_ROUTE, ApiError, envelope
+from agentkit.server.playground import playground_routes
+from agentkit.server.queue import ModelQueue, QueuedRuntime, as_generator
+from agentkit.server.sse import DONE, EventStream, data_frame
+from agentkit.tools import Tool, Toolset
+
+__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_QUEUE", "create_app", "served_models"]
+
+log = logging.getLogger("agentkit.server")
+
+DEFAULT_MAX_QUEUE = 8
+"""Requests that may wait for the model while it serves another; one more gets a 429."""
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
+"""The largest request body accepted, in bytes; a larger one gets a 413."""
+
+REQUEST_ID = "cf-ai-req-id"
+API = "/client/v4/accounts/{account_id}/ai"
+
+
+def served_models(runtime: Runtime, models: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The model names a server answers to: `models`, or by default
+    `@cf/meta/llama-3.1-8b-instruct` (so clients written for Workers AI work unchanged) and
+    `@agentkit/<runtime name>` (e.g. `@agentkit/local`)."""
+    names = tuple(models) if models else (DEFAULT_MODEL, f"@agentkit/{runtime.name}")
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"models: must be non-empty names (got {names!r})")
+    return names
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    api_token: str | None = None,
+    tools: Iterable[Tool | Callable[..., Any]] = (),
+    models: Sequence[str] | None = None,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    max_body: int = DEFAULT_MAX_BODY,
+    max_steps: int = 8,
+) -> Starlette:
+    """The server as an ASGI application, for `uvicorn`, tests or embedding.
+
+    Args:
+        runtime: the model to serve. The application does not close it.
+        api_token: when set, every API call needs `Authorization: Bearer <api_token>`.
+        tools: tools the playground's agent may call (the API itself runs no tools: its
+            clients run their own).
+        models: the model names to answer to (see `served_models`).
+        max_queue: requests that may wait while the model serves another; past it, 429.
+        max_body: the largest request body in bytes; past it, 413.
+        max_steps: model calls the playground's agent may make per message.
+    """
+    if max_body < 1:
+        raise ValueError(f"max_body: must be >= 1 (got {max_body})")
+    state = ServerState(
+        runtime=QueuedRuntime(runtime, ModelQueue(max_queue)),
+        models=served_models(runtime, models),
+        tools=tools if isinstance(tools, Toolset) else Toolset(tools),
+        max_body=max_body,
+        max_steps=max_steps,
+        api_token=api_token,
+    )
+    routes: list[BaseRoute] = [
+        Route(f"{API}/run/{{model:path}}", endpoint(state, _run), methods=["POST"]),
+        Route(
+            f"{API}/v1/chat/completions",
+            endpoint(state, _chat_completions, openai=True),
+            methods=["POST"],
+        ),
+        Route(f"{API}/v1/models", endpoint(state, _models, openai=True), methods=["GET"]),
+        *playground_routes(state),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(_RequestId)],
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+    )
+    app.state.agentkit = state
+    return app
+
+
+async def _run(state: ServerState, request: Request) -> Response:
+    state.authorize(request)
+    state.check_model(request.path_params["model"])
+    generation_request = GenerationRequest.build(await state.read_json(request))
+    check_supported(state.runtime, generation_request)
+    if generation_request.stream:
+        return EventStream(_workers_frames(state, generation_request), state.to_error)
+    generation = await state.generate(request, generation_request)
+    return JSONResponse(envelope(generation.to_wire("legacy")))
+
+
+async def _workers_frames(state: ServerState, request: GenerationRequest) -> AsyncIterator[bytes]:
+    """Deltas as `data: {"response": ...}`, then tool calls, the usage, and `[DONE]`."""
+    usage_sent = False
+    async with aclosing(as_generator(state.runtime.stream(request))) as chunks:
+        async for chunk in chunks:
+            if not (chunk.response or chunk.tool_calls or chunk.usage):
+                continue
+            usage_sent = usage_sent or chunk.usage is not None
+            yield data_frame(chunk.to_wire("legacy"))
+    if not usage_sent:
+        yield data_frame({"response": "", "usage": Usage().to_wire()})
+    yield DONE
+
+
+async def _chat_completions(state: ServerState, request: Request) -> Response:
+    state.authorize(request)
+    body = await state.read_json(request)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, BAD_INPUT, f"Bad input: model: is required (got {model!r})")
+    state.check_model(model)
+    generation_request = openai_compat.to_generation_request(body)
+    check_supported(state.runtime, generation_request)
+    request_id = request.scope["state"]["request_id"]
+    if generation_request.stream:
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        frames = openai_compat.completion_frames(
+            state.runtime,
+            generation_request,
+            model=model,
+            request_id=request_id,
+            include_usage=include_usage,
+        )
+        return EventStream(frames, state.to_error, openai=True)
+    generation = await state.generate(request, generation_request)
+    return JSONResponse(openai_compat.completion(generation, model=model, request_id=request_id))
+
+
+async def _models(state: ServerState, request: Request) -> Response:
+    state.authorize(request)
+    data = [
+        {"id": m, "object": "model", "created": 0, "owned_by": "agentkit"} for m in state.models
+    ]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        error = ApiError(404, NO_ROUTE, f"No route for that URI: {request.url.path}")
+    else:
+        error = ApiError(exc.status_code, NO_ROUTE, f"{exc.detail}: {request.method}")
+    return JSONResponse(error.body(), status_code=error.status, headers=exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    # Starlette answers these outside the middleware: add the request id here.
+    log.error("unhandled error", exc_info=exc)
+    error = ApiError(500, INTERNAL, f"internal error: {type(exc).__name__}")
+    request_id = request.scope.get("state", {}).get("request_id", uuid.uuid4().hex)
+    return JSONResponse(error.body(), status_code=500, headers={REQUEST_ID: request_id})
+
+
+class _RequestId:
+    """Gives every request an id, sent back in the `cf-ai-req-id` header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append(REQUEST_ID, request_id)
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

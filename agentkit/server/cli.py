@@ -1,0 +1,122 @@
+"""`agentkit serve`: the options, and running the server with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import sys
+from typing import Any
+
+import anyio
+import uvicorn
+
+from agentkit.errors import ConfigurationError
+from agentkit.runtimes import RUNTIMES, get_runtime
+from agentkit.runtimes.base import Runtime
+from agentkit.server.app import DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUE, create_app, served_models
+from agentkit.tools.loader import load_tools
+
+__all__ = ["add_arguments", "main"]
+
+TOKEN_VARIABLE = "AGENTKIT_API_TOKEN"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `agentkit serve` to `parser`."""
+    parser.add_argument("--runtime", default="local", choices=sorted(RUNTIMES))
+    parser.add_argument("--model", help="GGUF file (local runtime) or model name (hosted)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    parser.add_argument("--port", type=int, default=8787)
+    parser.add_argument(
+        "--api-token",
+        default=os.environ.get(TOKEN_VARIABLE),
+        help=f"require this bearer token on API calls (default: ${TOKEN_VARIABLE})",
+    )
+    parser.add_argument(
+        "--tools", nargs="+", default=[], metavar="FILE", help="tools for the playground"
+    )
+    parser.add_argument(
+        "--model-name",
+        action="append",
+        dest="model_names",
+        metavar="NAME",
+        help="a model name to answer to (repeatable; default: @cf/meta/llama-3.1-8b-instruct "
+        "and @agentkit/<runtime>)",
+    )
+    parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE, metavar="N")
+    parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES")
+    parser.add_argument("--max-steps", type=int, default=8, help="playground agent steps")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+
+
+def _runtime(args: argparse.Namespace) -> Runtime:
+    options: dict[str, Any] = {}
+    if args.runtime == "local":
+        options["progress"] = sys.stderr.isatty()
+        if args.model:
+            options["model_path"] = args.model
+    elif args.model:
+        options["model"] = args.model
+    return get_runtime(args.runtime, **options)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check(args: argparse.Namespace) -> None:
+    for name in ("max_queue", "max_steps"):
+        if getattr(args, name) < (0 if name == "max_queue" else 1):
+            bound = 0 if name == "max_queue" else 1
+            flag = "--" + name.replace("_", "-")
+            raise ConfigurationError(f"{flag}: must be >= {bound} (got {getattr(args, name)})")
+    if args.max_body < 1:
+        raise ConfigurationError(f"--max-body: must be >= 1 (got {args.max_body})")
+    if not 0 <= args.port <= 65535:
+        raise ConfigurationError(f"--port: must be between 0 and 65535 (got {args.port})")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the server until interrupted; returns the exit status."""
+    _check(args)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
+    tools = load_tools(args.tools) if args.tools else []
+    runtime = _runtime(args)
+    try:
+        app = create_app(
+            runtime,
+            api_token=args.api_token or None,
+            tools=tools,
+            models=args.model_names,
+            max_queue=args.max_queue,
+            max_body=args.max_body,
+            max_steps=args.max_steps,
+        )
+        names = ", ".join(served_models(runtime, args.model_names))
+        shown = f"[{args.host}]" if ":" in args.host else args.host
+        print(
+            f"agentkit serve: {runtime.name} runtime as {names}\n"
+            f"  API:        http://{shown}:{args.port}/client/v4/accounts/<any>/ai/run/<model>\n"
+            f"  playground: http://{shown}:{args.port}/",
+            file=sys.stderr,
+            flush=True,
+        )
+        if not _is_loopback(args.host) and not args.api_token:
+            print(
+                f"warning: listening on {args.host} without --api-token: anyone who can reach "
+                "this address can use the model",
+                file=sys.stderr,
+            )
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        anyio.run(runtime.aclose)
+    return 0

@@ -1,0 +1,102 @@
+"""Errors as the Workers AI API answers them: an HTTP status, a numeric code and a message.
+
+The codes are Workers AI's own where it has one (5006 bad input, 5007 no such model, 5005 LoRA
+unsupported, 3003 incomplete request, 3006 too large, 3008 aborted, 3040 out of capacity,
+10000 authentication); 7000 (no route) and 5000 (internal error) are this server's choices.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agentkit.errors import (
+    RequestValidationError,
+    TransportError,
+    UnsupportedFeature,
+    UserError,
+)
+from agentkit.runtimes.base import Runtime
+
+__all__ = ["ApiError", "api_error", "envelope", "error_frame"]
+
+BAD_INPUT = 5006
+NO_SUCH_MODEL = 5007
+LORA_UNSUPPORTED = 5005
+INCOMPLETE_REQUEST = 3003
+TOO_LARGE = 3006
+OUT_OF_CAPACITY = 3040
+AUTHENTICATION = 10000
+ABORTED = 3008
+NO_ROUTE = 7000
+INTERNAL = 5000
+
+
+class ApiError(Exception):
+    """An error answer: `status`, then one `(code, message)` per problem."""
+
+    def __init__(self, status: int, code: int, *messages: str) -> None:
+        self.status = status
+        self.code = code
+        self.messages = list(messages)
+        super().__init__(f"HTTP {status} [{code}] " + "; ".join(messages))
+
+    def headers(self) -> dict[str, str]:
+        """Headers that go with the answer: how to authenticate, when to retry."""
+        if self.status == 401:
+            return {"www-authenticate": "Bearer"}
+        if self.status == 429:
+            return {"retry-after": "1"}
+        return {}
+
+    def body(self, *, openai: bool = False) -> dict[str, Any]:
+        """The failure envelope; `openai` adds the `error` object OpenAI clients read."""
+        out: dict[str, Any] = {
+            "result": None,
+            "success": False,
+            "errors": [{"code": self.code, "message": m} for m in self.messages],
+            "messages": [],
+        }
+        if openai:
+            out["error"] = {
+                "message": "; ".join(self.messages),
+                "type": "invalid_request_error" if self.status < 500 else "server_error",
+                "code": str(self.code),
+            }
+        return out
+
+
+def envelope(result: Any) -> dict[str, Any]:
+    """The success envelope around `result`."""
+    return {"result": result, "success": True, "errors": [], "messages": []}
+
+
+def api_error(exc: Exception, runtime: Runtime) -> ApiError:
+    """The answer for an exception raised while handling a request."""
+    while len(getattr(exc, "exceptions", ())) == 1:  # a task group's wrapping of one error
+        exc = exc.exceptions[0]  # type: ignore[attr-defined]
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, RequestValidationError):
+        return ApiError(400, BAD_INPUT, *(f"Bad input: {e}" for e in exc.errors))
+    if isinstance(exc, UnsupportedFeature):
+        if exc.feature == "lora" and not runtime.capabilities.lora:
+            return ApiError(405, LORA_UNSUPPORTED, str(exc))
+        return ApiError(400, BAD_INPUT, f"Bad input: {exc}")
+    if isinstance(exc, UserError):
+        return ApiError(400, BAD_INPUT, f"Bad input: {exc}")
+    if isinstance(exc, TransportError):
+        # A hosted runtime behind this server failed: pass its status and code on.
+        status = exc.status if exc.status and exc.status >= 400 else 502
+        return ApiError(status, exc.code or INTERNAL, exc.message)
+    return ApiError(500, INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def error_frame(error: ApiError) -> bytes:
+    """A server-sent event telling a client that a started stream failed.
+
+    It carries both the Workers AI `errors` list and the OpenAI `error` object (which the
+    OpenAI SDK raises on); no `[DONE]` follows, so every client sees the stream as cut.
+    """
+    data = json.dumps(error.body(openai=True), ensure_ascii=False)
+    return f"event: error\ndata: {data}\n\n".encode()

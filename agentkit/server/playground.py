@@ -1,0 +1,105 @@
+"""The playground: one page (plain HTML, JS and CSS from `static/`) and the two endpoints it
+uses, `GET /playground/info` and `POST /playground/agent`.
+
+The agent endpoint runs the agent loop on the server, with the tools the server was started
+with, and streams its typed events as server-sent events named after each event's `kind`
+(`step_started`, `text_delta`, `tool_call_started`, `tool_call_finished`, `step_finished`,
+`run_finished`), or `error`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from agentkit.agent import Agent
+from agentkit.events import Event, RunFinished
+from agentkit.model_api import GenerationRequest
+from agentkit.server.core import ServerState, endpoint
+from agentkit.server.errors import BAD_INPUT, ApiError
+from agentkit.server.queue import as_generator
+from agentkit.server.sse import EventStream, data_frame
+
+__all__ = ["playground_routes"]
+
+STATIC = Path(__file__).parent / "static"
+_NO_CACHE = {"cache-control": "no-cache"}
+
+
+def playground_routes(state: ServerState) -> list[BaseRoute]:
+    """The page, its files, and the endpoints it calls."""
+
+    async def page(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers=_NO_CACHE)
+
+    return [
+        Route("/", page, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        Route("/playground/info", endpoint(state, _info), methods=["GET"]),
+        Route("/playground/agent", endpoint(state, _agent), methods=["POST"]),
+    ]
+
+
+async def _info(state: ServerState, request: Request) -> Response:
+    state.authorize(request)
+    caps = state.runtime.capabilities
+    return JSONResponse(
+        {
+            "models": list(state.models),
+            "runtime": state.runtime.name,
+            "capabilities": to_jsonable_python(caps),
+            "tools": [t.to_function(caps.schema_dialect) for t in state.tools],
+            "max_steps": state.max_steps,
+            "auth": state.api_token is not None,
+        }
+    )
+
+
+async def _agent(state: ServerState, request: Request) -> Response:
+    """Body: `{messages, instructions?, use_tools?, temperature?, top_p?, ...}`."""
+    state.authorize(request)
+    body = await state.read_json(request)
+    instructions = body.pop("instructions", None) or None
+    use_tools = body.pop("use_tools", True)
+    if not isinstance(instructions, (str, type(None))) or not isinstance(use_tools, bool):
+        raise ApiError(400, BAD_INPUT, "Bad input: instructions must be text, use_tools a bool")
+    # The contract's own validation, so bad values are named exactly as on the API.
+    checked = GenerationRequest.build(body)
+    if not checked.messages or checked.messages[-1].role != "user":
+        raise ApiError(400, BAD_INPUT, "Bad input: messages: the last message must be the user's")
+    agent = Agent(
+        state.runtime,
+        tools=state.tools if use_tools else (),
+        instructions=instructions,
+        max_steps=state.max_steps,
+        **checked.sampling(),
+    )
+    return EventStream(_events(agent, checked), state.to_error)
+
+
+async def _events(agent: Agent, request: GenerationRequest) -> AsyncIterator[bytes]:
+    assert request.messages is not None
+    async with aclosing(as_generator(agent.stream(request.messages))) as events:
+        async for event in events:
+            yield data_frame(_event_data(event), event=event.kind)
+
+
+def _event_data(event: Event) -> Any:
+    if isinstance(event, RunFinished):
+        result = event.result
+        return {
+            "output": result.output,
+            "steps": result.steps,
+            "stop_reason": result.stop_reason,
+            "usage": result.usage.to_wire(),
+            "messages": [m.to_wire("function") for m in result.messages],
+        }
+    return to_jsonable_python(event)

@@ -1,0 +1,101 @@
+"""One model, one generation at a time: a bounded queue in front of the runtime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
+from typing import Any, TypeVar
+
+import anyio
+
+from agentkit.model_api import Generation, GenerationRequest, StreamChunk
+from agentkit.runtimes.base import Capabilities, Runtime
+from agentkit.server.errors import OUT_OF_CAPACITY, ApiError
+
+__all__ = ["ModelQueue", "QueuedRuntime", "as_generator"]
+
+T = TypeVar("T")
+
+
+class ModelQueue:
+    """Lets one request use the model while at most `max_waiting` others wait, in order.
+
+    A request that finds the queue full is refused at once with HTTP 429, code 3040 (out of
+    capacity): the answer clients retry with backoff.
+    """
+
+    def __init__(self, max_waiting: int) -> None:
+        if max_waiting < 0:
+            raise ValueError(f"max_queue: must be >= 0 (got {max_waiting})")
+        self.max_waiting = max_waiting
+        # A semaphore, not a lock: a stream may be closed from another task than its opener.
+        self._semaphore = anyio.Semaphore(1)
+        self.waiting = 0
+        """Requests waiting for the model right now."""
+
+    @property
+    def busy(self) -> bool:
+        """The model is generating for someone."""
+        return self._semaphore.value == 0
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Wait for the model (or be refused), and hold it for the block.
+
+        Raises:
+            ApiError: 429 with code 3040 when `max_waiting` requests already wait.
+        """
+        if self.busy and self.waiting >= self.max_waiting:
+            raise ApiError(
+                429,
+                OUT_OF_CAPACITY,
+                f"out of capacity: the model is busy and {self.waiting} request(s) are "
+                f"waiting (max_queue={self.max_waiting}); retry later",
+            )
+        self.waiting += 1
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            yield
+        finally:
+            self._semaphore.release()
+
+
+class QueuedRuntime:
+    """A runtime whose every generation (or whole stream) first takes a slot of a queue."""
+
+    def __init__(self, runtime: Runtime, queue: ModelQueue) -> None:
+        self.runtime = runtime
+        self.queue = queue
+        self.name: str = runtime.name
+        self.capabilities: Capabilities = runtime.capabilities
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        async with self.queue.slot():
+            return await self.runtime.generate(request)
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        # Closing this stream closes the runtime's at once, which stops its generation.
+        async with (
+            self.queue.slot(),
+            aclosing(as_generator(self.runtime.stream(request))) as chunks,
+        ):
+            async for chunk in chunks:
+                yield chunk
+
+    async def aclose(self) -> None:
+        await self.runtime.aclose()
+
+
+async def as_generator(iterator: AsyncIterator[T]) -> AsyncGenerator[T, None]:
+    """Any async iterator as an async generator, which `aclosing` can close: closing it closes
+    the iterator too."""
+    try:
+        async for item in iterator:
+            yield item
+    finally:
+        close: Any = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()

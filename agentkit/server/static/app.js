@@ -1,0 +1,327 @@
+// The agentkit playground: chat with the served model through POST /playground/agent, which runs
+// the agent loop on the server and streams its events as server-sent events.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const SAMPLING = [
+  "temperature", "top_p", "top_k", "max_tokens", "seed",
+  "repetition_penalty", "frequency_penalty", "presence_penalty",
+];
+const state = { info: null, history: [], controller: null, bubble: null, cards: new Map() };
+
+function headers() {
+  const out = { "Content-Type": "application/json" };
+  const token = $("token").value.trim();
+  if (token) out.Authorization = "Bearer " + token;
+  return out;
+}
+
+function setStatus(text, busy = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("busy", busy);
+}
+
+function showError(text) {
+  $("error").textContent = text;
+  $("error").hidden = !text;
+}
+
+function envelopeMessage(body, status) {
+  const errors = body && Array.isArray(body.errors) ? body.errors : [];
+  const lines = errors.map((e) => `${e.message} (code ${e.code})`);
+  return lines.length ? lines.join("\n") : `HTTP ${status}`;
+}
+
+async function loadInfo() {
+  const response = await fetch("/playground/info", { headers: headers() });
+  if (response.status === 401) {
+    $("token-box").hidden = false;
+    showError("This server needs an API token: enter it under Settings.");
+    return;
+  }
+  if (!response.ok) {
+    showError(envelopeMessage(await response.json().catch(() => null), response.status));
+    return;
+  }
+  const info = await response.json();
+  state.info = info;
+  $("model").replaceChildren(...info.models.map((name) => new Option(name, name)));
+  $("runtime").textContent = info.runtime + " runtime";
+  $("token-box").hidden = !info.auth;
+  $("tools-box").hidden = info.tools.length === 0;
+  $("tool-list").replaceChildren(
+    ...info.tools.map((t) => {
+      const item = document.createElement("li");
+      const name = document.createElement("code");
+      name.textContent = t.function.name;
+      item.append(name, " " + (t.function.description || "").split("\n")[0]);
+      return item;
+    }),
+  );
+  showError("");
+  setStatus("ready");
+}
+
+function sampling() {
+  const out = {};
+  for (const name of SAMPLING) {
+    const text = $(name).value.trim();
+    if (text !== "") out[name] = Number(text);
+  }
+  return out;
+}
+
+function scrollDown() {
+  const box = $("transcript");
+  box.scrollTop = box.scrollHeight;
+}
+
+function addMessage(role, text) {
+  $("empty").hidden = true;
+  const row = document.createElement("div");
+  row.className = "msg " + role;
+  const bubble = document.createElement("div");
+  bubble.className = "bubble";
+  bubble.textContent = text;
+  row.append(bubble);
+  $("transcript").append(row);
+  scrollDown();
+  return bubble;
+}
+
+function addMeta(text) {
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  meta.textContent = text;
+  $("transcript").append(meta);
+}
+
+function dropEmptyBubble() {
+  const bubble = state.bubble;
+  if (bubble && !bubble.textContent) bubble.parentElement.remove();
+  if (bubble) bubble.classList.remove("streaming");
+  state.bubble = null;
+}
+
+function toolCard(call) {
+  const card = document.createElement("div");
+  card.className = "toolcall running";
+  const head = document.createElement("div");
+  head.className = "head";
+  head.innerHTML = '<span class="icon">⚙</span><span class="name"></span><span class="state">running…</span>';
+  head.querySelector(".name").textContent = call.name;
+  const argsLabel = document.createElement("div");
+  argsLabel.className = "label";
+  argsLabel.textContent = "arguments";
+  const args = document.createElement("pre");
+  args.textContent = JSON.stringify(call.arguments, null, 2);
+  card.append(head, argsLabel, args);
+  $("transcript").append(card);
+  scrollDown();
+  return card;
+}
+
+function finishToolCard(record) {
+  const card = state.cards.get(record.call.id) || toolCard(record.call);
+  const ok = record.error === null;
+  card.classList.remove("running");
+  card.classList.add(ok ? "ok" : "failed");
+  const ms = (record.duration * 1000).toFixed(1);
+  card.querySelector(".state").textContent = (ok ? "✓ done" : "✗ failed") + ` · ${ms} ms`;
+  const label = document.createElement("div");
+  label.className = "label";
+  label.textContent = ok ? "result" : "error";
+  const out = document.createElement("pre");
+  out.className = "result";
+  out.textContent = ok ? record.output : record.error;
+  card.append(label, out);
+  scrollDown();
+}
+
+function handle(event, data) {
+  switch (event) {
+    case "step_started":
+      dropEmptyBubble();
+      state.bubble = addMessage("assistant", "");
+      state.bubble.classList.add("streaming");
+      break;
+    case "text_delta":
+      if (!state.bubble) state.bubble = addMessage("assistant", "");
+      state.bubble.textContent += data.text;
+      scrollDown();
+      break;
+    case "tool_call_started":
+      dropEmptyBubble();
+      state.cards.set(data.call.id, toolCard(data.call));
+      break;
+    case "tool_call_finished":
+      finishToolCard(data.record);
+      break;
+    case "step_finished":
+      dropEmptyBubble();
+      break;
+    case "run_finished": {
+      dropEmptyBubble();
+      // The system prompt is sent apart, so editing it applies to the next message.
+      state.history = data.messages.filter((m) => m.role !== "system");
+      const u = data.usage;
+      const steps = data.steps === 1 ? "1 step" : `${data.steps} steps`;
+      addMeta(`${steps} · ${u.prompt_tokens} prompt + ${u.completion_tokens} completion tokens`);
+      $("usage").textContent = `last run: ${steps}, ${u.total_tokens} tokens`;
+      break;
+    }
+    case "error":
+      dropEmptyBubble();
+      showError(envelopeMessage(data, "error"));
+      break;
+  }
+}
+
+async function* events(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replace(/\r\n/g, "\n");
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      let name = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) name = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+      if (data.length) yield [name, JSON.parse(data.join("\n"))];
+    }
+  }
+}
+
+async function send(text) {
+  showError("");
+  addMessage("user", text);
+  const body = {
+    messages: [...state.history, { role: "user", content: text }],
+    instructions: $("instructions").value.trim() || null,
+    use_tools: $("use-tools").checked,
+    ...sampling(),
+  };
+  state.controller = new AbortController();
+  state.cards.clear();
+  setBusy(true);
+  try {
+    const response = await fetch("/playground/agent", {
+      method: "POST",
+      headers: headers(),
+      body: JSON.stringify(body),
+      signal: state.controller.signal,
+    });
+    if (!response.ok) {
+      if (response.status === 401) $("token-box").hidden = false;
+      showError(envelopeMessage(await response.json().catch(() => null), response.status));
+      return;
+    }
+    for await (const [name, data] of events(response)) handle(name, data);
+  } catch (error) {
+    if (error.name === "AbortError") addMeta("stopped");
+    else showError(String(error));
+  } finally {
+    dropEmptyBubble();
+    setBusy(false);
+  }
+}
+
+function setBusy(busy) {
+  $("send").disabled = busy;
+  $("stop").hidden = !busy;
+  setStatus(busy ? "generating" : "ready", busy);
+}
+
+function shellQuote(text) {
+  return "'" + text.replace(/'/g, "'\\''") + "'";
+}
+
+function curlCommand() {
+  const info = state.info || { models: ["@cf/meta/llama-3.1-8b-instruct"], tools: [], auth: false };
+  const model = $("model").value || info.models[0];
+  const messages = [];
+  const system = $("instructions").value.trim();
+  if (system) messages.push({ role: "system", content: system });
+  messages.push(...state.history);
+  messages.push({ role: "user", content: $("prompt").value.trim() || "Hello!" });
+  const body = { messages, ...sampling() };
+  if ($("use-tools").checked && info.tools.length) body.tools = info.tools;
+  const url = `${location.origin}/client/v4/accounts/local/ai/run/${model}`;
+  const lines = [`curl ${url}`];
+  if (info.auth) lines.push(`  -H "Authorization: Bearer $AGENTKIT_API_TOKEN"`);
+  lines.push(`  -H "Content-Type: application/json"`);
+  lines.push(`  -d ${shellQuote(JSON.stringify(body, null, 2))}`);
+  return lines.join(" \\\n");
+}
+
+async function copyCurl() {
+  const command = curlCommand();
+  const box = $("curl");
+  box.textContent = command;
+  box.hidden = false;
+  try {
+    await navigator.clipboard.writeText(command);
+    $("copy-curl").textContent = "Copied ✓";
+  } catch {
+    // No clipboard access (e.g. a page served over plain HTTP to another host): select it.
+    const range = document.createRange();
+    range.selectNodeContents(box);
+    getSelection().removeAllRanges();
+    getSelection().addRange(range);
+    $("copy-curl").textContent = "Selected: press Ctrl+C";
+  }
+  setTimeout(() => ($("copy-curl").textContent = "Copy curl"), 2000);
+}
+
+function linkSlider(name) {
+  // The slider and the box show one value; an empty box means "unset" and dims the slider.
+  const range = $(name + "-range");
+  const box = $(name);
+  const show = () => range.parentElement.classList.toggle("unset", box.value === "");
+  range.addEventListener("input", () => {
+    box.value = range.value;
+    show();
+  });
+  box.addEventListener("input", () => {
+    if (box.value !== "") range.value = box.value;
+    show();
+  });
+  show();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  linkSlider("temperature");
+  linkSlider("top_p");
+  $("composer").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = $("prompt").value.trim();
+    if (!text || $("send").disabled) return;
+    $("prompt").value = "";
+    send(text);
+  });
+  $("prompt").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      $("composer").requestSubmit();
+    }
+  });
+  $("stop").addEventListener("click", () => state.controller && state.controller.abort());
+  $("clear").addEventListener("click", () => {
+    state.history = [];
+    $("transcript").replaceChildren($("empty"));
+    $("empty").hidden = false;
+    $("usage").textContent = "";
+    showError("");
+  });
+  $("copy-curl").addEventListener("click", copyCurl);
+  $("token").addEventListener("change", loadInfo);
+  setStatus("connecting…");
+  loadInfo().catch((error) => showError(String(error)));
+});

@@ -1,0 +1,289 @@
+"""The playground page in headless Chromium (Debian's `chromium`, driven by Playwright): it loads,
+streams answers in, shows tool calls and their results, and its curl command works.
+
+Screenshots are kept in test-artifacts/."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from agentkit import (
+    Capabilities,
+    FunctionRuntime,
+    Generation,
+    GenerationRequest,
+    ScriptedRuntime,
+    StreamChunk,
+    tool,
+)
+from agentkit.runtimes.llama_cpp import LlamaCpp
+from agentkit.server import create_app
+from agentkit.server.background import BackgroundServer
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Records every length the first answer bubble had, to tell a stream from a single write.
+WATCH_STREAMING = """
+window.__lengths = [];
+new MutationObserver(() => {
+  const bubble = document.querySelector('.msg.assistant .bubble');
+  if (bubble) window.__lengths.push(bubble.textContent.length);
+}).observe(document.getElementById('transcript'),
+           {subtree: true, childList: true, characterData: true});
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert CHROMIUM.exists(), (
+        "the playground tests need Debian's chromium: apt-get install chromium"
+    )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 800},
+        permissions=["clipboard-read", "clipboard-write"],
+    )
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    # Chromium logs each HTTP error answer (401, 400...) as a console error: those are expected.
+    opened.on(
+        "console",
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    yield opened
+    context.close()
+    assert errors == [], f"the page logged errors: {errors}"
+
+
+def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def test_the_page_streams_an_answer_from_the_model(page: Page) -> None:
+    model = LlamaCpp()
+    try:
+        with BackgroundServer(create_app(model)) as server:
+            page.goto(server.url + "/")
+            expect(page).to_have_title("agentkit playground")
+            expect(page.locator("#status")).to_have_text("ready")
+            expect(page.locator("#model option")).to_have_text(
+                ["@cf/meta/llama-3.1-8b-instruct", "@agentkit/local"]
+            )
+            expect(page.locator("#runtime")).to_have_text("local runtime")
+            expect(page.locator("#tools-box")).to_be_hidden()
+            page.fill("#max_tokens", "24")
+            page.fill("#temperature", "0")
+            page.evaluate(WATCH_STREAMING)
+            page.fill("#prompt", "Tell me about the sea.")
+            page.press("#prompt", "Enter")
+            expect(page.locator(".msg.user .bubble")).to_have_text("Tell me about the sea.")
+            expect(page.locator(".meta")).to_contain_text("1 step", timeout=60_000)
+            answer = page.locator(".msg.assistant .bubble").inner_text()
+            assert answer.strip()
+            lengths = page.evaluate("window.__lengths")
+            assert len(set(lengths)) >= 3, f"the answer did not stream in: {lengths}"
+            expect(page.locator("#usage")).to_contain_text("last run: 1 step")
+            expect(page.locator("#status")).to_have_text("ready")
+            screenshot(page, "playground-local-model.png")
+    finally:
+        # Playwright's sync API keeps an event loop on this thread: close from another one.
+        closer = threading.Thread(target=anyio.run, args=(model.aclose,))
+        closer.start()
+        closer.join()
+
+
+@tool
+def get_weather(city: str) -> str:
+    """Get the current weather in a city.
+
+    Args:
+        city: The city name.
+    """
+    return f"{city}: sunny, 21 °C"
+
+
+def weather_model(request: GenerationRequest) -> Generation | str:
+    """Calls get_weather for the last user message, then answers from the result."""
+    assert request.messages is not None
+    last = request.messages[-1]
+    if last.role == "tool":
+        return f"In Paris it is {last.content.split(': ')[1]}."
+    return ScriptedRuntime.call("get_weather", city="Paris")
+
+
+def test_the_page_shows_tool_calls_and_sends_the_settings(page: Page) -> None:
+    runtime = FunctionRuntime(weather_model)
+    with BackgroundServer(create_app(runtime, tools=[get_weather])) as server:
+        page.goto(server.url + "/")
+        expect(page.locator("#tools-box")).to_be_visible()
+        expect(page.locator("#tool-list li")).to_have_text(
+            ["get_weather Get the current weather in a city."]
+        )
+        settings = {
+            "#instructions": "You report the weather.",
+            "#temperature": "0.3",
+            "#top_p": "0.9",
+            "#top_k": "20",
+            "#max_tokens": "64",
+            "#seed": "1234",
+            "#repetition_penalty": "1.1",
+            "#frequency_penalty": "0.2",
+            "#presence_penalty": "0.1",
+        }
+        for selector, value in settings.items():
+            page.fill(selector, value)
+        page.fill("#prompt", "What is the weather in Paris?")
+        page.click("#send")
+
+        card = page.locator(".toolcall")
+        expect(card).to_have_class("toolcall ok")
+        expect(card.locator(".name")).to_have_text("get_weather")
+        assert json.loads(card.locator("pre").first.inner_text()) == {"city": "Paris"}
+        expect(card.locator(".result")).to_have_text("Paris: sunny, 21 °C")
+        expect(page.locator(".msg.assistant .bubble")).to_have_text("In Paris it is sunny, 21 °C.")
+        expect(page.locator(".meta")).to_contain_text("2 steps")
+        screenshot(page, "playground-tool-calls.png")
+
+        first = runtime.requests[0]
+        assert first.messages is not None
+        assert (first.messages[0].role, first.messages[0].content) == (
+            "system",
+            "You report the weather.",
+        )
+        assert first.sampling() == {
+            "max_tokens": 64,
+            "temperature": 0.3,
+            "top_p": 0.9,
+            "top_k": 20,
+            "seed": 1234,
+            "repetition_penalty": 1.1,
+            "frequency_penalty": 0.2,
+            "presence_penalty": 0.1,
+        }
+        assert first.tools is not None and [t.name for t in first.tools] == ["get_weather"]
+
+        # The curl command it copies is the same conversation, and it runs.
+        page.fill("#prompt", "And in Rome?")
+        page.click("#copy-curl")
+        command = page.locator("#curl").inner_text()
+        assert command.startswith(f"curl {server.url}/client/v4/accounts/local/ai/run/@cf/")
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert copied == command
+        done = subprocess.run(["bash", "-c", command + " --silent"], capture_output=True, text=True)
+        answer = json.loads(done.stdout)
+        assert answer["success"] is True
+        assert answer["result"]["tool_calls"] == [
+            {"name": "get_weather", "arguments": {"city": "Paris"}}
+        ]
+        sent = runtime.requests[-1].messages
+        assert sent is not None
+        assert [m.role for m in sent] == [
+            "system",
+            "user",
+            "assistant",
+            "tool",
+            "assistant",
+            "user",
+        ]
+        assert sent[-1].content == "And in Rome?"
+
+
+def test_the_page_asks_for_the_token_when_the_server_has_one(page: Page) -> None:
+    runtime = ScriptedRuntime(["Welcome in."])
+    with BackgroundServer(create_app(runtime, api_token="s3cret-token")) as server:
+        page.goto(server.url + "/")
+        expect(page.locator("#token-box")).to_be_visible()
+        expect(page.locator("#error")).to_have_text(
+            "This server needs an API token: enter it under Settings."
+        )
+        page.fill("#token", "s3cret-token")
+        page.dispatch_event("#token", "change")
+        expect(page.locator("#status")).to_have_text("ready")
+        expect(page.locator("#error")).to_be_hidden()
+        page.fill("#prompt", "Knock knock")
+        page.press("#prompt", "Enter")
+        expect(page.locator(".msg.assistant .bubble")).to_have_text("Welcome in.")
+        page.click("#copy-curl")
+        # The command names the token's variable, never the token itself.
+        command = page.locator("#curl").inner_text()
+        assert '-H "Authorization: Bearer $AGENTKIT_API_TOKEN"' in command
+        assert "s3cret-token" not in command
+
+
+class EndlessRuntime:
+    """Streams words until its consumer goes away; records that it was stopped."""
+
+    name = "endless"
+    capabilities = Capabilities()
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        raise NotImplementedError
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        try:
+            while True:
+                yield StreamChunk(response="la ")
+                await anyio.sleep(0.05)
+        finally:
+            self.stopped.set()
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_stop_ends_the_generation_on_the_server(page: Page) -> None:
+    runtime = EndlessRuntime()
+    with BackgroundServer(create_app(runtime)) as server:
+        page.goto(server.url + "/")
+        page.fill("#prompt", "Sing")
+        page.press("#prompt", "Enter")
+        expect(page.locator(".msg.assistant .bubble")).to_contain_text("la la la")
+        expect(page.locator("#stop")).to_be_visible()
+        page.click("#stop")
+        expect(page.locator(".meta")).to_have_text("stopped")
+        assert runtime.stopped.wait(5), "the server kept generating after Stop"
+        expect(page.locator("#send")).to_be_enabled()
+
+
+def test_the_page_shows_bad_settings_as_the_api_names_them(page: Page) -> None:
+    with BackgroundServer(create_app(ScriptedRuntime())) as server:
+        page.goto(server.url + "/")
+        page.fill("#top_k", "80")
+        page.fill("#prompt", "hi")
+        page.press("#prompt", "Enter")
+        expect(page.locator("#error")).to_have_text(
+            "Bad input: top_k: must be <= 50 (got 80) (code 5006)"
+        )
