@@ -7,6 +7,10 @@ calls join the transcript, each call's arguments are validated, the calls run co
 tool-role result per call id is appended, in the order the model emitted the calls. What goes
 wrong inside a step (unknown tool, bad arguments, a tool that raises or times out) is told to the
 model; budgets turn persistent trouble into typed errors that carry the partial run.
+
+Sync tools run on worker threads, a step's calls batched onto as few threads as keep up with
+them: fast tools cost one thread hop per step, blocking ones still run side by side (see
+`agentkit.tools._threads`).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from agentkit.model_api import (
 from agentkit.runtimes import resolve_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.tools import Tool, Toolset
+from agentkit.tools._threads import ThreadBatch, ThreadedCall
 
 __all__ = ["Agent", "RunResult", "StopReason", "ToolCallRecord"]
 
@@ -447,9 +452,10 @@ class Agent:
         if tool.function is None:
             record.error = f"tool {call.name!r} has no handler to run it"
             return None
-        raw = call.raw_arguments if call.raw_arguments is not None else call.arguments
         try:
-            validated = tool.validate(raw)
+            if call.raw_arguments is None:
+                return tool, tool.check(call.arguments)
+            validated = tool.validate(call.raw_arguments)
         except ToolArgumentsError as exc:
             fields = "; ".join(str(e) for e in exc.errors)
             record.error = (
@@ -464,59 +470,120 @@ class Agent:
     ) -> None:
         """Run the calls concurrently; a sequential tool waits for those before it and runs
         alone, and those after it wait for it."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.max_concurrency)
         batch: list[tuple[ToolCallRecord, Tool, dict[str, Any]]] = []
         for job in [*jobs, None]:
             if job is not None and not job[1].sequential:
                 batch.append(job)
                 continue
-            if len(batch) == 1:
-                await self._call(run, *batch[0])
-            elif batch:
-                async with anyio.create_task_group() as tg:
-                    for item in batch:
-                        tg.start_soon(self._call, run, *item)
+            if batch:
+                await self._run_together(run, batch)
             batch = []
             if job is not None:
-                await self._call(run, *job)
+                await self._run_together(run, [job])
+
+    async def _run_together(
+        self, run: _Run, jobs: list[tuple[ToolCallRecord, Tool, dict[str, Any]]]
+    ) -> None:
+        """Async tools each in a task; sync tools in one batch on worker threads."""
+        if run.emit:
+            for record, _, _ in jobs:  # in the order the model made the calls
+                run.emit(ToolCallStarted(record.step, record.call))
+        awaited = [job for job in jobs if job[1].is_async]
+        threaded = [job for job in jobs if not job[1].is_async]
+        if not awaited:
+            await self._call_in_threads(run, threaded)
+        elif len(awaited) == 1 and not threaded:
+            await self._call(run, *awaited[0])
+        else:
+            async with anyio.create_task_group() as tg:
+                for job in awaited:
+                    tg.start_soon(self._call, run, *job)
+                if threaded:
+                    tg.start_soon(self._call_in_threads, run, threaded)
+
+    def _timeout(self, tool: Tool) -> float | None:
+        return tool.timeout if tool.timeout is not None else self.tool_timeout
 
     async def _call(
         self, run: _Run, record: ToolCallRecord, tool: Tool, values: dict[str, Any]
     ) -> None:
-        if run.emit:
-            run.emit(ToolCallStarted(record.step, record.call))
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self.max_concurrency)
-        timeout = tool.timeout if tool.timeout is not None else self.tool_timeout
-        function = tool.function
-        assert function is not None
+        """One call of an async tool, in the event loop."""
+        assert self._limiter is not None and tool.function is not None
+        timeout = self._timeout(tool)
+        value: Any = None
+        error: Exception | None = None
         started = time.perf_counter()
         try:
             # No timeout, no cancel scope: it costs more than a fast tool itself.
             with anyio.fail_after(timeout) if timeout is not None else nullcontext():
-                if tool.is_async:
-                    async with self._limiter:
-                        value = await function(**values)
-                else:
-                    value = await anyio.to_thread.run_sync(
-                        partial(function, **values),
-                        limiter=self._limiter,
-                        abandon_on_cancel=True,
-                    )
-            record.output = _to_text(value)
-        except TimeoutError:
-            record.error = f"{tool.name} timed out after {timeout:g} s"
-        except ToolRetry as retry:
-            record.error = retry.message
+                async with self._limiter:
+                    value = await tool.function(**values)
         except Exception as exc:
-            if self.raise_tool_errors:
-                raise
-            record.error = f"{type(exc).__name__}: {exc}"
-        finally:
-            record.duration = time.perf_counter() - started
+            error = exc
+        record.duration = time.perf_counter() - started
+        unhandled = self._file(run, record, tool, value, error)
+        if unhandled is not None:
+            raise unhandled
+
+    async def _call_in_threads(
+        self, run: _Run, jobs: list[tuple[ToolCallRecord, Tool, dict[str, Any]]]
+    ) -> None:
+        """Calls of sync tools, batched onto worker threads (see `agentkit.tools._threads`)."""
+        assert self._limiter is not None
+        calls = []
+        for record, tool, values in jobs:
+            assert tool.function is not None
+            function = partial(tool.function, **values)
+            calls.append(ThreadedCall(function, self._timeout(tool), (record, tool)))
+        unhandled: BaseException | None = None
+
+        def settled(call: ThreadedCall) -> None:
+            nonlocal unhandled
+            record, tool = call.owner
+            record.duration = call.duration
+            raised = self._file(run, record, tool, call.value, call.error)
+            if raised is not None and unhandled is None:
+                unhandled = raised
+                batch.stop()  # the run ends with it: the other calls are given up
+
+        batch = ThreadBatch(calls, self._limiter, settled)
+        await batch.run()
+        if unhandled is not None:
+            raise unhandled
+
+    def _file(
+        self,
+        run: _Run,
+        record: ToolCallRecord,
+        tool: Tool,
+        value: Any,
+        error: BaseException | None,
+    ) -> BaseException | None:
+        """Record what came of a call and report it; return an exception the run must raise
+        rather than tell the model."""
+        if error is None:
+            try:
+                record.output = _to_text(value)
+            except Exception as exc:
+                error = exc
+        timeout = self._timeout(tool)
+        if error is None:
+            pass
+        elif isinstance(error, TimeoutError) and timeout is not None:
+            record.error = f"{tool.name} timed out after {timeout:g} s"
+        elif isinstance(error, ToolRetry):
+            record.error = error.message
+        elif isinstance(error, Exception) and not self.raise_tool_errors:
+            record.error = f"{type(error).__name__}: {error}"
+        else:
+            return error
         if log.isEnabledFor(logging.DEBUG):
             log.debug("tool %s -> %s", tool.name, record.error or record.output)
         if run.emit:
             run.emit(ToolCallFinished(record.step, record))
+        return None
 
     def _count_failure(self, run: _Run, record: ToolCallRecord) -> Exception | None:
         name = record.call.name

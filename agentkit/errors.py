@@ -6,6 +6,7 @@ AgentKitError
 │   ├── ToolDefinitionError        a function or definition cannot become a tool
 │   ├── RequestValidationError     a request breaks the contract (field, bound, value)
 │   ├── UnsupportedFeature         the runtime cannot do what the request asks
+│   ├── SchemaGrammarError         a schema keyword cannot be held by a grammar
 │   └── ConfigurationError         a runtime is not installed or not configured
 ├── ToolArgumentsError             a model's arguments do not fit a tool
 ├── RunError                       a run stopped before an answer; carries the partial run
@@ -56,6 +57,7 @@ __all__ = [
     "RepeatedToolCall",
     "RequestValidationError",
     "RunError",
+    "SchemaGrammarError",
     "ServerError",
     "StreamInterrupted",
     "ToolArgumentsError",
@@ -119,6 +121,16 @@ class UnsupportedFeature(UserError):
         self.runtime = runtime
         self.reason = reason
         super().__init__(f"{feature}: not supported by the {runtime} runtime: {reason}")
+
+
+class SchemaGrammarError(UserError, ValueError):
+    """A schema keyword cannot be held by a grammar; names the keyword and its JSON path."""
+
+    def __init__(self, path: str, keyword: str, reason: str) -> None:
+        self.path = path
+        self.keyword = keyword
+        self.reason = reason
+        super().__init__(f"{path}: keyword {keyword!r} {reason}")
 
 
 class ConfigurationError(UserError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import aclosing
 from typing import Literal
 
@@ -199,6 +200,198 @@ async def test_sync_tools_run_in_worker_threads() -> None:
     runtime = ScriptedRuntime([call("where"), answer("ok")])
     await Agent(runtime, tools=[where]).run("go")
     assert threads and threads[0] != threading.get_ident()
+
+
+async def test_blocking_sync_tools_still_run_side_by_side() -> None:
+    meeting = threading.Barrier(4, timeout=5)
+
+    @tool
+    def gather(name: str) -> str:
+        """Wait until all four calls are in.
+
+        Args:
+            name: A label.
+        """
+        meeting.wait()  # raises BrokenBarrierError unless the four calls overlap
+        return name
+
+    labels = ["a", "b", "c", "d"]
+    runtime = ScriptedRuntime(
+        [ScriptedRuntime.calls(*[("gather", {"name": n}) for n in labels]), answer("ok")]
+    )
+    result = await Agent(runtime, tools=[gather]).run("go")
+    assert [m.content for m in tool_messages(result)] == labels
+
+
+async def test_fast_sync_tools_are_batched_onto_few_threads() -> None:
+    threads: list[int] = []
+
+    @tool
+    def note(n: int) -> int:
+        """Note which thread runs this.
+
+        Args:
+            n: A number.
+        """
+        threads.append(threading.get_ident())
+        return n
+
+    runtime = ScriptedRuntime(
+        [ScriptedRuntime.calls(*[("note", {"n": n}) for n in range(20)]), answer("ok")]
+    )
+    result = await Agent(runtime, tools=[note], max_concurrency=8).run("go")
+    assert [m.content for m in tool_messages(result)] == [str(n) for n in range(20)]
+    assert threading.get_ident() not in threads
+    # One thread hop for the step; a second worker joins only if a call seems blocked
+    # (a thread preempted for a millisecond on a busy machine). A hop per call would use 8.
+    assert len(set(threads)) <= 2
+
+
+async def test_sync_calls_keep_emission_order_whatever_order_they_finish_in() -> None:
+    fast_done = threading.Event()
+    finished: list[str] = []
+
+    @tool
+    def slow() -> str:
+        """Wait for `fast`."""
+        assert fast_done.wait(5)  # only returns if `fast` ran meanwhile, on another thread
+        finished.append("slow")
+        return "slow"
+
+    @tool
+    def fast() -> str:
+        """Finish at once."""
+        finished.append("fast")
+        fast_done.set()
+        return "fast"
+
+    runtime = ScriptedRuntime([ScriptedRuntime.calls(("slow", {}), ("fast", {})), answer("ok")])
+    result = await Agent(runtime, tools=[slow, fast]).run("go")
+    assert finished == ["fast", "slow"]
+    assert [m.content for m in tool_messages(result)] == ["slow", "fast"]
+
+
+async def test_sync_tool_timeout_gives_the_call_up_and_the_others_still_run() -> None:
+    release = threading.Event()
+    returned = threading.Event()
+
+    @tool(timeout=0.05)
+    def stuck() -> str:
+        """Block until released."""
+        release.wait(10)
+        returned.set()
+        return "late"
+
+    runtime = ScriptedRuntime(
+        [ScriptedRuntime.calls(("stuck", {}), ("add", {"a": 1, "b": 2})), answer("gave up")]
+    )
+    try:
+        result = await Agent(runtime, tools=[stuck, add]).run("go")
+        # The run went on without waiting for the blocked thread.
+        assert not returned.is_set()
+    finally:
+        release.set()
+    timed_out, summed = tool_messages(result)
+    assert timed_out.content == "Error: stuck timed out after 0.05 s"
+    assert summed.content == "3"
+    assert result.output == "gave up"
+    assert returned.wait(5)  # the abandoned call finished on its own; its result was dropped
+    assert result.tool_calls[0].output is None
+
+
+async def test_cancelling_a_run_gives_up_sync_calls_and_queued_ones_never_start() -> None:
+    started: list[str] = []
+    release = threading.Event()
+    both_in = threading.Barrier(3, timeout=5)
+
+    @tool
+    def block(name: str) -> str:
+        """Block until released.
+
+        Args:
+            name: A label.
+        """
+        started.append(name)
+        both_in.wait()
+        release.wait(10)
+        return name
+
+    runtime = ScriptedRuntime(
+        [ScriptedRuntime.calls(*[("block", {"name": n}) for n in ("a", "b", "c")])]
+    )
+    transcript: list[Message] = []
+    agent = Agent(runtime, tools=[block], max_concurrency=2)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: agent.run("go", transcript=transcript))
+            await anyio.to_thread.run_sync(both_in.wait)  # "a" and "b" are running
+            tg.cancel_scope.cancel()
+    finally:
+        release.set()
+    answers = [m.content for m in transcript if m.role == "tool"]
+    assert answers == ["Error: cancelled: the run stopped before this call finished"] * 3
+    await anyio.sleep(0.05)  # time for the released threads to look for more work
+    assert sorted(started) == ["a", "b"]  # "c" was still queued: it never ran
+
+
+async def test_a_sequential_sync_tool_runs_alone() -> None:
+    log: list[str] = []
+    lock = threading.Lock()
+
+    def traced(name: str) -> str:
+        with lock:
+            log.append(f"start {name}")
+        time.sleep(0.005)
+        with lock:
+            log.append(f"end {name}")
+        return name
+
+    @tool
+    def read(name: str) -> str:
+        """Read.
+
+        Args:
+            name: A label.
+        """
+        return traced(name)
+
+    @tool(sequential=True)
+    def write(name: str) -> str:
+        """Write.
+
+        Args:
+            name: A label.
+        """
+        return traced(name)
+
+    runtime = ScriptedRuntime(
+        [
+            ScriptedRuntime.calls(
+                ("read", {"name": "r1"}),
+                ("read", {"name": "r2"}),
+                ("write", {"name": "w"}),
+                ("read", {"name": "r3"}),
+            ),
+            answer("done"),
+        ]
+    )
+    result = await Agent(runtime, tools=[read, write]).run("go")
+    w_start, w_end = log.index("start w"), log.index("end w")
+    assert w_end == w_start + 1  # nothing else ran while the sequential tool did
+    assert log.index("end r1") < w_start and log.index("end r2") < w_start
+    assert log.index("start r3") > w_end
+    assert [m.content for m in tool_messages(result)] == ["r1", "r2", "w", "r3"]
+
+
+async def test_raise_tool_errors_re_raises_a_sync_error_among_several_calls() -> None:
+    @tool
+    def broken() -> str:
+        """Fail."""
+        raise LookupError("service down")
+
+    runtime = ScriptedRuntime([ScriptedRuntime.calls(("add", {"a": 1, "b": 1}), ("broken", {}))])
+    with pytest.raises(LookupError, match="service down"):
+        await Agent(runtime, tools=[add, broken], raise_tool_errors=True).run("go")
 
 
 async def test_unknown_tool_is_told_to_the_model() -> None:

@@ -69,7 +69,7 @@ def test_every_call_under_the_grammar_validates(runtime: LlamaCpp) -> None:
                 tools=[made.definition("inline")],
                 tool_choice="required",
                 temperature=0,
-                max_tokens=256,
+                max_tokens=512,  # a string may hold 256 characters, a token each
             )
             generation = await runtime.generate(request)
             for call in generation.tool_calls:

@@ -126,6 +126,18 @@ def test_cloudflare_sdk_tool_call(cf: cloudflare.Cloudflare) -> None:
     assert isinstance(call["arguments"], dict) and isinstance(call["arguments"]["city"], str)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_unknown_lora_adapter_is_named(cf: cloudflare.Cloudflare, stream: bool) -> None:
+    with pytest.raises(cloudflare.BadRequestError) as refused:
+        cf.ai.run(DEFAULT_MODEL, account_id=ACCOUNT, prompt="Hi", lora="pirate", stream=stream)
+    assert refused.value.body["errors"] == [
+        {
+            "code": 5006,
+            "message": "Bad input: lora: unknown adapter 'pirate'; known adapters: none registered",
+        }
+    ]
+
+
 def test_openai_sdk_chat_completion(oa: openai.OpenAI) -> None:
     completion = oa.chat.completions.create(
         model="@agentkit/local",

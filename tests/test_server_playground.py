@@ -27,6 +27,7 @@ from agentkit import (
 from agentkit.runtimes.llama_cpp import LlamaCpp
 from agentkit.server import create_app
 from agentkit.server.background import BackgroundServer
+from agentkit.tools.loader import load_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -117,6 +118,29 @@ def test_the_page_streams_an_answer_from_the_model(page: Page) -> None:
             screenshot(page, "playground-local-model.png")
     finally:
         # Playwright's sync API keeps an event loop on this thread: close from another one.
+        closer = threading.Thread(target=anyio.run, args=(model.aclose,))
+        closer.start()
+        closer.join()
+
+
+def test_the_embedded_model_calls_a_tool_from_the_page(page: Page) -> None:
+    model = LlamaCpp()
+    (calculate,) = load_tools([ROOT / "tools" / "calculator.py"])
+    try:
+        with BackgroundServer(create_app(model, tools=[calculate])) as server:
+            page.goto(server.url + "/")
+            expect(page.locator("#tools-box")).to_be_visible()
+            page.fill("#temperature", "0")
+            page.select_option("#tool_choice", "required")
+            page.fill("#prompt", "What is 37 * 41?")
+            page.press("#prompt", "Enter")
+            card = page.locator(".toolcall")
+            expect(card.locator(".name")).to_have_text("calculate", timeout=60_000)
+            expect(card.locator(".result")).to_have_text("1517", timeout=60_000)
+            expect(page.locator(".meta")).to_contain_text("2 steps", timeout=60_000)
+            expect(page.locator(".msg.assistant .bubble")).to_contain_text("1517")
+            screenshot(page, "playground-local-tools.png")
+    finally:
         closer = threading.Thread(target=anyio.run, args=(model.aclose,))
         closer.start()
         closer.join()

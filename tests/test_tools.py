@@ -466,6 +466,53 @@ def test_validation_errors_list_every_field_with_its_path() -> None:
     assert info.value.raw == '{"place": {"country": 5}, "days": 9, "extra": true}'
 
 
+def test_unknown_keys_are_refused_and_omitted_parameters_get_their_defaults() -> None:
+    made = tool(forecast)
+    with pytest.raises(ToolArgumentsError) as info:
+        made.validate({"place": {"city": "Paris"}, "hours": 5})
+    assert [str(e) for e in info.value.errors] == ["hours: is not a known field (got 5)"]
+    assert made.validate({"place": {"city": "Paris"}}).values == {
+        "place": Place(city="Paris"),
+        "unit": Unit.CELSIUS,
+        "days": 1,
+        "note": None,
+    }
+
+
+def test_mutable_defaults_are_fresh_for_every_call() -> None:
+    def tag(labels: list[str] = ["new"]) -> list[str]:  # noqa: B006
+        """Tag.
+
+        Args:
+            labels: Labels.
+        """
+        return labels
+
+    made = tool(tag)
+    first, second = made.validate({}).values, made.validate({}).values
+    assert first == second == {"labels": ["new"]}
+    first["labels"].append("changed")
+    assert made.validate({}).values == {"labels": ["new"]}
+
+
+def test_parameters_may_be_named_like_model_attributes() -> None:
+    def odd(model_config: int, schema: str = "x", _hidden: bool = False) -> str:
+        """Odd names.
+
+        Args:
+            model_config: A number.
+            schema: A label.
+            _hidden: A flag.
+        """
+        return schema
+
+    made = tool(odd)
+    assert list(made.parameters_schema()["properties"]) == ["model_config", "schema", "_hidden"]
+    values = made.validate({"model_config": "3", "_hidden": True}).values
+    assert values == {"model_config": 3, "schema": "x", "_hidden": True}
+    assert made(**values) == "x"
+
+
 @pytest.mark.parametrize(
     ("text", "repairs"),
     [

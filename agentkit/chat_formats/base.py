@@ -14,12 +14,14 @@ from agentkit.errors import UserError
 from agentkit.model_api import FunctionDefinition, Message, ToolCall
 from agentkit.tools.formats import normalize_definition
 
-__all__ = ["MAX_PARALLEL_CALLS", "MAX_STRING", "ChatFormat"]
+__all__ = ["MAX_ITEMS", "MAX_PARALLEL_CALLS", "MAX_STRING", "ChatFormat"]
 
 MAX_PARALLEL_CALLS = 8
 """The most calls one grammar-held turn may hold: a small model can otherwise loop on calls."""
 MAX_STRING = 256
 """Characters a string argument without its own `maxLength` may hold in a grammar-held call."""
+MAX_ITEMS = 32
+"""Items an array argument without its own `maxItems` may hold in a grammar-held call."""
 _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 
 
@@ -71,6 +73,7 @@ class ChatFormat(abc.ABC):
         parallel: bool = True,
         checked_after: bool = True,
         max_string: int | None = MAX_STRING,
+        max_items: int | None = MAX_ITEMS,
     ) -> str:
         """GBNF for the text of one tool call (several when `parallel`), from `call_trigger` on.
 
@@ -85,13 +88,16 @@ class ChatFormat(abc.ABC):
             max_string: The most characters a string without its own `maxLength` may hold. A
                 small model sometimes never closes a quote; the bound makes it, long before
                 `max_tokens` would cut the call in half. None: no bound.
+            max_items: The same for the items of an array without its own `maxItems`.
 
         Raises:
             UserError: no tools, `tool_choice` `none`, or a name that is not a tool's.
             SchemaGrammarError: a parameters schema the grammar cannot hold.
         """
         chosen = _chosen(tools, tool_choice)
-        builder = GrammarBuilder(checked_after=checked_after, max_string=max_string)
+        builder = GrammarBuilder(
+            checked_after=checked_after, max_string=max_string, max_items=max_items
+        )
         alternatives = []
         for tool in chosen:
             schema = normalize_definition({"name": tool.name, "parameters": tool.parameters})[0]

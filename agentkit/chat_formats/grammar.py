@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agentkit.chat_formats._gbnf import class_char, gbnf_literal, int_range
-from agentkit.errors import UserError
+from agentkit.errors import SchemaGrammarError
 
 __all__ = ["SchemaGrammarError", "gbnf_literal", "schema_to_gbnf"]
 
@@ -89,16 +89,6 @@ _OPAQUE = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|\{[0-9,]*\}')
 _NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9-]*")
 
 
-class SchemaGrammarError(UserError, ValueError):
-    """A schema keyword cannot be held by a grammar; names the keyword and its JSON path."""
-
-    def __init__(self, path: str, keyword: str, reason: str) -> None:
-        self.path = path
-        self.keyword = keyword
-        self.reason = reason
-        super().__init__(f"{path}: keyword {keyword!r} {reason}")
-
-
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
@@ -106,9 +96,16 @@ def _json(value: Any) -> str:
 class GrammarBuilder:
     """Collects rules for one grammar; several schemas can share it (one rule per shape)."""
 
-    def __init__(self, *, checked_after: bool = False, max_string: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        checked_after: bool = False,
+        max_string: int | None = None,
+        max_items: int | None = None,
+    ) -> None:
         self.checked_after = checked_after
         self.max_string = max_string
+        self.max_items = max_items
         self._rules: dict[str, str] = {}
         self._by_body: dict[str, str] = {}
         self._refs: dict[tuple[int, str], str] = {}
@@ -373,6 +370,8 @@ class GrammarBuilder:
         items = schema.get("items", None if prefix else True)
         low = max((_count(schema, "minItems", path) or 0) - len(prefix), 0)
         high = _count(schema, "maxItems", path)
+        if high is None and self.max_items is not None:
+            high = max(low + len(prefix), self.max_items)
         if high is not None:
             high -= len(prefix)
             if high < 0:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from agentkit.model_api import Generation, GenerationRequest
@@ -85,10 +85,13 @@ class ServerState:
         if declared.isdigit() and int(declared) > self.max_body:
             raise self._too_large(int(declared))
         body = bytearray()
-        async for part in request.stream():
-            body += part
-            if len(body) > self.max_body:
-                raise self._too_large(len(body))
+        try:
+            async for part in request.stream():
+                body += part
+                if len(body) > self.max_body:
+                    raise self._too_large(len(body))
+        except ClientDisconnect:
+            raise ApiError(408, ABORTED, "Request was aborted: the body was cut off") from None
         if not body.strip():
             raise ApiError(400, INCOMPLETE_REQUEST, "Request is missing headers or body: body")
         try:

@@ -64,7 +64,7 @@ async def _info(state: ServerState, request: Request) -> Response:
 
 
 async def _agent(state: ServerState, request: Request) -> Response:
-    """Body: `{messages, instructions?, use_tools?, temperature?, top_p?, ...}`."""
+    """Body: `{messages, instructions?, use_tools?, tool_choice?, temperature?, top_p?, ...}`."""
     state.authorize(request)
     body = await state.read_json(request)
     instructions = body.pop("instructions", None) or None
@@ -75,11 +75,16 @@ async def _agent(state: ServerState, request: Request) -> Response:
     checked = GenerationRequest.build(body)
     if not checked.messages or checked.messages[-1].role != "user":
         raise ApiError(400, BAD_INPUT, "Bad input: messages: the last message must be the user's")
+    tools = state.tools if use_tools else ()
+    if checked.tool_choice not in ("auto", "required"):
+        raise ApiError(400, BAD_INPUT, "Bad input: tool_choice: must be auto or required")
     agent = Agent(
         state.runtime,
-        tools=state.tools if use_tools else (),
+        tools=tools,
         instructions=instructions,
         max_steps=state.max_steps,
+        # A forced first call goes back to `auto` once the tools answered.
+        tool_choice=checked.tool_choice if tools else "auto",
         **checked.sampling(),
     )
     return EventStream(_events(agent, checked), state.to_error)

@@ -66,7 +66,17 @@ _STRICT_UNSUPPORTED = {
     "contains",
     "allOf",
 }
-_STRICT_FORMATS = {"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"}
+_STRICT_FORMATS = {
+    "date-time",
+    "time",
+    "date",
+    "duration",
+    "email",
+    "hostname",
+    "ipv4",
+    "ipv6",
+    "uuid",
+}
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
@@ -119,8 +129,9 @@ def _types_of(node: Mapping[str, Any]) -> list[str] | None:
         t = node["type"]
         return [t] if isinstance(t, str) else list(t)
     if "enum" in node:
-        kinds = {_kind(v) for v in node["enum"]}
-        return sorted(kinds) if None not in kinds else None
+        found = {_kind(v) for v in node["enum"]}
+        named = {k for k in found if k is not None}
+        return sorted(named) if len(named) == len(found) else None
     if "const" in node:
         kind = _kind(node["const"])
         return [kind] if kind else None
@@ -128,10 +139,10 @@ def _types_of(node: Mapping[str, Any]) -> list[str] | None:
     if branches:
         out: list[str] = []
         for b in branches:
-            kinds = _types_of(b)
-            if kinds is None:
+            branch = _types_of(b)
+            if branch is None:
                 return None
-            out.extend(k for k in kinds if k not in out)
+            out.extend(k for k in branch if k not in out)
         return out
     return None
 
@@ -241,7 +252,7 @@ def to_strict(schema: Mapping[str, Any]) -> dict[str, Any]:
 # -- meta-schema ----------------------------------------------------------------------------
 
 
-def meta_problems(schema: Mapping[str, Any]) -> list[str]:
+def meta_problems(schema: dict[str, Any]) -> list[str]:
     """Errors of the schema against the JSON Schema 2020-12 meta-schema (fast, in Rust)."""
     if jsonschema_rs.meta.is_valid(schema):
         return []
@@ -313,12 +324,16 @@ def _normalize_schema(node: Any, path: str, notes: list[DefinitionProblem]) -> A
             notes.append(DefinitionProblem(f"{path}.type", "'any' is not a JSON type; removed"))
         elif fixed:
             node["type"] = fixed
-            notes.append(DefinitionProblem(f"{path}.type", f"{kind!r} is not a JSON type; {fixed!r}"))
+            notes.append(
+                DefinitionProblem(f"{path}.type", f"{kind!r} is not a JSON type; {fixed!r}")
+            )
         else:
             del node["type"]
             notes.append(DefinitionProblem(f"{path}.type", f"unknown type {kind!r}; removed"))
     elif isinstance(kind, list):
-        node["type"] = [t if t in _JSON_TYPES else _SLOPPY_TYPES.get(str(t).lower(), t) for t in kind]
+        node["type"] = [
+            t if t in _JSON_TYPES else _SLOPPY_TYPES.get(str(t).lower(), t) for t in kind
+        ]
     kind = node.get("type")
     if kind == "array" and isinstance(node.get("items"), list):
         # Draft-4 tuple form: positional schemas.
@@ -347,7 +362,9 @@ def _normalize_schema(node: Any, path: str, notes: list[DefinitionProblem]) -> A
             if len(kept) != len(required):
                 gone = [r for r in required if r not in props]
                 notes.append(
-                    DefinitionProblem(f"{path}.required", f"names no such property: {gone}; dropped")
+                    DefinitionProblem(
+                        f"{path}.required", f"names no such property: {gone}; dropped"
+                    )
                 )
                 node["required"] = kept
     if "default" in node and "type" in node:

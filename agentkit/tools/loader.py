@@ -8,9 +8,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from agentkit.tools.tool import Tool
-
 from agentkit.errors import ConfigurationError
+from agentkit.tools.tool import Tool
 
 __all__ = ["load_tools"]
 

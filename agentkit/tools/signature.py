@@ -1,20 +1,20 @@
 """A function's signature and docstring -> a validator of its arguments and a JSON Schema.
 
-Only pydantic's public API is used: the parameters become a `TypedDict` (each one `Annotated`
-with a `Field`), and one `TypeAdapter` of it gives both the validator and the schema. A
-`TypedDict` rather than a model: validating into a dict is what a call needs (the keyword
-arguments), it costs half of building a model instance, and any parameter name is a valid key.
+Only pydantic's public API is used: the parameters become a `TypedDict`, and one `TypeAdapter`
+of it gives both the schema and the core schema the validator is made from. A `TypedDict`
+rather than a model: validating into a dict is what a call needs (the keyword arguments), it
+costs half of building a model instance, and any parameter name is a valid key.
 
-The validator is built from the adapter's core schema with two changes at the top level only:
-unknown keys are dropped rather than refused, and omitted parameters are left out rather than
-given their defaults. `Tool.validate` then refuses unknown keys and fills in defaults itself,
-which is cheaper: refusing unknown keys costs pydantic-core about 40% of validating a small
-dict, while once only known keys are kept, comparing two lengths tells whether there were
-others. Nested types keep their own rules (unknown keys refused, defaults filled).
-"""
+The validator differs from the adapter's own at the top level only: unknown keys are dropped
+rather than refused, and omitted parameters are left out rather than given their defaults.
+`Tool.validate` refuses unknown keys and fills in defaults itself, which is cheaper: refusing
+unknown keys costs pydantic-core about 40% of validating a small dict, while once only known
+keys are kept, comparing two lengths tells whether there were others. Nested types keep their
+own rules (unknown keys refused, defaults filled)."""
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import inspect
 import math
@@ -22,18 +22,22 @@ import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, get_type_hints
+from typing import Any, get_type_hints
 
 import docstring_parser
 from pydantic import (
     ConfigDict,
-    Field,
     PydanticSchemaGenerationError,
     PydanticUserError,
     TypeAdapter,
 )
 from pydantic.json_schema import GenerateJsonSchema
-from pydantic_core import CoreSchema, SchemaValidator
+from pydantic_core import (
+    CoreSchema,
+    PydanticSerializationError,
+    SchemaValidator,
+    to_jsonable_python,
+)
 from typing_extensions import NotRequired, Required, TypedDict
 
 from agentkit.errors import ToolDefinitionError
@@ -60,6 +64,23 @@ class Signature:
 
 
 _CONFIG = ConfigDict(extra="forbid", arbitrary_types_allowed=False)
+# Called with a name and fields known only at run time, which type checkers cannot follow.
+_make_typed_dict: Any = TypedDict
+
+
+def _encode_default(value: Any) -> Any:
+    """A default as JSON, as pydantic's schema generator writes it, without building a
+    `TypeAdapter` for the common kinds.
+
+    Raises:
+        PydanticSerializationError: the value has no JSON form.
+    """
+    kind = type(value)
+    if value is None or kind in (bool, int, str) or (kind is float and math.isfinite(value)):
+        return value
+    if isinstance(value, enum.Enum) and type(value.value) in (str, int):
+        return value.value
+    return to_jsonable_python(value, by_alias=True)
 
 
 class _SchemaGenerator(GenerateJsonSchema):
@@ -67,12 +88,7 @@ class _SchemaGenerator(GenerateJsonSchema):
     made per default value just to encode it, and field titles that are stripped anyway."""
 
     def encode_default(self, dft: Any) -> Any:
-        kind = type(dft)
-        if dft is None or kind in (bool, int, str) or (kind is float and math.isfinite(dft)):
-            return dft
-        if isinstance(dft, enum.Enum) and type(dft.value) in (str, int):
-            return dft.value
-        return super().encode_default(dft)
+        return _encode_default(dft)
 
     def field_title_should_be_set(self, schema: Any) -> bool:
         return False
@@ -120,7 +136,7 @@ def _lenient(schema: CoreSchema) -> CoreSchema:
     for key, field in schema["fields"].items():
         inner = field["schema"]
         fields[key] = {**field, "schema": inner["schema"]} if inner["type"] == "default" else field
-    return {**schema, "fields": fields, "extra_behavior": "ignore"}  # type: ignore[typeddict-item]
+    return {**schema, "fields": fields, "extra_behavior": "ignore"}
 
 
 def read_signature(function: Callable[..., Any], name: str) -> Signature:
@@ -147,19 +163,15 @@ def read_signature(function: Callable[..., Any], name: str) -> Signature:
             problems.append(f"{param.name}: positional-only parameters cannot be tool arguments")
             continue
         annotation = hints.get(param.name, Any)
-        text = documented.get(param.name, "")
-        # Only a documented description is passed: an Annotated Field's own one must survive.
         if param.default is param.empty:
-            info = Field(description=text) if text else Field()
-            fields[param.name] = Required[Annotated[annotation, info]]
+            fields[param.name] = Required[annotation]
         else:
-            info = Field(param.default, description=text) if text else Field(param.default)
-            fields[param.name] = NotRequired[Annotated[annotation, info]]
+            fields[param.name] = NotRequired[annotation]
             defaults[param.name] = param.default
     if problems:
         raise ToolDefinitionError(name, problems)
     try:
-        arguments = TypedDict(f"{name}_arguments", fields)  # type: ignore[operator]
+        arguments = _make_typed_dict(f"{name}_arguments", fields)
         arguments.__pydantic_config__ = _CONFIG
         adapter: TypeAdapter[dict[str, Any]] = TypeAdapter(arguments)
         schema = _strip_titles(
@@ -171,9 +183,17 @@ def read_signature(function: Callable[..., Any], name: str) -> Signature:
         raise ToolDefinitionError(
             name, [f"a parameter's type cannot be validated: {first}"]
         ) from None
+    # Descriptions and defaults are written into the schema here rather than given to pydantic
+    # as a `Field` each: a `FieldInfo` costs more to make than the rest of the parameter.
     properties = schema.setdefault("properties", {})
-    # The schema says what the docstring and any Annotated Field described, merged.
-    undocumented = [key for key, prop in properties.items() if "description" not in prop]
+    for key, default in defaults.items():
+        # As pydantic does, a default with no JSON form stays out of the schema.
+        with contextlib.suppress(PydanticSerializationError):
+            properties[key]["default"] = _encode_default(default)
+    for key, text in documented.items():
+        if text and key in properties:
+            properties[key]["description"] = text  # the docstring wins over an Annotated Field
+    undocumented = [key for key, prop in properties.items() if not prop.get("description")]
     unknown = sorted(set(documented) - set(parameters))
     if unknown:
         warnings.warn(

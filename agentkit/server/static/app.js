@@ -206,6 +206,7 @@ async function send(text) {
     messages: [...state.history, { role: "user", content: text }],
     instructions: $("instructions").value.trim() || null,
     use_tools: $("use-tools").checked,
+    tool_choice: $("tool_choice").value,
     ...sampling(),
   };
   state.controller = new AbortController();
@@ -252,7 +253,10 @@ function curlCommand() {
   messages.push(...state.history);
   messages.push({ role: "user", content: $("prompt").value.trim() || "Hello!" });
   const body = { messages, ...sampling() };
-  if ($("use-tools").checked && info.tools.length) body.tools = info.tools;
+  if ($("use-tools").checked && info.tools.length) {
+    body.tools = info.tools;
+    if ($("tool_choice").value !== "auto") body.tool_choice = $("tool_choice").value;
+  }
   const url = `${location.origin}/client/v4/accounts/local/ai/run/${model}`;
   const lines = [`curl ${url}`];
   if (info.auth) lines.push(`  -H "Authorization: Bearer $AGENTKIT_API_TOKEN"`);

@@ -1,0 +1,241 @@
+"""Sync tool calls on worker threads, a step's calls batched onto as few threads as keep up.
+
+A hop to a worker thread (`anyio.to_thread.run_sync`) costs tens of microseconds, more than a
+fast tool takes, so the calls of a step do not get a hop each. They wait in one queue, drained
+by workers that each hold a token of the run's `CapacityLimiter` while they work. One worker
+starts; another joins only while calls are waiting and every running worker has been inside a
+single call for longer than `BLOCKED_AFTER` (a tool waiting on I/O or a lock). Fast tools thus
+cost one hop per step, and blocking ones still overlap, up to the limiter's capacity. A worker
+that has just finished a slow call hands its results back at once, so they are not held up by
+the calls it would take next.
+
+A call has a deadline if it has a timeout, counted from the start of the batch (time spent
+waiting for a worker counts, as it does under `fail_after`). The event loop watches the
+deadlines; a call past its own is given up where it stands: taken off the queue if it has not
+started, otherwise its worker is abandoned, like `to_thread.run_sync(..., abandon_on_cancel=True)`
+under `fail_after`: the limiter token is returned, the thread finishes the call on its own, its
+result is dropped, and it takes no further call. Cancelling the batch gives up every call the
+same way; queued calls never start.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+__all__ = ["BLOCKED_AFTER", "ThreadBatch", "ThreadedCall"]
+
+BLOCKED_AFTER = 0.001
+"""Seconds a worker may spend in one call before it counts as blocked and another may join."""
+
+_QUEUED, _RUNNING, _DONE, _GIVEN_UP = range(4)
+
+
+class ThreadedCall:
+    """One call of a batch: a function of no arguments, and what came of it."""
+
+    __slots__ = ("deadline", "duration", "error", "function", "owner", "state", "timeout", "value")
+
+    def __init__(self, function: Callable[[], Any], timeout: float | None, owner: Any) -> None:
+        self.function = function
+        self.timeout = timeout
+        self.owner = owner
+        """Whatever the caller needs to file the outcome (the agent: its record and tool)."""
+        self.deadline: float | None = None
+        self.state = _QUEUED
+        self.value: Any = None
+        self.error: BaseException | None = None
+        """What the function raised; `TimeoutError` when it was given up at its deadline."""
+        self.duration = 0.0
+        """Seconds the function ran; for a call given up, seconds since the batch started."""
+
+
+class _Worker:
+    __slots__ = ("abandoned", "call", "done", "finished", "scope", "since")
+
+    def __init__(self) -> None:
+        self.scope = anyio.CancelScope()
+        self.call: ThreadedCall | None = None  # the call it is running
+        self.since: float | None = None  # when that call started
+        self.done: list[ThreadedCall] = []  # finished in the thread, not yet handed back
+        self.abandoned = False
+        self.finished = False
+
+
+class ThreadBatch:
+    """Run sync calls on worker threads; `settled(call)` is called on the event loop as each
+    call finishes or is given up (not for calls cut off by cancellation)."""
+
+    def __init__(
+        self,
+        calls: Sequence[ThreadedCall],
+        limiter: anyio.CapacityLimiter,
+        settled: Callable[[ThreadedCall], None],
+    ) -> None:
+        self._queue = deque(calls)
+        self._open = list(calls)  # not settled yet
+        self._limiter = limiter
+        self._settled = settled
+        self._lock = threading.Lock()  # guards call states, the queue and worker handovers
+        self._workers: list[_Worker] = []
+        self._closed = False
+        self._scope: anyio.CancelScope | None = None
+        self._nap: anyio.CancelScope | None = None
+
+    async def run(self) -> None:
+        """Run every call; return once each has settled."""
+        start = time.monotonic()
+        for call in self._open:
+            if call.timeout is not None:
+                call.deadline = start + call.timeout
+        most = min(len(self._open), int(self._limiter.total_tokens))
+        try:
+            if most == 1 and all(call.deadline is None for call in self._open):
+                # Nothing to watch and no one to add: one worker, awaited right here (not
+                # even a cancel scope of its own, which costs more than a fast tool).
+                await self._hops(self._add_worker())
+                return
+            async with anyio.create_task_group() as tg:
+                self._scope = tg.cancel_scope
+                tg.start_soon(self._work, self._add_worker())
+                await self._watch(tg, most, start)
+        finally:
+            with self._lock:
+                self._closed = True  # after a cancellation, queued calls must not start
+
+    def stop(self) -> None:
+        """Give up the calls still running or waiting; `run` returns soon after."""
+        with self._lock:
+            self._closed = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    # -- on the event loop ------------------------------------------------------------------
+
+    def _add_worker(self) -> _Worker:
+        worker = _Worker()
+        self._workers.append(worker)
+        return worker
+
+    async def _work(self, worker: _Worker) -> None:
+        try:
+            with worker.scope:  # cancelled alone when its call passes its deadline
+                await self._hops(worker)
+            self._hand_back(worker)  # what it finished before it was abandoned
+        finally:
+            worker.finished = True
+            self._wake()
+
+    async def _hops(self, worker: _Worker) -> None:
+        while not worker.abandoned:
+            await anyio.to_thread.run_sync(
+                self._drain, worker, limiter=self._limiter, abandon_on_cancel=True
+            )
+            self._hand_back(worker)
+            if not self._queue or self._closed:
+                return
+
+    def _hand_back(self, worker: _Worker) -> None:
+        if not worker.done:
+            return
+        with self._lock:
+            done, worker.done = worker.done, []
+        for call in done:
+            self._settle(call)
+
+    def _settle(self, call: ThreadedCall) -> None:
+        self._open.remove(call)
+        self._settled(call)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._nap is not None:
+            self._nap.cancel()
+
+    async def _watch(self, tg: TaskGroup, most: int, start: float) -> None:
+        """Give up calls past their deadline; add a worker while calls wait and every worker
+        is blocked. Sleeps until the next thing to look at, or until a worker hands back."""
+        while self._open:
+            now = time.monotonic()
+            wake = self._give_up_overdue(now, start)
+            if self._queue:
+                live = [w for w in self._workers if not (w.abandoned or w.finished)]
+                blocked = [w.since for w in live if w.since is not None]
+                if not live or (
+                    len(live) < most
+                    and len(blocked) == len(live)
+                    and now - max(blocked) >= BLOCKED_AFTER
+                ):
+                    tg.start_soon(self._work, self._add_worker())
+                    look = now + BLOCKED_AFTER
+                else:
+                    # The soonest a busy worker can count as blocked (all busy or not).
+                    look = (max(blocked) if len(blocked) == len(live) else now) + BLOCKED_AFTER
+                wake = look if wake is None else min(wake, look)
+            if wake is None:
+                return  # nothing left to watch: the running workers finish the rest
+            with anyio.CancelScope() as self._nap:
+                await anyio.sleep(max(0.0, wake - time.monotonic()))
+            self._nap = None
+
+    def _give_up_overdue(self, now: float, start: float) -> float | None:
+        """Give up the calls past their deadline; the next deadline of the others."""
+        wake: float | None = None
+        for call in list(self._open):
+            if call.deadline is None or call.state == _DONE:
+                continue
+            if call.deadline > now:
+                wake = call.deadline if wake is None else min(wake, call.deadline)
+                continue
+            owner: _Worker | None = None
+            with self._lock:
+                if call.state == _DONE:
+                    continue  # finished just now; its worker hands it back
+                if call.state == _QUEUED:
+                    self._queue.remove(call)
+                else:
+                    owner = next(w for w in self._workers if w.call is call)
+                    owner.abandoned = True
+                call.state = _GIVEN_UP
+            if owner is not None:
+                owner.scope.cancel()
+            call.error = TimeoutError()
+            call.duration = now - start
+            self._settle(call)
+        return wake
+
+    # -- on a worker thread -----------------------------------------------------------------
+
+    def _drain(self, worker: _Worker) -> None:
+        """Take calls off the queue until it is empty, or a call was slow (its result goes
+        back at once), or this worker is abandoned."""
+        lock, queue, clock = self._lock, self._queue, time.monotonic
+        while True:
+            with lock:
+                if self._closed or worker.abandoned or not queue:
+                    return
+                call = queue.popleft()
+                call.state = _RUNNING
+                worker.call = call
+                worker.since = started = clock()
+            value: Any = None
+            error: BaseException | None = None
+            try:
+                value = call.function()
+            except BaseException as exc:  # handed to the event loop, which decides
+                error = exc
+            ended = clock()
+            with lock:
+                worker.call = worker.since = None
+                if call.state == _RUNNING:  # not given up meanwhile
+                    call.state = _DONE
+                    call.value, call.error, call.duration = value, error, ended - started
+                    worker.done.append(call)
+            if ended - started >= BLOCKED_AFTER:
+                return
