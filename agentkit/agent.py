@@ -23,10 +23,10 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import anyio
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
 from agentkit.errors import (
@@ -53,9 +53,9 @@ from agentkit.model_api import (
     GenerationRequest,
     Message,
     StreamChunk,
-    ToolCall,
     Usage,
 )
+from agentkit.results import RunResult, StopReason, ToolCallRecord
 from agentkit.runtimes import resolve_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.tools import Tool, Toolset
@@ -63,48 +63,8 @@ from agentkit.tools._threads import ThreadBatch, ThreadedCall
 
 __all__ = ["Agent", "RunResult", "StopReason", "ToolCallRecord"]
 
+
 log = logging.getLogger("agentkit.agent")
-
-StopReason = Literal["answer", "final_answer", "max_steps", "deadline", "tool_retries", "repeat"]
-"""Why a run stopped: the model answered; it answered in the tools-less call made after
-`max_steps`; or one of the limits stopped it (the error carries the partial run)."""
-
-
-class ToolCallRecord(BaseModel):
-    """One tool call of a run, with what came of it."""
-
-    step: int
-    """The step (model call) that asked for it, from 1."""
-    call: ToolCall
-    """The call as the model made it (id, name, arguments)."""
-    output: str | None = None
-    """The tool's whole output as text, before any cut; None if the call failed."""
-    error: str | None = None
-    """What went wrong, as told to the model; None if the call succeeded."""
-    duration: float = 0.0
-    """Seconds spent running the tool (0 when it never ran)."""
-    repairs: list[str] = Field(default_factory=list)
-    """How the arguments were repaired before they validated (code fences, quotes, ...)."""
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-class RunResult(BaseModel):
-    """Everything a run produced; `model_dump_json()` / `model_validate_json()` round-trip it."""
-
-    output: str = ""
-    """The final answer."""
-    messages: list[Message] = Field(default_factory=list)
-    """The whole transcript, ready to continue the conversation (`agent.run(..., history=)`)."""
-    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
-    """Every tool call, in the order the model made them."""
-    usage: Usage = Field(default_factory=Usage)
-    """Token usage summed over every step."""
-    steps: int = 0
-    """How many model calls were made."""
-    stop_reason: StopReason = "answer"
 
 
 @dataclass

@@ -16,7 +16,7 @@ from agentkit.agent import Agent, RunResult
 from agentkit.errors import AgentKitError, RunError
 from agentkit.events import RunFinished, TextDelta, ToolCallFinished, ToolCallStarted
 from agentkit.model_api import generation_json_schema, request_json_schema
-from agentkit.runtimes import RUNTIMES, get_runtime
+from agentkit.runtimes import RUNTIMES, runtime_for
 from agentkit.runtimes.base import Runtime
 from agentkit.tools import Tool, validate_tool_definitions
 from agentkit.tools.loader import load_tools
@@ -52,14 +52,7 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
-    options: dict[str, Any] = {}
-    if args.runtime == "local":
-        options["progress"] = sys.stderr.isatty()
-        if args.model:
-            options["model_path"] = args.model
-    elif args.model:
-        options["model"] = args.model
-    return get_runtime(args.runtime, **options)
+    return runtime_for(args.runtime, args.model, progress=sys.stderr.isatty())
 
 
 def _agent(args: argparse.Namespace) -> Agent:

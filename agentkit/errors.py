@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agentkit.agent import RunResult
+    from agentkit.results import RunResult
 
 __all__ = [
     "AgentKitError",

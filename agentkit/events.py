@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 from agentkit.model_api import ToolCall, Usage
 
 if TYPE_CHECKING:
-    from agentkit.agent import RunResult, ToolCallRecord
+    from agentkit.results import RunResult, ToolCallRecord
 
 __all__ = [
     "Event",

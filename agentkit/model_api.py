@@ -372,16 +372,13 @@ def _response_text(value: Any) -> Any:
     return value
 
 
-class Generation(_Model):
-    """The output of one generation: `{response, tool_calls, usage}`."""
+class _Output(_Model):
+    """What generations and stream chunks share: text and tool calls, leniently read."""
 
     model_config = ConfigDict(extra="ignore")
 
     response: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
-    usage: Usage = Field(default_factory=Usage)
-    finish_reason: FinishReason | None = Field(default=None, exclude=True)
-    """Why generation stopped, where the runtime knows: `stop`, `length` or `tool_calls`."""
 
     @field_validator("response", mode="before")
     @classmethod
@@ -392,6 +389,14 @@ class Generation(_Model):
     @classmethod
     def _calls(cls, value: Any) -> Any:
         return [] if value is None else value
+
+
+class Generation(_Output):
+    """The output of one generation: `{response, tool_calls, usage}`."""
+
+    usage: Usage = Field(default_factory=Usage)
+    finish_reason: FinishReason | None = Field(default=None, exclude=True)
+    """Why generation stopped, where the runtime knows: `stop`, `length` or `tool_calls`."""
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Generation:
@@ -406,25 +411,11 @@ class Generation(_Model):
         return out
 
 
-class StreamChunk(_Model):
+class StreamChunk(_Output):
     """One piece of a streamed generation; joined, the pieces make the `Generation`."""
 
-    model_config = ConfigDict(extra="ignore")
-
-    response: str = ""
-    tool_calls: list[ToolCall] = Field(default_factory=list)
     usage: Usage | None = None
     finish_reason: FinishReason | None = Field(default=None, exclude=True)
-
-    @field_validator("response", mode="before")
-    @classmethod
-    def _response(cls, value: Any) -> Any:
-        return _response_text(value)
-
-    @field_validator("tool_calls", mode="before")
-    @classmethod
-    def _calls(cls, value: Any) -> Any:
-        return [] if value is None else value
 
     def to_wire(self, shape: ToolShape = "legacy") -> dict[str, Any]:
         out: dict[str, Any] = {"response": self.response}

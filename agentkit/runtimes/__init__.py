@@ -33,6 +33,7 @@ __all__ = [
     "check_supported",
     "get_runtime",
     "resolve_runtime",
+    "runtime_for",
 ]
 
 RUNTIMES: dict[str, tuple[str, str]] = {
@@ -65,6 +66,19 @@ def get_runtime(name: str, **options: Any) -> Runtime:
         ) from None
     runtime: Runtime = getattr(module, class_name).from_env(**options)
     return runtime
+
+
+def runtime_for(name: str, model: str | None = None, *, progress: bool = False) -> Runtime:
+    """A runtime as the command line names it: `model` is a GGUF file for `local` (which may
+    show loading progress), a model name for the hosted runtimes."""
+    options: dict[str, Any] = {}
+    if name == "local":
+        options["progress"] = progress
+        if model:
+            options["model_path"] = model
+    elif model:
+        options["model"] = model
+    return get_runtime(name, **options)
 
 
 def resolve_runtime(runtime: Runtime | str) -> Runtime:

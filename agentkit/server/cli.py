@@ -7,13 +7,12 @@ import ipaddress
 import logging
 import os
 import sys
-from typing import Any
 
 import anyio
 import uvicorn
 
 from agentkit.errors import ConfigurationError
-from agentkit.runtimes import RUNTIMES, get_runtime
+from agentkit.runtimes import RUNTIMES, runtime_for
 from agentkit.runtimes.base import Runtime
 from agentkit.server.app import DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUE, create_app, served_models
 from agentkit.tools.loader import load_tools
@@ -54,14 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
-    options: dict[str, Any] = {}
-    if args.runtime == "local":
-        options["progress"] = sys.stderr.isatty()
-        if args.model:
-            options["model_path"] = args.model
-    elif args.model:
-        options["model"] = args.model
-    return get_runtime(args.runtime, **options)
+    return runtime_for(args.runtime, args.model, progress=sys.stderr.isatty())
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,0 +1,52 @@
+"""What a run produces: the `RunResult` and a `ToolCallRecord` per tool call."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from agentkit.model_api import Message, ToolCall, Usage
+
+__all__ = ["RunResult", "StopReason", "ToolCallRecord"]
+
+StopReason = Literal["answer", "final_answer", "max_steps", "deadline", "tool_retries", "repeat"]
+"""Why a run stopped: the model answered; it answered in the tools-less call made after
+`max_steps`; or one of the limits stopped it (the error carries the partial run)."""
+
+
+class ToolCallRecord(BaseModel):
+    """One tool call of a run, with what came of it."""
+
+    step: int
+    """The step (model call) that asked for it, from 1."""
+    call: ToolCall
+    """The call as the model made it (id, name, arguments)."""
+    output: str | None = None
+    """The tool's whole output as text, before any cut; None if the call failed."""
+    error: str | None = None
+    """What went wrong, as told to the model; None if the call succeeded."""
+    duration: float = 0.0
+    """Seconds spent running the tool (0 when it never ran)."""
+    repairs: list[str] = Field(default_factory=list)
+    """How the arguments were repaired before they validated (code fences, quotes, ...)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class RunResult(BaseModel):
+    """Everything a run produced; `model_dump_json()` / `model_validate_json()` round-trip it."""
+
+    output: str = ""
+    """The final answer."""
+    messages: list[Message] = Field(default_factory=list)
+    """The whole transcript, ready to continue the conversation (`agent.run(..., history=)`)."""
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    """Every tool call, in the order the model made them."""
+    usage: Usage = Field(default_factory=Usage)
+    """Token usage summed over every step."""
+    steps: int = 0
+    """How many model calls were made."""
+    stop_reason: StopReason = "answer"
