@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import aclosing
 from pathlib import Path
@@ -382,3 +383,14 @@ async def test_a_conversation_reuses_the_kv_cache_for_its_prefix(runtime: LlamaC
     assert result.usage.cached_prompt_tokens == sum(
         g.usage.cached_prompt_tokens or 0 for g in generations
     )
+
+
+def test_without_the_local_extra_the_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agentkit.runtimes import get_runtime
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, "agentkit.runtimes.llama_cpp")
+    with pytest.raises(ConfigurationError, match=r"pip install 'agentkit\[local\]'"):
+        get_runtime("local")

@@ -59,10 +59,10 @@ def get_runtime(name: str, **options: Any) -> Runtime:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        extra = "local" if name == "local" else "server"
+        # Only the local runtime has an extra; the hosted ones need the core dependencies.
+        hint = "pip install 'agentkit[local]'" if name == "local" else "pip install agentkit"
         raise ConfigurationError(
-            f"runtime {name!r} needs a package that is not installed ({exc.name}): "
-            f"pip install 'agentkit[{extra}]'"
+            f"runtime {name!r} needs a package that is not installed ({exc.name}): {hint}"
         ) from None
     runtime: Runtime = getattr(module, class_name).from_env(**options)
     return runtime
