@@ -161,7 +161,7 @@ def openai_agents_case(calls: int) -> Case:
             return ModelResponse(output=out, usage=Usage(), response_id=None)
 
         def stream_response(self, *args: Any, **kw: Any) -> Any:
-            raise NotImplementedError
+            raise AssertionError("W2 runs without streaming")
 
     agent = Agent(name="bench", model=ScriptedModel(), tools=[function_tool(add)])
 

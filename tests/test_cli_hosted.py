@@ -4,11 +4,10 @@ loopback server that speaks both APIs."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_http import LoopbackServer, Reply, model_service
+from loopback import LoopbackServer, Reply
 
 from agentkit.cli import main
 
@@ -27,12 +26,6 @@ VARIABLES = (
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def service() -> Iterator[LoopbackServer]:
-    with LoopbackServer(model_service) as running:
-        yield running
 
 
 @pytest.fixture

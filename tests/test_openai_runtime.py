@@ -4,13 +4,13 @@ completions, streamed tool-call fragments, and whole agent runs against a loopba
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import aclosing
 from typing import Any
 
 import httpx
 import pytest
-from test_http import USAGE, LoopbackServer, Reply, model_service, sse
+from loopback import USAGE, LoopbackServer, Reply, sse
 
 from agentkit import (
     Agent,
@@ -84,18 +84,6 @@ def answers(body: dict[str, Any]) -> Callable[[httpx.Request], httpx.Response]:
 def _no_openai_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def service() -> Iterator[LoopbackServer]:
-    with LoopbackServer(model_service) as running:
-        yield running
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as running:
-        yield running
 
 
 # -- configuration ----------------------------------------------------------------------------

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from contextlib import aclosing
 from pathlib import Path
 
 import httpx
 import pytest
-from test_http import USAGE, LoopbackServer, Reply, Sleeps, model_service, sse
+from loopback import USAGE, LoopbackServer, Reply, Sleeps, sse
 
 from agentkit import Agent, GenerationRequest, RunResult, ServerError, StreamInterrupted, tool
 from agentkit.events import RunFinished, TextDelta
@@ -29,18 +28,6 @@ def add(a: int, b: int) -> int:
         b: The second number.
     """
     return a + b
-
-
-@pytest.fixture
-def service() -> Iterator[LoopbackServer]:
-    with LoopbackServer(model_service) as running:
-        yield running
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as running:
-        yield running
 
 
 BASE = "http://127.0.0.1:{port}/client/v4"

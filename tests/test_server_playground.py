@@ -274,7 +274,7 @@ class EndlessRuntime:
         self.stopped = threading.Event()
 
     async def generate(self, request: GenerationRequest) -> Generation:
-        raise NotImplementedError
+        raise AssertionError("the playground streams: generate is never called")
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         try:

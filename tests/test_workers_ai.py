@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from test_http import USAGE, LoopbackServer, Reply, Sleeps, model_service, sse
+from loopback import USAGE, LoopbackServer, Reply, Sleeps, sse
 
 from agentkit import (
     Agent,
@@ -74,18 +74,6 @@ def answers(result: dict[str, Any]) -> Callable[[httpx.Request], httpx.Response]
 def _no_cloudflare_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_API_TOKEN", "CLOUDFLARE_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def service() -> Iterator[LoopbackServer]:
-    with LoopbackServer(model_service) as running:
-        yield running
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as running:
-        yield running
 
 
 # -- configuration ----------------------------------------------------------------------------
