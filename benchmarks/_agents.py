@@ -30,7 +30,8 @@ def script(calls: int) -> tuple[list[tuple[int, int]], str]:
     return pairs, str(sum(a + b for a, b in pairs))
 
 
-def _counter() -> tuple[Callable[[int, int], int], Callable[[], int]]:
+def counter() -> tuple[Callable[[int, int], int], Callable[[], int]]:
+    """An `add` tool that counts its calls, and the count."""
     count = 0
 
     def add(a: int, b: int) -> int:
@@ -58,7 +59,7 @@ def agentkit_case(calls: int) -> Case:
     from agentkit.runtimes import FunctionRuntime
 
     pairs, expected = script(calls)
-    add, executions = _counter()
+    add, executions = counter()
 
     def model(request: GenerationRequest) -> Generation:
         messages = request.messages or []
@@ -94,7 +95,7 @@ def pydantic_ai_case(calls: int) -> Case:
     from pydantic_ai.models.function import AgentInfo, FunctionModel
 
     pairs, expected = script(calls)
-    add, executions = _counter()
+    add, executions = counter()
 
     def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         returns = [p for p in messages[-1].parts if isinstance(p, ToolReturnPart)]
@@ -130,7 +131,7 @@ def openai_agents_case(calls: int) -> Case:
 
     set_tracing_disabled(True)
     pairs, expected = script(calls)
-    add, executions = _counter()
+    add, executions = counter()
 
     class ScriptedModel(Model):
         async def get_response(self, system_instructions: Any, input: Any, *args: Any, **kw: Any):  # type: ignore[no-untyped-def]
@@ -186,7 +187,7 @@ def smolagents_case(calls: int) -> Case:
     from smolagents.monitoring import LogLevel, TokenUsage
 
     pairs, expected = script(calls)
-    add, executions = _counter()
+    add, executions = counter()
 
     def call(i: int, name: str, arguments: dict[str, Any]) -> ChatMessageToolCall:
         function = ChatMessageToolCallFunction(name=name, arguments=arguments)

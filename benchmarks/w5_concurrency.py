@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._agents import counter
 from benchmarks._common import Budget, Check, Row, Unavailable
 
 RUNS = 1000
@@ -41,28 +42,11 @@ def _http_client() -> Any:
     )
 
 
-def _add_counter() -> tuple[Any, Any]:
-    count = 0
-
-    def add(a: int, b: int) -> int:
-        """Add two integers.
-
-        Args:
-            a: The first number.
-            b: The second number.
-        """
-        nonlocal count
-        count += 1
-        return a + b
-
-    return add, lambda: count
-
-
 async def _child(name: str, runs: int, port: int) -> dict[str, Any]:
     import anyio
 
     base = f"http://127.0.0.1:{port}"
-    add, executions = _add_counter()
+    add, executions = counter()
     client = _http_client()
     if name == "agentkit":
         from agentkit import Agent
