@@ -195,6 +195,21 @@ async def test_cancelling_a_generation_frees_the_model(runtime: LlamaCpp) -> Non
         assert await answer(runtime, max_tokens=4, temperature=0)
 
 
+async def test_a_closed_runtime_loads_again_with_nothing_carried_over(
+    model_path: Path, lora_file: Path
+) -> None:
+    local = LlamaCpp(model_path, loras={"noise": lora_file})
+    base = await answer(local, temperature=0)
+    adapted = await answer(local, temperature=0, lora="noise")
+    assert adapted != base
+    await local.aclose()
+    await local.aclose()  # idempotent
+    # Loaded afresh, the adapter is applied again when asked for, and only then.
+    assert await answer(local, temperature=0, lora="noise") == adapted
+    assert await answer(local, temperature=0) == base
+    await local.aclose()
+
+
 async def test_a_prompt_longer_than_the_context_is_a_clear_error(model_path: Path) -> None:
     small = LlamaCpp(model_path, n_ctx=64)
     request = GenerationRequest.build(messages=[{"role": "user", "content": "word " * 100}])

@@ -151,7 +151,6 @@ class LlamaCpp:
         self._adapters: dict[str, Any] = {}
         self._active_lora: str | None = None
         self._lock = threading.Lock()
-        self._closed = False
 
     @classmethod
     def from_env(cls, **options: Any) -> LlamaCpp:
@@ -240,7 +239,9 @@ class LlamaCpp:
                 self._adapters.clear()
                 self._llama.close()
                 self._llama = None
-            self._closed = True
+            # A later request loads the model afresh: no adapter applied, nothing cached.
+            self._active_lora = None
+            self._last = ("", [])
 
     def _load(self) -> Llama:
         if self._llama is not None:
@@ -260,7 +261,6 @@ class LlamaCpp:
         else:
             self._format = format_for_metadata(llama.metadata)
         self._llama = llama
-        self._closed = False
         return llama
 
     def _work(
