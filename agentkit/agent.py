@@ -23,6 +23,7 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
+from types import TracebackType
 from typing import Any
 
 import anyio
@@ -58,7 +59,7 @@ from agentkit.model_api import (
 from agentkit.results import RunResult, StopReason, ToolCallRecord
 from agentkit.runtimes import resolve_runtime
 from agentkit.runtimes.base import Runtime
-from agentkit.tools import Tool, Toolset
+from agentkit.tools import Tool, Toolset, ToolSource
 from agentkit.tools._threads import ThreadBatch, ThreadedCall
 
 __all__ = ["Agent", "RunResult", "StopReason", "ToolCallRecord"]
@@ -118,7 +119,9 @@ class Agent:
 
     Args:
         runtime: a `Runtime`, or a runtime's name (`"local"`, `"workers-ai"`, `"openai"`).
-        tools: `Tool`s or plain functions (wrapped with `@tool`).
+        tools: `Tool`s, plain functions (wrapped with `@tool`) and tool sources such as MCP
+            servers (`agentkit.mcp`), started when the agent is entered (`async with agent:`)
+            or, if it is not, for each run.
         instructions: the system message.
         max_steps: model calls allowed before the run stops with `MaxStepsExceeded`.
         final_answer_on_max_steps: instead of raising, make one last call without tools.
@@ -140,7 +143,7 @@ class Agent:
     def __init__(
         self,
         runtime: Runtime | str,
-        tools: Iterable[Tool | Callable[..., Any]] = (),
+        tools: Iterable[Tool | ToolSource | Callable[..., Any]] = (),
         *,
         instructions: str | None = None,
         max_steps: int = 10,
@@ -172,7 +175,12 @@ class Agent:
         self.raise_tool_errors = raise_tool_errors
         self.max_tool_output = max_tool_output
         self.repeat_limit = repeat_limit
-        if tool_choice not in ("auto", "required", "none") and tool_choice not in self.toolset:
+        # A source's tools are known once it runs: a name among them is checked by the model.
+        if (
+            tool_choice not in ("auto", "required", "none")
+            and tool_choice not in self.toolset
+            and not self.toolset.sources
+        ):
             raise UserError(
                 f"tool_choice: must be auto, required, none or a tool's name (got {tool_choice!r})"
             )
@@ -183,8 +191,8 @@ class Agent:
         self._fields["tool_choice"] = tool_choice
         self._fields["parallel_tool_calls"] = template.parallel_tool_calls
         self.reset_tool_choice = reset_tool_choice
-        dialect = self.runtime.capabilities.schema_dialect
-        self._definitions = self.toolset.definitions(dialect) if len(self.toolset) else None
+        self._dialect = self.runtime.capabilities.schema_dialect
+        self.toolset.definitions(self._dialect)  # built now, so a broken tool fails here
         self._limiter: anyio.CapacityLimiter | None = None
 
     # -- public API -------------------------------------------------------------------------
@@ -267,6 +275,27 @@ class Agent:
         """Close the runtime."""
         await self.runtime.aclose()
 
+    async def __aenter__(self) -> Agent:
+        """Start the tool sources (MCP servers) for every run until the block ends."""
+        try:
+            await self.toolset.__aenter__()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop the tool sources, then close the runtime."""
+        try:
+            await self.toolset.__aexit__(exc_type, exc, traceback)
+        finally:
+            await self.aclose()
+
     # -- the loop ---------------------------------------------------------------------------
 
     def _start(
@@ -294,17 +323,20 @@ class Agent:
     ) -> RunResult:
         run.emit = emit
         try:
-            if self.deadline is None:
-                return await self._loop(run, stream)
-            with anyio.move_on_after(self.deadline):
-                return await self._loop(run, stream)
-            raise DeadlineExceeded(self.deadline, run.result("", "deadline"))
+            async with self.toolset:
+                if self.deadline is None:
+                    return await self._loop(run, stream)
+                with anyio.move_on_after(self.deadline):
+                    return await self._loop(run, stream)
+                raise DeadlineExceeded(self.deadline, run.result("", "deadline"))
         except _Stop as stop:
             raise stop.error from None
 
     async def _loop(self, run: _Run, stream: bool) -> RunResult:
         while run.steps < self.max_steps:
-            generation = await self._step(run, self._definitions, stream)
+            # Per step: a tool source may have changed its tools since the last one.
+            definitions = self.toolset.definitions(self._dialect) or None
+            generation = await self._step(run, definitions, stream)
             if not generation.tool_calls:
                 run.messages.append(Message.assistant(generation.response))
                 return run.result(generation.response, "answer")

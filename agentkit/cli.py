@@ -1,24 +1,26 @@
-"""The `agentkit` command: run | chat | serve | schema | validate."""
+"""The `agentkit` command: run | chat | serve | mcp | schema | validate."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from contextlib import aclosing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
 
 from agentkit.agent import Agent, RunResult
-from agentkit.errors import AgentKitError, RunError
+from agentkit.errors import AgentKitError, ConfigurationError, RunError, UserError
 from agentkit.events import RunFinished, TextDelta, ToolCallFinished, ToolCallStarted
 from agentkit.model_api import generation_json_schema, request_json_schema
 from agentkit.runtimes import RUNTIMES, runtime_for
 from agentkit.runtimes.base import Runtime
-from agentkit.tools import Tool, validate_tool_definitions
+from agentkit.tools import Tool, ToolSource, validate_tool_definitions
 from agentkit.tools.loader import load_tools
 
 __all__ = ["main"]
@@ -49,6 +51,66 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
     for flag, kind in _SAMPLING:
         parser.add_argument(flag, type=kind)
     parser.add_argument("-v", "--verbose", action="store_true", help="show each tool call")
+    add_mcp_options(parser)
+
+
+def add_mcp_options(parser: argparse.ArgumentParser) -> None:
+    """The options that add MCP servers' tools: `--mcp-stdio`, `--mcp-http`, `--mcp-header`."""
+    parser.add_argument(
+        "--mcp-stdio",
+        action="append",
+        default=[],
+        metavar="COMMAND",
+        help='an MCP server to run, with its arguments, e.g. "mcp-server-time" (repeatable)',
+    )
+    parser.add_argument(
+        "--mcp-http",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an MCP server's Streamable HTTP endpoint (repeatable)",
+    )
+    parser.add_argument(
+        "--mcp-header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a header sent to every --mcp-http server, e.g. 'Authorization: Bearer ...'",
+    )
+
+
+def mcp_sources(args: argparse.Namespace) -> list[ToolSource]:
+    """The MCP servers the options name, not started yet.
+
+    Raises:
+        ConfigurationError: an option's value is malformed, or the `mcp` extra is missing.
+    """
+    if not (args.mcp_stdio or args.mcp_http):
+        return []
+    from agentkit.mcp import MCPServerHTTP, MCPServerStdio
+
+    headers: dict[str, str] = {}
+    for header in args.mcp_header:
+        name, colon, value = header.partition(":")
+        if not colon or not name.strip():
+            # The value may be a secret: name only its place.
+            raise ConfigurationError("--mcp-header: must be 'NAME: VALUE'")
+        headers[name.strip()] = value.strip()
+    sources: list[ToolSource] = []
+    for line in args.mcp_stdio:
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise ConfigurationError(f"--mcp-stdio: {exc} (got {line!r})") from None
+        if not words:
+            raise ConfigurationError(f"--mcp-stdio: needs a command (got {line!r})")
+        sources.append(MCPServerStdio(words[0], words[1:]))
+    for url in args.mcp_http:
+        try:
+            sources.append(MCPServerHTTP(url, headers=headers))
+        except UserError as exc:
+            raise ConfigurationError(f"--mcp-http: {exc}") from None
+    return sources
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
@@ -56,7 +118,8 @@ def _runtime(args: argparse.Namespace) -> Runtime:
 
 
 def _agent(args: argparse.Namespace) -> Agent:
-    tools: list[Tool] = load_tools(args.tools) if args.tools else []
+    tools: list[Tool | ToolSource] = [*(load_tools(args.tools) if args.tools else [])]
+    tools.extend(mcp_sources(args))
     sampling = {
         flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
         for flag, _ in _SAMPLING
@@ -112,10 +175,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     agent = _agent(args)
 
     async def go() -> RunResult:
-        try:
+        async with agent:  # starts the MCP servers; stops them and closes the runtime
             return await _run_once(agent, args.prompt, args)
-        finally:
-            await agent.aclose()
 
     result = anyio.run(go)
     if args.json:
@@ -130,7 +191,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         history: list[Any] = []
-        try:
+        async with agent:
             while True:
                 try:
                     line = await anyio.to_thread.run_sync(input, "you> ")
@@ -144,12 +205,20 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                 if not args.stream:
                     print(result.output)
                 history = result.messages
-        finally:
-            await agent.aclose()
 
     args.stream = True
     args.json = False
     anyio.run(go)
+    return 0
+
+
+def _cmd_mcp(args: argparse.Namespace) -> int:
+    from agentkit.mcp import serve_stdio
+
+    tools = load_tools(args.tools)
+    # stdout carries the protocol: anything said goes to stderr.
+    _say(f"agentkit mcp: serving {', '.join(t.name for t in tools)} over stdio")
+    anyio.run(partial(serve_stdio, tools, name=args.name))
     return 0
 
 
@@ -217,6 +286,11 @@ def _parser() -> argparse.ArgumentParser:
     else:
         add_arguments(serve)
     serve.set_defaults(handler=serve_main)
+
+    mcp = commands.add_parser("mcp", help="serve tools to MCP clients over stdio")
+    mcp.add_argument("--tools", nargs="+", required=True, metavar="FILE", help="tool files")
+    mcp.add_argument("--name", default="agentkit", help="the server's name (default: agentkit)")
+    mcp.set_defaults(handler=_cmd_mcp)
 
     schema = commands.add_parser("schema", help="print JSON schemas")
     schema.add_argument("which", nargs="?", choices=["request", "generation"], default="request")

@@ -1,0 +1,456 @@
+"""MCP servers as tool sources: `MCPServerStdio` (a command) and `MCPServerHTTP` (a URL).
+
+Each is a `ToolSource`: it goes in the agent's tool list beside plain tools, starts when the
+agent is entered (or for each run) and stops with it. Its tools pass through
+`Tool.from_definition` like any foreign definition (normalization report, meta-schema check,
+one compiled validator), so the agent validates the model's arguments before a call leaves
+the process.
+
+The connection lives in one task of the source's own task group, so it is opened and closed
+in the same task whatever task makes the calls, and it can be reopened: a server that dies is
+told to the model as a tool error, started again for the next call, and if it does not come
+back each call says so until the agent's retry budget stops the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+import anyio
+import httpx2
+import mcp_types as types
+from anyio.abc import TaskGroup, TaskStatus
+from mcp import Client
+from mcp.client import IncomingMessage
+from mcp.client._transport import TransportStreams
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from agentkit.errors import AgentKitError, ToolDefinitionError, ToolRetry, UserError
+from agentkit.tools import Tool, ToolSource
+
+__all__ = ["MCPServerError", "MCPServerHTTP", "MCPServerStdio", "MCPTools", "result_text"]
+
+log = logging.getLogger("agentkit.mcp")
+
+ToolFilter = Callable[[str], bool] | Collection[str]
+"""Which of a server's tools to offer: their names, or a function of the name."""
+
+
+class MCPServerError(AgentKitError):
+    """An MCP server could not be started or listed; the message names it and says why."""
+
+    def __init__(self, server: str, reason: str) -> None:
+        self.server = server
+        self.reason = reason
+        super().__init__(f"MCP server {server!r}: {reason}")
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an exception, looking inside the groups task groups raise."""
+    inner = getattr(exc, "exceptions", None)  # an ExceptionGroup (a builtin from 3.11 on)
+    while isinstance(inner, tuple) and len(inner) == 1:
+        exc = inner[0]
+        inner = getattr(exc, "exceptions", None)
+    if isinstance(exc, MCPError):
+        return exc.message
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class MCPTools(ToolSource):
+    """What the stdio and HTTP sources share: the connection, the tool list, the calls."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        prefix: str | None = None,
+        tool_filter: ToolFilter | None = None,
+        timeout: float | None = None,
+        connect_timeout: float = 30.0,
+    ) -> None:
+        if timeout is not None and timeout <= 0:
+            raise UserError(f"timeout: must be > 0 seconds (got {timeout})")
+        if connect_timeout <= 0:
+            raise UserError(f"connect_timeout: must be > 0 seconds (got {connect_timeout})")
+        self.name = name
+        self.prefix = prefix
+        self.tool_filter = tool_filter
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.problems: list[str] = []
+        """Tools left out because their definitions could not be made valid, with why."""
+        self._tools: dict[str, Tool] = {}
+        self._version = 0
+        self._group: TaskGroup | None = None
+        self._client: Client | None = None
+        self._broken: str | None = None
+        self._stop_connection: anyio.Event | None = None
+        self._connection_done: anyio.Event | None = None
+        self._changed: anyio.Event | None = None
+        self._restart_lock: anyio.Lock | None = None
+
+    @abstractmethod
+    def _transport(self) -> AbstractAsyncContextManager[TransportStreams]:
+        """A new connection to the server (a transport the SDK's `Client` takes)."""
+
+    # -- ToolSource -------------------------------------------------------------------------
+
+    @property
+    def tools(self) -> Mapping[str, Tool]:
+        if self._group is None:
+            raise UserError(f"MCP server {self.name!r} is not started: enter the agent first")
+        return self._tools
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    async def start(self) -> None:
+        """Start the server (or connect to it) and list its tools.
+
+        Raises:
+            MCPServerError: it did not start, did not answer within `connect_timeout`, or
+                failed the handshake; the message says which.
+        """
+        if self._group is not None:
+            raise UserError(f"MCP server {self.name!r} is already started")
+        self._restart_lock = anyio.Lock()
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        self._group = group
+        try:
+            await group.start(self._keep)
+        except BaseException as exc:
+            self._group = None
+            group.cancel_scope.cancel()
+            await group.__aexit__(None, None, None)
+            if isinstance(exc, Exception):
+                raise MCPServerError(self.name, f"did not start: {describe(exc)}") from None
+            raise
+
+    async def stop(self) -> None:
+        """Close the connection; a stdio server's process (and its children) are ended."""
+        group, self._group = self._group, None
+        if group is None:
+            return
+        if self._stop_connection is not None:
+            self._stop_connection.set()
+        try:
+            await group.__aexit__(None, None, None)
+        finally:
+            self._tools = {}
+            self._version += 1
+
+    # -- the connection ---------------------------------------------------------------------
+
+    async def _keep(self, *, task_status: TaskStatus[None]) -> None:
+        """Open the connection, list the tools, then hold it open until told to stop."""
+        stop = self._stop_connection = anyio.Event()
+        done = self._connection_done = anyio.Event()
+        self._changed = anyio.Event()
+        started = False
+        # One scope around it all: the connection's task groups must close inside it, so the
+        # start's time limit is a deadline lifted once the tools are listed.
+        limit = anyio.CancelScope(deadline=anyio.current_time() + self.connect_timeout)
+        try:
+            with limit:
+                async with AsyncExitStack() as stack:
+                    client = Client(self._transport(), message_handler=self._on_message, cache=None)
+                    await stack.enter_async_context(client)
+                    await self._list(client)
+                    limit.deadline = math.inf
+                    self._client, self._broken = client, None
+                    started = True
+                    task_status.started()
+                    async with anyio.create_task_group() as watchers:
+                        watchers.start_soon(self._follow_notifications, client)
+                        watchers.start_soon(self._follow_subscription, client)
+                        await stop.wait()
+                        watchers.cancel_scope.cancel()
+        except Exception as exc:
+            if not started:
+                raise
+            self._broken = self._broken or describe(exc)
+            log.warning("MCP server %r: connection lost: %s", self.name, self._broken)
+        finally:
+            self._client = None
+            done.set()
+        if limit.cancelled_caught and not started:
+            raise TimeoutError(f"no answer within {self.connect_timeout:g} s")
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        # Servers on the 2025 protocol announce changes on the session itself.
+        if isinstance(message, types.ToolListChangedNotification) and self._changed is not None:
+            self._changed.set()
+        await anyio.lowlevel.checkpoint()
+
+    async def _follow_notifications(self, client: Client) -> None:
+        while True:
+            assert self._changed is not None
+            await self._changed.wait()
+            self._changed = anyio.Event()
+            await self._relist(client)
+
+    async def _follow_subscription(self, client: Client) -> None:
+        # Servers on the 2026 protocol announce changes on a `subscriptions/listen` stream.
+        try:
+            async with client.listen(tools_list_changed=True) as subscription:
+                async for _ in subscription:
+                    await self._relist(client)
+        except Exception as exc:  # an older server, or the stream ended: notifications remain
+            log.debug("MCP server %r: no tool subscription: %s", self.name, describe(exc))
+
+    async def _relist(self, client: Client) -> None:
+        try:
+            await self._list(client)
+        except Exception as exc:
+            log.warning("MCP server %r: listing tools failed: %s", self.name, describe(exc))
+
+    async def _list(self, client: Client) -> None:
+        listed: list[types.Tool] = []
+        cursor: str | None = None
+        for _ in range(100):  # a paginator that never ends cannot hang the agent
+            page = await client.list_tools(cursor=cursor)
+            listed.extend(page.tools)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        self._install(listed)
+
+    def _install(self, listed: Sequence[types.Tool]) -> None:
+        tools: dict[str, Tool] = {}
+        problems: list[str] = []
+        for item in listed:
+            if not self._wanted(item.name):
+                continue
+            shown = f"{self.prefix}_{item.name}" if self.prefix else item.name
+            definition = {
+                "name": shown,
+                "description": item.description or item.title or "",
+                "parameters": item.input_schema,
+            }
+            try:
+                made = Tool.from_definition(
+                    definition, self._handler(item.name), timeout=self.timeout
+                )
+            except ToolDefinitionError as exc:
+                problems.append(str(exc))
+                log.warning("MCP server %r: tool left out: %s", self.name, exc)
+                continue
+            if made.name in tools:
+                problems.append(f"tool {made.name!r}: another tool of this server has this name")
+                continue
+            tools[made.name] = made
+        self._tools, self.problems = tools, problems
+        self._version += 1
+
+    def _wanted(self, name: str) -> bool:
+        wanted = self.tool_filter
+        if wanted is None:
+            return True
+        return wanted(name) if callable(wanted) else name in wanted
+
+    # -- calls ------------------------------------------------------------------------------
+
+    def _handler(self, name: str) -> Callable[..., Any]:
+        async def call(**arguments: Any) -> str:
+            return await self.call(name, arguments)
+
+        call.__name__ = name
+        return call
+
+    async def call(self, name: str, arguments: Mapping[str, Any]) -> str:
+        """Call a tool by the server's own name and return its result as text.
+
+        Raises:
+            ToolRetry: the tool answered with an error, or the server stopped or is down;
+                the message is what the model is told.
+        """
+        client = await self._ready()
+        try:
+            result = await client.call_tool(name, dict(arguments))
+        except MCPError as exc:
+            if exc.code != types.CONNECTION_CLOSED:
+                raise ToolRetry(
+                    f"MCP server {self.name!r} refused the call: {exc.message}"
+                ) from None
+            self._broken = describe(exc)
+        except Exception as exc:
+            self._broken = describe(exc)
+        else:
+            text = result_text(result)
+            if result.is_error:
+                raise ToolRetry(text or f"{name} failed without saying why")
+            return text
+        raise ToolRetry(
+            f"MCP server {self.name!r} stopped during the call ({self._broken}); "
+            "it is restarted for the next call"
+        )
+
+    async def _ready(self) -> Client:
+        """The open connection, reopened first if it was lost."""
+        if self._group is None or self._restart_lock is None:
+            raise UserError(f"MCP server {self.name!r} is not started: enter the agent first")
+        async with self._restart_lock:
+            client = self._client
+            if client is not None and self._broken is None:
+                return client
+            reason = self._broken or "the connection ended"
+            if self._stop_connection is not None:
+                self._stop_connection.set()
+            if self._connection_done is not None:
+                await self._connection_done.wait()
+            log.info("MCP server %r: restarting (%s)", self.name, reason)
+            try:
+                await self._group.start(self._keep)
+            except Exception as exc:
+                self._broken = reason
+                raise ToolRetry(
+                    f"MCP server {self.name!r} is down ({reason}) and did not restart: "
+                    f"{describe(exc)}"
+                ) from None
+            assert self._client is not None
+            return self._client
+
+
+def result_text(result: types.CallToolResult) -> str:
+    """A tool result as the text a model reads: text blocks as they are, the structured
+    content as JSON when no text says it, and a description of what text cannot carry."""
+    parts = [_block_text(block) for block in result.content]
+    has_text = any(isinstance(block, types.TextContent) for block in result.content)
+    if result.structured_content is not None and not has_text:
+        parts.append(json.dumps(result.structured_content, ensure_ascii=False))
+    return "\n".join(part for part in parts if part)
+
+
+def _block_text(block: types.ContentBlock) -> str:
+    if isinstance(block, types.TextContent):
+        return block.text
+    if isinstance(block, (types.ImageContent, types.AudioContent)):
+        kind = "image" if isinstance(block, types.ImageContent) else "audio"
+        size = len(block.data) * 3 // 4
+        return f"[{kind} ({block.mime_type}, {size} bytes) not shown: this model reads text only]"
+    if isinstance(block, types.ResourceLink):
+        return f"[resource link: {block.uri} ({block.name})]"
+    resource = block.resource
+    if isinstance(resource, types.TextResourceContents):
+        return resource.text
+    mime = resource.mime_type or "binary data"
+    size = len(resource.blob) * 3 // 4
+    return f"[resource {resource.uri} ({mime}, {size} bytes) not shown: this model reads text only]"
+
+
+class MCPServerStdio(MCPTools):
+    """An MCP server run as a child process, spoken to over its stdin and stdout.
+
+    The process starts when the agent is entered and is ended with its whole process group
+    when the agent stops (stdin closed, then SIGTERM, then SIGKILL).
+
+    Args:
+        command: the program to run.
+        args: its arguments.
+        env: environment variables for it, over a minimal safe set (`HOME`, `PATH`, ...): the
+            agent's own environment, and the secrets in it, are not passed on.
+        cwd: the folder to run it in.
+        name: what errors and logs call it (default: the command's file name).
+        prefix: put before each tool's name (`prefix_tool`), to keep servers' tools apart.
+        tool_filter: the tools to offer, by name or as a function of the name.
+        timeout: seconds a call may take before the model is told it timed out.
+        connect_timeout: seconds the start and the first tool listing may take.
+        errlog: where the server's stderr goes (default: this process's stderr).
+    """
+
+    def __init__(
+        self,
+        command: str,
+        args: Sequence[str] = (),
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | Path | None = None,
+        name: str | None = None,
+        prefix: str | None = None,
+        tool_filter: ToolFilter | None = None,
+        timeout: float | None = None,
+        connect_timeout: float = 30.0,
+        errlog: TextIO | None = None,
+    ) -> None:
+        super().__init__(
+            name=name or Path(command).name,
+            prefix=prefix,
+            tool_filter=tool_filter,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+        )
+        self.parameters = StdioServerParameters(
+            command=command, args=list(args), env=dict(env) if env else None, cwd=cwd
+        )
+        self.errlog = errlog
+
+    def _transport(self) -> AbstractAsyncContextManager[TransportStreams]:
+        if self.errlog is None:
+            return stdio_client(self.parameters)
+        return stdio_client(self.parameters, errlog=self.errlog)
+
+    def __repr__(self) -> str:
+        return f"MCPServerStdio({self.parameters.command!r}, {self.parameters.args!r})"
+
+
+class MCPServerHTTP(MCPTools):
+    """An MCP server at a URL, over Streamable HTTP.
+
+    Args:
+        url: the server's MCP endpoint, e.g. `http://127.0.0.1:8000/mcp`.
+        headers: sent with every request (e.g. `Authorization`); never logged or shown.
+        name: what errors and logs call it (default: the URL's host and port).
+        prefix, tool_filter, timeout, connect_timeout: as for `MCPServerStdio`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        name: str | None = None,
+        prefix: str | None = None,
+        tool_filter: ToolFilter | None = None,
+        timeout: float | None = None,
+        connect_timeout: float = 30.0,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UserError(f"url: must be an http:// or https:// URL (got {url!r})")
+        super().__init__(
+            name=name or (parts.hostname + (f":{parts.port}" if parts.port else "")),
+            prefix=prefix,
+            tool_filter=tool_filter,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+        )
+        self.url = url
+        self._headers = dict(headers or {})
+
+    def _transport(self) -> AbstractAsyncContextManager[TransportStreams]:
+        return self._connection()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[TransportStreams]:
+        timeout = httpx2.Timeout(self.connect_timeout, read=max(300.0, self.timeout or 0))
+        async with (
+            httpx2.AsyncClient(headers=self._headers, timeout=timeout) as http,
+            streamable_http_client(self.url, http_client=http) as streams,
+        ):
+            yield streams
+
+    def __repr__(self) -> str:
+        return f"MCPServerHTTP({self.url!r})"
