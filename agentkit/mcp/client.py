@@ -33,6 +33,7 @@ from mcp.client import IncomingMessage
 from mcp.client._transport import TransportStreams
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import Subscription
 from mcp.shared.exceptions import MCPError
 
 from agentkit.errors import AgentKitError, ToolDefinitionError, ToolRetry, UserError
@@ -168,6 +169,8 @@ class MCPTools(ToolSource):
                 async with AsyncExitStack() as stack:
                     client = Client(self._transport(), message_handler=self._on_message, cache=None)
                     await stack.enter_async_context(client)
+                    # Subscribed before the first listing, so no change can fall between.
+                    subscription = await self._subscribe(client, stack)
                     await self._list(client)
                     limit.deadline = math.inf
                     self._client, self._broken = client, None
@@ -175,7 +178,8 @@ class MCPTools(ToolSource):
                     task_status.started()
                     async with anyio.create_task_group() as watchers:
                         watchers.start_soon(self._follow_notifications, client)
-                        watchers.start_soon(self._follow_subscription, client)
+                        if subscription is not None:
+                            watchers.start_soon(self._follow_subscription, client, subscription)
                         await stop.wait()
                         watchers.cancel_scope.cancel()
         except Exception as exc:
@@ -202,14 +206,20 @@ class MCPTools(ToolSource):
             self._changed = anyio.Event()
             await self._relist(client)
 
-    async def _follow_subscription(self, client: Client) -> None:
+    async def _subscribe(self, client: Client, stack: AsyncExitStack) -> Subscription | None:
         # Servers on the 2026 protocol announce changes on a `subscriptions/listen` stream.
         try:
-            async with client.listen(tools_list_changed=True) as subscription:
-                async for _ in subscription:
-                    await self._relist(client)
-        except Exception as exc:  # an older server, or the stream ended: notifications remain
+            return await stack.enter_async_context(client.listen(tools_list_changed=True))
+        except Exception as exc:  # an older server: changes come as notifications
             log.debug("MCP server %r: no tool subscription: %s", self.name, describe(exc))
+            return None
+
+    async def _follow_subscription(self, client: Client, subscription: Subscription) -> None:
+        try:
+            async for _ in subscription:
+                await self._relist(client)
+        except Exception as exc:  # the stream ended; the notifications remain
+            log.debug("MCP server %r: tool subscription ended: %s", self.name, describe(exc))
 
     async def _relist(self, client: Client) -> None:
         try:
@@ -339,7 +349,7 @@ def _block_text(block: types.ContentBlock) -> str:
         return block.text
     if isinstance(block, (types.ImageContent, types.AudioContent)):
         kind = "image" if isinstance(block, types.ImageContent) else "audio"
-        size = len(block.data) * 3 // 4
+        size = _decoded_size(block.data)
         return f"[{kind} ({block.mime_type}, {size} bytes) not shown: this model reads text only]"
     if isinstance(block, types.ResourceLink):
         return f"[resource link: {block.uri} ({block.name})]"
@@ -347,8 +357,13 @@ def _block_text(block: types.ContentBlock) -> str:
     if isinstance(resource, types.TextResourceContents):
         return resource.text
     mime = resource.mime_type or "binary data"
-    size = len(resource.blob) * 3 // 4
+    size = _decoded_size(resource.blob)
     return f"[resource {resource.uri} ({mime}, {size} bytes) not shown: this model reads text only]"
+
+
+def _decoded_size(data: str) -> int:
+    """The size in bytes of base64 data, without decoding it."""
+    return len(data) * 3 // 4 - data[-2:].count("=")
 
 
 class MCPServerStdio(MCPTools):
