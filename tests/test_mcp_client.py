@@ -137,8 +137,10 @@ async def test_two_sources_offering_one_name_is_a_clear_error() -> None:
             await agent.run("go")
 
 
-async def test_the_tool_list_follows_the_servers_changes() -> None:
-    server = sdk_stdio()
+@pytest.mark.parametrize("protocol", ["auto", "legacy"])
+async def test_the_tool_list_follows_the_servers_changes(protocol: str) -> None:
+    # 2026: a subscriptions/listen event; 2025: a notifications/tools/list_changed message.
+    server = sdk_stdio(protocol=protocol)
     runtime = ScriptedRuntime([call("multiply", a=6, b=7), answer("42")])
     async with Agent(runtime, tools=[server]) as agent:
         assert "multiply" not in server.tools

@@ -12,14 +12,10 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "MCP support needs the official SDK: pip install 'agentkit[mcp]'"
     ) from exc
 
-from agentkit.mcp.client import (
-    MCPServerError,
-    MCPServerHTTP,
-    MCPServerStdio,
-    MCPTools,
-    result_text,
-)
+from agentkit.mcp.client import MCPServerError, MCPTools
+from agentkit.mcp.results import result_text
 from agentkit.mcp.server import MCPEndpoint, build_server, serve_stdio
+from agentkit.mcp.transports import MCPServerHTTP, MCPServerStdio
 
 __all__ = [
     "MCPEndpoint",

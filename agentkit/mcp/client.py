@@ -1,4 +1,5 @@
-"""MCP servers as tool sources: `MCPServerStdio` (a command) and `MCPServerHTTP` (a URL).
+"""MCP servers as tool sources: what `MCPServerStdio` (a command) and `MCPServerHTTP` (a URL,
+both in `agentkit.mcp.transports`) share.
 
 Each is a `ToolSource`: it goes in the agent's tool list beside plain tools, starts when the
 agent is entered (or for each run) and stops with it. Its tools pass through
@@ -14,37 +15,36 @@ back each call says so until the agent's retry budget stops the run.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from pathlib import Path
-from typing import Any, TextIO
-from urllib.parse import urlsplit
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import Any, Literal
 
 import anyio
-import httpx2
 import mcp_types as types
 from anyio.abc import TaskGroup, TaskStatus
 from mcp import Client
 from mcp.client import IncomingMessage
 from mcp.client._transport import TransportStreams
-from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import Subscription
 from mcp.shared.exceptions import MCPError
 
 from agentkit.errors import AgentKitError, ToolDefinitionError, ToolRetry, UserError
+from agentkit.mcp.results import result_text
 from agentkit.tools import Tool, ToolSource
 
-__all__ = ["MCPServerError", "MCPServerHTTP", "MCPServerStdio", "MCPTools", "result_text"]
+__all__ = ["MCPServerError", "MCPTools", "Protocol", "ToolFilter"]
 
 log = logging.getLogger("agentkit.mcp")
 
 ToolFilter = Callable[[str], bool] | Collection[str]
 """Which of a server's tools to offer: their names, or a function of the name."""
+
+Protocol = Literal["auto", "legacy"]
+"""`auto`: ask the server for the newest protocol, falling back to the 2025 handshake;
+`legacy`: the 2025 handshake only."""
 
 
 class MCPServerError(AgentKitError):
@@ -79,7 +79,10 @@ class MCPTools(ToolSource):
         tool_filter: ToolFilter | None = None,
         timeout: float | None = None,
         connect_timeout: float = 30.0,
+        protocol: Protocol = "auto",
     ) -> None:
+        if protocol not in ("auto", "legacy"):
+            raise UserError(f"protocol: must be 'auto' or 'legacy' (got {protocol!r})")
         if timeout is not None and timeout <= 0:
             raise UserError(f"timeout: must be > 0 seconds (got {timeout})")
         if connect_timeout <= 0:
@@ -89,6 +92,7 @@ class MCPTools(ToolSource):
         self.tool_filter = tool_filter
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.protocol = protocol
         self.problems: list[str] = []
         """Tools left out because their definitions could not be made valid, with why."""
         self._tools: dict[str, Tool] = {}
@@ -167,7 +171,12 @@ class MCPTools(ToolSource):
         try:
             with limit:
                 async with AsyncExitStack() as stack:
-                    client = Client(self._transport(), message_handler=self._on_message, cache=None)
+                    client = Client(
+                        self._transport(),
+                        message_handler=self._on_message,
+                        mode=self.protocol,
+                        cache=None,
+                    )
                     await stack.enter_async_context(client)
                     # Subscribed before the first listing, so no change can fall between.
                     subscription = await self._subscribe(client, stack)
@@ -332,140 +341,3 @@ class MCPTools(ToolSource):
                 ) from None
             assert self._client is not None
             return self._client
-
-
-def result_text(result: types.CallToolResult) -> str:
-    """A tool result as the text a model reads: text blocks as they are, the structured
-    content as JSON when no text says it, and a description of what text cannot carry."""
-    parts = [_block_text(block) for block in result.content]
-    has_text = any(isinstance(block, types.TextContent) for block in result.content)
-    if result.structured_content is not None and not has_text:
-        parts.append(json.dumps(result.structured_content, ensure_ascii=False))
-    return "\n".join(part for part in parts if part)
-
-
-def _block_text(block: types.ContentBlock) -> str:
-    if isinstance(block, types.TextContent):
-        return block.text
-    if isinstance(block, (types.ImageContent, types.AudioContent)):
-        kind = "image" if isinstance(block, types.ImageContent) else "audio"
-        size = _decoded_size(block.data)
-        return f"[{kind} ({block.mime_type}, {size} bytes) not shown: this model reads text only]"
-    if isinstance(block, types.ResourceLink):
-        return f"[resource link: {block.uri} ({block.name})]"
-    resource = block.resource
-    if isinstance(resource, types.TextResourceContents):
-        return resource.text
-    mime = resource.mime_type or "binary data"
-    size = _decoded_size(resource.blob)
-    return f"[resource {resource.uri} ({mime}, {size} bytes) not shown: this model reads text only]"
-
-
-def _decoded_size(data: str) -> int:
-    """The size in bytes of base64 data, without decoding it."""
-    return len(data) * 3 // 4 - data[-2:].count("=")
-
-
-class MCPServerStdio(MCPTools):
-    """An MCP server run as a child process, spoken to over its stdin and stdout.
-
-    The process starts when the agent is entered and is ended with its whole process group
-    when the agent stops (stdin closed, then SIGTERM, then SIGKILL).
-
-    Args:
-        command: the program to run.
-        args: its arguments.
-        env: environment variables for it, over a minimal safe set (`HOME`, `PATH`, ...): the
-            agent's own environment, and the secrets in it, are not passed on.
-        cwd: the folder to run it in.
-        name: what errors and logs call it (default: the command's file name).
-        prefix: put before each tool's name (`prefix_tool`), to keep servers' tools apart.
-        tool_filter: the tools to offer, by name or as a function of the name.
-        timeout: seconds a call may take before the model is told it timed out.
-        connect_timeout: seconds the start and the first tool listing may take.
-        errlog: where the server's stderr goes (default: this process's stderr).
-    """
-
-    def __init__(
-        self,
-        command: str,
-        args: Sequence[str] = (),
-        *,
-        env: Mapping[str, str] | None = None,
-        cwd: str | Path | None = None,
-        name: str | None = None,
-        prefix: str | None = None,
-        tool_filter: ToolFilter | None = None,
-        timeout: float | None = None,
-        connect_timeout: float = 30.0,
-        errlog: TextIO | None = None,
-    ) -> None:
-        super().__init__(
-            name=name or Path(command).name,
-            prefix=prefix,
-            tool_filter=tool_filter,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-        )
-        self.parameters = StdioServerParameters(
-            command=command, args=list(args), env=dict(env) if env else None, cwd=cwd
-        )
-        self.errlog = errlog
-
-    def _transport(self) -> AbstractAsyncContextManager[TransportStreams]:
-        if self.errlog is None:
-            return stdio_client(self.parameters)
-        return stdio_client(self.parameters, errlog=self.errlog)
-
-    def __repr__(self) -> str:
-        return f"MCPServerStdio({self.parameters.command!r}, {self.parameters.args!r})"
-
-
-class MCPServerHTTP(MCPTools):
-    """An MCP server at a URL, over Streamable HTTP.
-
-    Args:
-        url: the server's MCP endpoint, e.g. `http://127.0.0.1:8000/mcp`.
-        headers: sent with every request (e.g. `Authorization`); never logged or shown.
-        name: what errors and logs call it (default: the URL's host and port).
-        prefix, tool_filter, timeout, connect_timeout: as for `MCPServerStdio`.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        name: str | None = None,
-        prefix: str | None = None,
-        tool_filter: ToolFilter | None = None,
-        timeout: float | None = None,
-        connect_timeout: float = 30.0,
-    ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UserError(f"url: must be an http:// or https:// URL (got {url!r})")
-        super().__init__(
-            name=name or (parts.hostname + (f":{parts.port}" if parts.port else "")),
-            prefix=prefix,
-            tool_filter=tool_filter,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-        )
-        self.url = url
-        self._headers = dict(headers or {})
-
-    def _transport(self) -> AbstractAsyncContextManager[TransportStreams]:
-        return self._connection()
-
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[TransportStreams]:
-        timeout = httpx2.Timeout(self.connect_timeout, read=max(300.0, self.timeout or 0))
-        async with (
-            httpx2.AsyncClient(headers=self._headers, timeout=timeout) as http,
-            streamable_http_client(self.url, http_client=http) as streams,
-        ):
-            yield streams
-
-    def __repr__(self) -> str:
-        return f"MCPServerHTTP({self.url!r})"
