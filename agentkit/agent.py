@@ -194,6 +194,7 @@ class Agent:
         self._dialect = self.runtime.capabilities.schema_dialect
         self.toolset.definitions(self._dialect)  # built now, so a broken tool fails here
         self._limiter: anyio.CapacityLimiter | None = None
+        self._entered = 0
 
     # -- public API -------------------------------------------------------------------------
 
@@ -282,6 +283,7 @@ class Agent:
         except BaseException:
             await self.aclose()
             raise
+        self._entered += 1
         return self
 
     async def __aexit__(
@@ -291,6 +293,7 @@ class Agent:
         traceback: TracebackType | None,
     ) -> None:
         """Stop the tool sources, then close the runtime."""
+        self._entered -= 1
         try:
             await self.toolset.__aexit__(exc_type, exc, traceback)
         finally:
@@ -322,6 +325,13 @@ class Agent:
         self, run: _Run, *, emit: Callable[[Event], None] | None, stream: bool
     ) -> RunResult:
         run.emit = emit
+        if self.toolset.running and not self._entered:
+            # Sources started by another run would be stopped by whichever run ends last, in
+            # a task that did not start them.
+            raise UserError(
+                "concurrent runs of an agent with tool sources (MCP servers) need the agent "
+                "entered first: `async with agent:`"
+            )
         try:
             async with self.toolset:
                 if self.deadline is None:

@@ -21,7 +21,7 @@ from mcp_helpers import (
 )
 
 from agentkit import Agent, ScriptedRuntime, ToolRetriesExhausted, tool
-from agentkit.errors import ToolDefinitionError
+from agentkit.errors import ToolDefinitionError, UserError
 from agentkit.mcp import MCPServerError, MCPServerHTTP, MCPServerStdio
 
 call = ScriptedRuntime.call
@@ -221,6 +221,41 @@ async def test_an_agent_not_entered_starts_the_server_for_each_run() -> None:
     assert pids[0] != pids[1]
     assert not any(running(pid) for pid in pids)
     assert children() - before == set()
+
+
+async def test_concurrent_runs_need_the_agent_entered() -> None:
+    runtime = ScriptedRuntime([call("slow", seconds=1), answer("a"), call("pid"), answer("b")])
+    agent = Agent(runtime, tools=[sdk_stdio()])
+    errors: list[Exception] = []
+
+    async def second() -> None:
+        await anyio.sleep(0.5)
+        with anyio.fail_after(30):
+            while not agent.toolset.running:  # noqa: ASYNC110 - no event to wait on
+                await anyio.sleep(0.05)
+        try:
+            await agent.run("pid?")
+        except UserError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(agent.run, "slow")
+        tg.start_soon(second)
+    assert str(errors[0]) == (
+        "concurrent runs of an agent with tool sources (MCP servers) need the agent entered "
+        "first: `async with agent:`"
+    )
+    # Entered, the same runs share the server.
+    runtime = ScriptedRuntime([call("pid"), call("pid"), answer("a"), answer("b")])
+    outputs: list[str] = []
+
+    async def run(agent: Agent, prompt: str) -> None:
+        outputs.extend(tool_messages(await agent.run(prompt)))
+
+    async with Agent(runtime, tools=[sdk_stdio()]) as agent, anyio.create_task_group() as tg:
+        tg.start_soon(run, agent, "a")
+        tg.start_soon(run, agent, "b")
+    assert len(outputs) == 2 and outputs[0] == outputs[1]
 
 
 async def test_a_server_that_cannot_start_is_a_clear_error_and_leaves_nothing() -> None:

@@ -421,6 +421,11 @@ class Toolset:
     def sources(self) -> list[ToolSource]:
         return list(self._sources)
 
+    @property
+    def running(self) -> bool:
+        """Whether the sources are started (the toolset is entered)."""
+        return self._entered > 0 and bool(self._sources)
+
     def get(self, name: str) -> Tool | None:
         found = self._tools.get(name)
         if found is None and self._entered:
