@@ -20,7 +20,7 @@ from mcp_helpers import (
     sdk_stdio,
 )
 
-from agentkit import Agent, ScriptedRuntime, ToolRetriesExhausted, tool
+from agentkit import Agent, ScriptedRuntime, Tool, ToolRetriesExhausted, ToolSource, tool
 from agentkit.errors import ToolDefinitionError, UserError
 from agentkit.mcp import MCPServerError, MCPServerHTTP, MCPServerStdio
 
@@ -158,6 +158,62 @@ async def test_a_call_past_its_timeout_is_told_to_the_model() -> None:
     async with Agent(runtime, tools=[sdk_stdio(timeout=0.5)]) as agent:
         result = await agent.run("go")
     assert tool_messages(result) == ["Error: slow timed out after 0.5 s", "2"]
+
+
+class Growing(ToolSource):
+    """A tool source whose `grow` tool adds a `double` tool: no process, to watch the agent."""
+
+    name = "growing"
+
+    def __init__(self) -> None:
+        self.started = self.stopped = 0
+        self._tools: dict[str, Tool] = {}
+        self._version = 0
+
+    @property
+    def tools(self) -> dict[str, Tool]:
+        return self._tools
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    async def start(self) -> None:
+        self.started += 1
+
+        @tool
+        def grow() -> str:
+            """Add the double tool."""
+
+            @tool
+            def double(x: int) -> int:
+                """Double a number.
+
+                Args:
+                    x: the number.
+                """
+                return 2 * x
+
+            self._tools["double"] = double
+            self._version += 1
+            return "grown"
+
+        self._tools = {"grow": grow}
+        self._version += 1
+
+    async def stop(self) -> None:
+        self.stopped += 1
+        self._tools = {}
+
+
+async def test_each_step_sends_the_tools_the_sources_offer_then() -> None:
+    source = Growing()
+    runtime = ScriptedRuntime([call("grow"), call("double", x=21), answer("42")])
+    result = await Agent(runtime, tools=[shout, source]).run("go")
+    assert tool_messages(result) == ["grown", "42"]
+    sent = [[d.name for d in r.tools or []] for r in runtime.requests]
+    assert sent == [["shout", "grow"], ["shout", "grow", "double"], ["shout", "grow", "double"]]
+    assert (source.started, source.stopped) == (1, 1)
 
 
 # -- Streamable HTTP ----------------------------------------------------------------------------
