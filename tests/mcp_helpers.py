@@ -33,8 +33,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def sdk_http_server() -> Iterator[str]:
-    """The SDK-written test server over Streamable HTTP on 127.0.0.1; yields its URL."""
+def sdk_http_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The SDK-written test server over Streamable HTTP on 127.0.0.1: its URL and process."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, str(SDK_SERVER), "http", str(port)],
@@ -51,7 +51,7 @@ def sdk_http_server() -> Iterator[str]:
                 break
             except OSError:
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield f"http://127.0.0.1:{port}/mcp", process
     finally:
         process.terminate()
         process.wait(10)

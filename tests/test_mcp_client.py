@@ -220,13 +220,33 @@ async def test_each_step_sends_the_tools_the_sources_offer_then() -> None:
 
 
 async def test_an_http_servers_tools_answer_in_an_agent() -> None:
-    with sdk_http_server() as url:
+    with sdk_http_server() as (url, _):
         runtime = ScriptedRuntime(
             [call("add", a=20, b=22), call("fail", message="bad"), answer("42")]
         )
         async with Agent(runtime, tools=[MCPServerHTTP(url)]) as agent:
             result = await agent.run("go")
     assert tool_messages(result) == ["42", "Error: Error executing tool fail: bad"]
+
+
+async def test_an_http_server_that_dies_is_told_then_said_to_be_down() -> None:
+    with sdk_http_server() as (url, process):
+
+        @tool
+        def kill_server() -> str:
+            """Kill the MCP server."""
+            process.kill()
+            process.wait(10)
+            return "killed"
+
+        add = call("add", a=1, b=2)
+        runtime = ScriptedRuntime([add, call("kill_server"), add, add, answer("down")])
+        async with Agent(runtime, tools=[kill_server, MCPServerHTTP(url)]) as agent:
+            result = await agent.run("go")
+    told = tool_messages(result)
+    assert told[:2] == ["3", "killed"]
+    assert "stopped during the call (Connection closed)" in told[2]
+    assert "is down (Connection closed) and did not restart: ConnectError: " in told[3]
 
 
 async def test_an_http_server_that_is_not_there_is_a_clear_error() -> None:

@@ -23,6 +23,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any, Literal
 
 import anyio
+import httpx2
 import mcp_types as types
 from anyio.abc import TaskGroup, TaskStatus
 from mcp import Client
@@ -66,6 +67,16 @@ def describe(exc: BaseException) -> str:
         return exc.message
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+_CONNECTION_LOST = (
+    anyio.ClosedResourceError,
+    anyio.BrokenResourceError,
+    anyio.EndOfStream,
+    OSError,
+    httpx2.TransportError,
+)
+"""What a call raises when the connection, not the tool, failed."""
 
 
 class MCPTools(ToolSource):
@@ -305,8 +316,10 @@ class MCPTools(ToolSource):
                     f"MCP server {self.name!r} refused the call: {exc.message}"
                 ) from None
             self._broken = describe(exc)
-        except Exception as exc:
+        except _CONNECTION_LOST as exc:
             self._broken = describe(exc)
+        except Exception as exc:  # e.g. a result that is not valid MCP: the server lives on
+            raise ToolRetry(f"MCP server {self.name!r} failed the call: {describe(exc)}") from None
         else:
             text = result_text(result)
             if result.is_error:
