@@ -19,7 +19,8 @@ from agentkit import (
     Capabilities,
     FunctionRuntime,
     Generation,
-    GenerationRequest,
+    ModelRequest,
+    Runtime,
     ScriptedRuntime,
     StreamChunk,
     tool,
@@ -156,9 +157,8 @@ def get_weather(city: str) -> str:
     return f"{city}: sunny, 21 °C"
 
 
-def weather_model(request: GenerationRequest) -> Generation | str:
+def weather_model(request: ModelRequest) -> Generation | str:
     """Calls get_weather for the last user message, then answers from the result."""
-    assert request.messages is not None
     last = request.messages[-1]
     if last.role == "tool":
         return f"In Paris it is {last.content.split(': ')[1]}."
@@ -264,7 +264,7 @@ def test_the_page_asks_for_the_token_when_the_server_has_one(page: Page) -> None
         assert "s3cret-token" not in command
 
 
-class EndlessRuntime:
+class EndlessRuntime(Runtime):
     """Streams words until its consumer goes away; records that it was stopped."""
 
     name = "endless"
@@ -273,19 +273,16 @@ class EndlessRuntime:
     def __init__(self) -> None:
         self.stopped = threading.Event()
 
-    async def generate(self, request: GenerationRequest) -> Generation:
+    async def handle_generate(self, request: ModelRequest) -> Generation:
         raise AssertionError("the playground streams: generate is never called")
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+    async def handle_stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         try:
             while True:
                 yield StreamChunk(response="la ")
                 await anyio.sleep(0.05)
         finally:
             self.stopped.set()
-
-    async def aclose(self) -> None:
-        return None
 
 
 def test_stop_ends_the_generation_on_the_server(page: Page) -> None:

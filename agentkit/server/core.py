@@ -14,7 +14,7 @@ import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from agentkit.model_api import Generation, GenerationRequest
+from agentkit.model_api import Generation, ModelRequest
 from agentkit.server.errors import (
     ABORTED,
     AUTHENTICATION,
@@ -112,7 +112,7 @@ class ServerState:
             413, TOO_LARGE, f"Request is too large: {size} bytes (max_body is {self.max_body})"
         )
 
-    async def generate(self, request: Request, generation: GenerationRequest) -> Generation:
+    async def generate(self, request: Request, generation: ModelRequest) -> Generation:
         """One whole generation, given up (and its queue place freed) if the client leaves.
 
         Raises:
