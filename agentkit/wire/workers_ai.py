@@ -12,13 +12,14 @@ Types are as strict as the contract's JSON Schema: `raw: "yes"`, `max_tokens: "1
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentkit._validation import field_errors
-from agentkit.errors import RequestValidationError, UnsupportedFeature
+from agentkit.errors import FieldError, RequestValidationError, UnsupportedFeature
 from agentkit.model_api import (
     MAX_TEXT,
     SAMPLING_FIELDS,
@@ -45,6 +46,7 @@ __all__ = [
     "envelope",
     "error_envelope",
     "is_failure",
+    "loads",
     "request_json_schema",
 ]
 
@@ -320,3 +322,48 @@ def decode_error(body: Any, text: str = "") -> tuple[str, int | None]:
 def is_failure(body: Any) -> bool:
     """True when an envelope says the call failed (even with HTTP 200)."""
     return isinstance(body, Mapping) and body.get("success") is False
+
+
+class _LongNumber:
+    """Stands in for an integer too long for Python to read, so its place can be named."""
+
+    def __init__(self, text: str) -> None:
+        self.digits = len(text.lstrip("-"))
+
+
+def _find_long(value: Any, path: str = "") -> tuple[str, _LongNumber] | None:
+    if isinstance(value, _LongNumber):
+        return path or "body", value
+    items: Any = ()
+    if isinstance(value, dict):
+        items = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{n}]", v) for n, v in enumerate(value))
+    for where, item in items:
+        found = _find_long(item, where)
+        if found is not None:
+            return found
+    return None
+
+
+def loads(body: bytes | bytearray | str) -> Any:
+    """A JSON body as the wire reads it; an integer too long to read is refused by its place.
+
+    Raises:
+        RequestValidationError: `max_tokens: must have at most 4300 digits (got 5000 digits)`.
+        ValueError: the body is not JSON (`json.JSONDecodeError`, `UnicodeDecodeError`).
+    """
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
+    except ValueError:
+        limit = sys.get_int_max_str_digits()
+        found = _find_long(
+            json.loads(body, parse_int=lambda t: _LongNumber(t) if len(t) > limit else int(t))
+        )
+        if found is None:
+            raise
+        path, number = found
+        message = f"must have at most {limit} digits (got {number.digits} digits)"
+        raise RequestValidationError([FieldError(path, message)]) from None
