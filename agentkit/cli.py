@@ -16,12 +16,12 @@ import anyio
 from agentkit.agent import Agent, RunResult
 from agentkit.errors import AgentKitError, RunError
 from agentkit.events import RunFinished, TextDelta, ToolCallFinished, ToolCallStarted
-from agentkit.model_api import SAMPLING_FIELDS, ModelRequest, generation_json_schema
+from agentkit.model_api import SAMPLING_FIELDS, ModelRequest
 from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.tools import Tool, validate_tool_definitions
 from agentkit.tools.loader import load_tools
-from agentkit.wire.workers_ai import request_json_schema
+from agentkit.wire.workers_ai import generation_json_schema, request_json_schema
 
 __all__ = ["main"]
 

@@ -36,7 +36,6 @@ __all__ = [
     "ToolChoice",
     "ToolShape",
     "Usage",
-    "generation_json_schema",
     "parse_arguments",
 ]
 
@@ -405,8 +404,3 @@ class StreamChunk(_Output):
             usage=usage,
             finish_reason=finish,
         )
-
-
-def generation_json_schema() -> dict[str, Any]:
-    """JSON Schema of the generation (output) model."""
-    return Generation.model_json_schema(mode="serialization")

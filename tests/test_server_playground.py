@@ -20,6 +20,7 @@ from agentkit import (
     FunctionRuntime,
     Generation,
     ModelRequest,
+    Profile,
     Runtime,
     ScriptedRuntime,
     StreamChunk,
@@ -308,3 +309,22 @@ def test_the_page_shows_bad_settings_as_the_api_names_them(page: Page) -> None:
         expect(page.locator("#error")).to_have_text(
             "Bad input: top_k: must be <= 50 (got 80) (code 5006)"
         )
+
+
+def test_the_page_starts_from_the_runtimes_profile(page: Page) -> None:
+    """The embedded model's defaults reach the page, as they reach the library and the CLI."""
+
+    class Small(ScriptedRuntime):
+        profile = Profile(tool_choice="required", sampling={"temperature": 0.0})
+
+    runtime = Small([ScriptedRuntime.call("get_weather", city="Paris"), "Sunny in Paris."])
+    with BackgroundServer(create_app(runtime, tools=[get_weather])) as server:
+        page.goto(server.url + "/")
+        expect(page.locator("#status")).to_have_text("ready")
+        expect(page.locator("#tool_choice")).to_have_value("required")
+        expect(page.locator("#temperature")).to_have_value("0")
+        page.fill("#prompt", "Weather in Paris?")
+        page.press("#prompt", "Enter")
+        expect(page.locator(".meta")).to_contain_text("2 steps", timeout=30_000)
+    first = runtime.requests[0]
+    assert (first.tool_choice, first.temperature) == ("required", 0.0)

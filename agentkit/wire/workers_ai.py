@@ -45,6 +45,7 @@ __all__ = [
     "encode_result",
     "envelope",
     "error_envelope",
+    "generation_json_schema",
     "is_failure",
     "loads",
     "request_json_schema",
@@ -243,6 +244,11 @@ def encode_request(
 def request_json_schema() -> dict[str, Any]:
     """JSON Schema of the request (input) model."""
     return GenerationRequest.model_json_schema()
+
+
+def generation_json_schema() -> dict[str, Any]:
+    """JSON Schema of the generation (output) model."""
+    return Generation.model_json_schema(mode="serialization")
 
 
 def decode_result(result: Mapping[str, Any], seed: str = "") -> Generation:
