@@ -51,16 +51,17 @@ from agentkit.events import (
 from agentkit.model_api import (
     FunctionDefinition,
     Generation,
-    GenerationRequest,
     Message,
+    ModelRequest,
     StreamChunk,
     Usage,
 )
 from agentkit.results import RunResult, StopReason, ToolCallRecord
-from agentkit.runtimes import resolve_runtime
+from agentkit.runtimes import get_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.tools import Tool, Toolset, ToolSource
 from agentkit.tools._threads import ThreadBatch, ThreadedCall
+from agentkit.wire.workers_ai import GenerationRequest
 
 __all__ = ["Agent", "RunResult", "StopReason", "ToolCallRecord"]
 
@@ -118,7 +119,8 @@ class Agent:
     """A model, some tools and the loop between them.
 
     Args:
-        runtime: a `Runtime`, or a runtime's name (`"local"`, `"workers-ai"`, `"openai"`).
+        runtime: a `Runtime`, or a runtime's name (`"local"`, `"workers-ai"`, `"openai"`); a
+            runtime made from a name belongs to the Agent, which closes it in `aclose`.
         tools: `Tool`s, plain functions (wrapped with `@tool`) and tool sources such as MCP
             servers (`agentkit.mcp`), started when the agent is entered (`async with agent:`)
             or, if it is not, for each run.
@@ -134,10 +136,12 @@ class Agent:
         max_tool_output: characters of a tool's output sent to the model; the rest is cut
             from the middle (the run record keeps it whole).
         repeat_limit: identical consecutive calls that earn a nudge; one more stops the run.
-        tool_choice: `auto`, `required`, `none` or a tool's name.
+        tool_choice: `auto`, `required`, `none` or a tool's name; None takes the runtime's
+            profile (`auto`, or `required` for a model too small to decide by itself).
         reset_tool_choice: once the tools have answered, go back to `auto` for the rest of the
             run, so that a forced choice (`required`, a name) cannot loop forever.
-        **sampling: request fields sent with every call (`temperature`, `max_tokens`, ...).
+        **sampling: request fields sent with every call (`temperature`, `max_tokens`, ...),
+            over the runtime profile's own.
     """
 
     def __init__(
@@ -155,7 +159,7 @@ class Agent:
         raise_tool_errors: bool = False,
         max_tool_output: int = 20_000,
         repeat_limit: int = 3,
-        tool_choice: str = "auto",
+        tool_choice: str | None = None,
         reset_tool_choice: bool = True,
         **sampling: Any,
     ) -> None:
@@ -163,7 +167,8 @@ class Agent:
             raise UserError(f"max_steps: must be >= 1 (got {max_steps})")
         if max_concurrency < 1:
             raise UserError(f"max_concurrency: must be >= 1 (got {max_concurrency})")
-        self.runtime = resolve_runtime(runtime)
+        self._owns_runtime = isinstance(runtime, str)
+        self.runtime = get_runtime(runtime) if isinstance(runtime, str) else runtime
         self.toolset = tools if isinstance(tools, Toolset) else Toolset(tools)
         self.instructions = instructions
         self.max_steps = max_steps
@@ -175,6 +180,10 @@ class Agent:
         self.raise_tool_errors = raise_tool_errors
         self.max_tool_output = max_tool_output
         self.repeat_limit = repeat_limit
+        profile = self.runtime.profile
+        if tool_choice is None:
+            has_tools = len(self.toolset) or self.toolset.sources
+            tool_choice = profile.tool_choice if has_tools else "auto"
         # A source's tools are known once it runs: a name among them is checked by the model.
         if (
             tool_choice not in ("auto", "required", "none")
@@ -185,11 +194,10 @@ class Agent:
                 f"tool_choice: must be auto, required, none or a tool's name (got {tool_choice!r})"
             )
         # Validated once here; every step reuses the fields without validating them again.
-        template = GenerationRequest.build({"messages": [], "tool_choice": tool_choice, **sampling})
-        self._fields = template.model_dump(exclude={"messages", "prompt", "tools", "stream"})
-        # Extensions that never go on the wire are left out by model_dump: carry them over.
-        self._fields["tool_choice"] = tool_choice
-        self._fields["parallel_tool_calls"] = template.parallel_tool_calls
+        # The settings are checked against the contract's bounds, the user's over the profile's.
+        settings = {**profile.sampling, **sampling, "tool_choice": tool_choice}
+        template = GenerationRequest.build({"messages": [], **settings}).to_model(self.runtime.name)
+        self._fields = template.model_dump(exclude={"messages", "tools", "raw_prompt"})
         self.reset_tool_choice = reset_tool_choice
         self._dialect = self.runtime.capabilities.schema_dialect
         self.toolset.definitions(self._dialect)  # built now, so a broken tool fails here
@@ -273,8 +281,9 @@ class Agent:
             raise error
 
     async def aclose(self) -> None:
-        """Close the runtime."""
-        await self.runtime.aclose()
+        """Close the runtime if the Agent made it (from a name); one passed in stays open."""
+        if self._owns_runtime:
+            await self.runtime.aclose()
 
     async def __aenter__(self) -> Agent:
         """Start the tool sources (MCP servers) for every run until the block ends."""
@@ -292,7 +301,7 @@ class Agent:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Stop the tool sources, then close the runtime."""
+        """Stop the tool sources, then close the runtime if the Agent made it."""
         self._entered -= 1
         try:
             await self.toolset.__aexit__(exc_type, exc, traceback)
@@ -370,8 +379,8 @@ class Agent:
             fields["tool_choice"] = "none"
         elif self.reset_tool_choice and run.records:
             fields["tool_choice"] = "auto"
-        request = GenerationRequest.model_construct(
-            messages=list(run.messages), tools=tools, stream=stream, **fields
+        request = ModelRequest.model_construct(
+            messages=list(run.messages), tools=tools or [], **fields
         )
         if stream:
             chunks: list[StreamChunk] = []

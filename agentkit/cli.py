@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
+import typing
 from collections.abc import Sequence
 from contextlib import aclosing
 from functools import partial
@@ -15,26 +15,25 @@ from typing import Any
 import anyio
 
 from agentkit.agent import Agent, RunResult
-from agentkit.errors import AgentKitError, ConfigurationError, RunError, UserError
+from agentkit.errors import AgentKitError, RunError
 from agentkit.events import RunFinished, TextDelta, ToolCallFinished, ToolCallStarted
-from agentkit.model_api import generation_json_schema, request_json_schema
-from agentkit.runtimes import RUNTIMES, runtime_for
+from agentkit.mcp.options import add_mcp_options, mcp_sources
+from agentkit.model_api import SAMPLING_FIELDS, ModelRequest
+from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.tools import Tool, ToolSource, validate_tool_definitions
 from agentkit.tools.loader import load_tools
+from agentkit.wire.workers_ai import generation_json_schema, request_json_schema
 
 __all__ = ["main"]
 
-_SAMPLING = (
-    ("--max-tokens", int),
-    ("--temperature", float),
-    ("--top-p", float),
-    ("--top-k", int),
-    ("--seed", int),
-    ("--repetition-penalty", float),
-    ("--frequency-penalty", float),
-    ("--presence-penalty", float),
-)
+
+def _number(name: str) -> type[int] | type[float]:
+    annotation = ModelRequest.model_fields[name].annotation
+    return int if annotation is int or int in typing.get_args(annotation) else float
+
+
+_SAMPLING = tuple(("--" + name.replace("_", "-"), _number(name)) for name in SAMPLING_FIELDS)
 
 
 def _add_agent_options(parser: argparse.ArgumentParser) -> None:
@@ -45,8 +44,8 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=10)
     parser.add_argument(
         "--tool-choice",
-        help="auto, required, none or a tool's name (default: auto; on the embedded model, "
-        "which is too small to decide by itself, required for the first step)",
+        help="auto, required, none or a tool's name (default: the runtime's profile: auto; on "
+        "the embedded model, which is too small to decide by itself, required for the first step)",
     )
     for flag, kind in _SAMPLING:
         parser.add_argument(flag, type=kind)
@@ -54,67 +53,8 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
     add_mcp_options(parser)
 
 
-def add_mcp_options(parser: argparse.ArgumentParser) -> None:
-    """The options that add MCP servers' tools: `--mcp-stdio`, `--mcp-http`, `--mcp-header`."""
-    parser.add_argument(
-        "--mcp-stdio",
-        action="append",
-        default=[],
-        metavar="COMMAND",
-        help='an MCP server to run, with its arguments, e.g. "mcp-server-time" (repeatable)',
-    )
-    parser.add_argument(
-        "--mcp-http",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="an MCP server's Streamable HTTP endpoint (repeatable)",
-    )
-    parser.add_argument(
-        "--mcp-header",
-        action="append",
-        default=[],
-        metavar="'NAME: VALUE'",
-        help="a header sent to every --mcp-http server, e.g. 'Authorization: Bearer ...'",
-    )
-
-
-def mcp_sources(args: argparse.Namespace) -> list[ToolSource]:
-    """The MCP servers the options name, not started yet.
-
-    Raises:
-        ConfigurationError: an option's value is malformed, or the `mcp` extra is missing.
-    """
-    if not (args.mcp_stdio or args.mcp_http):
-        return []
-    from agentkit.mcp import MCPServerHTTP, MCPServerStdio
-
-    headers: dict[str, str] = {}
-    for header in args.mcp_header:
-        name, colon, value = header.partition(":")
-        if not colon or not name.strip():
-            # The value may be a secret: name only its place.
-            raise ConfigurationError("--mcp-header: must be 'NAME: VALUE'")
-        headers[name.strip()] = value.strip()
-    sources: list[ToolSource] = []
-    for line in args.mcp_stdio:
-        try:
-            words = shlex.split(line)
-        except ValueError as exc:
-            raise ConfigurationError(f"--mcp-stdio: {exc} (got {line!r})") from None
-        if not words:
-            raise ConfigurationError(f"--mcp-stdio: needs a command (got {line!r})")
-        sources.append(MCPServerStdio(words[0], words[1:]))
-    for url in args.mcp_http:
-        try:
-            sources.append(MCPServerHTTP(url, headers=headers))
-        except UserError as exc:
-            raise ConfigurationError(f"--mcp-http: {exc}") from None
-    return sources
-
-
 def _runtime(args: argparse.Namespace) -> Runtime:
-    return runtime_for(args.runtime, args.model, progress=sys.stderr.isatty())
+    return get_runtime(args.runtime, model=args.model, progress=sys.stderr.isatty())
 
 
 def _agent(args: argparse.Namespace) -> Agent:
@@ -125,18 +65,14 @@ def _agent(args: argparse.Namespace) -> Agent:
         for flag, _ in _SAMPLING
         if getattr(args, flag[2:].replace("-", "_")) is not None
     }
-    # The embedded 135M model answers best greedy, and only calls a tool when made to; after
-    # the tools answered, the agent goes back to `auto` (reset_tool_choice) for the answer.
-    embedded = args.runtime == "local" and not args.model
-    if embedded:
-        sampling.setdefault("temperature", 0.0)
-    tool_choice = args.tool_choice or ("required" if embedded and tools else "auto")
+    # Unset flags leave the runtime's profile in charge (the embedded model's forced first
+    # call and greedy sampling, for one).
     return Agent(
         _runtime(args),
         tools=tools,
         instructions=args.instructions,
         max_steps=args.max_steps,
-        tool_choice=tool_choice,
+        tool_choice=args.tool_choice,
         **sampling,
     )
 
@@ -175,8 +111,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     agent = _agent(args)
 
     async def go() -> RunResult:
-        async with agent:  # starts the MCP servers; stops them and closes the runtime
-            return await _run_once(agent, args.prompt, args)
+        try:
+            async with agent:  # starts the MCP servers, and stops them
+                return await _run_once(agent, args.prompt, args)
+        finally:
+            await agent.runtime.aclose()
 
     result = anyio.run(go)
     if args.json:
@@ -191,20 +130,23 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         history: list[Any] = []
-        async with agent:
-            while True:
-                try:
-                    line = await anyio.to_thread.run_sync(input, "you> ")
-                except EOFError:
-                    return
-                if line.strip() in {"/exit", "/quit"}:
-                    return
-                if not line.strip():
-                    continue
-                result = await _run_once(agent, line, args, history)
-                if not args.stream:
-                    print(result.output)
-                history = result.messages
+        try:
+            async with agent:
+                while True:
+                    try:
+                        line = await anyio.to_thread.run_sync(input, "you> ")
+                    except EOFError:
+                        return
+                    if line.strip() in {"/exit", "/quit"}:
+                        return
+                    if not line.strip():
+                        continue
+                    result = await _run_once(agent, line, args, history)
+                    if not args.stream:
+                        print(result.output)
+                    history = result.messages
+        finally:
+            await agent.runtime.aclose()
 
     args.stream = True
     args.json = False

@@ -11,9 +11,9 @@ import sys
 import anyio
 import uvicorn
 
-from agentkit.cli import add_mcp_options, mcp_sources
 from agentkit.errors import ConfigurationError
-from agentkit.runtimes import RUNTIMES, runtime_for
+from agentkit.mcp.options import add_mcp_options, mcp_sources
+from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.server.app import DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUE, create_app, served_models
 from agentkit.tools import Tool, ToolSource
@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
-    return runtime_for(args.runtime, args.model, progress=sys.stderr.isatty())
+    return get_runtime(args.runtime, model=args.model, progress=sys.stderr.isatty())
 
 
 def _is_loopback(host: str) -> bool:
