@@ -44,6 +44,7 @@ from agentkit.errors import (
     ToolRetriesExhausted,
     ToolRetry,
     TransportError,
+    TruncatedToolCall,
     UnsupportedFeature,
     UserError,
 )
@@ -125,6 +126,7 @@ __all__ = [
     "ToolRetry",
     "Toolset",
     "TransportError",
+    "TruncatedToolCall",
     "UnsupportedFeature",
     "Usage",
     "UserError",
