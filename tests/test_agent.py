@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from contextlib import aclosing
@@ -327,9 +329,7 @@ async def test_cancelling_a_run_gives_up_sync_calls_and_queued_ones_never_start(
     assert answers == ["Error: cancelled: the run stopped before this call finished"] * 3
     # The given-up threads finish "a" and "b", look for more work, find the batch closed and
     # stop being counted: from then on "c" can no longer start.
-    with anyio.fail_after(10):
-        while abandoned_threads():  # noqa: ASYNC110 - a count, not an event, says so
-            await anyio.sleep(0.01)
+    await wait_for_no_given_up_threads()
     assert sorted(started) == ["a", "b"]  # "c" was still queued: it never ran
 
 
@@ -895,3 +895,78 @@ async def test_a_tool_added_after_the_agent_was_made_is_sent_and_runs() -> None:
     result = await agent.run("time?")
     assert [t.name for t in runtime.requests[1].tools or []] == ["add", "clock"]
     assert result.tool_calls[0].output == "noon"
+
+
+# -- threads of given-up sync calls -----------------------------------------------------------
+
+GIVEN_UP_SCRIPT = """
+import logging, time
+from agentkit import Agent, ScriptedRuntime, tool
+from agentkit.tools._threads import abandoned_threads
+
+logging.basicConfig(level=logging.WARNING)
+
+@tool(timeout=0.5)
+def stuck() -> str:
+    \"\"\"Sleep long.\"\"\"
+    time.sleep(SLEEP)
+    return "late"
+
+runtime = ScriptedRuntime([ScriptedRuntime.call("stuck"), ScriptedRuntime.answer("gave up")])
+result = Agent(runtime, tools=[stuck]).run_sync("go")
+print(result.output, abandoned_threads())
+"""
+
+
+def test_a_given_up_sync_call_does_not_keep_the_process_alive() -> None:
+    sleep = 30
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", GIVEN_UP_SCRIPT.replace("SLEEP", str(sleep))],
+        capture_output=True,
+        text=True,
+        timeout=sleep * 2,
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["gave", "up", "1"]  # answered, one thread still counted
+    assert "given up; its thread runs on until it returns (1 such threads" in done.stderr
+    assert elapsed < sleep / 3  # it exited without waiting for the sleeping tool
+
+
+async def wait_for_no_given_up_threads() -> None:
+    with anyio.fail_after(20):
+        while abandoned_threads():  # noqa: ASYNC110 - a count, not an event, says so
+            await anyio.sleep(0.01)
+
+
+async def test_given_up_threads_are_capped_and_sync_calls_fail_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agentkit.tools import _threads
+
+    await wait_for_no_given_up_threads()
+    monkeypatch.setattr(_threads, "MAX_ABANDONED", 1)
+    release = threading.Event()
+
+    @tool(timeout=0.05)
+    def stuck() -> str:
+        """Block until released."""
+        release.wait(10)
+        return "late"
+
+    runtime = ScriptedRuntime([call("stuck"), call("add", a=1, b=2), answer("x")])
+    try:
+        result = await Agent(runtime, tools=[stuck, add]).run("go")
+        assert abandoned_threads() == 1
+    finally:
+        release.set()
+    timed_out, refused = tool_messages(result)
+    assert timed_out.content == "Error: stuck timed out after 0.05 s"
+    assert refused.content == (
+        "Error: RuntimeError: not started: 1 threads of earlier sync tool calls that were "
+        "given up are still running (the most allowed is 1)"
+    )
+    await wait_for_no_given_up_threads()  # released, the thread returned: no longer counted
+    runtime = ScriptedRuntime([call("add", a=1, b=2), answer("3")])
+    assert (await Agent(runtime, tools=[add]).run("go")).tool_calls[0].output == "3"
