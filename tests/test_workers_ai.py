@@ -616,3 +616,19 @@ async def test_a_stream_is_bounded_per_event_not_per_byte(server: LoopbackServer
         async for _ in runtime.stream(GenerationRequest.build(prompt="hi")):
             pass
     assert time.monotonic() - started < len(trickled) * 0.5 / 3
+
+
+@pytest.mark.parametrize("literal", ["...", "{1, 2}", "1j", "b'x'"])
+async def test_a_python_literal_call_whose_values_are_not_json_is_told_as_invalid(
+    literal: str,
+) -> None:
+    turns = iter([{"response": f"[add(a={literal}, b=1)]"}, {"response": "sorry"}])
+    runtime, sent = mocked(lambda request: httpx.Response(200, json=envelope(next(turns))))
+    result = await Agent(runtime, tools=[add]).run("1 + 1?")
+    (record,) = result.tool_calls
+    assert record.error is not None and record.error.startswith("invalid arguments for add")
+    assert record.error.endswith(f"You sent: a={literal}, b=1")
+    assert result.output == "sorry"
+    # The next request (valid JSON) told the model so.
+    told = json.loads(sent[1].content)["messages"][-1]
+    assert told["role"] == "tool" and told["content"] == f"Error: {record.error}"
