@@ -44,6 +44,7 @@ from agentkit.errors import (
     ToolRetriesExhausted,
     ToolRetry,
     TransportError,
+    TruncatedToolCall,
     UnsupportedFeature,
     UserError,
 )
@@ -131,6 +132,7 @@ __all__ = [
     "ToolSource",
     "Toolset",
     "TransportError",
+    "TruncatedToolCall",
     "UnsupportedFeature",
     "Usage",
     "UserError",
