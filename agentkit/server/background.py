@@ -17,6 +17,8 @@ from types import TracebackType
 import uvicorn
 from starlette.types import ASGIApp
 
+from agentkit.server.deadlines import DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEP_ALIVE, uvicorn_config
+
 __all__ = ["BackgroundServer"]
 
 
@@ -28,10 +30,19 @@ class BackgroundServer:
         host: the address to bind; loopback by default.
         port: the port; 0 picks a free one (read it back from `url`).
         log_level: uvicorn's log level.
+        header_timeout: seconds a connection may take to send a request's headers.
+        keep_alive: seconds an idle keep-alive connection stays open.
     """
 
     def __init__(
-        self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+        self,
+        app: ASGIApp,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+        keep_alive: int = DEFAULT_KEEP_ALIVE,
     ) -> None:
         self.host = host
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -41,8 +52,13 @@ class BackgroundServer:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.port: int = self._socket.getsockname()[1]
-        config = uvicorn.Config(
-            app, log_level=log_level, lifespan="off", timeout_graceful_shutdown=3
+        config = uvicorn_config(
+            app,
+            header_timeout=header_timeout,
+            keep_alive=keep_alive,
+            log_level=log_level,
+            lifespan="off",
+            timeout_graceful_shutdown=3,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -8,6 +8,7 @@ unsupported, 3003 incomplete request, 3006 too large, 3008 aborted, 3040 out of 
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from typing import Any
 
 from agentkit.errors import (
@@ -18,7 +19,7 @@ from agentkit.errors import (
 )
 from agentkit.runtimes.base import Runtime
 
-__all__ = ["ApiError", "api_error", "envelope", "error_frame"]
+__all__ = ["CURRENT_REQUEST", "ApiError", "api_error", "envelope", "error_frame", "internal_error"]
 
 BAD_INPUT = 5006
 NO_SUCH_MODEL = 5007
@@ -30,6 +31,9 @@ AUTHENTICATION = 10000
 ABORTED = 3008
 NO_ROUTE = 7000
 INTERNAL = 5000
+
+CURRENT_REQUEST: ContextVar[str] = ContextVar("agentkit_request_id", default="-")
+"""The id of the request being answered (the `cf-ai-req-id` header), for errors and logs."""
 
 
 class ApiError(Exception):
@@ -89,7 +93,16 @@ def api_error(exc: Exception, runtime: Runtime) -> ApiError:
         # A hosted runtime behind this server failed: pass its status and code on.
         status = exc.status if exc.status and exc.status >= 400 else 502
         return ApiError(status, exc.code or INTERNAL, exc.message)
-    return ApiError(500, INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+    return internal_error()
+
+
+def internal_error(request_id: str | None = None) -> ApiError:
+    """The answer for an unexpected failure: the request id, never the exception's text (it
+    may hold paths, prompts or secrets); the server logs the detail under the same id."""
+    request_id = request_id or CURRENT_REQUEST.get()
+    return ApiError(
+        500, INTERNAL, f"internal error: the server's log has the detail (request {request_id})"
+    )
 
 
 def error_frame(error: ApiError) -> bytes:
