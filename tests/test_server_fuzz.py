@@ -61,6 +61,23 @@ documents = st.recursive(
     max_leaves=30,
 )
 requests = st.dictionaries(st.sampled_from(FIELDS), documents, max_size=6)
+# JSON texts at the limits of the parser: deep nesting, numbers too long to convert, values
+# that are not JSON (NaN), text no encoding can hold (an unpaired surrogate).
+hostile = st.one_of(
+    st.integers(1, 6000).map(lambda n: "[" * n + "]" * n),
+    st.integers(1, 6000).map(lambda n: '{"a":' * n + "1" + "}" * n),
+    st.tuples(st.sampled_from(FIELDS), st.integers(1, 6000)).map(
+        lambda f: f'{{"prompt": "x", "{f[0]}": {"9" * f[1]}}}'
+    ),
+    st.tuples(st.sampled_from(FIELDS), st.sampled_from(["NaN", "Infinity", "-Infinity"])).map(
+        lambda f: f'{{"prompt": "x", "{f[0]}": {f[1]}}}'
+    ),
+    st.tuples(st.sampled_from(FIELDS), st.integers(0xD800, 0xDFFF)).map(
+        lambda f: (
+            f'{{"messages": [{{"role": "user", "content": "hi"}}], "{f[0]}": "\\u{f[1]:04x}"}}'
+        )
+    ),
+)
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +127,15 @@ def test_random_json_documents_are_answered_without_a_500(
     app: TestClient, path: str, body: Any
 ) -> None:
     check(app.post(path, content=json.dumps(body), headers={"content-type": "application/json"}))
+    still_answers(app)
+
+
+@FUZZ
+@given(path=st.sampled_from(POSTS), body=hostile)
+def test_json_at_the_parser_limits_is_answered_without_a_500(
+    app: TestClient, path: str, body: str
+) -> None:
+    check(app.post(path, content=body, headers={"content-type": "application/json"}))
     still_answers(app)
 
 
