@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from types import TracebackType
+from typing import TypeVar
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -20,6 +21,8 @@ from starlette.types import ASGIApp
 from agentkit.server.deadlines import DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEP_ALIVE, uvicorn_config
 
 __all__ = ["BackgroundServer"]
+
+_Server = TypeVar("_Server", bound="BackgroundServer")
 
 
 class BackgroundServer:
@@ -92,7 +95,7 @@ class BackgroundServer:
             self._thread.join(timeout=10)
         self._socket.close()
 
-    def __enter__(self) -> BackgroundServer:
+    def __enter__(self: _Server) -> _Server:
         self.start()
         return self
 
