@@ -318,6 +318,12 @@ def test_serve_refuses_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--max-queue: must be >= 0 (got -1)" in capsys.readouterr().err
     assert cli_main(["serve", "--port", "70000"]) == 2
     assert "--port: must be between 0 and 65535 (got 70000)" in capsys.readouterr().err
+    assert cli_main(["serve", "--body-timeout", "0"]) == 2
+    assert "--body-timeout: must be > 0 (got 0.0)" in capsys.readouterr().err
+    assert cli_main(["serve", "--allow-origin", "notebook.example"]) == 2
+    assert "allowed origin: must be scheme://host[:port] (got 'notebook.example')" in (
+        capsys.readouterr().err
+    )
 
 
 def test_a_client_giving_up_leaves_the_queue(serve: Callable[..., BackgroundServer]) -> None:

@@ -129,6 +129,13 @@ def test_a_cross_site_fetch_without_origin_is_refused(client: Callable[..., Test
     assert "Sec-Fetch-Site: cross-site" in envelope(answer, 403, 10000)
 
 
+def test_a_link_from_another_site_opens_the_playground(client: Callable[..., TestClient]) -> None:
+    navigation = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+    answer = client(ScriptedRuntime()).get("/", headers=navigation)
+    assert answer.status_code == 200
+    assert "<title>agentkit playground</title>" in answer.text
+
+
 def test_the_servers_own_origin_is_served(client: Callable[..., TestClient]) -> None:
     calculator = Calculator()
     app = client(calculator.runtime, tools=[calculator.tool])

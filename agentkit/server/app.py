@@ -34,7 +34,7 @@ from agentkit.server.deadlines import DEFAULT_BODY_TIMEOUT, BodyDeadline
 from agentkit.server.errors import BAD_INPUT, NO_ROUTE, ApiError, envelope
 from agentkit.server.playground import playground_routes
 from agentkit.server.queue import ModelQueue, QueuedRuntime, as_generator
-from agentkit.server.security import SitePolicy
+from agentkit.server.security import ANY, SitePolicy, check_origin
 from agentkit.server.sse import DONE, EventStream, data_frame
 from agentkit.tools import Tool, Toolset
 
@@ -100,6 +100,7 @@ def create_app(
         raise ValueError(f"max_body: must be >= 1 (got {max_body})")
     if api_token is not None:
         check_token(api_token)
+    allowed_origins = [o if o == ANY else check_origin(o) for o in allowed_origins]
     state = ServerState(
         runtime=QueuedRuntime(runtime, ModelQueue(max_queue)),
         models=served_models(runtime, models),

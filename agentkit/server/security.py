@@ -8,7 +8,8 @@ them same-origin under its own name. Three checks stop that, in this order:
    `allowed_hosts` are served, so a rebound name (`evil.example`) gets 403.
 2. **Origin**: a request whose `Origin` is not the server's own (`null` included) gets 403,
    unless `allowed_origins` lists it; those get CORS headers, and their preflights an answer.
-   `Sec-Fetch-Site: cross-site` without an allowed `Origin` is refused the same way.
+   `Sec-Fetch-Site: cross-site` without an allowed `Origin` is refused the same way (except
+   for a page opened from a link on another site).
 3. **Content type**: a body sent by a browser (it carries `Origin` or a `Sec-Fetch-*` header),
    and every body sent to the playground's endpoints, must be `application/json` (415):
    browsers send other types without a preflight. API clients that are not browsers keep
@@ -129,7 +130,12 @@ class SitePolicy:
     def _check_origin(self, scope: Scope, headers: Headers, origin: str | None) -> bool:
         """Whether the request comes from an allowed foreign origin (and needs CORS)."""
         if origin is None:
-            if headers.get("sec-fetch-site") == "cross-site":
+            # A link from another site to the playground is fine; anything else is not.
+            opened = scope["method"] in ("GET", "HEAD") and headers.get("sec-fetch-mode") in (
+                "navigate",
+                None,
+            )
+            if headers.get("sec-fetch-site") == "cross-site" and not opened:
                 raise _foreign("a cross-site page (Sec-Fetch-Site: cross-site)")
             return False
         own = f"{scope.get('scheme', 'http')}://{headers.get('host', '').strip().lower()}"
