@@ -123,6 +123,13 @@ def test_a_foreign_origin_is_refused(client: Callable[..., TestClient], origin: 
     assert calculator.runs == []
 
 
+def test_openai_clients_read_the_refusal(client: Callable[..., TestClient]) -> None:
+    chat = "/client/v4/accounts/a/ai/v1/chat/completions"
+    answer = client(ScriptedRuntime()).post(chat, json={}, headers={"Origin": EVIL})
+    assert answer.status_code == 403
+    assert answer.json()["error"]["message"].startswith("Forbidden: requests from the origin")
+
+
 def test_a_cross_site_fetch_without_origin_is_refused(client: Callable[..., TestClient]) -> None:
     app = client(ScriptedRuntime(["hi"]))
     answer = app.post(run_url(), json={"prompt": "hi"}, headers={"Sec-Fetch-Site": "cross-site"})

@@ -99,7 +99,9 @@ class SitePolicy:
                 return
             self._check_content_type(scope, headers, browser=_from_browser(headers))
         except ApiError as refused:
-            answer = JSONResponse(refused.body(), status_code=refused.status)
+            # OpenAI clients read the `error` object; Workers AI clients the `errors` list.
+            body = refused.body(openai="/ai/v1/" in scope["path"])
+            answer = JSONResponse(body, status_code=refused.status)
             await answer(scope, receive, send)
             return
         if not cors:
