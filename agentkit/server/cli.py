@@ -20,7 +20,7 @@ from agentkit.server.deadlines import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT,
     DEFAULT_KEEP_ALIVE,
-    uvicorn_config,
+    protocol,
 )
 from agentkit.server.security import ANY, check_origin
 from agentkit.tools.loader import load_tools
@@ -190,15 +190,14 @@ def main(args: argparse.Namespace) -> int:
         )
         if not _is_loopback(args.host):
             _warn_exposed(args)
-        config = uvicorn_config(
+        uvicorn.run(
             app,
-            header_timeout=args.header_timeout,
-            keep_alive=args.keep_alive,
             host=args.host,
             port=args.port,
             log_level=args.log_level,
+            http=protocol(args.header_timeout),
+            timeout_keep_alive=args.keep_alive,
         )
-        uvicorn.Server(config).run()
     finally:
         anyio.run(runtime.aclose)
     return 0
