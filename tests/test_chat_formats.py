@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import gc
+import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -403,6 +406,53 @@ def test_a_rendered_call_parses_back(calls: list[ToolCall], name: str, prose: st
     answer, parsed = fmt.parse(prose + fmt.call_text(calls))
     assert [(c.name, c.arguments) for c in parsed] == [(c.name, c.arguments) for c in calls]
     assert answer == prose.strip(" \n;,")
+
+
+_CALL = '{"name": "f", "arguments": {"a": 1}}'
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        pytest.param("<function=", id="unclosed-function-tags"),
+        pytest.param("<function=f>{}</function>", id="function-calls"),
+        pytest.param("<tool_call>", id="tool-call-tags"),
+        pytest.param(f"<tool_call>{_CALL}</tool_call>", id="tool-calls"),
+        pytest.param("<tool_call>{", id="tool-call-unclosed-json"),
+        pytest.param('<function=f>{"a": [', id="function-unclosed-json"),
+        pytest.param("{", id="braces"),
+        pytest.param('{"', id="brace-quotes"),
+        pytest.param('{"a": ', id="unclosed-objects"),
+        pytest.param("[{}, ", id="unclosed-lists"),
+        pytest.param(f"{_CALL}\n", id="bare-calls"),
+        pytest.param(f"<|python_tag|>{_CALL}", id="python-tag-calls"),
+        pytest.param("<|python_tag|>f(a=1); ", id="python-tag-python"),
+        pytest.param('"<tool_call>[", ', id="tags-in-strings"),
+    ],
+)
+def test_parsing_time_grows_linearly_with_the_text(unit: str) -> None:
+    # Twice the text may take about twice the time, never four times (quadratic). CPU time
+    # leaves out waiting for a busy CPU, the best of several runs the rest of the noise, and the
+    # ratio needs no absolute time. The text grows until one parse takes long enough to time,
+    # and past 8 KiB (the parser reads values in windows of 1 KiB).
+    def cpu(text: str) -> float:
+        started = time.process_time()
+        parse_tool_calls(text)
+        return time.process_time() - started
+
+    gc.collect()
+    gc.disable()  # a collection landing in one run only would skew the ratio
+    try:
+        size = 8_192 // len(unit) + 1
+        while cpu(unit * size) < 0.05:
+            size *= 2
+        small, large = math.inf, math.inf
+        for _ in range(3):  # interleaved: both sizes see the same load
+            small = min(small, cpu(unit * size))
+            large = min(large, cpu(unit * size * 2))
+    finally:
+        gc.enable()
+    assert large / small < 3
 
 
 # -- choosing a format ----------------------------------------------------------------------
