@@ -185,6 +185,10 @@ class Agent:
         self.reset_tool_choice = reset_tool_choice
         dialect = self.runtime.capabilities.schema_dialect
         self._definitions = self.toolset.definitions(dialect) if len(self.toolset) else None
+        if self._definitions and self.runtime.capabilities.grammar:
+            from agentkit.chat_formats import check_tool_schemas  # (import order: see runtimes)
+
+            check_tool_schemas(self._definitions)  # fails here, not in the middle of a run
         self._limiter: anyio.CapacityLimiter | None = None
 
     # -- public API -------------------------------------------------------------------------
