@@ -179,8 +179,11 @@ def test_llama3_without_tools_keeps_the_date_lines_and_drops_the_environment() -
     )
 
 
+SMOLLM = {"general.architecture": "llama", "general.name": "SmolLM2 135M Instruct"}
+
+
 def test_chatml_injects_the_default_system_prompt_only_without_a_system_message() -> None:
-    chatml = get_format("chatml")
+    chatml = format_for_metadata(SMOLLM)  # SmolLM's own prompt, for SmolLM models only
     assert chatml.render([Message.user("Hello")]) == (
         f"<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n"
         "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"
@@ -188,6 +191,28 @@ def test_chatml_injects_the_default_system_prompt_only_without_a_system_message(
     own = chatml.render([Message.system("You are terse."), Message.user("Hello")])
     assert DEFAULT_SYSTEM_PROMPT not in own
     assert own.startswith("<|im_start|>system\nYou are terse.<|im_end|>\n")
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"general.architecture": "qwen2", "general.name": "Qwen2.5 0.5B Instruct"},
+        {"tokenizer.chat_template": "{{ '<|im_start|>' + role }}"},
+        {},
+    ],
+)
+def test_other_chatml_models_get_no_system_prompt_they_were_not_given(
+    metadata: dict[str, str],
+) -> None:
+    chatml = format_for_metadata(metadata)
+    assert chatml.name == "chatml"
+    assert chatml.render([Message.user("Hello")]) == (
+        "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"
+    )
+    with_tools = chatml.render([Message.user("Hello")], TOOLS)
+    assert with_tools.startswith("<|im_start|>system\nYou have these tools:\n")
+    assert "SmolLM" not in with_tools
+    assert "SmolLM" not in get_format("chatml").render([Message.user("Hello")], TOOLS)
 
 
 @pytest.mark.parametrize("name", ["llama3", "chatml"])
@@ -484,6 +509,7 @@ def test_the_embedded_model_speaks_chatml(model_path: Path) -> None:
     model = llama_cpp.Llama(model_path=str(model_path), vocab_only=True, verbose=False)
     fmt = format_for_metadata(model.metadata)
     assert fmt.name == "chatml"
+    assert "You are a helpful AI assistant named SmolLM" in fmt.render([Message.user("Hi")])
     assert fmt.stop == ("<|im_end|>",)
     # The stop string is one special token of this vocabulary.
     assert len(model.tokenize(fmt.stop[0].encode(), add_bos=False, special=True)) == 1

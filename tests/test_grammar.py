@@ -16,7 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentkit.chat_formats import SchemaGrammarError, get_format, schema_to_gbnf
+from agentkit.chat_formats import (
+    SchemaGrammarError,
+    format_for_metadata,
+    get_format,
+    schema_to_gbnf,
+)
 from agentkit.chat_formats.grammar import MAX_DEPTH
 from agentkit.model_api import FunctionDefinition, GenerationRequest, Message, ToolCall
 from agentkit.tools import Tool
@@ -536,7 +541,7 @@ def model(model_path: Path) -> Iterator[Any]:
 def test_the_embedded_model_writes_valid_calls_under_the_grammar(
     model: Any, question: str, tool_name: str, schema: dict[str, Any]
 ) -> None:
-    fmt = get_format("chatml")
+    fmt = format_for_metadata(model.metadata)  # as the local runtime picks it
     tool = FunctionDefinition(
         name=tool_name, description=question.split(" ", 1)[0], parameters=schema
     )

@@ -39,6 +39,7 @@ __all__ = [
 
 FORMATS: dict[str, ChatFormat] = {f.name: f for f in (Llama3Format(), ChatMLFormat())}
 """Every known format, by name."""
+_SMOLLM = ChatMLFormat(system_prompt=DEFAULT_SYSTEM_PROMPT)
 
 
 def get_format(name: str) -> ChatFormat:
@@ -58,17 +59,20 @@ def format_for_metadata(metadata: Mapping[str, str]) -> ChatFormat:
     """The format a GGUF model speaks, from its metadata (`llama_cpp.Llama(...).metadata`).
 
     The chat template decides (`<|start_header_id|>`: llama3, `<|im_start|>`: chatml); without
-    one, the architecture and model name; chatml when nothing tells.
+    one, the architecture and model name; chatml when nothing tells. SmolLM models (by name or
+    template) get ChatML with SmolLM's own default system prompt; other ChatML models none.
     """
     template = metadata.get("tokenizer.chat_template") or ""
+    name = (metadata.get("general.name") or "").lower().replace(" ", "-").replace("_", "-")
     if "<|start_header_id|>" in template:
         return FORMATS["llama3"]
-    if "<|im_start|>" in template:
-        return FORMATS["chatml"]
-    name = (metadata.get("general.name") or "").lower().replace(" ", "-").replace("_", "-")
     architecture = (metadata.get("general.architecture") or "").lower()
-    if architecture == "llama" and any(t in name for t in ("llama-3", "llama3", "meta-llama")):
+    llama3 = any(t in name for t in ("llama-3", "llama3", "meta-llama"))
+    if "<|im_start|>" not in template and architecture == "llama" and llama3:
         return FORMATS["llama3"]
+    basename = (metadata.get("general.basename") or "").lower()
+    if "smollm" in name or "smollm" in basename or "SmolLM" in template:
+        return _SMOLLM
     return FORMATS["chatml"]
 
 
