@@ -671,6 +671,27 @@ def test_an_enum_contradicting_its_type_is_repaired_and_reported() -> None:
     check_tool_schemas([made.definition("inline")])  # the local call grammar holds it
 
 
+@pytest.mark.parametrize(
+    ("schema", "fixed"),
+    [
+        ({"type": "boolean", "const": "true"}, {"type": "boolean", "const": True}),
+        ({"type": "string", "enum": [1, 2.5]}, {"type": "string", "enum": ["1", "2.5"]}),
+        (
+            {"type": ["integer", "null"], "enum": [1, None, "many"]},
+            {"type": ["integer", "null", "string"], "enum": [1, None, "many"]},
+        ),
+    ],
+)
+def test_values_contradicting_their_type_are_converted_or_the_type_widened(
+    schema: dict[str, Any], fixed: dict[str, Any]
+) -> None:
+    made = Tool.from_definition(
+        {"name": "t", "parameters": {"type": "object", "properties": {"x": schema}}}
+    )
+    assert made.parameters_schema()["properties"]["x"] == fixed
+    assert any(line.startswith("$.parameters.properties.x.") for line in made.normalization_report)
+
+
 async def test_the_repaired_tool_works_among_others_on_the_local_runtime(model_path: Path) -> None:
     from agentkit.runtimes.llama_cpp import LlamaCpp
 

@@ -323,9 +323,16 @@ def normalize_definition(
     return {"name": name, "description": description, "parameters": parameters}, original, notes
 
 
-def _fits(value: Any, kinds: list[str]) -> bool:
+def _type_list(kind: Any) -> list[Any]:
+    return [kind] if isinstance(kind, str) else list(kind) if isinstance(kind, list) else []
+
+
+def _fits(value: Any, kinds: list[Any]) -> bool:
+    """Whether `value` has one of the JSON types `kinds` (unknown ones fit nothing)."""
     return any(
-        type(value) in _PY_TYPES.get(t, ()) and not (t != "boolean" and type(value) is bool)
+        isinstance(t, str)
+        and type(value) in _PY_TYPES.get(t, ())
+        and not (t != "boolean" and type(value) is bool)
         for t in kinds
     )
 
@@ -354,12 +361,15 @@ def _match_values_to_type(
     The values are converted when every one converts to one declared type; otherwise the
     values stand and the type becomes theirs. A default among the values follows them.
     """
-    kinds = [node["type"]] if isinstance(node["type"], str) else list(node["type"])
+    kinds = _type_list(node["type"])
     single = key == "const"
     values = [node[key]] if single else node[key]
     if not isinstance(values, list) or not values or all(_fits(v, kinds) for v in values):
         return
+    if not kinds or not all(isinstance(k, str) and k in _JSON_TYPES for k in kinds):
+        return  # a type that is not one is reported by the meta-schema check
     shown = json.dumps(node[key], ensure_ascii=False)
+    verb = "does not have" if single else "do not all have"
     for kind in kinds:
         results = [_converted(v, kind) if not _fits(v, [kind]) else (True, v) for v in values]
         if all(ok for ok, _ in results):
@@ -367,13 +377,13 @@ def _match_values_to_type(
             if "default" in node and node["default"] in values:
                 node["default"] = new[values.index(node["default"])]
             node[key] = new[0] if single else new
-            message = f"{shown} do not all have type {kind!r}; converted"
+            message = f"{shown} {verb} type {kind!r}; converted"
             notes.append(DefinitionProblem(path, message))
             return
     declared = node["type"]
     found = list(dict.fromkeys(k for k in map(_kind, values) if k is not None))
     node["type"] = found[0] if len(found) == 1 else found
-    message = f"{shown} do not all have type {declared!r}; type set to {node['type']!r}"
+    message = f"{shown} {verb} type {declared!r}; type set to {node['type']!r}"
     notes.append(DefinitionProblem(path, message))
 
 
@@ -412,9 +422,7 @@ def _normalize_schema(node: Any, path: str, notes: list[DefinitionProblem]) -> A
             del node["type"]
             notes.append(DefinitionProblem(f"{path}.type", f"unknown type {kind!r}; removed"))
     elif isinstance(kind, list):
-        node["type"] = [
-            t if t in _JSON_TYPES else _SLOPPY_TYPES.get(str(t).lower(), t) for t in kind
-        ]
+        node["type"] = [_SLOPPY_TYPES.get(t.lower(), t) if isinstance(t, str) else t for t in kind]
     kind = node.get("type")
     if kind == "array" and isinstance(node.get("items"), list):
         # Draft-4 tuple form: positional schemas.
@@ -452,13 +460,8 @@ def _normalize_schema(node: Any, path: str, notes: list[DefinitionProblem]) -> A
         if key in node and "type" in node:
             _match_values_to_type(node, key, f"{path}.{key}", notes)
     if "default" in node and "type" in node:
-        allowed = [node["type"]] if isinstance(node["type"], str) else node["type"]
         value = node["default"]
-        fits = any(
-            type(value) in _PY_TYPES.get(t, ()) and not (t != "boolean" and type(value) is bool)
-            for t in allowed
-        )
-        if not fits:
+        if not _fits(value, _type_list(node["type"])):
             notes.append(
                 DefinitionProblem(
                     f"{path}.default",
