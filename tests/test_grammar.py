@@ -377,6 +377,14 @@ def test_a_schema_nested_up_to_the_bound_is_held(accepts: Accepts) -> None:
     assert accepts(schema_to_gbnf(schema), json.dumps(value))
 
 
+def test_a_property_name_longer_than_the_recursion_limit_is_held(accepts: Accepts) -> None:
+    long_name = "a" * 3000
+    schema = {"type": "object", "properties": {long_name: {"type": "string"}}}
+    grammar = schema_to_gbnf({**schema, "additionalProperties": {"type": "integer"}})
+    assert accepts(grammar, '{"b": 1}')
+    assert not accepts(grammar, '{"b": "x"}')
+
+
 def test_checked_after_keeps_the_rest_of_the_schema(accepts: Accepts) -> None:
     schema = {
         "type": "object",

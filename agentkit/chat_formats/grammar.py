@@ -369,15 +369,23 @@ class GrammarBuilder:
                 node = node.setdefault(ch, {})
             node[""] = {}  # the name ends here
 
-        def walk(node: dict[str, Any]) -> str:
+        # Children before their parent, in order, as a recursive walk would (a name may be
+        # longer than the recursion limit is deep).
+        built: dict[int, str] = {}
+        pending: list[tuple[dict[str, Any], bool]] = [(trie, False)]
+        while pending:
+            node, expanded = pending.pop()
             nexts = [ch for ch in node if ch]
-            alts = [f"{gbnf_literal(_json(ch)[1:-1])} {walk(node[ch])}" for ch in nexts]
+            if not expanded:
+                pending.append((node, True))
+                pending += [(node[ch], False) for ch in reversed(nexts)]
+                continue
+            alts = [f"{gbnf_literal(_json(ch)[1:-1])} {built[id(node[ch])]}" for ch in nexts]
             other = "".join(class_char(ch) for ch in nexts)
             alts.append(f"( {_CHAR.format(other)} ) char*")
             body = " | ".join(alts)
-            return self.rule(hint, body if "" in node else f"( {body} )?")
-
-        return self.rule(hint, f'"\\"" {walk(trie)} "\\""')
+            built[id(node)] = self.rule(hint, body if "" in node else f"( {body} )?")
+        return self.rule(hint, f'"\\"" {built[id(trie)]} "\\""')
 
     def _array(
         self, schema: Mapping[str, Any], path: str, root: Mapping[str, Any], hint: str
