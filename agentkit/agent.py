@@ -250,7 +250,8 @@ class Agent:
         self._fields = template.model_dump(exclude={"messages", "tools", "raw_prompt"})
         self.reset_tool_choice = reset_tool_choice
         self._dialect = self.runtime.capabilities.schema_dialect
-        self.toolset.definitions(self._dialect)  # built now, so a broken tool fails here
+        # Built now, so a broken tool, or one the runtime cannot offer, fails here.
+        self.runtime.check_tools(self.toolset.definitions(self._dialect))
         self._limiter: anyio.CapacityLimiter | None = None
         self._entered = 0
 

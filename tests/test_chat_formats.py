@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import gc
+import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -176,8 +179,11 @@ def test_llama3_without_tools_keeps_the_date_lines_and_drops_the_environment() -
     )
 
 
+SMOLLM = {"general.architecture": "llama", "general.name": "SmolLM2 135M Instruct"}
+
+
 def test_chatml_injects_the_default_system_prompt_only_without_a_system_message() -> None:
-    chatml = get_format("chatml")
+    chatml = format_for_metadata(SMOLLM)  # SmolLM's own prompt, for SmolLM models only
     assert chatml.render([Message.user("Hello")]) == (
         f"<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n"
         "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"
@@ -185,6 +191,28 @@ def test_chatml_injects_the_default_system_prompt_only_without_a_system_message(
     own = chatml.render([Message.system("You are terse."), Message.user("Hello")])
     assert DEFAULT_SYSTEM_PROMPT not in own
     assert own.startswith("<|im_start|>system\nYou are terse.<|im_end|>\n")
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"general.architecture": "qwen2", "general.name": "Qwen2.5 0.5B Instruct"},
+        {"tokenizer.chat_template": "{{ '<|im_start|>' + role }}"},
+        {},
+    ],
+)
+def test_other_chatml_models_get_no_system_prompt_they_were_not_given(
+    metadata: dict[str, str],
+) -> None:
+    chatml = format_for_metadata(metadata)
+    assert chatml.name == "chatml"
+    assert chatml.render([Message.user("Hello")]) == (
+        "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"
+    )
+    with_tools = chatml.render([Message.user("Hello")], TOOLS)
+    assert with_tools.startswith("<|im_start|>system\nYou have these tools:\n")
+    assert "SmolLM" not in with_tools
+    assert "SmolLM" not in get_format("chatml").render([Message.user("Hello")], TOOLS)
 
 
 @pytest.mark.parametrize("name", ["llama3", "chatml"])
@@ -405,6 +433,54 @@ def test_a_rendered_call_parses_back(calls: list[ToolCall], name: str, prose: st
     assert answer == prose.strip(" \n;,")
 
 
+_CALL = '{"name": "f", "arguments": {"a": 1}}'
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        pytest.param("<function=", id="unclosed-function-tags"),
+        pytest.param("<function=f>{}</function>", id="function-calls"),
+        pytest.param("<tool_call>", id="tool-call-tags"),
+        pytest.param(f"<tool_call>{_CALL}</tool_call>", id="tool-calls"),
+        pytest.param("<tool_call>{", id="tool-call-unclosed-json"),
+        pytest.param('<function=f>{"a": [', id="function-unclosed-json"),
+        pytest.param("{", id="braces"),
+        pytest.param('{"', id="brace-quotes"),
+        pytest.param('{"a": ', id="unclosed-objects"),
+        pytest.param("[{}, ", id="unclosed-lists"),
+        pytest.param(f"{_CALL}\n", id="bare-calls"),
+        pytest.param(f"<|python_tag|>{_CALL}", id="python-tag-calls"),
+        pytest.param("<|python_tag|>f(a=1); ", id="python-tag-python"),
+        pytest.param('"<tool_call>[", ', id="tags-in-strings"),
+    ],
+)
+def test_parsing_time_grows_linearly_with_the_text(unit: str) -> None:
+    # Four times the text may take about four times the time, never sixteen (quadratic); the
+    # bound leaves room for the doubling windows, which make the cost a staircase. CPU time
+    # leaves out waiting for a busy CPU, the best of several runs the rest of the noise, and the
+    # ratio needs no absolute time. The text grows until one parse takes long enough to time,
+    # and past 8 KiB (the parser reads values in windows of 1 KiB).
+    def cpu(text: str) -> float:
+        started = time.process_time()
+        parse_tool_calls(text)
+        return time.process_time() - started
+
+    gc.collect()
+    gc.disable()  # a collection landing in one run only would skew the ratio
+    try:
+        size = 8_192 // len(unit) + 1
+        while cpu(unit * size) < 0.05:
+            size *= 2
+        small, large = math.inf, math.inf
+        for _ in range(3):  # interleaved: both sizes see the same load
+            small = min(small, cpu(unit * size))
+            large = min(large, cpu(unit * size * 4))
+    finally:
+        gc.enable()
+    assert large / small < 10
+
+
 # -- choosing a format ----------------------------------------------------------------------
 
 
@@ -434,6 +510,7 @@ def test_the_embedded_model_speaks_chatml(model_path: Path) -> None:
     model = llama_cpp.Llama(model_path=str(model_path), vocab_only=True, verbose=False)
     fmt = format_for_metadata(model.metadata)
     assert fmt.name == "chatml"
+    assert "You are a helpful AI assistant named SmolLM" in fmt.render([Message.user("Hi")])
     assert fmt.stop == ("<|im_end|>",)
     # The stop string is one special token of this vocabulary.
     assert len(model.tokenize(fmt.stop[0].encode(), add_bos=False, special=True)) == 1

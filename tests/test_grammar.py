@@ -10,14 +10,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentkit.chat_formats import SchemaGrammarError, get_format, schema_to_gbnf
+from agentkit.chat_formats import (
+    SchemaGrammarError,
+    format_for_metadata,
+    get_format,
+    schema_to_gbnf,
+)
+from agentkit.chat_formats.grammar import MAX_DEPTH
 from agentkit.model_api import FunctionDefinition, Message, ToolCall
 from agentkit.tools import Tool
+from agentkit.wire.workers_ai import GenerationRequest
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="needs the local extra")
 
@@ -227,6 +235,23 @@ CASES: list[tuple[str, dict[str, Any], list[Any], list[str]]] = [
         ['{"v": 1, "kids": [{}]}', '{"kids": []}'],
     ),
     (
+        "recursive $ref beside other keywords",
+        {
+            "$defs": {
+                "Node": {
+                    "type": "object",
+                    "properties": {
+                        "v": {"type": "integer"},
+                        "next": {"$ref": "#/$defs/Node", "required": ["v"]},
+                    },
+                }
+            },
+            "$ref": "#/$defs/Node",
+        },
+        [{}, {"v": 1, "next": {"v": 2, "next": {"v": 3}}}],
+        ['{"v": 1, "next": {}}', '{"next": {"v": 2, "next": {}}}'],
+    ),
+    (
         "allOf parts that do not overlap",
         {
             "allOf": [
@@ -328,6 +353,37 @@ def test_what_cannot_be_held_is_refused_by_name_and_path(
     with pytest.raises(SchemaGrammarError) as caught:
         schema_to_gbnf(schema)
     assert str(caught.value).startswith(message)
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """An object schema with properties in properties, `depth` levels down."""
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(depth):
+        schema = {"type": "object", "properties": {"a": schema}, "required": ["a"]}
+    return schema
+
+
+def test_a_schema_nested_too_deep_is_refused_with_its_path() -> None:
+    with pytest.raises(SchemaGrammarError) as caught:
+        schema_to_gbnf(nested(400))
+    assert caught.value.path == "$" + ".a" * MAX_DEPTH
+    assert str(caught.value).endswith(f"keyword 'schema' nests deeper than {MAX_DEPTH} levels")
+
+
+def test_a_schema_nested_up_to_the_bound_is_held(accepts: Accepts) -> None:
+    schema = nested(MAX_DEPTH - 1)
+    value: Any = "x"
+    for _ in range(MAX_DEPTH - 1):
+        value = {"a": value}
+    assert accepts(schema_to_gbnf(schema), json.dumps(value))
+
+
+def test_a_property_name_longer_than_the_recursion_limit_is_held(accepts: Accepts) -> None:
+    long_name = "a" * 3000
+    schema = {"type": "object", "properties": {long_name: {"type": "string"}}}
+    grammar = schema_to_gbnf({**schema, "additionalProperties": {"type": "integer"}})
+    assert accepts(grammar, '{"b": 1}')
+    assert not accepts(grammar, '{"b": "x"}')
 
 
 def test_checked_after_keeps_the_rest_of_the_schema(accepts: Accepts) -> None:
@@ -494,7 +550,7 @@ def model(model_path: Path) -> Iterator[Any]:
 def test_the_embedded_model_writes_valid_calls_under_the_grammar(
     model: Any, question: str, tool_name: str, schema: dict[str, Any]
 ) -> None:
-    fmt = get_format("chatml")
+    fmt = format_for_metadata(model.metadata)  # as the local runtime picks it
     tool = FunctionDefinition(
         name=tool_name, description=question.split(" ", 1)[0], parameters=schema
     )
@@ -512,3 +568,63 @@ def test_the_embedded_model_writes_valid_calls_under_the_grammar(
         assert answer == ""
         assert [c.name for c in calls] == [tool_name], text
         jsonschema.validate(calls[0].arguments, schema)
+
+
+# -- through the local runtime --------------------------------------------------------------
+
+LINKED = {
+    "type": "object",
+    "properties": {"head": {"$ref": "#/$defs/Node"}},
+    "required": ["head"],
+    "$defs": {
+        "Node": {
+            "type": "object",
+            "properties": {
+                "v": {"type": "integer"},
+                "next": {"$ref": "#/$defs/Node", "required": ["v"]},
+            },
+            "required": ["v"],
+        }
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def local(model_path: Path) -> Iterator[Any]:
+    from agentkit.runtimes.llama_cpp import LlamaCpp
+
+    runtime = LlamaCpp(model_path)
+    yield runtime
+    anyio.run(runtime.aclose)
+
+
+async def test_the_local_runtime_calls_a_tool_with_a_recursive_ref(local: Any) -> None:
+    walk = {"name": "walk", "description": "Walk a linked list.", "parameters": LINKED}
+    tool = Tool.from_definition(walk)
+    request = GenerationRequest.build(
+        messages=[{"role": "user", "content": "Walk the list that holds only the number 5."}],
+        tools=[tool.definition()],
+        tool_choice="required",
+        temperature=0,
+        max_tokens=120,
+    )
+    generation = await local.generate(request)
+    assert generation.finish_reason == "tool_calls", generation.response
+    (call,) = generation.tool_calls
+    assert call.name == "walk"
+    tool.validate(call.arguments)  # raises ToolArgumentsError if not valid
+
+
+async def test_the_local_runtime_refuses_a_schema_nested_too_deep_by_its_path(local: Any) -> None:
+    # As a request brings it (`Tool.from_definition` refuses it already: see test_tools.py).
+    parameters = {"type": "object", "properties": {"a": nested(400)}}
+    deep = FunctionDefinition(name="deep", description="Deep.", parameters=parameters)
+    request = GenerationRequest.build(
+        messages=[{"role": "user", "content": "Go deep."}],
+        tools=[deep],
+        tool_choice="required",
+        max_tokens=8,
+    )
+    with pytest.raises(SchemaGrammarError) as caught:
+        await local.generate(request)
+    assert caught.value.path == "deep.parameters" + ".a" * MAX_DEPTH

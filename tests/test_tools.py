@@ -6,6 +6,7 @@ import dataclasses
 import enum
 import warnings
 from datetime import date, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -18,6 +19,11 @@ from pydantic import BaseModel, Field, TypeAdapter
 from typing_extensions import TypedDict
 
 from agentkit import (
+    Agent,
+    FunctionRuntime,
+    Generation,
+    GenerationRequest,
+    SchemaGrammarError,
     Tool,
     ToolArgumentsError,
     ToolDefinitionError,
@@ -26,6 +32,7 @@ from agentkit import (
     tool,
     validate_tool_definitions,
 )
+from agentkit.chat_formats import check_tool_schemas
 
 
 class Unit(enum.Enum):
@@ -622,6 +629,111 @@ def test_schema_meta_check_fails_a_broken_tool_at_build() -> None:
         Tool.from_definition(
             {"name": "x", "parameters": {"type": "object", "properties": {"a": {"minimum": "1"}}}}
         )
+
+
+HOTEL = {
+    "name": "book_hotel",
+    "description": "Book a hotel.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "number_of_adults": {
+                "type": "integer",
+                "enum": ["1", "2", "3", "dontcare"],
+                "default": "dontcare",
+            },
+            "rooms": {"type": "integer", "enum": ["1", "2"], "default": "1"},
+            "city": {"type": "string"},
+        },
+        "required": ["city"],
+    },
+}
+
+
+def test_an_enum_contradicting_its_type_is_repaired_and_reported() -> None:
+    made = Tool.from_definition(HOTEL)
+    assert made.normalization_report == snapshot(
+        [
+            '$.parameters.properties.number_of_adults.enum: ["1", "2", "3", "dontcare"] do not all have type \'integer\'; type set to \'string\'',
+            '$.parameters.properties.rooms.enum: ["1", "2"] do not all have type \'integer\'; converted',
+        ]
+    )
+    props = made.parameters_schema()["properties"]
+    assert props["number_of_adults"] == {
+        "type": "string",
+        "enum": ["1", "2", "3", "dontcare"],
+        "default": "dontcare",
+    }
+    assert props["rooms"] == {"type": "integer", "enum": [1, 2], "default": 1}
+    assert made.validate({"city": "Oslo", "number_of_adults": "dontcare", "rooms": 2}).values
+    with pytest.raises(ToolArgumentsError):
+        made.validate({"city": "Oslo", "number_of_adults": 2})
+    check_tool_schemas([made.definition("inline")])  # the local call grammar holds it
+
+
+@pytest.mark.parametrize(
+    ("schema", "fixed"),
+    [
+        ({"type": "boolean", "const": "true"}, {"type": "boolean", "const": True}),
+        ({"type": "string", "enum": [1, 2.5]}, {"type": "string", "enum": ["1", "2.5"]}),
+        (
+            {"type": ["integer", "null"], "enum": [1, None, "many"]},
+            {"type": ["integer", "null", "string"], "enum": [1, None, "many"]},
+        ),
+    ],
+)
+def test_values_contradicting_their_type_are_converted_or_the_type_widened(
+    schema: dict[str, Any], fixed: dict[str, Any]
+) -> None:
+    made = Tool.from_definition(
+        {"name": "t", "parameters": {"type": "object", "properties": {"x": schema}}}
+    )
+    assert made.parameters_schema()["properties"]["x"] == fixed
+    assert any(line.startswith("$.parameters.properties.x.") for line in made.normalization_report)
+
+
+async def test_the_repaired_tool_works_among_others_on_the_local_runtime(model_path: Path) -> None:
+    from agentkit.runtimes.llama_cpp import LlamaCpp
+
+    hotel = Tool.from_definition(HOTEL)
+    local = LlamaCpp(model_path)
+    try:
+        request = GenerationRequest.build(
+            messages=[{"role": "user", "content": "Book a hotel in Oslo for two adults."}],
+            tools=[hotel.definition("inline"), tool(forecast).definition("inline")],
+            tool_choice="book_hotel",
+            temperature=0,
+            max_tokens=80,
+        )
+        generation = await local.generate(request)
+    finally:
+        await local.aclose()
+    (call,) = generation.tool_calls
+    hotel.validate(call.arguments)
+
+
+def test_a_schema_nested_too_deep_is_refused_when_ingested() -> None:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(400):
+        schema = {"type": "object", "properties": {"a": schema}}
+    with pytest.raises(ToolDefinitionError) as caught:
+        Tool.from_definition({"name": "deep", "parameters": schema})
+    assert str(caught.value) == (
+        "tool 'deep': $.parameters: nests deeper than 200 levels of objects and arrays"
+    )
+
+
+def test_a_grammar_runtime_refuses_an_unholdable_schema_when_the_agent_is_built() -> None:
+    empty_range = {"type": "integer", "minimum": 5, "maximum": 1}
+    count = Tool.from_definition(
+        {"name": "count", "parameters": {"type": "object", "properties": {"n": empty_range}}}
+    )
+    with pytest.raises(SchemaGrammarError) as caught:
+        Agent("local", tools=[tool(forecast), count])
+    assert str(caught.value) == "count.parameters.n: keyword 'minimum' no integer lies in [5, 1]"
+    # A runtime without a grammar sends the schema as it is: its model may cope.
+    Agent(FunctionRuntime(lambda request: Generation(response="ok")), tools=[count])
+    Agent("local", tools=[tool(forecast), Tool.from_definition(HOTEL)])
 
 
 def _cross_check(made: Tool) -> None:

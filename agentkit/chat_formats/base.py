@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import datetime
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -119,6 +120,21 @@ class ChatFormat(abc.ABC):
         more = f"( {gbnf_literal(self.call_separator)} {one} ){{0,{MAX_PARALLEL_CALLS - 1}}}"
         return builder.text(f"{one} {more}")
 
+    def check_tools(self, tools: Sequence[FunctionDefinition]) -> None:
+        """Build each tool's call grammar now, so a schema the grammar cannot hold fails before
+        any request, naming the tool and the path. A schema checked once is not built again.
+
+        Raises:
+            SchemaGrammarError: the first tool whose parameters the grammar cannot hold.
+        """
+        for tool in tools:
+            try:
+                key = json.dumps(tool.parameters, sort_keys=True)
+            except (TypeError, ValueError, RecursionError):  # not plain JSON: checked uncached
+                self.call_grammar([tool], tool.name, parallel=False)
+            else:
+                _checked_grammar(self, tool.name, key)
+
     def parse(self, text: str) -> tuple[str, list[ToolCall]]:
         """Split model output into (the answer text without the calls, the calls)."""
         return parse_tool_calls(text)
@@ -131,6 +147,12 @@ class ChatFormat(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<ChatFormat {self.name}>"
+
+
+@functools.lru_cache(maxsize=1024)
+def _checked_grammar(fmt: ChatFormat, name: str, parameters: str) -> str:
+    tool = FunctionDefinition(name=name, description="", parameters=json.loads(parameters))
+    return fmt.call_grammar([tool], name, parallel=False)
 
 
 def _chosen(tools: Sequence[FunctionDefinition], tool_choice: str) -> list[FunctionDefinition]:

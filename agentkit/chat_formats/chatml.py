@@ -3,8 +3,9 @@
 SmolLM2's own template knows no tools, so the tool instructions are written into the system
 message, Hermes-style: a call is `<tool_call>\\n{"name": f, "arguments": {...}}\\n</tool_call>`.
 Tool results go back as a user turn holding one `<tool_response>` block per result, in the
-order of the calls (consecutive results share one turn). The default SmolLM2 system prompt is
-used only when the conversation has no system message.
+order of the calls (consecutive results share one turn). A format made with a default system
+prompt (SmolLM's own, for SmolLM models) uses it only when the conversation has no system
+message; other ChatML models get no system turn they were not given.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from agentkit.model_api import FunctionDefinition, Message
 __all__ = ["DEFAULT_SYSTEM_PROMPT", "ChatMLFormat"]
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
-"""SmolLM2's system prompt, used when the conversation has no system message."""
+"""SmolLM2's system prompt, used for SmolLM models when the conversation has no system message."""
 
 _INSTRUCTIONS = """\
 To use a tool, reply with only this:
@@ -31,13 +32,21 @@ user in plain words from it and do not call the tool again."""
 
 
 class ChatMLFormat(ChatFormat):
-    """ChatML models; the embedded SmolLM2-135M-Instruct among them."""
+    """ChatML models; the embedded SmolLM2-135M-Instruct among them.
+
+    Args:
+        system_prompt: The system message of a conversation that has none (None: no system
+            turn unless there are tools to list).
+    """
 
     name = "chatml"
     stop = ("<|im_end|>",)
     call_trigger = "<tool_call>"
     arguments_key = "arguments"
     call_separator = "\n"
+
+    def __init__(self, system_prompt: str | None = None) -> None:
+        self.system_prompt = system_prompt
 
     def wrap_call(self, call_json: str) -> str:
         return f"<tool_call>\n{call_json}\n</tool_call>"
@@ -52,11 +61,12 @@ class ChatMLFormat(ChatFormat):
     ) -> str:
         listed = shown_tools(tools, tool_choice)
         rest = list(messages)
-        system = rest.pop(0).content if rest and rest[0].role == "system" else DEFAULT_SYSTEM_PROMPT
+        system = rest.pop(0).content if rest and rest[0].role == "system" else self.system_prompt
         if listed:
             lines = [json.dumps(t.to_wire("legacy"), ensure_ascii=False) for t in listed]
-            system += "\n\nYou have these tools:\n" + "\n".join(lines) + "\n\n" + _INSTRUCTIONS
-        out = [_turn("system", system)]
+            tools_text = "You have these tools:\n" + "\n".join(lines) + "\n\n" + _INSTRUCTIONS
+            system = f"{system}\n\n{tools_text}" if system is not None else tools_text
+        out = [_turn("system", system)] if system is not None else []
         results: list[str] = []
         for message in rest:
             if message.role == "tool":

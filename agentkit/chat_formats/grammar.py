@@ -41,6 +41,9 @@ from agentkit.errors import SchemaGrammarError
 __all__ = ["SchemaGrammarError", "gbnf_literal", "schema_to_gbnf"]
 
 MAX_INT_DIGITS = 16
+MAX_DEPTH = 64
+"""Schemas nested deeper than this (properties in properties, items in items, ...) are refused:
+no call needs it, and the builder would otherwise run into Python's recursion limit."""
 _ANNOTATIONS = set(
     "title description default examples $comment deprecated readOnly writeOnly $schema $id "
     "$anchor $defs definitions format contentEncoding contentMediaType discriminator".split()
@@ -108,7 +111,8 @@ class GrammarBuilder:
         self.max_items = max_items
         self._rules: dict[str, str] = {}
         self._by_body: dict[str, str] = {}
-        self._refs: dict[tuple[int, str], str] = {}
+        self._refs: dict[tuple[int, str, str], str] = {}
+        self._depth = 0
 
     def rule(self, hint: str, body: str) -> str:
         """A rule named after `hint` holding `body` (an existing rule if the body is known)."""
@@ -144,7 +148,21 @@ class GrammarBuilder:
     # -- schemas ----------------------------------------------------------------------------
 
     def visit(self, schema: Any, path: str, root: Mapping[str, Any], hint: str) -> str:
-        """A GBNF expression (usually a rule name) for the values `schema` allows."""
+        """A GBNF expression (usually a rule name) for the values `schema` allows.
+
+        Raises:
+            SchemaGrammarError: a keyword the grammar cannot hold, or a schema nested deeper
+                than `MAX_DEPTH` levels; named, with its path.
+        """
+        if self._depth >= MAX_DEPTH:
+            raise SchemaGrammarError(path, "schema", f"nests deeper than {MAX_DEPTH} levels")
+        self._depth += 1
+        try:
+            return self._visit(schema, path, root, hint)
+        finally:
+            self._depth -= 1
+
+    def _visit(self, schema: Any, path: str, root: Mapping[str, Any], hint: str) -> str:
         if schema is True or schema == {}:
             return self.base("value")
         if schema is False:
@@ -224,13 +242,14 @@ class GrammarBuilder:
         if not match or target is None:
             raise SchemaGrammarError(path, "$ref", f"{ref!r} points to no local definition")
         siblings = {k: v for k, v in schema.items() if k != "$ref" and k not in _ANNOTATIONS}
-        if siblings:
-            return self.visit({**target, **siblings}, path, root, hint)
-        key = (id(root), ref)
+        # One rule per reference and siblings: a definition that refers to itself (with the
+        # same siblings or none) refers to its own rule, as GBNF allows, instead of unfolding.
+        key = (id(root), ref, _json(siblings) if siblings else "")
         if key not in self._refs:
             name = self.rule(match.group(2), f"__pending_{len(self._refs)}")
             self._refs[key] = name  # set first: the definition may refer to itself
-            body = self.visit(target, f"{path}.$ref", root, f"{name}-body")
+            merged = {**target, **siblings} if siblings else target
+            body = self.visit(merged, f"{path}.$ref", root, f"{name}-body")
             del self._by_body[self._rules[name]]
             self._rules[name] = body
         return self._refs[key]
@@ -350,15 +369,23 @@ class GrammarBuilder:
                 node = node.setdefault(ch, {})
             node[""] = {}  # the name ends here
 
-        def walk(node: dict[str, Any]) -> str:
+        # Children before their parent, in order, as a recursive walk would (a name may be
+        # longer than the recursion limit is deep).
+        built: dict[int, str] = {}
+        pending: list[tuple[dict[str, Any], bool]] = [(trie, False)]
+        while pending:
+            node, expanded = pending.pop()
             nexts = [ch for ch in node if ch]
-            alts = [f"{gbnf_literal(_json(ch)[1:-1])} {walk(node[ch])}" for ch in nexts]
+            if not expanded:
+                pending.append((node, True))
+                pending += [(node[ch], False) for ch in reversed(nexts)]
+                continue
+            alts = [f"{gbnf_literal(_json(ch)[1:-1])} {built[id(node[ch])]}" for ch in nexts]
             other = "".join(class_char(ch) for ch in nexts)
             alts.append(f"( {_CHAR.format(other)} ) char*")
             body = " | ".join(alts)
-            return self.rule(hint, body if "" in node else f"( {body} )?")
-
-        return self.rule(hint, f'"\\"" {walk(trie)} "\\""')
+            built[id(node)] = self.rule(hint, body if "" in node else f"( {body} )?")
+        return self.rule(hint, f'"\\"" {built[id(trie)]} "\\""')
 
     def _array(
         self, schema: Mapping[str, Any], path: str, root: Mapping[str, Any], hint: str

@@ -8,12 +8,16 @@ the call; arguments given as a JSON string; a Python-style `[f(a=1), g(b="x")]` 
 built-in `name.call(query="...")` after `<|python_tag|>`.
 
 Text that holds no well-formed call is an answer. The parser never raises and never makes a
-call up: a call needs a name and its arguments (`{}` when there are none).
+call up: a call needs a name and its arguments (`{}` when there are none). Its time is linear
+in the length of the text, whatever the text holds (a value nested deeper than `_MAX_DEPTH`
+levels and longer than `_WINDOW` characters is not read as a call).
 """
 
 from __future__ import annotations
 
 import ast
+import bisect
+import itertools
 import json
 import re
 from collections.abc import Mapping
@@ -24,13 +28,20 @@ from agentkit.model_api import ToolCall
 __all__ = ["parse_tool_calls"]
 
 _SPECIAL = re.compile(r"<\|(?:python_tag|eom_id|eot_id|im_end|end_of_text)\|>")
-_OPENING = re.compile(r"<tool_call>|<function=([^>\s]+)>")
+_TAG = re.compile(r"<tool_call>|<function=")
+_NAME_END = re.compile(r"[>\s]")
 _SPACE = re.compile(r"\s*")
 _START = re.compile(r'\{\s*"|\[\s*\{')
 _EMPTY_FENCE = re.compile(r"```[\w-]*\s*```")
 _NAME = re.compile(r"^[A-Za-z_][\w.\-:/]{0,127}$")
 _CALL_KEYS = {"name", "arguments", "parameters", "type", "id", "function"}
 _DECODER = json.JSONDecoder()
+_WINDOW = 1024  # characters a value is first read from (see `_decode`)
+_LOOKAHEAD = 16  # characters the JSON parser may look past a value's end (`-Infinity`)
+_MAX_DEPTH = 100
+_STEPS = {"[": 1, "{": 1, "]": -1, "}": -1}
+# A JSON string (an unclosed one runs to the end), or a bracket.
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
 
 Span = tuple[int, int, list[ToolCall]]
 
@@ -40,52 +51,108 @@ def parse_tool_calls(text: str) -> tuple[str, list[ToolCall]]:
 
     Never raises; text without a well-formed call comes back whole, with no calls.
     """
-    spans = _json_calls(text)
-    openings = list(_OPENING.finditer(text))
-    for n, match in enumerate(openings):
-        if _inside(match.start(), spans):
+    spans = _Spans(_json_calls(text))
+    openings = _openings(text)
+    for n, (start, end, name) in enumerate(openings):
+        if spans.covers(start):
             continue  # a tag inside a call's strings is text
-        limit = openings[n + 1].start() if n + 1 < len(openings) else len(text)
-        tagged = _tagged(text, match, limit)
+        limit = openings[n + 1][0] if n + 1 < len(openings) else len(text)
+        tagged = _tagged(text, start, end, name, limit)
         if tagged is not None:  # the block replaces the bare calls found inside it
-            spans = [s for s in spans if not tagged[0] <= s[0] < tagged[1]] + [tagged]
-    if not spans:
+            spans.add_block(tagged)
+    found = spans.kept()
+    if not found:
         bare = _SPECIAL.sub("", text).strip()
         if "<|python_tag|>" in text or bare.startswith("["):
             calls = _python_calls(bare)
             if calls:
                 return "", calls
         return (bare if _SPECIAL.search(text) else text), []
-    spans.sort(key=lambda s: s[0])
     pieces, end = [], 0
-    for start, stop, _ in spans:
+    for start, stop, _ in found:
         pieces.append(text[end:start])
         end = stop
     pieces.append(text[end:])
     answer = "\n".join(_SPECIAL.sub("", p).strip(" \t\n;,") for p in pieces)
     answer = re.sub(r"\n{3,}", "\n\n", _EMPTY_FENCE.sub("", answer)).strip(" \t\n;,")
-    return answer, [c for _, _, calls in spans for c in calls]
+    return answer, [c for _, _, calls in found for c in calls]
 
 
-def _tagged(text: str, match: re.Match[str], limit: int) -> Span | None:
+def _openings(text: str) -> list[tuple[int, int, str | None]]:
+    """Every `<tool_call>` and `<function=name>` tag: (start, end, the name or None).
+
+    What `<tool_call>|<function=([^>\\s]+)>` finds with `finditer`, without its quadratic cost
+    on many unclosed `<function=`: the end of a name (the next `>` or blank) is looked up once
+    and reused by every tag that starts before it.
+    """
+    found: list[tuple[int, int, str | None]] = []
+    after = 0  # matches do not overlap: a tag inside a name is part of the name
+    stop = -1  # where the last looked-up name ended (the `>` or blank after it)
+    for match in _TAG.finditer(text):
+        start, body = match.start(), match.end()
+        if start < after:
+            continue
+        if match.group() == "<tool_call>":
+            found.append((start, body, None))
+            after = body
+            continue
+        if stop < body:
+            ended = _NAME_END.search(text, body)
+            stop = len(text) if ended is None else ended.start()
+        if stop > body and stop < len(text) and text[stop] == ">":
+            found.append((start, stop + 1, text[body:stop]))
+            after = stop + 1
+    return found
+
+
+class _Spans:
+    """The bare JSON calls (sorted, disjoint) and the tag blocks that replace those inside them.
+
+    Blocks are found in text order and never overlap (a tag inside one is skipped), so each
+    question is a binary search or a look at the last block.
+    """
+
+    def __init__(self, bare: list[Span]) -> None:
+        self._bare = bare
+        self._starts = [s[0] for s in bare]
+        self._dropped = [False] * len(bare)
+        self._blocks: list[Span] = []
+
+    def covers(self, position: int) -> bool:
+        if self._blocks and position < self._blocks[-1][1]:
+            return True
+        i = bisect.bisect_right(self._starts, position) - 1
+        return i >= 0 and not self._dropped[i] and position < self._bare[i][1]
+
+    def add_block(self, block: Span) -> None:
+        first = bisect.bisect_left(self._starts, block[0])
+        for i in range(first, bisect.bisect_left(self._starts, block[1])):
+            self._dropped[i] = True
+        self._blocks.append(block)
+
+    def kept(self) -> list[Span]:
+        bare = [s for s, dropped in zip(self._bare, self._dropped, strict=True) if not dropped]
+        return sorted(bare + self._blocks, key=lambda s: s[0])
+
+
+def _tagged(text: str, start: int, end: int, name: str | None, limit: int) -> Span | None:
     """The call of a `<tool_call>` or `<function=f>` block: its JSON, then the closing tag.
 
     A block that is not JSON right away ends at its closing tag, the next opening tag
     (`limit`) or the end of the text.
     """
-    name = match.group(1)
     closing = "</tool_call>" if name is None else "</function>"
-    body = _SPACE.match(text, match.end()).end()  # type: ignore[union-attr]
+    body = _SPACE.match(text, end).end()  # type: ignore[union-attr]
     calls: list[ToolCall] = []
     try:
-        value, stop = _DECODER.raw_decode(text, body)
+        value, stop = _decode(text, body)
     except (ValueError, RecursionError):
         # Not JSON right away (a code fence, a sentence): look inside up to the closing tag.
-        found = text.find(closing, match.end(), limit)
+        found = text.find(closing, end, limit)
         stop = limit if found == -1 else found
         if name is None:
-            calls = [c for _, _, got in _json_calls(text[match.end() : stop]) for c in got]
-        elif not text[match.end() : stop].strip() and _NAME.match(name):
+            calls = [c for _, _, got in _json_calls(text[end:stop]) for c in got]
+        elif not text[end:stop].strip() and _NAME.match(name):
             calls = [ToolCall(name=name)]
     else:
         if name is None:
@@ -97,11 +164,7 @@ def _tagged(text: str, match: re.Match[str], limit: int) -> Span | None:
     after = _SPACE.match(text, stop).end()  # type: ignore[union-attr]
     if text.startswith(closing, after):
         stop = after + len(closing)
-    return match.start(), stop, calls
-
-
-def _inside(position: int, spans: list[Span]) -> bool:
-    return any(start <= position < stop for start, stop, _ in spans)
+    return start, stop, calls
 
 
 def _json_calls(text: str) -> list[Span]:
@@ -114,7 +177,7 @@ def _json_calls(text: str) -> list[Span]:
             return found
         start = match.start()
         try:
-            value, stop = _DECODER.raw_decode(text, start)
+            value, stop = _decode(text, start)
         except (ValueError, RecursionError):
             position = start + 1
             continue
@@ -122,6 +185,54 @@ def _json_calls(text: str) -> list[Span]:
         if calls:
             found.append((start, stop, calls))
         position = stop if calls or isinstance(value, dict) else start + 1
+
+
+def _decode(text: str, start: int) -> tuple[Any, int]:
+    """`json.JSONDecoder.raw_decode(text, start)`, in time proportional to what it reads.
+
+    A decoding error counts the lines of the whole text before it (`JSONDecodeError.lineno`),
+    so failing at many places of a long text would be quadratic. The value is read from a
+    window of the text instead, doubled while the window's end may be what made it fail.
+
+    Raises:
+        ValueError: no JSON value starts at `start`, or it nests deeper than `_MAX_DEPTH`.
+        RecursionError: it nests deeper than Python's recursion limit, within `_WINDOW`.
+    """
+    size = _WINDOW
+    while True:
+        end = start + size
+        if end >= len(text):
+            if size > _WINDOW:
+                _check_depth(text, start)
+            return _DECODER.raw_decode(text, start)
+        window = text[start:end]
+        try:
+            value, stop = _DECODER.raw_decode(window)
+        except json.JSONDecodeError as exc:
+            # Cut off by the window: the parser ran into its end (literals and numbers look a
+            # few characters ahead), or a string is still open.
+            if exc.pos < size - _LOOKAHEAD and not exc.msg.startswith("Unterminated string"):
+                raise ValueError(f"{exc.msg} at {start + exc.pos}") from None
+        else:
+            if stop < size - _LOOKAHEAD:  # a number might go on past the window
+                return value, start + stop
+        _check_depth(window)  # before reading further into a value that may never end
+        size *= 2
+
+
+def _check_depth(text: str, start: int = 0) -> None:
+    """Refuse a value nested deeper than `_MAX_DEPTH` before decoding it.
+
+    Decoding one would run into Python's recursion limit, about a thousand levels down, at
+    every start inside it. Strings are skipped whole (an unclosed one runs to the end).
+    """
+    if text[start : start + 1] not in ("[", "{"):
+        return
+    steps = map(_STEPS.get, _TOKEN.findall(text, start), itertools.repeat(0))
+    depths = list(itertools.accumulate(steps))
+    closed = depths.index(0) if 0 in depths else len(depths)  # where the value ends
+    if max(depths[:closed], default=0) > _MAX_DEPTH:
+        raise ValueError(f"nested deeper than {_MAX_DEPTH} levels")
 
 
 def _calls_of(value: Any) -> list[ToolCall]:

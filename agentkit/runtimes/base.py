@@ -19,7 +19,7 @@ class Echo(Runtime):
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 from agentkit.errors import UnsupportedFeature
 from agentkit.model_api import (
     SAMPLING_FIELDS,
+    FunctionDefinition,
     Generation,
     ModelRequest,
     SchemaDialect,
@@ -111,6 +112,15 @@ class Runtime(abc.ABC):
     async def handle_generate(self, request: ModelRequest) -> Generation:
         """One whole generation; by default, the chunks of `handle_stream` joined."""
         return StreamChunk.join([chunk async for chunk in self.handle_stream(request)])
+
+    def check_tools(self, tools: Sequence[FunctionDefinition]) -> None:
+        """Refuse, before any run, a tool this runtime could not offer its model; by default
+        every tool is fine. An Agent calls it when it is built.
+
+        Raises:
+            AgentKitError: naming the tool and what is wrong with it.
+        """
+        del tools  # any tool will do unless a runtime says otherwise
 
     def check(self, request: ModelRequest | GenerationRequest) -> ModelRequest:
         """The request as a `ModelRequest`, if this runtime honours every field it uses.

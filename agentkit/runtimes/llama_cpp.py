@@ -24,7 +24,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty, SimpleQueue
@@ -35,9 +35,9 @@ import anyio.to_thread
 import llama_cpp
 from llama_cpp.llama import Llama
 
-from agentkit.chat_formats import ChatFormat, format_for_metadata, get_format
+from agentkit.chat_formats import ChatFormat, check_tool_schemas, format_for_metadata, get_format
 from agentkit.errors import ConfigurationError, FieldError, RequestValidationError
-from agentkit.model_api import ModelRequest, StreamChunk, Usage
+from agentkit.model_api import FunctionDefinition, ModelRequest, StreamChunk, Usage
 from agentkit.runtimes._llama_decode import Output, common_prefix, sample
 from agentkit.runtimes.base import Capabilities, Profile, Runtime
 
@@ -164,6 +164,11 @@ class LlamaCpp(Runtime):
         if "model_path" not in options and os.environ.get("AGENTKIT_MODEL"):
             options["model_path"] = os.environ["AGENTKIT_MODEL"]
         return cls(**options)
+
+    def check_tools(self, tools: Sequence[FunctionDefinition]) -> None:
+        """Every call is held to a grammar built from the tools' schemas: one that no grammar
+        can hold raises `SchemaGrammarError` now, naming the tool and the path."""
+        check_tool_schemas(tools)
 
     def __repr__(self) -> str:
         return f"LlamaCpp({str(self.model_path)!r})"

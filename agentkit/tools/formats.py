@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any
 import jsonschema_rs
 
 __all__ = [
+    "MAX_NESTING",
     "DefinitionProblem",
     "inline_refs",
     "meta_problems",
@@ -78,6 +80,9 @@ _STRICT_FORMATS = {
     "uuid",
 }
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+MAX_NESTING = 200
+"""Levels of objects and arrays a foreign parameters schema may nest (a schema level is about
+two: the schema, its `properties`)."""
 
 
 @dataclass(frozen=True)
@@ -301,6 +306,11 @@ def normalize_definition(
     if not isinstance(raw, Mapping):
         notes.append(DefinitionProblem(f"{path}.parameters", "must be an object schema"))
         raw = {"type": "object", "properties": {}}
+    if _nests_deeper(raw, MAX_NESTING):
+        # Copying or walking it would run into Python's recursion limit: left as it is.
+        reason = f"nests deeper than {MAX_NESTING} levels of objects and arrays"
+        notes.append(DefinitionProblem(f"{path}.parameters", reason))
+        return {"name": name, "description": description, "parameters": dict(raw)}, original, notes
     parameters = _normalize_schema(copy.deepcopy(dict(raw)), f"{path}.parameters", notes)
     if parameters.get("type") != "object":
         notes.append(
@@ -311,6 +321,87 @@ def normalize_definition(
     for problem in meta_problems(parameters):
         notes.append(DefinitionProblem(f"{path}.parameters", problem))
     return {"name": name, "description": description, "parameters": parameters}, original, notes
+
+
+def _type_list(kind: Any) -> list[Any]:
+    return [kind] if isinstance(kind, str) else list(kind) if isinstance(kind, list) else []
+
+
+def _fits(value: Any, kinds: list[Any]) -> bool:
+    """Whether `value` has one of the JSON types `kinds` (unknown ones fit nothing)."""
+    return any(
+        isinstance(t, str)
+        and type(value) in _PY_TYPES.get(t, ())
+        and not (t != "boolean" and type(value) is bool)
+        for t in kinds
+    )
+
+
+def _converted(value: Any, kind: str) -> tuple[bool, Any]:
+    """`value` as a value of JSON type `kind`, when it says the same: `"2"` -> 2, 2 -> `"2"`."""
+    if kind in ("integer", "number") and isinstance(value, str):
+        try:
+            number = json.loads(value.strip())
+        except ValueError:
+            return False, None
+        ok = type(number) is int or (kind == "number" and type(number) is float)
+        return ok and not isinstance(number, bool) and math.isfinite(number), number
+    if kind == "string" and type(value) in (int, float):
+        return True, json.dumps(value)
+    if kind == "boolean" and value in ("true", "false"):
+        return True, value == "true"
+    return False, None
+
+
+def _match_values_to_type(
+    node: dict[str, Any], key: str, path: str, notes: list[DefinitionProblem]
+) -> None:
+    """An `enum` (or `const`) whose values do not all have the declared type allows nothing.
+
+    The values are converted when every one converts to one declared type; otherwise the
+    values stand and the type becomes theirs. A default among the values follows them.
+    """
+    kinds = _type_list(node["type"])
+    single = key == "const"
+    values = [node[key]] if single else node[key]
+    if not isinstance(values, list) or not values or all(_fits(v, kinds) for v in values):
+        return
+    if not kinds or not all(isinstance(k, str) and k in _JSON_TYPES for k in kinds):
+        return  # a type that is not one is reported by the meta-schema check
+    shown = json.dumps(node[key], ensure_ascii=False)
+    verb = "does not have" if single else "do not all have"
+    for kind in kinds:
+        results = [_converted(v, kind) if not _fits(v, [kind]) else (True, v) for v in values]
+        if all(ok for ok, _ in results):
+            new = [v for _, v in results]
+            if "default" in node and node["default"] in values:
+                node["default"] = new[values.index(node["default"])]
+            node[key] = new[0] if single else new
+            message = f"{shown} {verb} type {kind!r}; converted"
+            notes.append(DefinitionProblem(path, message))
+            return
+    declared = node["type"]
+    found = list(dict.fromkeys(k for k in map(_kind, values) if k is not None))
+    node["type"] = found[0] if len(found) == 1 else found
+    message = f"{shown} {verb} type {declared!r}; type set to {node['type']!r}"
+    notes.append(DefinitionProblem(path, message))
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether a JSON value holds objects or arrays more than `limit` levels down."""
+    pending = [(value, 0)]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, Mapping):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth >= limit:
+            return True
+        pending += [(child, depth + 1) for child in children]
+    return False
 
 
 def _normalize_schema(node: Any, path: str, notes: list[DefinitionProblem]) -> Any:
@@ -331,9 +422,7 @@ def _normalize_schema(node: Any, path: str, notes: list[DefinitionProblem]) -> A
             del node["type"]
             notes.append(DefinitionProblem(f"{path}.type", f"unknown type {kind!r}; removed"))
     elif isinstance(kind, list):
-        node["type"] = [
-            t if t in _JSON_TYPES else _SLOPPY_TYPES.get(str(t).lower(), t) for t in kind
-        ]
+        node["type"] = [_SLOPPY_TYPES.get(t.lower(), t) if isinstance(t, str) else t for t in kind]
     kind = node.get("type")
     if kind == "array" and isinstance(node.get("items"), list):
         # Draft-4 tuple form: positional schemas.
@@ -367,14 +456,12 @@ def _normalize_schema(node: Any, path: str, notes: list[DefinitionProblem]) -> A
                     )
                 )
                 node["required"] = kept
+    for key in ("enum", "const"):
+        if key in node and "type" in node:
+            _match_values_to_type(node, key, f"{path}.{key}", notes)
     if "default" in node and "type" in node:
-        allowed = [node["type"]] if isinstance(node["type"], str) else node["type"]
         value = node["default"]
-        fits = any(
-            type(value) in _PY_TYPES.get(t, ()) and not (t != "boolean" and type(value) is bool)
-            for t in allowed
-        )
-        if not fits:
+        if not _fits(value, _type_list(node["type"])):
             notes.append(
                 DefinitionProblem(
                     f"{path}.default",

@@ -147,12 +147,15 @@ class Tool:
         """A tool from a definition in either shape, sloppy dialects included.
 
         Non-standard types (`dict`, `float`, `tuple`, `any`, ...), invalid names (`spotify.play`),
-        defaults that don't match their type and `required` entries naming no property are
-        fixed; `normalization_report` says what changed. `handler`, if given, is called with
+        defaults that don't match their type, `required` entries naming no property and an
+        `enum` or `const` whose values contradict the `type` (the values are converted when all
+        of them convert, else the type becomes theirs) are fixed; `normalization_report` says
+        what changed. `handler`, if given, is called with
         the validated arguments as keywords.
 
         Raises:
-            ToolDefinitionError: the definition cannot be made a valid tool.
+            ToolDefinitionError: the definition cannot be made a valid tool (not a JSON Schema,
+                or nested deeper than `MAX_NESTING` levels).
         """
         body, original, notes = normalize_definition(definition)
         fatal = [str(n) for n in notes if n.path.endswith(".parameters")]
