@@ -76,6 +76,7 @@ from agentkit.tools import (
     tool,
     validate_tool_definitions,
 )
+from agentkit.usage import ModelPrice, PriceTable
 
 __version__ = "0.1.0"
 
@@ -97,10 +98,12 @@ __all__ = [
     "ModelBehaviorError",
     "ModelConnectionError",
     "ModelHTTPError",
+    "ModelPrice",
     "ModelTimeout",
     "NoRecording",
     "NotFound",
     "OpenAICompatible",
+    "PriceTable",
     "RateLimited",
     "RecordingTransport",
     "RepeatedToolCall",

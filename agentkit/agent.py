@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from contextlib import nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -58,13 +59,19 @@ from agentkit.model_api import (
 from agentkit.results import RunResult, StopReason, ToolCallRecord
 from agentkit.runtimes import resolve_runtime
 from agentkit.runtimes.base import Runtime
+from agentkit.telemetry import active as telemetry_active
 from agentkit.tools import Tool, Toolset
 from agentkit.tools._threads import ThreadBatch, ThreadedCall
+from agentkit.usage import PriceTable, check_prices, cost, model_name
 
 __all__ = ["Agent", "RunResult", "StopReason", "ToolCallRecord"]
 
 
 log = logging.getLogger("agentkit.agent")
+
+# The usage-by-model of the run in progress in this context: a run started by one of its tools
+# (an agent used as a tool) adds its usage there too.
+_outer_usage: ContextVar[dict[str, Usage] | None] = ContextVar("_outer_usage", default=None)
 
 
 @dataclass
@@ -73,22 +80,36 @@ class _Run:
 
     messages: list[Message]
     emit: Callable[[Event], None] | None
+    runtime: Runtime
+    prices: PriceTable | None = None
     records: list[ToolCallRecord] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    by_model: dict[str, Usage] = field(default_factory=dict)
     steps: int = 0
     failures: dict[str, int] = field(default_factory=dict)
     last_signature: str | None = None
     repeats: int = 0
+    tracing: Any = None  # the telemetry in force, None when off
+    stop_reason: StopReason | None = None
+    cost: float | None = None
 
     def result(self, output: str = "", stop_reason: StopReason = "answer") -> RunResult:
+        self.stop_reason = stop_reason
+        self.cost = None if self.prices is None else cost(self.by_model, self.prices)
         return RunResult.model_construct(
             output=output,
             messages=list(self.messages),
             tool_calls=list(self.records),
             usage=self.usage,
+            usage_by_model=dict(self.by_model),
+            cost=self.cost,
             steps=self.steps,
             stop_reason=stop_reason,
         )
+
+    def add_usage(self, model: str, usage: Usage) -> None:
+        known = self.by_model.get(model)
+        self.by_model[model] = usage if known is None else known + usage
 
 
 class _Stop(Exception):  # internal control flow
@@ -134,6 +155,9 @@ class Agent:
         tool_choice: `auto`, `required`, `none` or a tool's name.
         reset_tool_choice: once the tools have answered, go back to `auto` for the rest of the
             run, so that a forced choice (`required`, a name) cannot loop forever.
+        name: the agent's name, in traces (`invoke_agent {name}`).
+        prices: model names to `ModelPrice`s (per million tokens), so that `RunResult.cost`
+            can say what a run cost.
         **sampling: request fields sent with every call (`temperature`, `max_tokens`, ...).
     """
 
@@ -154,6 +178,8 @@ class Agent:
         repeat_limit: int = 3,
         tool_choice: str = "auto",
         reset_tool_choice: bool = True,
+        name: str | None = None,
+        prices: PriceTable | None = None,
         **sampling: Any,
     ) -> None:
         if max_steps < 1:
@@ -172,6 +198,8 @@ class Agent:
         self.raise_tool_errors = raise_tool_errors
         self.max_tool_output = max_tool_output
         self.repeat_limit = repeat_limit
+        self.name = name
+        self.prices = check_prices(prices)
         if tool_choice not in ("auto", "required", "none") and tool_choice not in self.toolset:
             raise UserError(
                 f"tool_choice: must be auto, required, none or a tool's name (got {tool_choice!r})"
@@ -287,20 +315,29 @@ class Agent:
             messages.append(Message.user(prompt))
         else:
             messages.extend(prompt)
-        return _Run(messages=messages, emit=None)
+        return _Run(messages=messages, emit=None, runtime=self.runtime, prices=self.prices)
 
     async def _execute(
         self, run: _Run, *, emit: Callable[[Event], None] | None, stream: bool
     ) -> RunResult:
         run.emit = emit
+        run.tracing = telemetry_active()
+        outer = _outer_usage.get()
+        scope = _outer_usage.set(run.by_model)
         try:
-            if self.deadline is None:
-                return await self._loop(run, stream)
-            with anyio.move_on_after(self.deadline):
-                return await self._loop(run, stream)
-            raise DeadlineExceeded(self.deadline, run.result("", "deadline"))
+            with run.tracing.agent_run(self, run) if run.tracing else nullcontext():
+                if self.deadline is None:
+                    return await self._loop(run, stream)
+                with anyio.move_on_after(self.deadline):
+                    return await self._loop(run, stream)
+                raise DeadlineExceeded(self.deadline, run.result("", "deadline"))
         except _Stop as stop:
             raise stop.error from None
+        finally:
+            _outer_usage.reset(scope)
+            if outer is not None:
+                for model, usage in run.by_model.items():
+                    outer[model] = outer[model] + usage if model in outer else usage
 
     async def _loop(self, run: _Run, stream: bool) -> RunResult:
         while run.steps < self.max_steps:
@@ -333,14 +370,15 @@ class Agent:
         )
         if stream:
             chunks: list[StreamChunk] = []
-            async for chunk in self.runtime.stream(request):
+            async for chunk in run.runtime.stream(request):
                 chunks.append(chunk)
                 if emit and chunk.response:
                     emit(TextDelta(step, chunk.response))
             generation = StreamChunk.join(chunks)
         else:
-            generation = await self.runtime.generate(request)
+            generation = await run.runtime.generate(request)
         run.usage = run.usage + generation.usage
+        run.add_usage(model_name(self.runtime), generation.usage)
         if emit and not generation.tool_calls:
             emit(StepFinished(step, generation.usage))
         return generation
@@ -475,15 +513,16 @@ class Agent:
         value: Any = None
         error: Exception | None = None
         started = time.perf_counter()
-        try:
-            # No timeout, no cancel scope: it costs more than a fast tool itself.
-            with anyio.fail_after(timeout) if timeout is not None else nullcontext():
-                async with self._limiter:
-                    value = await tool.function(**values)
-        except Exception as exc:
-            error = exc
-        record.duration = time.perf_counter() - started
-        unhandled = self._file(run, record, tool, value, error)
+        with run.tracing.tool_call(record, tool) if run.tracing else nullcontext():
+            try:
+                # No timeout, no cancel scope: it costs more than a fast tool itself.
+                with anyio.fail_after(timeout) if timeout is not None else nullcontext():
+                    async with self._limiter:
+                        value = await tool.function(**values)
+            except Exception as exc:
+                error = exc
+            record.duration = time.perf_counter() - started
+            unhandled = self._file(run, record, tool, value, error)
         if unhandled is not None:
             raise unhandled
 
@@ -495,7 +534,9 @@ class Agent:
         calls = []
         for record, tool, values in jobs:
             assert tool.function is not None
-            function = partial(tool.function, **values)
+            function: Callable[[], Any] = partial(tool.function, **values)
+            if run.tracing:
+                function = run.tracing.threaded(record, tool, function)
             calls.append(ThreadedCall(function, self._timeout(tool), (record, tool)))
         unhandled: BaseException | None = None
 
@@ -528,6 +569,8 @@ class Agent:
                 record.output = _to_text(value)
             except Exception as exc:
                 error = exc
+        if run.tracing:
+            run.tracing.tool_result(record, error)
         timeout = self._timeout(tool)
         if error is None:
             pass

@@ -49,6 +49,25 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
     for flag, kind in _SAMPLING:
         parser.add_argument(flag, type=kind)
     parser.add_argument("-v", "--verbose", action="store_true", help="show each tool call")
+    parser.add_argument(
+        "--trace", action="store_true", help="print the run's span tree on stderr at the end"
+    )
+    add_telemetry_options(parser)
+
+
+def add_telemetry_options(parser: argparse.ArgumentParser) -> None:
+    """`--otlp` and `--capture-content` (for run, chat and serve)."""
+    parser.add_argument(
+        "--otlp",
+        metavar="URL",
+        help="send spans and metrics to this OTLP/HTTP collector (e.g. http://localhost:4318)",
+    )
+    parser.add_argument(
+        "--capture-content",
+        action="store_true",
+        default=None,
+        help="record prompts, answers, tool arguments and results on the spans",
+    )
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
@@ -234,8 +253,19 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `agentkit` command; returns the exit status."""
     args = _parser().parse_args(argv)
+    finish = None
     try:
-        status: int = args.handler(args)
+        if getattr(args, "trace", False) or getattr(args, "otlp", None):
+            from agentkit.telemetry.console import configure
+
+            finish = configure(
+                tree=args.trace, otlp=args.otlp, capture_content=args.capture_content
+            )
+        try:
+            status: int = args.handler(args)
+        finally:
+            if finish is not None:
+                finish(sys.stderr)
     except RunError as exc:
         _say(f"error: {exc}")
         return 1

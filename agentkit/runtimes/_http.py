@@ -30,6 +30,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 
+from agentkit import telemetry
 from agentkit.errors import (
     AuthError,
     BadRequest,
@@ -379,6 +380,7 @@ class HTTPClient:
         if delay is None:
             return False
         log.info("retrying %s in %.2f s after: %s", url, delay, error)
+        telemetry.http_retry(url, retry, error, delay)
         await self._sleep(delay)
         return True
 
@@ -399,7 +401,10 @@ class HTTPClient:
             retry_after = None
             try:
                 response = await self._pool().post(
-                    url, json=body, headers=self._headers, timeout=self._timeout
+                    url,
+                    json=body,
+                    headers=telemetry.with_traceparent(self._headers),
+                    timeout=self._timeout,
                 )
                 data = _json(response)
                 if response.is_error or envelope_error(data):
@@ -432,7 +437,11 @@ class HTTPClient:
             retry_after = None
             try:
                 async with self._pool().stream(
-                    "POST", url, json=body, headers=self._headers, timeout=self._timeout
+                    "POST",
+                    url,
+                    json=body,
+                    headers=telemetry.with_traceparent(self._headers),
+                    timeout=self._timeout,
                 ) as response:
                     kind = response.headers.get("content-type", "")
                     if response.is_error or "text/event-stream" not in kind:

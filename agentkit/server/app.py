@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agentkit import telemetry
 from agentkit.model_api import DEFAULT_MODEL, GenerationRequest, Usage
 from agentkit.runtimes.base import Runtime, check_supported
 from agentkit.server import openai_compat
@@ -84,7 +85,7 @@ def create_app(
     if max_body < 1:
         raise ValueError(f"max_body: must be >= 1 (got {max_body})")
     state = ServerState(
-        runtime=QueuedRuntime(runtime, ModelQueue(max_queue)),
+        runtime=QueuedRuntime(telemetry.traced_runtime(runtime), ModelQueue(max_queue)),
         models=served_models(runtime, models),
         tools=tools if isinstance(tools, Toolset) else Toolset(tools),
         max_body=max_body,
@@ -103,7 +104,7 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(_RequestId)],
+        middleware=[Middleware(telemetry.ServerSpans), Middleware(_RequestId)],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )
     app.state.agentkit = state

@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
+    parser.set_defaults(trace=False)
+    from agentkit.cli import add_telemetry_options
+
+    add_telemetry_options(parser)
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
