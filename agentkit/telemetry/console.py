@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from agentkit.errors import UserError
 from agentkit.telemetry import _otel as names
-from agentkit.telemetry import instrument
+from agentkit.telemetry import instrument, uninstrument
 
 __all__ = ["SpanTree", "configure", "render"]
 
@@ -165,6 +165,7 @@ def configure(
     )
 
     def finish(out: IO[str]) -> None:
+        uninstrument()
         provider.shutdown()  # flushes the exporters
         if meter_provider is not None:
             meter_provider.shutdown()
