@@ -69,8 +69,8 @@ __all__ = ["Agent", "RunResult", "StopReason", "ToolCallRecord"]
 
 log = logging.getLogger("agentkit.agent")
 
-# The usage-by-model of the run in progress in this context: a run started by one of its tools
-# (an agent used as a tool) adds its usage there too.
+# Where a run started by a tool of the run in progress (an agent used as a tool) adds its usage
+# by model, so that the outer run's `usage_by_model` and cost count it.
 _outer_usage: ContextVar[dict[str, Usage] | None] = ContextVar("_outer_usage", default=None)
 
 
@@ -81,10 +81,12 @@ class _Run:
     messages: list[Message]
     emit: Callable[[Event], None] | None
     runtime: Runtime
+    model: str
     prices: PriceTable | None = None
     records: list[ToolCallRecord] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
-    by_model: dict[str, Usage] = field(default_factory=dict)
+    nested: dict[str, Usage] = field(default_factory=dict)
+    """Usage of the runs its tools started (agents used as tools), by model."""
     steps: int = 0
     failures: dict[str, int] = field(default_factory=dict)
     last_signature: str | None = None
@@ -93,23 +95,26 @@ class _Run:
     stop_reason: StopReason | None = None
     cost: float | None = None
 
+    def usage_by_model(self) -> dict[str, Usage]:
+        by_model = {self.model: self.usage} if self.steps else {}
+        for model, usage in self.nested.items():
+            by_model[model] = by_model[model] + usage if model in by_model else usage
+        return by_model
+
     def result(self, output: str = "", stop_reason: StopReason = "answer") -> RunResult:
+        by_model = self.usage_by_model()
         self.stop_reason = stop_reason
-        self.cost = None if self.prices is None else cost(self.by_model, self.prices)
+        self.cost = None if self.prices is None else cost(by_model, self.prices)
         return RunResult.model_construct(
             output=output,
             messages=list(self.messages),
             tool_calls=list(self.records),
             usage=self.usage,
-            usage_by_model=dict(self.by_model),
+            usage_by_model=by_model,
             cost=self.cost,
             steps=self.steps,
             stop_reason=stop_reason,
         )
-
-    def add_usage(self, model: str, usage: Usage) -> None:
-        known = self.by_model.get(model)
-        self.by_model[model] = usage if known is None else known + usage
 
 
 class _Stop(Exception):  # internal control flow
@@ -200,6 +205,7 @@ class Agent:
         self.repeat_limit = repeat_limit
         self.name = name
         self.prices = check_prices(prices)
+        self._model = model_name(self.runtime)
         if tool_choice not in ("auto", "required", "none") and tool_choice not in self.toolset:
             raise UserError(
                 f"tool_choice: must be auto, required, none or a tool's name (got {tool_choice!r})"
@@ -315,7 +321,13 @@ class Agent:
             messages.append(Message.user(prompt))
         else:
             messages.extend(prompt)
-        return _Run(messages=messages, emit=None, runtime=self.runtime, prices=self.prices)
+        return _Run(
+            messages=messages,
+            emit=None,
+            runtime=self.runtime,
+            model=self._model,
+            prices=self.prices,
+        )
 
     async def _execute(
         self, run: _Run, *, emit: Callable[[Event], None] | None, stream: bool
@@ -323,7 +335,7 @@ class Agent:
         run.emit = emit
         run.tracing = telemetry_active()
         outer = _outer_usage.get()
-        scope = _outer_usage.set(run.by_model)
+        scope = _outer_usage.set(run.nested)
         try:
             with run.tracing.agent_run(self, run) if run.tracing else nullcontext():
                 if self.deadline is None:
@@ -336,7 +348,7 @@ class Agent:
         finally:
             _outer_usage.reset(scope)
             if outer is not None:
-                for model, usage in run.by_model.items():
+                for model, usage in run.usage_by_model().items():
                     outer[model] = outer[model] + usage if model in outer else usage
 
     async def _loop(self, run: _Run, stream: bool) -> RunResult:
@@ -378,7 +390,6 @@ class Agent:
         else:
             generation = await run.runtime.generate(request)
         run.usage = run.usage + generation.usage
-        run.add_usage(model_name(self.runtime), generation.usage)
         if emit and not generation.tool_calls:
             emit(StepFinished(step, generation.usage))
         return generation
