@@ -9,15 +9,17 @@ from typing import Any
 
 import jsonschema
 import pytest
+from environment import BFCL_DATA, require_bfcl
 
 from agentkit import Tool, ToolArgumentsError
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bfcl"
+DATA = BFCL_DATA
 FILES = ["simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance"]
 
-pytestmark = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"BFCL data not found at {DATA} (it sits beside the project)"
-)
+
+@pytest.fixture(autouse=True)
+def _data() -> None:
+    require_bfcl()
 
 
 def read(path: Path) -> list[dict[str, Any]]:

@@ -14,16 +14,18 @@ from typing import Any
 
 import anyio
 import pytest
+from environment import BFCL_DATA, require_bfcl
 
 from agentkit import GenerationRequest, Tool
 from agentkit.runtimes.llama_cpp import LlamaCpp
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bfcl"
+DATA = BFCL_DATA
 CASES = 100
 
-pytestmark = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"BFCL data not found at {DATA} (it sits beside the project)"
-)
+
+@pytest.fixture(autouse=True)
+def _data() -> None:
+    require_bfcl()
 
 
 def read(path: Path) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from environment import CHROMIUM, require_chromium
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from agentkit import (
@@ -31,7 +32,6 @@ from agentkit.tools.loader import load_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -53,9 +53,7 @@ new MutationObserver(() => {
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert CHROMIUM.exists(), (
-        "the playground tests need Debian's chromium: apt-get install chromium"
-    )
+    require_chromium()
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield launched
