@@ -22,7 +22,7 @@ from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from agentkit.errors import TransportError
-from agentkit.model_api import Generation, GenerationRequest, Message, StreamChunk, Usage
+from agentkit.model_api import Generation, Message, StreamChunk, Usage
 from agentkit.usage import model_name
 
 # Attribute names (GenAI, HTTP and error conventions).
@@ -223,8 +223,8 @@ class Tracing:
     def runtime(self, runtime: Any) -> Any:
         return runtime if isinstance(runtime, TracedRuntime) else TracedRuntime(self, runtime)
 
-    def start_chat(self, runtime: Any, request: GenerationRequest) -> _Chat:
-        return _Chat(self, runtime, request)
+    def start_chat(self, runtime: Any, request: Any, *, stream: bool) -> _Chat:
+        return _Chat(self, runtime, request, stream)
 
     # -- tool calls ----------------------------------------------------------------------------
 
@@ -353,7 +353,7 @@ class Tracing:
 class _Chat:
     """One `chat {model}` span and its metrics."""
 
-    def __init__(self, tracing: Tracing, runtime: Any, request: GenerationRequest) -> None:
+    def __init__(self, tracing: Tracing, runtime: Any, request: Any, stream: bool) -> None:
         self.tracing = tracing
         self.model = model_name(runtime)
         self.base = {
@@ -361,13 +361,14 @@ class _Chat:
             PROVIDER: provider_of(runtime),
             REQUEST_MODEL: self.model,
         }
-        attributes: dict[str, Any] = {**self.base, "gen_ai.request.stream": request.stream}
+        attributes: dict[str, Any] = {**self.base, "gen_ai.request.stream": stream}
         for field, key in SAMPLING.items():
             value = getattr(request, field, None)
             if value is not None:
                 attributes[key] = value
-        if tracing.capture_content and request.messages is not None:
-            attributes.update(input_messages(request.messages))
+        messages = getattr(request, "messages", None)
+        if tracing.capture_content and messages:
+            attributes.update(input_messages(messages))
         self.span = tracing.tracer.start_span(
             f"chat {self.model}", kind=SpanKind.CLIENT, attributes=attributes
         )
@@ -412,10 +413,10 @@ class TracedRuntime:
     def __repr__(self) -> str:
         return repr(self.inner)
 
-    async def generate(self, request: GenerationRequest) -> Generation:
+    async def generate(self, request: Any) -> Generation:
         if otel_context.get_value(_IN_CHAT):
             return await self.inner.generate(request)  # type: ignore[no-any-return]
-        chat = self._tracing.start_chat(self.inner, request)
+        chat = self._tracing.start_chat(self.inner, request, stream=False)
         token = otel_context.attach(chat.context)
         try:
             generation: Generation = await self.inner.generate(request)
@@ -427,12 +428,12 @@ class TracedRuntime:
         chat.finish(generation)
         return generation
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+    async def stream(self, request: Any) -> AsyncIterator[StreamChunk]:
         if otel_context.get_value(_IN_CHAT):
             async for chunk in self.inner.stream(request):
                 yield chunk
             return
-        chat = self._tracing.start_chat(self.inner, request)
+        chat = self._tracing.start_chat(self.inner, request, stream=True)
         chunks: list[StreamChunk] = []
         iterator = self.inner.stream(request)
         try:
