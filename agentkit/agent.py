@@ -21,7 +21,6 @@ import math
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from contextlib import nullcontext
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -62,16 +61,12 @@ from agentkit.runtimes.base import Runtime
 from agentkit.telemetry import active as telemetry_active
 from agentkit.tools import Tool, Toolset
 from agentkit.tools._threads import ThreadBatch, ThreadedCall
-from agentkit.usage import PriceTable, check_prices, cost, model_name
+from agentkit.usage import Nested, PriceTable, add_usage, check_prices, cost, model_name
 
 __all__ = ["Agent", "RunResult", "StopReason", "ToolCallRecord"]
 
 
 log = logging.getLogger("agentkit.agent")
-
-# Where a run started by a tool of the run in progress (an agent used as a tool) adds its usage
-# by model, so that the outer run's `usage_by_model` and cost count it.
-_outer_usage: ContextVar[dict[str, Usage] | None] = ContextVar("_outer_usage", default=None)
 
 
 @dataclass
@@ -96,10 +91,7 @@ class _Run:
     cost: float | None = None
 
     def usage_by_model(self) -> dict[str, Usage]:
-        by_model = {self.model: self.usage} if self.steps else {}
-        for model, usage in self.nested.items():
-            by_model[model] = by_model[model] + usage if model in by_model else usage
-        return by_model
+        return add_usage({self.model: self.usage} if self.steps else {}, self.nested)
 
     def result(self, output: str = "", stop_reason: StopReason = "answer") -> RunResult:
         by_model = self.usage_by_model()
@@ -321,23 +313,18 @@ class Agent:
             messages.append(Message.user(prompt))
         else:
             messages.extend(prompt)
-        return _Run(
-            messages=messages,
-            emit=None,
-            runtime=self.runtime,
-            model=self._model,
-            prices=self.prices,
-        )
+        return _Run(messages, None, self.runtime, self._model, self.prices)
 
     async def _execute(
         self, run: _Run, *, emit: Callable[[Event], None] | None, stream: bool
     ) -> RunResult:
         run.emit = emit
         run.tracing = telemetry_active()
-        outer = _outer_usage.get()
-        scope = _outer_usage.set(run.nested)
         try:
-            with run.tracing.agent_run(self, run) if run.tracing else nullcontext():
+            with (
+                Nested(run.nested, run.usage_by_model),
+                run.tracing.agent_run(self, run) if run.tracing else nullcontext(),
+            ):
                 if self.deadline is None:
                     return await self._loop(run, stream)
                 with anyio.move_on_after(self.deadline):
@@ -345,11 +332,6 @@ class Agent:
                 raise DeadlineExceeded(self.deadline, run.result("", "deadline"))
         except _Stop as stop:
             raise stop.error from None
-        finally:
-            _outer_usage.reset(scope)
-            if outer is not None:
-                for model, usage in run.usage_by_model().items():
-                    outer[model] = outer[model] + usage if model in outer else usage
 
     async def _loop(self, run: _Run, stream: bool) -> RunResult:
         while run.steps < self.max_steps:

@@ -11,7 +11,8 @@ result.cost             # in the table's currency; None when a model used has no
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from agentkit.errors import UserError
 from agentkit.model_api import Usage
 
 __all__ = ["ModelPrice", "PriceTable", "cost", "model_name"]
+
+# The usage by model of the run in progress in this context (see `Nested`).
+_current: ContextVar[dict[str, Usage] | None] = ContextVar("_current", default=None)
 
 
 @dataclass(frozen=True)
@@ -85,3 +89,32 @@ def check_prices(prices: PriceTable | None) -> PriceTable | None:
                 f"(got {type(price).__name__})"
             )
     return dict(prices)
+
+
+def add_usage(by_model: dict[str, Usage], more: Mapping[str, Usage]) -> dict[str, Usage]:
+    """Add `more` into `by_model`, model by model; returns `by_model`."""
+    for model, usage in more.items():
+        known = by_model.get(model)
+        by_model[model] = usage if known is None else known + usage
+    return by_model
+
+
+class Nested:
+    """A run's scope for the runs its tools start (an agent used as a tool): while it lasts,
+    their usage by model goes into `nested`; when it ends, `report()` (this run's usage by
+    model) goes to the run around it, if any."""
+
+    __slots__ = ("nested", "outer", "report", "token")
+
+    def __init__(self, nested: dict[str, Usage], report: Callable[[], Mapping[str, Usage]]) -> None:
+        self.nested = nested
+        self.report = report
+
+    def __enter__(self) -> None:
+        self.outer = _current.get()
+        self.token = _current.set(self.nested)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current.reset(self.token)
+        if self.outer is not None:
+            add_usage(self.outer, self.report())

@@ -1,139 +1,55 @@
 """The spans and metrics, through the OpenTelemetry API (imported only when telemetry is on).
 
 Names and attributes follow the GenAI semantic conventions: `invoke_agent {name}` (internal),
-`chat {model}` (client), `execute_tool {name}` (internal); HTTP server spans for `agentkit
-serve`. Attribute names are written out here rather than imported from
-`opentelemetry-semantic-conventions`, which agentkit does not depend on; the tests check them
-against its constants.
+`chat {model}` (client, in `_model`), `execute_tool {name}` (internal); HTTP server spans for
+`agentkit serve`; retries of the HTTP runtimes as events on the model call's span.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import AsyncIterator, Iterator, MutableMapping, Sequence
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
-from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from agentkit.errors import TransportError
-from agentkit.model_api import Generation, Message, StreamChunk, Usage
+from agentkit.model_api import Usage
+from agentkit.telemetry._conventions import (
+    AGENT_NAME,
+    COST,
+    DURATION_BUCKETS,
+    ERROR_TYPE,
+    INPUT_TOKENS,
+    OPERATION,
+    OUTPUT_MESSAGES,
+    OUTPUT_TOKENS,
+    PROVIDER,
+    REQUEST_MODEL,
+    RESEND_COUNT,
+    RETRY_DELAY,
+    RETRY_EVENT,
+    STATUS_CODE,
+    STEPS,
+    STOP_REASON,
+    TOKEN_BUCKETS,
+    TOOL_ARGUMENTS,
+    TOOL_CALL_ID,
+    TOOL_DESCRIPTION,
+    TOOL_NAME,
+    TOOL_RESULT,
+    TOOL_TYPE,
+    error_type,
+    fail,
+    input_messages,
+    output_message,
+    provider_of,
+    server_of,
+)
+from agentkit.telemetry._model import TracedRuntime
 from agentkit.usage import model_name
-
-# Attribute names (GenAI, HTTP and error conventions).
-OPERATION = "gen_ai.operation.name"
-PROVIDER = "gen_ai.provider.name"
-AGENT_NAME = "gen_ai.agent.name"
-REQUEST_MODEL = "gen_ai.request.model"
-FINISH_REASONS = "gen_ai.response.finish_reasons"
-INPUT_TOKENS = "gen_ai.usage.input_tokens"
-OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
-TOKEN_TYPE = "gen_ai.token.type"
-INPUT_MESSAGES = "gen_ai.input.messages"
-OUTPUT_MESSAGES = "gen_ai.output.messages"
-SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
-TOOL_NAME = "gen_ai.tool.name"
-TOOL_CALL_ID = "gen_ai.tool.call.id"
-TOOL_TYPE = "gen_ai.tool.type"
-TOOL_DESCRIPTION = "gen_ai.tool.description"
-TOOL_ARGUMENTS = "gen_ai.tool.call.arguments"
-TOOL_RESULT = "gen_ai.tool.call.result"
-ERROR_TYPE = "error.type"
-RESEND_COUNT = "http.request.resend_count"
-STATUS_CODE = "http.response.status_code"
-# agentkit's own, for what the conventions have no name for.
-STEPS = "agentkit.run.steps"
-STOP_REASON = "agentkit.run.stop_reason"
-COST = "agentkit.run.cost"
-RETRY_DELAY = "agentkit.retry.delay"
-RETRY_EVENT = "agentkit.http.retry"
-
-SAMPLING = {
-    "max_tokens": "gen_ai.request.max_tokens",
-    "temperature": "gen_ai.request.temperature",
-    "top_p": "gen_ai.request.top_p",
-    "top_k": "gen_ai.request.top_k",
-    "seed": "gen_ai.request.seed",
-    "frequency_penalty": "gen_ai.request.frequency_penalty",
-    "presence_penalty": "gen_ai.request.presence_penalty",
-}
-PROVIDERS = {"workers-ai": "cloudflare.workers_ai", "openai": "openai", "local": "llama_cpp"}
-"""`gen_ai.provider.name` per runtime; other runtimes report their own name."""
-
-# The conventions' advised bucket boundaries.
-TOKEN_BUCKETS = [4.0**n for n in range(14)]
-DURATION_BUCKETS = [0.01 * 2.0**n for n in range(14)]
-
-_IN_CHAT = otel_context.create_key("agentkit.chat")  # a chat span is open: don't nest another
-
-
-def provider_of(runtime: Any) -> str:
-    name = str(getattr(runtime, "name", "unknown"))
-    return PROVIDERS.get(name, name)
-
-
-def error_type(error: BaseException) -> str:
-    return type(error).__qualname__
-
-
-def _describe(error: BaseException) -> str:
-    # agentkit's transport errors build their own messages with credentials scrubbed out;
-    # anything else may carry content, so only its type is told.
-    if isinstance(error, TransportError):
-        return str(error)[:500]
-    return error_type(error)
-
-
-def _fail(span: Span, error: BaseException, kind: str | None = None) -> None:
-    span.set_attribute(ERROR_TYPE, kind or error_type(error))
-    span.set_status(Status(StatusCode.ERROR, _describe(error)))
-
-
-def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _parts(message: Message) -> list[dict[str, Any]]:
-    if message.role == "tool":
-        return [
-            {"type": "tool_call_response", "id": message.tool_call_id, "response": message.content}
-        ]
-    parts: list[dict[str, Any]] = []
-    if message.content:
-        parts.append({"type": "text", "content": message.content})
-    for call in message.tool_calls:
-        parts.append(
-            {"type": "tool_call", "id": call.id, "name": call.name, "arguments": call.arguments}
-        )
-    return parts
-
-
-def input_messages(messages: Sequence[Message]) -> dict[str, str]:
-    """The content attributes of a conversation: system instructions apart, as the
-    conventions structure them."""
-    system = [{"type": "text", "content": m.content} for m in messages if m.role == "system"]
-    rest = [{"role": m.role, "parts": _parts(m)} for m in messages if m.role != "system"]
-    out = {INPUT_MESSAGES: _dump(rest)}
-    if system:
-        out[SYSTEM_INSTRUCTIONS] = _dump(system)
-    return out
-
-
-def output_message(message: Message, finish_reason: str | None) -> str:
-    return _dump([{"role": "assistant", "parts": _parts(message), "finish_reason": finish_reason}])
-
-
-def _server(url: str) -> dict[str, Any]:
-    parts = urlsplit(url)
-    out: dict[str, Any] = {"server.address": parts.hostname or ""}
-    if parts.port:
-        out["server.port"] = parts.port
-    return out
 
 
 class Tracing:
@@ -189,7 +105,7 @@ class Tracing:
         try:
             yield
         except BaseException as exc:
-            _fail(span, exc)
+            fail(span, exc)
             raise
         finally:
             otel_context.detach(token)
@@ -222,9 +138,6 @@ class Tracing:
 
     def runtime(self, runtime: Any) -> Any:
         return runtime if isinstance(runtime, TracedRuntime) else TracedRuntime(self, runtime)
-
-    def start_chat(self, runtime: Any, request: Any, *, stream: bool) -> _Chat:
-        return _Chat(self, runtime, request, stream)
 
     # -- tool calls ----------------------------------------------------------------------------
 
@@ -280,7 +193,7 @@ class Tracing:
         if span is None:  # given up before it started
             return
         if error is not None:
-            _fail(span, error)
+            fail(span, error)
         elif self.capture_content and record.output is not None:
             span.set_attribute(TOOL_RESULT, record.output)
         span.end()
@@ -298,7 +211,7 @@ class Tracing:
             RESEND_COUNT: retry + 1,
             ERROR_TYPE: error_type(error),
             RETRY_DELAY: round(delay, 3),
-            **_server(url),
+            **server_of(url),
         }
         status = getattr(error, "status", None)
         if isinstance(status, int):
@@ -336,7 +249,7 @@ class Tracing:
         try:
             await app(scope, receive, send_status)
         except BaseException as exc:
-            _fail(span, exc)
+            fail(span, exc)
             raise
         finally:
             otel_context.detach(token)
@@ -348,118 +261,3 @@ class Tracing:
                 span.set_attribute(ERROR_TYPE, str(status[0]))
                 span.set_status(Status(StatusCode.ERROR))
             span.end()
-
-
-class _Chat:
-    """One `chat {model}` span and its metrics."""
-
-    def __init__(self, tracing: Tracing, runtime: Any, request: Any, stream: bool) -> None:
-        self.tracing = tracing
-        self.model = model_name(runtime)
-        self.base = {
-            OPERATION: "chat",
-            PROVIDER: provider_of(runtime),
-            REQUEST_MODEL: self.model,
-        }
-        attributes: dict[str, Any] = {**self.base, "gen_ai.request.stream": stream}
-        for field, key in SAMPLING.items():
-            value = getattr(request, field, None)
-            if value is not None:
-                attributes[key] = value
-        messages = getattr(request, "messages", None)
-        if tracing.capture_content and messages:
-            attributes.update(input_messages(messages))
-        self.span = tracing.tracer.start_span(
-            f"chat {self.model}", kind=SpanKind.CLIENT, attributes=attributes
-        )
-        self.context = otel_context.set_value(_IN_CHAT, True, trace.set_span_in_context(self.span))
-        self.started = time.perf_counter()
-
-    def finish(self, generation: Generation) -> None:
-        span = self.span
-        usage = generation.usage
-        reason = generation.finish_reason or ("tool_calls" if generation.tool_calls else None)
-        if reason:
-            span.set_attribute(FINISH_REASONS, [reason])
-        span.set_attributes(
-            {INPUT_TOKENS: usage.prompt_tokens, OUTPUT_TOKENS: usage.completion_tokens}
-        )
-        if self.tracing.capture_content:
-            message = Message.assistant(generation.response, generation.tool_calls)
-            span.set_attribute(OUTPUT_MESSAGES, output_message(message, reason))
-        span.end()
-        self.tracing.duration.record(time.perf_counter() - self.started, self.base)
-        for kind, count in (("input", usage.prompt_tokens), ("output", usage.completion_tokens)):
-            self.tracing.token_usage.record(count, {**self.base, TOKEN_TYPE: kind})
-
-    def fail(self, error: BaseException, kind: str | None = None) -> None:
-        _fail(self.span, error, kind)
-        self.span.end()
-        failed = {**self.base, ERROR_TYPE: kind or error_type(error)}
-        self.tracing.duration.record(time.perf_counter() - self.started, failed)
-
-
-class TracedRuntime:
-    """A runtime whose calls each get a `chat {model}` span (unless one is already open: a
-    runtime that delegates to another is one model call, not two)."""
-
-    def __init__(self, tracing: Tracing, inner: Any) -> None:
-        self._tracing = tracing
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def __repr__(self) -> str:
-        return repr(self.inner)
-
-    async def generate(self, request: Any) -> Generation:
-        if otel_context.get_value(_IN_CHAT):
-            return await self.inner.generate(request)  # type: ignore[no-any-return]
-        chat = self._tracing.start_chat(self.inner, request, stream=False)
-        token = otel_context.attach(chat.context)
-        try:
-            generation: Generation = await self.inner.generate(request)
-        except BaseException as exc:
-            chat.fail(exc)
-            raise
-        finally:
-            otel_context.detach(token)
-        chat.finish(generation)
-        return generation
-
-    async def stream(self, request: Any) -> AsyncIterator[StreamChunk]:
-        if otel_context.get_value(_IN_CHAT):
-            async for chunk in self.inner.stream(request):
-                yield chunk
-            return
-        chat = self._tracing.start_chat(self.inner, request, stream=True)
-        chunks: list[StreamChunk] = []
-        iterator = self.inner.stream(request)
-        try:
-            while True:
-                # Current only while the inner stream works, not across our own yields: the
-                # consumer's context is its own business.
-                token = otel_context.attach(chat.context)
-                try:
-                    chunk = await iterator.__anext__()
-                except StopAsyncIteration:
-                    break
-                finally:
-                    otel_context.detach(token)
-                chunks.append(chunk)
-                yield chunk
-        except GeneratorExit:  # the consumer stopped early
-            chat.fail(GeneratorExit(), "cancelled")
-            raise
-        except BaseException as exc:
-            chat.fail(exc)
-            raise
-        finally:
-            close = getattr(iterator, "aclose", None)
-            if close is not None:
-                await close()
-        chat.finish(StreamChunk.join(chunks))
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from agentkit.errors import UserError
-from agentkit.telemetry import _otel as names
+from agentkit.telemetry import _conventions as names
 from agentkit.telemetry import instrument, uninstrument
 
 __all__ = ["SpanTree", "configure", "render"]
