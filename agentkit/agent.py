@@ -61,12 +61,14 @@ from agentkit.runtimes.base import Runtime
 from agentkit.telemetry import active as telemetry_active
 from agentkit.tools import Tool, Toolset
 from agentkit.tools._threads import ThreadBatch, ThreadedCall
-from agentkit.usage import Nested, PriceTable, add_usage, check_prices, cost, model_name
+from agentkit.usage import PriceTable, add_usage, check_prices, cost, current_usage, model_name
 
 __all__ = ["Agent", "RunResult", "StopReason", "ToolCallRecord"]
 
 
 log = logging.getLogger("agentkit.agent")
+
+_NO_SPAN = nullcontext()  # reused: the telemetry call sites cost no allocation when it is off
 
 
 @dataclass
@@ -91,7 +93,8 @@ class _Run:
     cost: float | None = None
 
     def usage_by_model(self) -> dict[str, Usage]:
-        return add_usage({self.model: self.usage} if self.steps else {}, self.nested)
+        by_model = {self.model: self.usage} if self.steps else {}
+        return add_usage(by_model, self.nested) if self.nested else by_model
 
     def result(self, output: str = "", stop_reason: StopReason = "answer") -> RunResult:
         by_model = self.usage_by_model()
@@ -320,11 +323,11 @@ class Agent:
     ) -> RunResult:
         run.emit = emit
         run.tracing = telemetry_active()
+        # Runs that this run's tools start (agents used as tools) add their usage to ours.
+        outer = current_usage.get()
+        scope = current_usage.set(run.nested)
         try:
-            with (
-                Nested(run.nested, run.usage_by_model),
-                run.tracing.agent_run(self, run) if run.tracing else nullcontext(),
-            ):
+            with run.tracing.agent_run(self, run) if run.tracing else _NO_SPAN:
                 if self.deadline is None:
                     return await self._loop(run, stream)
                 with anyio.move_on_after(self.deadline):
@@ -332,6 +335,10 @@ class Agent:
                 raise DeadlineExceeded(self.deadline, run.result("", "deadline"))
         except _Stop as stop:
             raise stop.error from None
+        finally:
+            current_usage.reset(scope)
+            if outer is not None:
+                add_usage(outer, run.usage_by_model())
 
     async def _loop(self, run: _Run, stream: bool) -> RunResult:
         while run.steps < self.max_steps:
@@ -506,7 +513,7 @@ class Agent:
         value: Any = None
         error: Exception | None = None
         started = time.perf_counter()
-        with run.tracing.tool_call(record, tool) if run.tracing else nullcontext():
+        with run.tracing.tool_call(record, tool) if run.tracing else _NO_SPAN:
             try:
                 # No timeout, no cancel scope: it costs more than a fast tool itself.
                 with anyio.fail_after(timeout) if timeout is not None else nullcontext():

@@ -11,7 +11,7 @@ result.cost             # in the table's currency; None when a model used has no
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +22,9 @@ from agentkit.model_api import Usage
 
 __all__ = ["ModelPrice", "PriceTable", "cost", "model_name"]
 
-# The usage by model of the run in progress in this context (see `Nested`).
-_current: ContextVar[dict[str, Usage] | None] = ContextVar("_current", default=None)
+current_usage: ContextVar[dict[str, Usage] | None] = ContextVar("current_usage", default=None)
+"""Where a run started in this context (by a tool of the run in progress: an agent used as a
+tool) adds its usage by model, so that the outer run's `usage_by_model` and cost count it."""
 
 
 @dataclass(frozen=True)
@@ -97,24 +98,3 @@ def add_usage(by_model: dict[str, Usage], more: Mapping[str, Usage]) -> dict[str
         known = by_model.get(model)
         by_model[model] = usage if known is None else known + usage
     return by_model
-
-
-class Nested:
-    """A run's scope for the runs its tools start (an agent used as a tool): while it lasts,
-    their usage by model goes into `nested`; when it ends, `report()` (this run's usage by
-    model) goes to the run around it, if any."""
-
-    __slots__ = ("nested", "outer", "report", "token")
-
-    def __init__(self, nested: dict[str, Usage], report: Callable[[], Mapping[str, Usage]]) -> None:
-        self.nested = nested
-        self.report = report
-
-    def __enter__(self) -> None:
-        self.outer = _current.get()
-        self.token = _current.set(self.nested)
-
-    def __exit__(self, *exc_info: object) -> None:
-        _current.reset(self.token)
-        if self.outer is not None:
-            add_usage(self.outer, self.report())

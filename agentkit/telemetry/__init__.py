@@ -50,6 +50,7 @@ content-capture setting)."""
 _explicit: Tracing | None = None  # set by instrument()
 _from_global: Tracing | None = None  # built for the global provider, kept while it stays
 _global_provider: Any = None
+_UNREADABLE = object()
 
 
 def _install_hint() -> UserError:
@@ -107,8 +108,12 @@ def active() -> Tracing | None:
     api = sys.modules.get("opentelemetry.trace")
     if api is None:  # nobody imported OpenTelemetry, so nobody configured it
         return None
-    provider = api.get_tracer_provider()
-    if isinstance(provider, (api.ProxyTracerProvider, api.NoOpTracerProvider)):
+    # The global provider, once set, is never replaced; reading it directly saves the
+    # environment lookup `get_tracer_provider()` makes while none is set.
+    provider = getattr(api, "_TRACER_PROVIDER", _UNREADABLE)
+    if provider is _UNREADABLE:  # another version of the API: ask it
+        provider = api.get_tracer_provider()
+    if provider is None or isinstance(provider, (api.ProxyTracerProvider, api.NoOpTracerProvider)):
         return None
     return _for_global(provider)
 
