@@ -4,7 +4,7 @@ checked against the constants of `opentelemetry-semantic-conventions`."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +27,16 @@ from opentelemetry.semconv.attributes.http_attributes import (
 )
 from opentelemetry.trace import SpanKind, StatusCode
 
-from agentkit import Agent, ModelPrice, ScriptedRuntime, Usage, WorkersAI, telemetry, tool
+from agentkit import (
+    Agent,
+    ModelPrice,
+    ScriptedRuntime,
+    StreamChunk,
+    Usage,
+    WorkersAI,
+    telemetry,
+    tool,
+)
 from agentkit.events import RunFinished
 
 CHAT = gen_ai.GenAiOperationNameValues.CHAT.value
@@ -478,3 +487,36 @@ def test_a_bad_price_is_refused_by_name() -> None:
         ModelPrice(1.0, -1)
     with pytest.raises(Exception, match=r"prices\['m'\]: must be a ModelPrice"):
         Agent(ScriptedRuntime(), prices={"m": (1.0, 2.0)})  # type: ignore[dict-item]
+
+
+class _Endless:
+    """Streams one word, then nothing more until cancelled."""
+
+    name = "endless"
+    capabilities = ScriptedRuntime().capabilities
+
+    async def generate(self, request: Any) -> Any:
+        raise NotImplementedError
+
+    async def stream(self, request: Any) -> AsyncIterator[StreamChunk]:
+        yield StreamChunk(response="one")
+        await anyio.sleep_forever()
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_stream_stopped_early_ends_its_spans_as_cancelled(otel: Recorded) -> None:
+    async with aclosing(Agent(_Endless()).stream("count")) as events:
+        async for event in events:
+            if hasattr(event, "text"):
+                break  # the consumer has seen enough
+    chat = otel.one("chat endless")
+    assert chat.attributes is not None
+    assert chat.attributes[ERROR_TYPE] == "cancelled"
+    assert chat.attributes[gen_ai.GEN_AI_REQUEST_STREAM] is True
+    run = otel.one("invoke_agent")
+    assert parent_of(chat) == span_id(run)
+    assert run.status.status_code is StatusCode.ERROR
+    assert run.attributes is not None
+    assert run.attributes[ERROR_TYPE] == "cancelled"

@@ -69,7 +69,14 @@ def provider_of(runtime: Any) -> str:
 
 
 def error_type(error: BaseException) -> str:
+    """The exception's type; `cancelled` for a cancellation or a consumer that stopped early
+    (asyncio's `CancelledError`, trio's `Cancelled`, `GeneratorExit`)."""
+    if isinstance(error, GeneratorExit) or type(error).__name__ in _CANCELLED:
+        return "cancelled"
     return type(error).__qualname__
+
+
+_CANCELLED = {"CancelledError", "Cancelled"}
 
 
 def describe(error: BaseException) -> str:

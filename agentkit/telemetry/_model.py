@@ -115,38 +115,50 @@ class TracedRuntime:
         chat.finish(generation)
         return generation
 
-    async def stream(self, request: Any) -> AsyncIterator[StreamChunk]:
+    def stream(self, request: Any) -> AsyncIterator[StreamChunk]:
         if otel_context.get_value(_IN_CHAT):
-            async for chunk in self.inner.stream(request):
-                yield chunk
-            return
+            return self.inner.stream(request)  # type: ignore[no-any-return]
         chat = _Chat(self._tracing, self.inner, request, True)
-        chunks: list[StreamChunk] = []
-        iterator = self.inner.stream(request)
+        token = otel_context.attach(chat.context)
         try:
-            while True:
-                # Current only while the inner stream works, not across our own yields: the
-                # consumer's context is its own business.
-                token = otel_context.attach(chat.context)
-                try:
-                    chunk = await iterator.__anext__()
-                except StopAsyncIteration:
-                    break
-                finally:
-                    otel_context.detach(token)
-                chunks.append(chunk)
-                yield chunk
-        except GeneratorExit:  # the consumer stopped early
-            chat.fail(GeneratorExit(), "cancelled")
-            raise
+            # Called at once, as the runtime would be: a refused request raises here.
+            iterator: AsyncIterator[StreamChunk] = self.inner.stream(request)
         except BaseException as exc:
             chat.fail(exc)
             raise
         finally:
-            close = getattr(iterator, "aclose", None)
-            if close is not None:
-                await close()
-        chat.finish(StreamChunk.join(chunks))
+            otel_context.detach(token)
+        return _traced_chunks(chat, iterator)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+async def _traced_chunks(
+    chat: _Chat, iterator: AsyncIterator[StreamChunk]
+) -> AsyncIterator[StreamChunk]:
+    chunks: list[StreamChunk] = []
+    try:
+        while True:
+            # The chat span is current only while the runtime works, not across our own
+            # yields: the consumer's context is its own business.
+            token = otel_context.attach(chat.context)
+            try:
+                chunk = await iterator.__anext__()
+            except StopAsyncIteration:
+                break
+            finally:
+                otel_context.detach(token)
+            chunks.append(chunk)
+            yield chunk
+    except GeneratorExit:  # the consumer stopped early
+        chat.fail(GeneratorExit())
+        raise
+    except BaseException as exc:
+        chat.fail(exc)
+        raise
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
+    chat.finish(StreamChunk.join(chunks))
