@@ -18,6 +18,8 @@ from agentkit.events import RunFinished, TextDelta, ToolCallFinished, ToolCallSt
 from agentkit.model_api import generation_json_schema, request_json_schema
 from agentkit.runtimes import RUNTIMES, runtime_for
 from agentkit.runtimes.base import Runtime
+from agentkit.telemetry.console import add_options as add_telemetry_options
+from agentkit.telemetry.console import configure as configure_telemetry
 from agentkit.tools import Tool, validate_tool_definitions
 from agentkit.tools.loader import load_tools
 
@@ -49,25 +51,7 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
     for flag, kind in _SAMPLING:
         parser.add_argument(flag, type=kind)
     parser.add_argument("-v", "--verbose", action="store_true", help="show each tool call")
-    parser.add_argument(
-        "--trace", action="store_true", help="print the run's span tree on stderr at the end"
-    )
     add_telemetry_options(parser)
-
-
-def add_telemetry_options(parser: argparse.ArgumentParser) -> None:
-    """`--otlp` and `--capture-content` (for run, chat and serve)."""
-    parser.add_argument(
-        "--otlp",
-        metavar="URL",
-        help="send spans and metrics to this OTLP/HTTP collector (e.g. http://localhost:4318)",
-    )
-    parser.add_argument(
-        "--capture-content",
-        action="store_true",
-        default=None,
-        help="record prompts, answers, tool arguments and results on the spans",
-    )
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
@@ -256,9 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finish = None
     try:
         if getattr(args, "trace", False) or getattr(args, "otlp", None):
-            from agentkit.telemetry.console import configure
-
-            finish = configure(
+            finish = configure_telemetry(
                 tree=args.trace, otlp=args.otlp, capture_content=args.capture_content
             )
         try:

@@ -15,6 +15,7 @@ from agentkit.errors import ConfigurationError
 from agentkit.runtimes import RUNTIMES, runtime_for
 from agentkit.runtimes.base import Runtime
 from agentkit.server.app import DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUE, create_app, served_models
+from agentkit.telemetry.console import add_options as add_telemetry_options
 from agentkit.tools.loader import load_tools
 
 __all__ = ["add_arguments", "main"]
@@ -50,10 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
-    parser.set_defaults(trace=False)
-    from agentkit.cli import add_telemetry_options
-
-    add_telemetry_options(parser)
+    add_telemetry_options(parser, tree=False)
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
