@@ -489,21 +489,14 @@ def test_a_bad_price_is_refused_by_name() -> None:
         Agent(ScriptedRuntime(), prices={"m": (1.0, 2.0)})  # type: ignore[dict-item]
 
 
-class _Endless:
+class _Endless(ScriptedRuntime):
     """Streams one word, then nothing more until cancelled."""
 
     name = "endless"
-    capabilities = ScriptedRuntime().capabilities
-
-    async def generate(self, request: Any) -> Any:
-        raise NotImplementedError
 
     async def stream(self, request: Any) -> AsyncIterator[StreamChunk]:
         yield StreamChunk(response="one")
         await anyio.sleep_forever()
-
-    async def aclose(self) -> None:
-        return None
 
 
 async def test_a_stream_stopped_early_ends_its_spans_as_cancelled(otel: Recorded) -> None:
