@@ -50,8 +50,8 @@ from agentkit.errors import (
 from agentkit.model_api import (
     FunctionDefinition,
     Generation,
-    GenerationRequest,
     Message,
+    ModelRequest,
     StreamChunk,
     ToolCall,
     Usage,
@@ -61,6 +61,7 @@ from agentkit.runtimes import (
     FunctionRuntime,
     NoRecording,
     OpenAICompatible,
+    Profile,
     RecordingTransport,
     RetryPolicy,
     Runtime,
@@ -77,6 +78,7 @@ from agentkit.tools import (
     validate_tool_definitions,
 )
 from agentkit.usage import ModelPrice, PriceTable
+from agentkit.wire.workers_ai import GenerationRequest
 
 __version__ = "0.1.0"
 
@@ -99,11 +101,13 @@ __all__ = [
     "ModelConnectionError",
     "ModelHTTPError",
     "ModelPrice",
+    "ModelRequest",
     "ModelTimeout",
     "NoRecording",
     "NotFound",
     "OpenAICompatible",
     "PriceTable",
+    "Profile",
     "RateLimited",
     "RecordingTransport",
     "RepeatedToolCall",

@@ -16,6 +16,9 @@ _SHORT = 80
 
 def show(value: Any) -> str:
     """A value as the caller wrote it, cut to a readable length."""
+    if isinstance(value, int) and value.bit_length() > 256:
+        # Python refuses to print integers past a few thousand digits; nobody wants them.
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
     try:
         text = json.dumps(value, ensure_ascii=False, default=repr)
     except (TypeError, ValueError):

@@ -50,18 +50,19 @@ from agentkit.events import (
 from agentkit.model_api import (
     FunctionDefinition,
     Generation,
-    GenerationRequest,
     Message,
+    ModelRequest,
     StreamChunk,
     Usage,
 )
 from agentkit.results import RunResult, StopReason, ToolCallRecord
-from agentkit.runtimes import resolve_runtime
+from agentkit.runtimes import get_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.telemetry import active as telemetry_active
 from agentkit.tools import Tool, Toolset
 from agentkit.tools._threads import ThreadBatch, ThreadedCall
 from agentkit.usage import PriceTable, add_usage, check_prices, cost, current_usage, model_name
+from agentkit.wire.workers_ai import GenerationRequest
 
 __all__ = ["Agent", "RunResult", "StopReason", "ToolCallRecord"]
 
@@ -138,7 +139,8 @@ class Agent:
     """A model, some tools and the loop between them.
 
     Args:
-        runtime: a `Runtime`, or a runtime's name (`"local"`, `"workers-ai"`, `"openai"`).
+        runtime: a `Runtime`, or a runtime's name (`"local"`, `"workers-ai"`, `"openai"`); a
+            runtime made from a name belongs to the Agent, which closes it in `aclose`.
         tools: `Tool`s or plain functions (wrapped with `@tool`).
         instructions: the system message.
         max_steps: model calls allowed before the run stops with `MaxStepsExceeded`.
@@ -152,13 +154,15 @@ class Agent:
         max_tool_output: characters of a tool's output sent to the model; the rest is cut
             from the middle (the run record keeps it whole).
         repeat_limit: identical consecutive calls that earn a nudge; one more stops the run.
-        tool_choice: `auto`, `required`, `none` or a tool's name.
+        tool_choice: `auto`, `required`, `none` or a tool's name; None takes the runtime's
+            profile (`auto`, or `required` for a model too small to decide by itself).
         reset_tool_choice: once the tools have answered, go back to `auto` for the rest of the
             run, so that a forced choice (`required`, a name) cannot loop forever.
         name: the agent's name, in traces (`invoke_agent {name}`).
         prices: model names to `ModelPrice`s (per million tokens), so that `RunResult.cost`
             can say what a run cost.
-        **sampling: request fields sent with every call (`temperature`, `max_tokens`, ...).
+        **sampling: request fields sent with every call (`temperature`, `max_tokens`, ...),
+            over the runtime profile's own.
     """
 
     def __init__(
@@ -176,7 +180,7 @@ class Agent:
         raise_tool_errors: bool = False,
         max_tool_output: int = 20_000,
         repeat_limit: int = 3,
-        tool_choice: str = "auto",
+        tool_choice: str | None = None,
         reset_tool_choice: bool = True,
         name: str | None = None,
         prices: PriceTable | None = None,
@@ -186,7 +190,8 @@ class Agent:
             raise UserError(f"max_steps: must be >= 1 (got {max_steps})")
         if max_concurrency < 1:
             raise UserError(f"max_concurrency: must be >= 1 (got {max_concurrency})")
-        self.runtime = resolve_runtime(runtime)
+        self._owns_runtime = isinstance(runtime, str)
+        self.runtime = get_runtime(runtime) if isinstance(runtime, str) else runtime
         self.toolset = tools if isinstance(tools, Toolset) else Toolset(tools)
         self.instructions = instructions
         self.max_steps = max_steps
@@ -201,16 +206,18 @@ class Agent:
         self.name = name
         self.prices = check_prices(prices)
         self._model = model_name(self.runtime)
+        profile = self.runtime.profile
+        if tool_choice is None:
+            tool_choice = profile.tool_choice if len(self.toolset) else "auto"
         if tool_choice not in ("auto", "required", "none") and tool_choice not in self.toolset:
             raise UserError(
                 f"tool_choice: must be auto, required, none or a tool's name (got {tool_choice!r})"
             )
         # Validated once here; every step reuses the fields without validating them again.
-        template = GenerationRequest.build({"messages": [], "tool_choice": tool_choice, **sampling})
-        self._fields = template.model_dump(exclude={"messages", "prompt", "tools", "stream"})
-        # Extensions that never go on the wire are left out by model_dump: carry them over.
-        self._fields["tool_choice"] = tool_choice
-        self._fields["parallel_tool_calls"] = template.parallel_tool_calls
+        # The settings are checked against the contract's bounds, the user's over the profile's.
+        settings = {**profile.sampling, **sampling, "tool_choice": tool_choice}
+        template = GenerationRequest.build({"messages": [], **settings}).to_model(self.runtime.name)
+        self._fields = template.model_dump(exclude={"messages", "tools", "raw_prompt"})
         self.reset_tool_choice = reset_tool_choice
         dialect = self.runtime.capabilities.schema_dialect
         self._definitions = self.toolset.definitions(dialect) if len(self.toolset) else None
@@ -293,8 +300,15 @@ class Agent:
             raise error
 
     async def aclose(self) -> None:
-        """Close the runtime."""
-        await self.runtime.aclose()
+        """Close the runtime if the Agent made it (from a name); one passed in stays open."""
+        if self._owns_runtime:
+            await self.runtime.aclose()
+
+    async def __aenter__(self) -> Agent:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -366,8 +380,8 @@ class Agent:
             fields["tool_choice"] = "none"
         elif self.reset_tool_choice and run.records:
             fields["tool_choice"] = "auto"
-        request = GenerationRequest.model_construct(
-            messages=list(run.messages), tools=tools, stream=stream, **fields
+        request = ModelRequest.model_construct(
+            messages=list(run.messages), tools=tools or [], **fields
         )
         if stream:
             chunks: list[StreamChunk] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import typing
 from collections.abc import Sequence
 from contextlib import aclosing
 from pathlib import Path
@@ -15,26 +16,24 @@ import anyio
 from agentkit.agent import Agent, RunResult
 from agentkit.errors import AgentKitError, RunError
 from agentkit.events import RunFinished, TextDelta, ToolCallFinished, ToolCallStarted
-from agentkit.model_api import generation_json_schema, request_json_schema
-from agentkit.runtimes import RUNTIMES, runtime_for
+from agentkit.model_api import SAMPLING_FIELDS, ModelRequest
+from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.telemetry.console import add_options as add_telemetry_options
 from agentkit.telemetry.console import configure as configure_telemetry
 from agentkit.tools import Tool, validate_tool_definitions
 from agentkit.tools.loader import load_tools
+from agentkit.wire.workers_ai import generation_json_schema, request_json_schema
 
 __all__ = ["main"]
 
-_SAMPLING = (
-    ("--max-tokens", int),
-    ("--temperature", float),
-    ("--top-p", float),
-    ("--top-k", int),
-    ("--seed", int),
-    ("--repetition-penalty", float),
-    ("--frequency-penalty", float),
-    ("--presence-penalty", float),
-)
+
+def _number(name: str) -> type[int] | type[float]:
+    annotation = ModelRequest.model_fields[name].annotation
+    return int if annotation is int or int in typing.get_args(annotation) else float
+
+
+_SAMPLING = tuple(("--" + name.replace("_", "-"), _number(name)) for name in SAMPLING_FIELDS)
 
 
 def _add_agent_options(parser: argparse.ArgumentParser) -> None:
@@ -45,8 +44,8 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=10)
     parser.add_argument(
         "--tool-choice",
-        help="auto, required, none or a tool's name (default: auto; on the embedded model, "
-        "which is too small to decide by itself, required for the first step)",
+        help="auto, required, none or a tool's name (default: the runtime's profile: auto; on "
+        "the embedded model, which is too small to decide by itself, required for the first step)",
     )
     for flag, kind in _SAMPLING:
         parser.add_argument(flag, type=kind)
@@ -55,7 +54,7 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
-    return runtime_for(args.runtime, args.model, progress=sys.stderr.isatty())
+    return get_runtime(args.runtime, model=args.model, progress=sys.stderr.isatty())
 
 
 def _agent(args: argparse.Namespace) -> Agent:
@@ -65,18 +64,14 @@ def _agent(args: argparse.Namespace) -> Agent:
         for flag, _ in _SAMPLING
         if getattr(args, flag[2:].replace("-", "_")) is not None
     }
-    # The embedded 135M model answers best greedy, and only calls a tool when made to; after
-    # the tools answered, the agent goes back to `auto` (reset_tool_choice) for the answer.
-    embedded = args.runtime == "local" and not args.model
-    if embedded:
-        sampling.setdefault("temperature", 0.0)
-    tool_choice = args.tool_choice or ("required" if embedded and tools else "auto")
+    # Unset flags leave the runtime's profile in charge (the embedded model's forced first
+    # call and greedy sampling, for one).
     return Agent(
         _runtime(args),
         tools=tools,
         instructions=args.instructions,
         max_steps=args.max_steps,
-        tool_choice=tool_choice,
+        tool_choice=args.tool_choice,
         **sampling,
     )
 

@@ -1,13 +1,10 @@
-"""The Workers AI text-generation contract of `@cf/meta/llama-3.1-8b-instruct`.
+"""The internal types every layer shares: the model request, messages, tool calls, generations,
+stream chunks and usage. They carry no wire quirks; `agentkit.wire` maps them to each API.
 
-Requests (prompt form or messages form), messages, tool calls, generations, stream chunks and
-usage, with wire (de)serialisation for both tool-call shapes:
+Messages and tool calls read both tool-call shapes, as every wire uses one of them:
 
 - legacy: `{"name": "f", "arguments": {...}}` (no id; one is made up and kept);
 - OpenAI: `{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{...}"}}`.
-
-Every bound of the reference is enforced, and a broken request raises `RequestValidationError`
-naming the field, the bound and the value: `temperature: must be <= 5 (got 6)`.
 """
 
 from __future__ import annotations
@@ -21,29 +18,25 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from agentkit._validation import field_errors
-from agentkit.errors import RequestValidationError
-
 __all__ = [
     "DEFAULT_MODEL",
-    "FunctionCode",
+    "SAMPLING_FIELDS",
     "FunctionDefinition",
     "Generation",
-    "GenerationRequest",
     "Message",
+    "ModelRequest",
     "Role",
+    "SchemaDialect",
     "StreamChunk",
     "ToolCall",
+    "ToolChoice",
     "ToolShape",
     "Usage",
-    "generation_json_schema",
     "parse_arguments",
-    "request_json_schema",
 ]
 
 DEFAULT_MODEL = "@cf/meta/llama-3.1-8b-instruct"
@@ -55,6 +48,10 @@ ToolShape = Literal["legacy", "function"]
 `function`: `{type: "function", function: {...}}`."""
 
 FinishReason = Literal["stop", "length", "tool_calls"]
+
+SchemaDialect = Literal["full", "inline", "strict"]
+"""How tool parameter schemas are sent: as built (`$defs` and `$ref` kept), with references
+inlined (Llama, Workers AI), or in OpenAI strict form."""
 
 
 def _new_call_id() -> str:
@@ -225,107 +222,78 @@ class FunctionDefinition(_Model):
         return body if shape == "legacy" else {"type": "function", "function": body}
 
 
-class FunctionCode(_Model):
-    """An item of the contract's `functions` field: a name and a code string."""
-
-    name: str
-    code: str
-
-
 ToolChoice = Literal["auto", "required", "none"] | str
+"""`auto`, `required`, `none`, or the name of one tool."""
+
+SAMPLING_FIELDS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "seed",
+    "repetition_penalty",
+    "frequency_penalty",
+    "presence_penalty",
+)
+"""The sampling settings of a request, by name: the one list every wire and runtime reads."""
 
 
-_NOT_ON_THE_WIRE = {"tool_choice", "parallel_tool_calls", "messages", "tools", "functions"}
+class ModelRequest(_Model):
+    """One request to a model, as the Agent builds it and every runtime takes it.
 
-
-class GenerationRequest(_Model):
-    """The input of one generation: exactly one of `prompt` or `messages`.
-
-    Fields and bounds follow the Workers AI schema of `@cf/meta/llama-3.1-8b-instruct`.
-    `tool_choice` is an agentkit extension (`auto`, `required`, `none` or a tool's name); it is
-    not sent on the Workers AI wire.
+    It has no wire quirks: `messages` is always a list (the Workers AI prompt form arrives as one
+    user message), `tools` is always a list, and `raw_prompt` replaces the messages when the
+    text must reach the model with no chat template. Runtimes refuse, by name, any field they
+    cannot honour (see `agentkit.runtimes.Runtime`).
     """
 
-    prompt: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)] | None = None
-    """The prompt form's input text."""
-    messages: list[Message] | None = None
-    """The messages form's conversation."""
-    raw: bool = False
-    """Send `prompt` to the model as is, with no chat template."""
-    stream: bool = False
-    """Answer as a stream of chunks (server-sent events on the wire)."""
-    max_tokens: int = Field(default=256, ge=1)
-    """The most tokens to generate."""
-    temperature: float = Field(default=0.6, ge=0, le=5)
-    """Sampling temperature; 0 is greedy."""
-    top_p: float | None = Field(default=None, ge=0, le=2)
-    top_k: int | None = Field(default=None, ge=1, le=50)
-    seed: int | None = Field(default=None, ge=1, le=9_999_999_999)
-    repetition_penalty: float | None = Field(default=None, ge=0, le=2)
-    frequency_penalty: float | None = Field(default=None, ge=0, le=2)
-    presence_penalty: float | None = Field(default=None, ge=0, le=2)
-    lora: str | None = None
-    """Name of a LoRA adapter to apply to the base model."""
-    image: list[Annotated[int, Field(ge=0, le=255)]] | str | None = None
-    """Image bytes; text-only models refuse it."""
-    functions: list[FunctionCode] | None = None
-    """Accepted by the contract; agentkit never executes code strings."""
-    tools: list[FunctionDefinition] | None = None
-    """Tools the model may call, given in either shape."""
+    messages: list[Message] = Field(default_factory=list)
+    """The conversation; empty only when `raw_prompt` is set."""
+    tools: list[FunctionDefinition] = Field(default_factory=list)
+    """Tools the model may call."""
+    tool_choice: ToolChoice = "auto"
+    """`auto`, `required`, `none`, or the name of one tool."""
+    parallel_tool_calls: bool | None = None
+    """May one answer hold several tool calls (None: the runtime's default)."""
     response_format: dict[str, Any] | None = None
     """`{type: "json_object"}` or `{type: "json_schema", json_schema: {...}}`."""
-    tool_choice: ToolChoice = Field(default="auto", exclude=True)
-    """agentkit extension: `auto`, `required`, `none`, or the name of one tool."""
-    parallel_tool_calls: bool | None = Field(default=None, exclude=True)
-    """agentkit extension: may one answer hold several tool calls (None: the runtime's
-    default; the local runtime allows one unless this is True)."""
+    lora: str | None = None
+    """Name of a LoRA adapter to apply to the base model."""
+    raw_prompt: str | None = None
+    """Text sent to the model as is, with no chat template (instead of `messages`)."""
+    max_tokens: int = 256
+    """The most tokens to generate."""
+    temperature: float = 0.6
+    """Sampling temperature; 0 is greedy."""
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+    repetition_penalty: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
 
     @model_validator(mode="after")
-    def _one_form(self) -> GenerationRequest:
-        if (self.prompt is None) == (self.messages is None):
-            given = "both" if self.prompt is not None else "neither"
-            raise ValueError(f"exactly one of prompt or messages is required (got {given})")
-        if self.raw and self.prompt is None:
-            raise ValueError("raw: only the prompt form can be sent raw (got messages)")
+    def _one_input(self) -> ModelRequest:
+        if self.raw_prompt is not None and self.messages:
+            raise ValueError("raw_prompt: a raw prompt replaces the messages (got both)")
         return self
-
-    @classmethod
-    def build(cls, data: Mapping[str, Any] | None = None, /, **fields: Any) -> GenerationRequest:
-        """Validate a request; errors name the field, the bound and the value.
-
-        Raises:
-            RequestValidationError: listing every failing field.
-        """
-        try:
-            return cls.model_validate({**(data or {}), **fields})
-        except ValidationError as exc:
-            raise RequestValidationError(field_errors(exc)) from None
-
-    def to_wire(self, tool_shape: ToolShape = "legacy") -> dict[str, Any]:
-        """The request body for Workers AI: only the contract's fields, nothing unset."""
-        out: dict[str, Any] = {}
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if name in _NOT_ON_THE_WIRE or value is None:
-                continue
-            if name in {"raw", "stream"} and not value:
-                continue
-            out[name] = value
-        if self.messages is not None:
-            out["messages"] = [m.to_wire(tool_shape) for m in self.messages]
-        if self.tools:
-            out["tools"] = [t.to_wire(tool_shape) for t in self.tools]
-        if self.functions:
-            out["functions"] = [f.model_dump() for f in self.functions]
-        return out
 
     def sampling(self) -> dict[str, Any]:
         """The sampling fields that are set, by name."""
-        names = (
-            "max_tokens temperature top_p top_k seed repetition_penalty "
-            "frequency_penalty presence_penalty"
-        ).split()
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        return {n: getattr(self, n) for n in SAMPLING_FIELDS if getattr(self, n) is not None}
+
+    def used(self) -> list[str]:
+        """The optional fields this request uses: what a runtime must honour or refuse.
+
+        `tool_choice` counts only when tools are offered (without tools there is no choice).
+        """
+        out = [n for n in ("tools", "response_format", "lora", "raw_prompt") if getattr(self, n)]
+        if self.tools and self.tool_choice != "auto":
+            out.append("tool_choice")
+        if self.parallel_tool_calls is not None:
+            out.append("parallel_tool_calls")
+        out.extend(n for n in SAMPLING_FIELDS[2:] if getattr(self, n) is not None)
+        return out
 
 
 class Usage(_Model):
@@ -436,13 +404,3 @@ class StreamChunk(_Output):
             usage=usage,
             finish_reason=finish,
         )
-
-
-def request_json_schema() -> dict[str, Any]:
-    """JSON Schema of the request (input) model."""
-    return GenerationRequest.model_json_schema()
-
-
-def generation_json_schema() -> dict[str, Any]:
-    """JSON Schema of the generation (output) model."""
-    return Generation.model_json_schema(mode="serialization")

@@ -55,14 +55,14 @@ def _check(output: Any, expected: str) -> None:
 
 def agentkit_case(calls: int) -> Case:
     from agentkit import Agent, tool
-    from agentkit.model_api import Generation, GenerationRequest, ToolCall
+    from agentkit.model_api import Generation, ModelRequest, ToolCall
     from agentkit.runtimes import FunctionRuntime
 
     pairs, expected = script(calls)
     add, executions = counter()
 
-    def model(request: GenerationRequest) -> Generation:
-        messages = request.messages or []
+    def model(request: ModelRequest) -> Generation:
+        messages = request.messages
         if messages[-1].role == "tool":
             results = [int(m.content) for m in messages[-len(pairs) :]]
             return Generation(response=str(sum(results)), finish_reason="stop")

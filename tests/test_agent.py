@@ -521,7 +521,7 @@ async def test_max_steps_can_end_with_a_final_answer_without_tools() -> None:
     assert result.output == "4"
     assert result.stop_reason == "final_answer"
     last = runtime.requests[-1]
-    assert last.tools is None and last.tool_choice == "none"
+    assert last.tools == [] and last.tool_choice == "none"
     runtime.assert_complete()
 
 
@@ -597,7 +597,7 @@ async def test_stream_events_in_order() -> None:
     assert isinstance(finished, ToolCallFinished) and finished.record.output == "5"
     last = events[-1]
     assert isinstance(last, RunFinished) and last.result.output == "The sum is 5"
-    assert runtime.requests[0].stream is True
+    assert runtime.streamed[0] is True
 
 
 async def test_stream_raises_run_errors_plainly() -> None:

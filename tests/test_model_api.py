@@ -18,7 +18,8 @@ from agentkit import (
     ToolCall,
     Usage,
 )
-from agentkit.model_api import generation_json_schema, parse_arguments, request_json_schema
+from agentkit.model_api import parse_arguments
+from agentkit.wire.workers_ai import generation_json_schema, request_json_schema
 
 
 def error_of(**fields: Any) -> str:

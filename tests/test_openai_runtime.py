@@ -208,7 +208,7 @@ async def test_no_key_means_no_authorization_header() -> None:
 
 async def test_raw_prompts_and_lora_are_refused_by_name() -> None:
     runtime, sent = mocked(answers(completion({"content": "ok"})))
-    with pytest.raises(UnsupportedFeature, match="raw: not supported by the openai runtime"):
+    with pytest.raises(UnsupportedFeature, match="raw_prompt: not supported by the openai runtime"):
         await runtime.generate(GenerationRequest.build(prompt="<s>hi", raw=True))
     with pytest.raises(UnsupportedFeature, match="lora"):
         await runtime.generate(GenerationRequest.build(prompt="hi", lora="my-adapter"))

@@ -145,7 +145,7 @@ async def test_an_unrecorded_request_is_a_clear_error(
     assert str(changed.value) == (
         f"no recording in {path} for POST {base}/accounts/acc/ai/run/"
         "@cf/meta/llama-3.1-8b-instruct with this body; it differs from the recorded one at "
-        '.prompt (recorded "What is 2 + 3?", sent "What is 2 + 4?")'
+        '.messages[0].content (recorded "What is 2 + 3?", sent "What is 2 + 4?")'
     )
     other = WorkersAI("acc", TOKEN, "@cf/other", base_url=base, client=replay._http._client)
     with pytest.raises(NoRecording, match=r"recorded: POST .*llama-3\.1-8b-instruct"):

@@ -22,7 +22,9 @@ import pytest
 from agentkit import (
     Capabilities,
     Generation,
-    GenerationRequest,
+    Message,
+    ModelRequest,
+    Runtime,
     ScriptedRuntime,
     StreamChunk,
     Usage,
@@ -85,7 +87,7 @@ def events(lines: Iterator[str]) -> list[Any]:
     return out
 
 
-class HangingRuntime:
+class HangingRuntime(Runtime):
     """Streams one word then waits until cancelled (or `release` is set); records both ends."""
 
     name = "hanging"
@@ -102,7 +104,7 @@ class HangingRuntime:
         while not self.release.is_set():  # noqa: ASYNC110
             await anyio.sleep(0.01)
 
-    async def generate(self, request: GenerationRequest) -> Generation:
+    async def handle_generate(self, request: ModelRequest) -> Generation:
         self.calls += 1
         self.started.set()
         try:
@@ -111,7 +113,7 @@ class HangingRuntime:
         finally:
             self.stopped.set()
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+    async def handle_stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         self.calls += 1
         self.started.set()
         try:
@@ -120,9 +122,6 @@ class HangingRuntime:
             yield StreamChunk(response=" world", usage=Usage.of(3, 2))
         finally:
             self.stopped.set()
-
-    async def aclose(self) -> None:
-        return None
 
 
 # -- the Workers AI endpoint, through the cloudflare SDK ----------------------------------------
@@ -139,7 +138,12 @@ def test_cloudflare_sdk_runs_a_prompt(serve: Callable[..., BackgroundServer]) ->
         "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
     }
     sent = runtime.requests[0]
-    assert (sent.prompt, sent.max_tokens, sent.temperature, sent.seed) == ("Say hi", 20, 0.2, 7)
+    assert (sent.messages, sent.max_tokens, sent.temperature, sent.seed) == (
+        [Message.user("Say hi")],
+        20,
+        0.2,
+        7,
+    )
 
 
 def test_model_name_raw_or_percent_encoded(serve: Callable[..., BackgroundServer]) -> None:
@@ -166,8 +170,8 @@ def test_messages_and_tools_answer_legacy_tool_calls(
     assert result is not None
     assert result["tool_calls"] == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
     request = runtime.requests[0]
-    assert request.tools is not None and request.tools[0].name == "get_weather"
-    assert request.messages is not None and request.messages[0].content == "Weather in Paris?"
+    assert request.tools[0].name == "get_weather"
+    assert request.messages[0].content == "Weather in Paris?"
 
 
 def test_stream_has_the_workers_ai_shape(serve: Callable[..., BackgroundServer]) -> None:

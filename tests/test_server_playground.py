@@ -20,7 +20,9 @@ from agentkit import (
     Capabilities,
     FunctionRuntime,
     Generation,
-    GenerationRequest,
+    ModelRequest,
+    Profile,
+    Runtime,
     ScriptedRuntime,
     StreamChunk,
     tool,
@@ -154,9 +156,8 @@ def get_weather(city: str) -> str:
     return f"{city}: sunny, 21 °C"
 
 
-def weather_model(request: GenerationRequest) -> Generation | str:
+def weather_model(request: ModelRequest) -> Generation | str:
     """Calls get_weather for the last user message, then answers from the result."""
-    assert request.messages is not None
     last = request.messages[-1]
     if last.role == "tool":
         return f"In Paris it is {last.content.split(': ')[1]}."
@@ -262,7 +263,7 @@ def test_the_page_asks_for_the_token_when_the_server_has_one(page: Page) -> None
         assert "s3cret-token" not in command
 
 
-class EndlessRuntime:
+class EndlessRuntime(Runtime):
     """Streams words until its consumer goes away; records that it was stopped."""
 
     name = "endless"
@@ -271,19 +272,16 @@ class EndlessRuntime:
     def __init__(self) -> None:
         self.stopped = threading.Event()
 
-    async def generate(self, request: GenerationRequest) -> Generation:
+    async def handle_generate(self, request: ModelRequest) -> Generation:
         raise AssertionError("the playground streams: generate is never called")
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+    async def handle_stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         try:
             while True:
                 yield StreamChunk(response="la ")
                 await anyio.sleep(0.05)
         finally:
             self.stopped.set()
-
-    async def aclose(self) -> None:
-        return None
 
 
 def test_stop_ends_the_generation_on_the_server(page: Page) -> None:
@@ -309,3 +307,22 @@ def test_the_page_shows_bad_settings_as_the_api_names_them(page: Page) -> None:
         expect(page.locator("#error")).to_have_text(
             "Bad input: top_k: must be <= 50 (got 80) (code 5006)"
         )
+
+
+def test_the_page_starts_from_the_runtimes_profile(page: Page) -> None:
+    """The embedded model's defaults reach the page, as they reach the library and the CLI."""
+
+    class Small(ScriptedRuntime):
+        profile = Profile(tool_choice="required", sampling={"temperature": 0.0})
+
+    runtime = Small([ScriptedRuntime.call("get_weather", city="Paris"), "Sunny in Paris."])
+    with BackgroundServer(create_app(runtime, tools=[get_weather])) as server:
+        page.goto(server.url + "/")
+        expect(page.locator("#status")).to_have_text("ready")
+        expect(page.locator("#tool_choice")).to_have_value("required")
+        expect(page.locator("#temperature")).to_have_value("0")
+        page.fill("#prompt", "Weather in Paris?")
+        page.press("#prompt", "Enter")
+        expect(page.locator(".meta")).to_contain_text("2 steps", timeout=30_000)
+    first = runtime.requests[0]
+    assert (first.tool_choice, first.temperature) == ("required", 0.0)

@@ -1,4 +1,4 @@
-"""Model runtimes behind one protocol, chosen by object or by name.
+"""Model runtimes behind one base class, chosen by object or by name (`get_runtime`).
 
 - `local`: `llama_cpp.LlamaCpp`, needs `pip install 'agentkit[local]'`;
 - `workers-ai`: `workers_ai.WorkersAI`, needs `CLOUDFLARE_ACCOUNT_ID` and `CLOUDFLARE_API_TOKEN`;
@@ -12,7 +12,7 @@ from typing import Any
 
 from agentkit.errors import ConfigurationError
 from agentkit.runtimes._http import RetryPolicy
-from agentkit.runtimes.base import Capabilities, Runtime, SchemaDialect, check_supported
+from agentkit.runtimes.base import Capabilities, Profile, Runtime, SchemaDialect
 from agentkit.runtimes.openai import OpenAICompatible
 from agentkit.runtimes.recording import NoRecording, RecordingTransport
 from agentkit.runtimes.scripted import FunctionRuntime, ScriptedRuntime
@@ -24,16 +24,14 @@ __all__ = [
     "FunctionRuntime",
     "NoRecording",
     "OpenAICompatible",
+    "Profile",
     "RecordingTransport",
     "RetryPolicy",
     "Runtime",
     "SchemaDialect",
     "ScriptedRuntime",
     "WorkersAI",
-    "check_supported",
     "get_runtime",
-    "resolve_runtime",
-    "runtime_for",
 ]
 
 RUNTIMES: dict[str, tuple[str, str]] = {
@@ -44,8 +42,17 @@ RUNTIMES: dict[str, tuple[str, str]] = {
 """Runtime names and where their classes live; each class has `from_env(**options)`."""
 
 
-def get_runtime(name: str, **options: Any) -> Runtime:
-    """A runtime by name, configured from the environment and `options`.
+def get_runtime(
+    name: str, *, model: str | None = None, progress: bool = False, **options: Any
+) -> Runtime:
+    """A runtime by name, configured from the environment and the arguments: the one way to
+    make a runtime from a name (the Agent, the CLI and the server all use it).
+
+    Args:
+        name: `local`, `workers-ai` or `openai`.
+        model: a GGUF file for `local`, a model name for the hosted runtimes.
+        progress: for `local`, print a line to stderr while the model loads.
+        **options: the runtime class's own arguments (`from_env(**options)`).
 
     Raises:
         ConfigurationError: the name is unknown, its extra is not installed, or a setting it
@@ -56,6 +63,12 @@ def get_runtime(name: str, **options: Any) -> Runtime:
     except KeyError:
         known = ", ".join(sorted(RUNTIMES))
         raise ConfigurationError(f"unknown runtime {name!r}; known runtimes: {known}") from None
+    if name == "local":
+        options.setdefault("progress", progress)
+        if model:
+            options["model_path"] = model
+    elif model:
+        options["model"] = model
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -66,21 +79,3 @@ def get_runtime(name: str, **options: Any) -> Runtime:
         ) from None
     runtime: Runtime = getattr(module, class_name).from_env(**options)
     return runtime
-
-
-def runtime_for(name: str, model: str | None = None, *, progress: bool = False) -> Runtime:
-    """A runtime as the command line names it: `model` is a GGUF file for `local` (which may
-    show loading progress), a model name for the hosted runtimes."""
-    options: dict[str, Any] = {}
-    if name == "local":
-        options["progress"] = progress
-        if model:
-            options["model_path"] = model
-    elif model:
-        options["model"] = model
-    return get_runtime(name, **options)
-
-
-def resolve_runtime(runtime: Runtime | str) -> Runtime:
-    """A runtime object as is, or one made by name."""
-    return get_runtime(runtime) if isinstance(runtime, str) else runtime

@@ -44,6 +44,7 @@ from agentkit.errors import (
     TransportError,
     UserError,
 )
+from agentkit.wire import workers_ai
 
 log = logging.getLogger("agentkit.http")
 
@@ -53,20 +54,8 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=300.0, write=60.0, pool=30.0)
 Sleep = Callable[[float], Awaitable[None]]
 
 # Workers AI error codes whose handling differs from what their HTTP status suggests.
-_NOT_RETRIED = {3036}  # daily free allocation used up
-_RETRIED = {3007, 3008, 3040}  # timeout, aborted, out of capacity
-_BY_CODE: dict[int, int] = {  # the status a code stands for, when an envelope comes with 200
-    3003: 400,
-    3006: 413,
-    3007: 408,
-    3008: 408,
-    3036: 429,
-    3040: 429,
-    5005: 405,
-    5006: 400,
-    5007: 400,
-    10000: 401,
-}
+_NOT_RETRIED = {workers_ai.DAILY_LIMIT}  # daily free allocation used up
+_RETRIED = {workers_ai.TIMED_OUT, workers_ai.ABORTED, workers_ai.OUT_OF_CAPACITY}
 
 
 @dataclass(frozen=True)
@@ -138,32 +127,6 @@ def parse_retry_after(
     return max(when.timestamp() - now(), 0.0)
 
 
-def _message_and_code(body: Any, text: str) -> tuple[str, int | None]:
-    """The service's own words from an error body (Cloudflare envelope, OpenAI, or others)."""
-    if isinstance(body, Mapping):
-        errors = body.get("errors")
-        if isinstance(errors, list) and errors:
-            first = errors[0] if isinstance(errors[0], Mapping) else {"message": str(errors[0])}
-            code = first.get("code")
-            messages = [
-                str(e.get("message", e)) if isinstance(e, Mapping) else str(e) for e in errors
-            ]
-            return "; ".join(messages), code if isinstance(code, int) else None
-        error = body.get("error")
-        if isinstance(error, Mapping):
-            message = str(error.get("message") or error.get("type") or "")
-            code = error.get("code")
-            if isinstance(code, str) and code:
-                message = f"{message} ({code})"
-            return message, code if isinstance(code, int) else None
-        if isinstance(error, str):
-            return error, None
-        for key in ("detail", "message"):
-            if body.get(key):
-                return str(body[key]), None
-    return text.strip()[:1000] or "no error message in the response", None
-
-
 def error_from_response(
     status: int,
     body: Any,
@@ -181,10 +144,10 @@ def error_from_response(
         headers: the response headers, read for `Retry-After`.
         secret: a credential to scrub from the message, should the service echo it.
     """
-    message, code = _message_and_code(body, text)
+    message, code = workers_ai.decode_error(body, text)
     if secret:
         message = message.replace(secret, "[redacted]")
-    kind = status if status >= 400 else _BY_CODE.get(code or 0, status)
+    kind = status if status >= 400 else workers_ai.CODE_STATUS.get(code or 0, status)
     retryable = kind in (408, 409, 429) or kind >= 500
     if code in _NOT_RETRIED:
         retryable = False
@@ -213,11 +176,6 @@ def error_from_exception(exc: httpx.TransportError, url: str) -> TransportError:
         kind = type(exc).__name__.replace("Timeout", "").lower() or "request"
         return ModelTimeout(f"{kind} timed out talking to {url}: {detail}", retryable=True)
     return ModelConnectionError(f"could not reach {url}: {detail}", retryable=True)
-
-
-def envelope_error(body: Any) -> bool:
-    """True when a Cloudflare envelope says the call failed (even with HTTP 200)."""
-    return isinstance(body, Mapping) and body.get("success") is False
 
 
 @dataclass(frozen=True)
@@ -407,7 +365,7 @@ class HTTPClient:
                     timeout=self._timeout,
                 )
                 data = _json(response)
-                if response.is_error or envelope_error(data):
+                if response.is_error or workers_ai.is_failure(data):
                     retry_after = parse_retry_after(response.headers)
                     raise self._error(response, data)
                 if data is None:
@@ -447,7 +405,7 @@ class HTTPClient:
                     if response.is_error or "text/event-stream" not in kind:
                         await response.aread()
                         data = _json(response)
-                        if response.is_error or envelope_error(data):
+                        if response.is_error or workers_ai.is_failure(data):
                             retry_after = parse_retry_after(response.headers)
                             raise self._error(response, data)
                         raise ModelHTTPError(

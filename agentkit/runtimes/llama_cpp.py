@@ -37,15 +37,9 @@ from llama_cpp.llama import Llama
 
 from agentkit.chat_formats import ChatFormat, format_for_metadata, get_format
 from agentkit.errors import ConfigurationError, FieldError, RequestValidationError
-from agentkit.model_api import (
-    Generation,
-    GenerationRequest,
-    Message,
-    StreamChunk,
-    Usage,
-)
+from agentkit.model_api import ModelRequest, StreamChunk, Usage
 from agentkit.runtimes._llama_decode import Output, common_prefix, sample
-from agentkit.runtimes.base import Capabilities, check_supported
+from agentkit.runtimes.base import Capabilities, Profile, Runtime
 
 __all__ = ["EMBEDDED_PACKAGE", "LlamaCpp", "embedded_model_path"]
 
@@ -72,6 +66,13 @@ def embedded_model_path() -> Path:
     raise ConfigurationError(f"no .gguf file in the installed {EMBEDDED_PACKAGE} package")
 
 
+def _embedded_or_none() -> Path | None:
+    try:
+        return embedded_model_path()
+    except ConfigurationError:
+        return None
+
+
 @dataclass
 class _Plan:
     """What one request asks of the model, worked out before any token is generated."""
@@ -93,7 +94,12 @@ class _Plan:
     """Parses tool calls out of the output; None when no tools were offered."""
 
 
-class LlamaCpp:
+EMBEDDED_PROFILE = Profile(tool_choice="required", sampling={"temperature": 0.0})
+"""The embedded 135M model calls tools reliably only when the first step must call one and
+sampling is greedy; after the tools answered, the Agent goes back to `auto`."""
+
+
+class LlamaCpp(Runtime):
     """A GGUF model run in process by llama.cpp.
 
     Args:
@@ -109,12 +115,10 @@ class LlamaCpp:
     name = "local"
     capabilities = Capabilities(
         tools=True,
-        streaming=True,
-        lora=True,
-        grammar=True,
-        raw=True,
         tool_choice=True,
-        images=False,
+        parallel_tool_calls=True,
+        lora=True,
+        raw=True,
         schema_dialect="inline",
     )
 
@@ -151,6 +155,8 @@ class LlamaCpp:
         self._adapters: dict[str, Any] = {}
         self._active_lora: str | None = None
         self._lock = threading.Lock()
+        if model_path is None or path.resolve() == _embedded_or_none():
+            self.profile = EMBEDDED_PROFILE
 
     @classmethod
     def from_env(cls, **options: Any) -> LlamaCpp:
@@ -184,14 +190,9 @@ class LlamaCpp:
             assert self._format is not None
             return self._format
 
-    # -- the Runtime protocol ---------------------------------------------------------------
+    # -- the Runtime ------------------------------------------------------------------------
 
-    async def generate(self, request: GenerationRequest) -> Generation:
-        chunks = [chunk async for chunk in self.stream(request)]
-        return StreamChunk.join(chunks)
-
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
-        check_supported(self, request)
+    async def handle_stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         if request.lora is not None and request.lora not in self._loras:
             known = ", ".join(sorted(self._loras)) or "none registered"
             raise RequestValidationError(
@@ -265,7 +266,7 @@ class LlamaCpp:
 
     def _work(
         self,
-        request: GenerationRequest,
+        request: ModelRequest,
         emit: Callable[[StreamChunk], None],
         cancelled: threading.Event,
     ) -> None:
@@ -300,7 +301,7 @@ class LlamaCpp:
         self._active_lora = name
         llama.reset()  # type: ignore[no-untyped-call]  # the cache holds other weights' keys
 
-    def _plan(self, request: GenerationRequest) -> _Plan:
+    def _plan(self, request: ModelRequest) -> _Plan:
         fmt = self._format
         assert fmt is not None
         sampling = {
@@ -315,23 +316,19 @@ class LlamaCpp:
         }
         plan = _Plan(
             prompt="",
-            field="prompt" if request.prompt is not None else "messages",
+            field="prompt" if request.raw_prompt is not None else "messages",
             sampling=sampling,
             max_tokens=request.max_tokens,
             seed=request.seed,
             lora=request.lora,
             stops=fmt.stop,
         )
-        if request.raw:
-            assert request.prompt is not None
-            plan.prompt = request.prompt
+        if request.raw_prompt is not None:
+            plan.prompt = request.raw_prompt
             return plan
-        messages = request.messages if request.messages is not None else []
-        if request.prompt is not None:
-            messages = [Message.user(request.prompt)]
-        tools = request.tools or []
+        tools = request.tools
         choice = request.tool_choice
-        plan.prompt = fmt.render(messages, tools, tool_choice=choice)
+        plan.prompt = fmt.render(request.messages, tools, tool_choice=choice)
         if not tools or choice == "none":
             return plan
         plan.chat_format = fmt

@@ -16,15 +16,22 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
-from agentkit.model_api import Generation, GenerationRequest, StreamChunk, ToolCall, Usage
-from agentkit.runtimes.base import Capabilities, check_supported
+from agentkit.model_api import Generation, ModelRequest, StreamChunk, ToolCall, Usage
+from agentkit.runtimes.base import Capabilities, Runtime
 
 __all__ = ["FunctionRuntime", "ScriptedRuntime", "Turn"]
 
 Turn = Generation | str | BaseException
 """One scripted turn: a generation, a plain text answer, or an exception to raise."""
 
-_CAPABILITIES = Capabilities(tool_choice=True, raw=True, lora=True, schema_dialect="full")
+_CAPABILITIES = Capabilities(
+    tool_choice=True,
+    parallel_tool_calls=True,
+    response_format=True,
+    lora=True,
+    raw=True,
+    schema_dialect="full",
+)
 
 
 def _as_generation(turn: Generation | str) -> Generation:
@@ -47,7 +54,7 @@ async def _chunks(generation: Generation) -> AsyncIterator[StreamChunk]:
     yield StreamChunk(usage=generation.usage, finish_reason=generation.finish_reason)
 
 
-class ScriptedRuntime:
+class ScriptedRuntime(Runtime):
     """Answers each request with the next canned turn, and records every request it saw.
 
     Args:
@@ -63,8 +70,10 @@ class ScriptedRuntime:
         self._turns = list(turns)
         self._next = 0
         self.capabilities = capabilities
-        self.requests: list[GenerationRequest] = []
+        self.requests: list[ModelRequest] = []
         """Every request received, in order."""
+        self.streamed: list[bool] = []
+        """For each request, whether it was streamed."""
 
     @staticmethod
     def answer(text: str, usage: Usage | None = None) -> Generation:
@@ -108,9 +117,9 @@ class ScriptedRuntime:
                 f"next was {self._turns[self._next]!r}"
             )
 
-    def _take(self, request: GenerationRequest) -> Generation:
-        check_supported(self, request)
+    def _take(self, request: ModelRequest, streamed: bool) -> Generation:
         self.requests.append(request)
+        self.streamed.append(streamed)
         if self._next >= len(self._turns):
             raise AssertionError(
                 f"the script has {len(self._turns)} turn(s) but request "
@@ -122,25 +131,22 @@ class ScriptedRuntime:
             raise turn
         return _as_generation(turn)
 
-    async def generate(self, request: GenerationRequest) -> Generation:
-        return self._take(request)
+    async def handle_generate(self, request: ModelRequest) -> Generation:
+        return self._take(request, streamed=False)
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
-        async for chunk in _chunks(self._take(request)):
+    async def handle_stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        async for chunk in _chunks(self._take(request, streamed=True)):
             yield chunk
 
-    async def aclose(self) -> None:
-        return None
+
+Decide = Callable[[ModelRequest], "Generation | str | Awaitable[Generation | str]"]
 
 
-Decide = Callable[[GenerationRequest], "Generation | str | Awaitable[Generation | str]"]
-
-
-class FunctionRuntime:
+class FunctionRuntime(Runtime):
     """A runtime whose every turn is decided by a plain function (sync or async) of the request.
 
     ```python
-    def model(request: GenerationRequest) -> Generation | str:
+    def model(request: ModelRequest) -> Generation | str:
         if request.messages[-1].role == "tool":
             return "It is " + request.messages[-1].content
         return ScriptedRuntime.call("clock", zone="UTC")
@@ -152,19 +158,15 @@ class FunctionRuntime:
     def __init__(self, decide: Decide, *, capabilities: Capabilities = _CAPABILITIES) -> None:
         self._decide = decide
         self.capabilities = capabilities
-        self.requests: list[GenerationRequest] = []
+        self.requests: list[ModelRequest] = []
 
-    async def generate(self, request: GenerationRequest) -> Generation:
-        check_supported(self, request)
+    async def handle_generate(self, request: ModelRequest) -> Generation:
         self.requests.append(request)
         turn = self._decide(request)
         if inspect.isawaitable(turn):
             turn = await turn
         return _as_generation(turn)
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
-        async for chunk in _chunks(await self.generate(request)):
+    async def handle_stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        async for chunk in _chunks(await self.handle_generate(request)):
             yield chunk
-
-    async def aclose(self) -> None:
-        return None

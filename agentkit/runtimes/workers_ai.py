@@ -24,7 +24,7 @@ from agentkit.model_api import (
     DEFAULT_MODEL,
     FinishReason,
     Generation,
-    GenerationRequest,
+    ModelRequest,
     StreamChunk,
     ToolShape,
     Usage,
@@ -36,14 +36,10 @@ from agentkit.runtimes._http import (
     decode_event,
     error_from_response,
 )
-from agentkit.runtimes.base import Capabilities, check_supported
-from agentkit.runtimes.openai import (
-    ChatStreamAssembler,
-    LeakGuard,
-    OpenAICompatible,
-    salvage_tool_calls,
-    with_stable_ids,
-)
+from agentkit.runtimes._salvage import LeakGuard, salvage_tool_calls
+from agentkit.runtimes.base import Capabilities, Runtime
+from agentkit.runtimes.openai import ChatStreamAssembler, OpenAICompatible
+from agentkit.wire import workers_ai as wire
 
 __all__ = ["CLOUDFLARE_URL", "WorkersAI"]
 
@@ -53,7 +49,7 @@ Endpoint = Literal["run", "openai"]
 """`run`: `/accounts/{id}/ai/run/{model}` (the contract); `openai`: `/ai/v1/chat/completions`."""
 
 
-def _finish(calls: Sequence[Any], usage: Usage | None, request: GenerationRequest) -> FinishReason:
+def _finish(calls: Sequence[Any], usage: Usage | None, request: ModelRequest) -> FinishReason:
     if calls:
         return "tool_calls"
     if usage is not None and usage.completion_tokens >= request.max_tokens:
@@ -61,13 +57,7 @@ def _finish(calls: Sequence[Any], usage: Usage | None, request: GenerationReques
     return "stop"
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
-class WorkersAI:
+class WorkersAI(Runtime):
     """A runtime on Cloudflare Workers AI.
 
     Args:
@@ -90,7 +80,7 @@ class WorkersAI:
     """
 
     name = "workers-ai"
-    capabilities = Capabilities(lora=True, raw=True)
+    capabilities = Capabilities(lora=True, raw=True, response_format=True)
 
     def __init__(
         self,
@@ -165,15 +155,7 @@ class WorkersAI:
             f"base_url={self.base_url!r}, endpoint={self.endpoint!r})"
         )
 
-    def _body(self, request: GenerationRequest, stream: bool) -> dict[str, Any]:
-        check_supported(self, request)
-        body = request.to_wire(self.tool_shape)
-        body.pop("stream", None)
-        if stream:
-            body["stream"] = True
-        return body
-
-    async def generate(self, request: GenerationRequest) -> Generation:
+    async def handle_generate(self, request: ModelRequest) -> Generation:
         """One generation.
 
         Raises:
@@ -181,16 +163,14 @@ class WorkersAI:
                 `success: false` counts, even with HTTP 200).
         """
         if self._openai is not None:
-            return await self._openai.generate(request)
-        body = self._body(request, stream=False)
+            return await self._openai.handle_generate(request)
+        body = wire.encode_request(request, tool_shape=self.tool_shape)
         data = await self._http.post_json(self._run_url, body)
         result = data.get("result") if isinstance(data, Mapping) else None
         if not isinstance(result, Mapping):
             raise ModelHTTPError(f"the answer has no result: {str(data)[:300]}", status=200)
         seed = json.dumps(body, sort_keys=True)
-        generation = Generation.from_wire(
-            {**result, "tool_calls": with_stable_ids(result.get("tool_calls"), seed)}
-        )
+        generation = wire.decode_result(result, seed)
         if not generation.tool_calls and request.tools:
             names = {t.name for t in request.tools}
             text, calls = salvage_tool_calls(generation.response, names, seed)
@@ -198,7 +178,7 @@ class WorkersAI:
         generation.finish_reason = _finish(generation.tool_calls, generation.usage, request)
         return generation
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+    async def handle_stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         """The generation as chunks, from the service's server-sent events.
 
         Raises:
@@ -206,11 +186,11 @@ class WorkersAI:
             TransportError: as `generate`; not retried once a chunk was yielded.
         """
         if self._openai is not None:
-            async for chunk in self._openai.stream(request):
+            async for chunk in self._openai.handle_stream(request):
                 yield chunk
             return
-        body = self._body(request, stream=True)
-        names = {t.name for t in request.tools or []}
+        body = wire.encode_request(request, tool_shape=self.tool_shape, stream=True)
+        names = {t.name for t in request.tools}
         seed = json.dumps(body, sort_keys=True)
         guard = LeakGuard(names)
         guard.seed = seed
@@ -231,13 +211,8 @@ class WorkersAI:
                 if piece is not None:
                     yield piece
                 continue
-            chunk = StreamChunk.model_validate(
-                {
-                    "response": guard.text(_text(data.get("response"))),
-                    "tool_calls": with_stable_ids(data.get("tool_calls"), f"{seed}\0{n}"),
-                    "usage": data.get("usage"),
-                }
-            )
+            chunk = wire.decode_chunk(data, f"{seed}\0{n}")
+            chunk.response = guard.text(chunk.response)
             calls.extend(chunk.tool_calls)
             usage = chunk.usage or usage
             if chunk.response or chunk.tool_calls or chunk.usage:
@@ -247,12 +222,10 @@ class WorkersAI:
             return
         held, salvaged = guard.finish()
         salvaged = [] if calls else salvaged
-        yield StreamChunk.model_validate(
-            {
-                "response": held,
-                "tool_calls": salvaged,
-                "finish_reason": _finish(calls or salvaged, usage, request),
-            }
+        yield StreamChunk(
+            response=held,
+            tool_calls=salvaged,
+            finish_reason=_finish(calls or salvaged, usage, request),
         )
 
     async def aclose(self) -> None:

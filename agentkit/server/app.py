@@ -27,8 +27,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentkit import telemetry
-from agentkit.model_api import DEFAULT_MODEL, GenerationRequest, Usage
-from agentkit.runtimes.base import Runtime, check_supported
+from agentkit.model_api import DEFAULT_MODEL, ModelRequest, Usage
+from agentkit.runtimes.base import Runtime
 from agentkit.server import openai_compat
 from agentkit.server.core import ServerState, endpoint
 from agentkit.server.errors import BAD_INPUT, INTERNAL, NO_ROUTE, ApiError, envelope
@@ -36,6 +36,8 @@ from agentkit.server.playground import playground_routes
 from agentkit.server.queue import ModelQueue, QueuedRuntime, as_generator
 from agentkit.server.sse import DONE, EventStream, data_frame
 from agentkit.tools import Tool, Toolset
+from agentkit.wire import openai as openai_wire
+from agentkit.wire import workers_ai
 
 __all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_QUEUE", "create_app", "served_models"]
 
@@ -114,15 +116,15 @@ def create_app(
 async def _run(state: ServerState, request: Request) -> Response:
     state.authorize(request)
     state.check_model(request.path_params["model"])
-    generation_request = GenerationRequest.build(await state.read_json(request))
-    check_supported(state.runtime, generation_request)
-    if generation_request.stream:
-        return EventStream(_workers_frames(state, generation_request), state.to_error)
-    generation = await state.generate(request, generation_request)
-    return JSONResponse(envelope(generation.to_wire("legacy")))
+    wire_request = workers_ai.GenerationRequest.build(await state.read_json(request))
+    model_request = state.runtime.check(wire_request)
+    if wire_request.stream:
+        return EventStream(_workers_frames(state, model_request), state.to_error)
+    generation = await state.generate(request, model_request)
+    return JSONResponse(envelope(workers_ai.encode_result(generation)))
 
 
-async def _workers_frames(state: ServerState, request: GenerationRequest) -> AsyncIterator[bytes]:
+async def _workers_frames(state: ServerState, request: ModelRequest) -> AsyncIterator[bytes]:
     """Deltas as `data: {"response": ...}`, then tool calls, the usage, and `[DONE]`."""
     usage_sent = False
     async with aclosing(as_generator(state.runtime.stream(request))) as chunks:
@@ -130,7 +132,7 @@ async def _workers_frames(state: ServerState, request: GenerationRequest) -> Asy
             if not (chunk.response or chunk.tool_calls or chunk.usage):
                 continue
             usage_sent = usage_sent or chunk.usage is not None
-            yield data_frame(chunk.to_wire("legacy"))
+            yield data_frame(workers_ai.encode_chunk(chunk))
     if not usage_sent:
         yield data_frame({"response": "", "usage": Usage().to_wire()})
     yield DONE
@@ -143,22 +145,21 @@ async def _chat_completions(state: ServerState, request: Request) -> Response:
     if not isinstance(model, str) or not model:
         raise ApiError(400, BAD_INPUT, f"Bad input: model: is required (got {model!r})")
     state.check_model(model)
-    generation_request = openai_compat.to_generation_request(body)
-    check_supported(state.runtime, generation_request)
+    chat = openai_wire.decode_request(body)
+    model_request = state.runtime.check(chat.request)
     request_id = request.scope["state"]["request_id"]
-    if generation_request.stream:
-        options = body.get("stream_options")
-        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    if chat.stream:
         frames = openai_compat.completion_frames(
             state.runtime,
-            generation_request,
+            model_request,
             model=model,
             request_id=request_id,
-            include_usage=include_usage,
+            include_usage=chat.include_usage,
         )
         return EventStream(frames, state.to_error, openai=True)
-    generation = await state.generate(request, generation_request)
-    return JSONResponse(openai_compat.completion(generation, model=model, request_id=request_id))
+    generation = await state.generate(request, model_request)
+    completion = openai_wire.encode_completion(generation, model=model, request_id=request_id)
+    return JSONResponse(completion)
 
 
 async def _models(state: ServerState, request: Request) -> Response:

@@ -12,7 +12,7 @@ import anyio
 import uvicorn
 
 from agentkit.errors import ConfigurationError
-from agentkit.runtimes import RUNTIMES, runtime_for
+from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.server.app import DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUE, create_app, served_models
 from agentkit.telemetry.console import add_options as add_telemetry_options
@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
-    return runtime_for(args.runtime, args.model, progress=sys.stderr.isatty())
+    return get_runtime(args.runtime, model=args.model, progress=sys.stderr.isatty())
 
 
 def _is_loopback(host: str) -> bool:

@@ -3,7 +3,6 @@ wrapper that turns any exception into the Workers AI error envelope."""
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -14,7 +13,7 @@ import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from agentkit.model_api import Generation, GenerationRequest
+from agentkit.model_api import Generation, ModelRequest
 from agentkit.server.errors import (
     ABORTED,
     AUTHENTICATION,
@@ -28,6 +27,7 @@ from agentkit.server.errors import (
 from agentkit.server.queue import QueuedRuntime
 from agentkit.server.sse import watch_disconnect
 from agentkit.tools import Toolset
+from agentkit.wire import workers_ai
 
 __all__ = ["ServerState", "endpoint"]
 
@@ -95,8 +95,8 @@ class ServerState:
         if not body.strip():
             raise ApiError(400, INCOMPLETE_REQUEST, "Request is missing headers or body: body")
         try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = workers_ai.loads(body)
+        except ValueError as exc:
             raise ApiError(
                 400, BAD_INPUT, f"Bad input: the body is not valid JSON ({exc})"
             ) from None
@@ -112,7 +112,7 @@ class ServerState:
             413, TOO_LARGE, f"Request is too large: {size} bytes (max_body is {self.max_body})"
         )
 
-    async def generate(self, request: Request, generation: GenerationRequest) -> Generation:
+    async def generate(self, request: Request, generation: ModelRequest) -> Generation:
         """One whole generation, given up (and its queue place freed) if the client leaves.
 
         Raises:

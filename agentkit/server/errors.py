@@ -17,19 +17,37 @@ from agentkit.errors import (
     UserError,
 )
 from agentkit.runtimes.base import Runtime
+from agentkit.wire.workers_ai import (
+    ABORTED,
+    AUTHENTICATION,
+    BAD_INPUT,
+    INCOMPLETE_REQUEST,
+    INTERNAL,
+    LORA_UNSUPPORTED,
+    NO_ROUTE,
+    NO_SUCH_MODEL,
+    OUT_OF_CAPACITY,
+    TOO_LARGE,
+    envelope,
+    error_envelope,
+)
 
-__all__ = ["ApiError", "api_error", "envelope", "error_frame"]
-
-BAD_INPUT = 5006
-NO_SUCH_MODEL = 5007
-LORA_UNSUPPORTED = 5005
-INCOMPLETE_REQUEST = 3003
-TOO_LARGE = 3006
-OUT_OF_CAPACITY = 3040
-AUTHENTICATION = 10000
-ABORTED = 3008
-NO_ROUTE = 7000
-INTERNAL = 5000
+__all__ = [
+    "ABORTED",
+    "AUTHENTICATION",
+    "BAD_INPUT",
+    "INCOMPLETE_REQUEST",
+    "INTERNAL",
+    "LORA_UNSUPPORTED",
+    "NO_ROUTE",
+    "NO_SUCH_MODEL",
+    "OUT_OF_CAPACITY",
+    "TOO_LARGE",
+    "ApiError",
+    "api_error",
+    "envelope",
+    "error_frame",
+]
 
 
 class ApiError(Exception):
@@ -51,12 +69,7 @@ class ApiError(Exception):
 
     def body(self, *, openai: bool = False) -> dict[str, Any]:
         """The failure envelope; `openai` adds the `error` object OpenAI clients read."""
-        out: dict[str, Any] = {
-            "result": None,
-            "success": False,
-            "errors": [{"code": self.code, "message": m} for m in self.messages],
-            "messages": [],
-        }
+        out = error_envelope(self.code, *self.messages)
         if openai:
             out["error"] = {
                 "message": "; ".join(self.messages),
@@ -64,11 +77,6 @@ class ApiError(Exception):
                 "code": str(self.code),
             }
         return out
-
-
-def envelope(result: Any) -> dict[str, Any]:
-    """The success envelope around `result`."""
-    return {"result": result, "success": True, "errors": [], "messages": []}
 
 
 def api_error(exc: Exception, runtime: Runtime) -> ApiError:

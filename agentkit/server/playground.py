@@ -22,11 +22,11 @@ from starlette.staticfiles import StaticFiles
 
 from agentkit.agent import Agent
 from agentkit.events import Event, RunFinished
-from agentkit.model_api import GenerationRequest
 from agentkit.server.core import ServerState, endpoint
 from agentkit.server.errors import BAD_INPUT, ApiError
 from agentkit.server.queue import as_generator
 from agentkit.server.sse import EventStream, data_frame
+from agentkit.wire.workers_ai import GenerationRequest
 
 __all__ = ["playground_routes"]
 
@@ -56,6 +56,10 @@ async def _info(state: ServerState, request: Request) -> Response:
             "models": list(state.models),
             "runtime": state.runtime.name,
             "capabilities": to_jsonable_python(caps),
+            "profile": {
+                "tool_choice": state.runtime.profile.tool_choice,
+                "sampling": dict(state.runtime.profile.sampling),
+            },
             "tools": [t.to_function(caps.schema_dialect) for t in state.tools],
             "max_steps": state.max_steps,
             "auth": state.api_token is not None,
@@ -83,15 +87,16 @@ async def _agent(state: ServerState, request: Request) -> Response:
         tools=tools,
         instructions=instructions,
         max_steps=state.max_steps,
-        # A forced first call goes back to `auto` once the tools answered.
-        tool_choice=checked.tool_choice if tools else "auto",
-        **checked.sampling(),
+        # A forced first call goes back to `auto` once the tools answered; what the body leaves
+        # out, the runtime's profile decides.
+        tool_choice=(checked.tool_choice if "tool_choice" in body else None) if tools else "auto",
+        **{name: value for name, value in checked.sampling().items() if name in body},
     )
     return EventStream(_events(agent, checked), state.to_error)
 
 
 async def _events(agent: Agent, request: GenerationRequest) -> AsyncIterator[bytes]:
-    assert request.messages is not None
+    assert request.messages is not None  # checked by _agent
     async with aclosing(as_generator(agent.stream(request.messages))) as events:
         async for event in events:
             yield data_frame(_event_data(event), event=event.kind)

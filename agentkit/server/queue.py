@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 
 import anyio
 
-from agentkit.model_api import Generation, GenerationRequest, StreamChunk
-from agentkit.runtimes.base import Capabilities, Runtime
+from agentkit.model_api import Generation, ModelRequest, StreamChunk
+from agentkit.runtimes.base import Runtime
 from agentkit.server.errors import OUT_OF_CAPACITY, ApiError
 
 __all__ = ["ModelQueue", "QueuedRuntime", "as_generator"]
@@ -63,20 +63,21 @@ class ModelQueue:
             self._semaphore.release()
 
 
-class QueuedRuntime:
+class QueuedRuntime(Runtime):
     """A runtime whose every generation (or whole stream) first takes a slot of a queue."""
 
     def __init__(self, runtime: Runtime, queue: ModelQueue) -> None:
         self.runtime = runtime
         self.queue = queue
-        self.name: str = runtime.name
-        self.capabilities: Capabilities = runtime.capabilities
+        self.name = runtime.name
+        self.capabilities = runtime.capabilities
+        self.profile = runtime.profile
 
-    async def generate(self, request: GenerationRequest) -> Generation:
+    async def handle_generate(self, request: ModelRequest) -> Generation:
         async with self.queue.slot():
             return await self.runtime.generate(request)
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+    async def handle_stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         # Closing this stream closes the runtime's at once, which stops its generation.
         async with (
             self.queue.slot(),

@@ -18,8 +18,7 @@ from pydantic_core import SchemaValidator
 
 from agentkit._validation import field_errors, show
 from agentkit.errors import FieldError, ToolArgumentsError, ToolDefinitionError
-from agentkit.model_api import FunctionDefinition
-from agentkit.runtimes.base import SchemaDialect
+from agentkit.model_api import FunctionDefinition, SchemaDialect
 from agentkit.tools.arguments import ValidatedArguments, parse_near_json, schema_errors
 from agentkit.tools.formats import (
     DefinitionProblem,

@@ -49,6 +49,7 @@ async function loadInfo() {
   $("runtime").textContent = info.runtime + " runtime";
   $("token-box").hidden = !info.auth;
   $("tools-box").hidden = info.tools.length === 0;
+  applyProfile(info.profile);
   $("tool-list").replaceChildren(
     ...info.tools.map((t) => {
       const item = document.createElement("li");
@@ -60,6 +61,18 @@ async function loadInfo() {
   );
   showError("");
   setStatus("ready");
+}
+
+// The runtime's defaults for its model (a small model may need a forced first call and greedy
+// sampling), shown as the starting settings so the page behaves as the library and the CLI do.
+function applyProfile(profile) {
+  if (!profile) return;
+  if (["auto", "required"].includes(profile.tool_choice)) $("tool_choice").value = profile.tool_choice;
+  for (const [name, value] of Object.entries(profile.sampling || {})) {
+    if (!SAMPLING.includes(name)) continue;
+    $(name).value = value;
+    $(name).dispatchEvent(new Event("input"));
+  }
 }
 
 function sampling() {
