@@ -23,6 +23,7 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
+from types import TracebackType
 from typing import Any
 
 import anyio
@@ -59,7 +60,7 @@ from agentkit.results import RunResult, StopReason, ToolCallRecord
 from agentkit.runtimes import get_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.telemetry import active as telemetry_active
-from agentkit.tools import Tool, Toolset
+from agentkit.tools import Tool, Toolset, ToolSource
 from agentkit.tools._threads import ThreadBatch, ThreadedCall
 from agentkit.usage import PriceTable, add_usage, check_prices, cost, current_usage, model_name
 from agentkit.wire.workers_ai import GenerationRequest
@@ -141,7 +142,9 @@ class Agent:
     Args:
         runtime: a `Runtime`, or a runtime's name (`"local"`, `"workers-ai"`, `"openai"`); a
             runtime made from a name belongs to the Agent, which closes it in `aclose`.
-        tools: `Tool`s or plain functions (wrapped with `@tool`).
+        tools: `Tool`s, plain functions (wrapped with `@tool`) and tool sources such as MCP
+            servers (`agentkit.mcp`), started when the agent is entered (`async with agent:`)
+            or, if it is not, for each run.
         instructions: the system message.
         max_steps: model calls allowed before the run stops with `MaxStepsExceeded`.
         final_answer_on_max_steps: instead of raising, make one last call without tools.
@@ -168,7 +171,7 @@ class Agent:
     def __init__(
         self,
         runtime: Runtime | str,
-        tools: Iterable[Tool | Callable[..., Any]] = (),
+        tools: Iterable[Tool | ToolSource | Callable[..., Any]] = (),
         *,
         instructions: str | None = None,
         max_steps: int = 10,
@@ -208,8 +211,14 @@ class Agent:
         self._model = model_name(self.runtime)
         profile = self.runtime.profile
         if tool_choice is None:
-            tool_choice = profile.tool_choice if len(self.toolset) else "auto"
-        if tool_choice not in ("auto", "required", "none") and tool_choice not in self.toolset:
+            has_tools = len(self.toolset) or self.toolset.sources
+            tool_choice = profile.tool_choice if has_tools else "auto"
+        # A source's tools are known once it runs: a name among them is checked by the model.
+        if (
+            tool_choice not in ("auto", "required", "none")
+            and tool_choice not in self.toolset
+            and not self.toolset.sources
+        ):
             raise UserError(
                 f"tool_choice: must be auto, required, none or a tool's name (got {tool_choice!r})"
             )
@@ -219,9 +228,10 @@ class Agent:
         template = GenerationRequest.build({"messages": [], **settings}).to_model(self.runtime.name)
         self._fields = template.model_dump(exclude={"messages", "tools", "raw_prompt"})
         self.reset_tool_choice = reset_tool_choice
-        dialect = self.runtime.capabilities.schema_dialect
-        self._definitions = self.toolset.definitions(dialect) if len(self.toolset) else None
+        self._dialect = self.runtime.capabilities.schema_dialect
+        self.toolset.definitions(self._dialect)  # built now, so a broken tool fails here
         self._limiter: anyio.CapacityLimiter | None = None
+        self._entered = 0
 
     # -- public API -------------------------------------------------------------------------
 
@@ -305,10 +315,27 @@ class Agent:
             await self.runtime.aclose()
 
     async def __aenter__(self) -> Agent:
+        """Start the tool sources (MCP servers) for every run until the block ends."""
+        try:
+            await self.toolset.__aenter__()
+        except BaseException:
+            await self.aclose()
+            raise
+        self._entered += 1
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop the tool sources, then close the runtime if the Agent made it."""
+        self._entered -= 1
+        try:
+            await self.toolset.__aexit__(exc_type, exc, traceback)
+        finally:
+            await self.aclose()
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -336,17 +363,25 @@ class Agent:
         self, run: _Run, *, emit: Callable[[Event], None] | None, stream: bool
     ) -> RunResult:
         run.emit = emit
+        if self.toolset.running and not self._entered:
+            # Sources started by another run would be stopped by whichever run ends last, in
+            # a task that did not start them.
+            raise UserError(
+                "concurrent runs of an agent with tool sources (MCP servers) need the agent "
+                "entered first: `async with agent:`"
+            )
         run.tracing = telemetry_active()
         # Runs that this run's tools start (agents used as tools) add their usage to ours.
         outer = current_usage.get()
         scope = current_usage.set(run.nested)
         try:
-            with run.tracing.agent_run(self, run) if run.tracing else _NO_SPAN:
-                if self.deadline is None:
-                    return await self._loop(run, stream)
-                with anyio.move_on_after(self.deadline):
-                    return await self._loop(run, stream)
-                raise DeadlineExceeded(self.deadline, run.result("", "deadline"))
+            async with self.toolset:
+                with run.tracing.agent_run(self, run) if run.tracing else _NO_SPAN:
+                    if self.deadline is None:
+                        return await self._loop(run, stream)
+                    with anyio.move_on_after(self.deadline):
+                        return await self._loop(run, stream)
+                    raise DeadlineExceeded(self.deadline, run.result("", "deadline"))
         except _Stop as stop:
             raise stop.error from None
         finally:
@@ -356,7 +391,9 @@ class Agent:
 
     async def _loop(self, run: _Run, stream: bool) -> RunResult:
         while run.steps < self.max_steps:
-            generation = await self._step(run, self._definitions, stream)
+            # Per step: a tool source may have changed its tools since the last one.
+            definitions = self.toolset.definitions(self._dialect) or None
+            generation = await self._step(run, definitions, stream)
             if not generation.tool_calls:
                 run.messages.append(Message.assistant(generation.response))
                 return run.result(generation.response, "answer")

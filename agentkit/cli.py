@@ -1,4 +1,4 @@
-"""The `agentkit` command: run | chat | serve | schema | validate."""
+"""The `agentkit` command: run | chat | serve | mcp | schema | validate."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 import typing
 from collections.abc import Sequence
 from contextlib import aclosing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,13 @@ import anyio
 from agentkit.agent import Agent, RunResult
 from agentkit.errors import AgentKitError, RunError
 from agentkit.events import RunFinished, TextDelta, ToolCallFinished, ToolCallStarted
+from agentkit.mcp.options import add_mcp_options, mcp_sources
 from agentkit.model_api import SAMPLING_FIELDS, ModelRequest
 from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.telemetry.console import add_options as add_telemetry_options
 from agentkit.telemetry.console import configure as configure_telemetry
-from agentkit.tools import Tool, validate_tool_definitions
+from agentkit.tools import Tool, ToolSource, validate_tool_definitions
 from agentkit.tools.loader import load_tools
 from agentkit.wire.workers_ai import generation_json_schema, request_json_schema
 
@@ -51,6 +53,7 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, type=kind)
     parser.add_argument("-v", "--verbose", action="store_true", help="show each tool call")
     add_telemetry_options(parser)
+    add_mcp_options(parser)
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
@@ -58,7 +61,8 @@ def _runtime(args: argparse.Namespace) -> Runtime:
 
 
 def _agent(args: argparse.Namespace) -> Agent:
-    tools: list[Tool] = load_tools(args.tools) if args.tools else []
+    tools: list[Tool | ToolSource] = [*(load_tools(args.tools) if args.tools else [])]
+    tools.extend(mcp_sources(args))
     sampling = {
         flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
         for flag, _ in _SAMPLING
@@ -111,9 +115,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     async def go() -> RunResult:
         try:
-            return await _run_once(agent, args.prompt, args)
+            async with agent:  # starts the MCP servers, and stops them
+                return await _run_once(agent, args.prompt, args)
         finally:
-            await agent.aclose()
+            await agent.runtime.aclose()
 
     result = anyio.run(go)
     if args.json:
@@ -129,25 +134,36 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     async def go() -> None:
         history: list[Any] = []
         try:
-            while True:
-                try:
-                    line = await anyio.to_thread.run_sync(input, "you> ")
-                except EOFError:
-                    return
-                if line.strip() in {"/exit", "/quit"}:
-                    return
-                if not line.strip():
-                    continue
-                result = await _run_once(agent, line, args, history)
-                if not args.stream:
-                    print(result.output)
-                history = result.messages
+            async with agent:
+                while True:
+                    try:
+                        line = await anyio.to_thread.run_sync(input, "you> ")
+                    except EOFError:
+                        return
+                    if line.strip() in {"/exit", "/quit"}:
+                        return
+                    if not line.strip():
+                        continue
+                    result = await _run_once(agent, line, args, history)
+                    if not args.stream:
+                        print(result.output)
+                    history = result.messages
         finally:
-            await agent.aclose()
+            await agent.runtime.aclose()
 
     args.stream = True
     args.json = False
     anyio.run(go)
+    return 0
+
+
+def _cmd_mcp(args: argparse.Namespace) -> int:
+    from agentkit.mcp import serve_stdio
+
+    tools = load_tools(args.tools)
+    # stdout carries the protocol: anything said goes to stderr.
+    _say(f"agentkit mcp: serving {', '.join(t.name for t in tools)} over stdio")
+    anyio.run(partial(serve_stdio, tools, name=args.name))
     return 0
 
 
@@ -215,6 +231,11 @@ def _parser() -> argparse.ArgumentParser:
     else:
         add_arguments(serve)
     serve.set_defaults(handler=serve_main)
+
+    mcp = commands.add_parser("mcp", help="serve tools to MCP clients over stdio")
+    mcp.add_argument("--tools", nargs="+", required=True, metavar="FILE", help="tool files")
+    mcp.add_argument("--name", default="agentkit", help="the server's name (default: agentkit)")
+    mcp.set_defaults(handler=_cmd_mcp)
 
     schema = commands.add_parser("schema", help="print JSON schemas")
     schema.add_argument("which", nargs="?", choices=["request", "generation"], default="request")

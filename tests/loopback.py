@@ -62,14 +62,21 @@ class LoopbackServer:
     `requests`. Use it as a context manager: the server stops at the end.
     """
 
-    def __init__(self, handler: Callable[[Seen], Reply] | None = None, app: Any = None) -> None:
+    def __init__(
+        self,
+        handler: Callable[[Seen], Reply] | None = None,
+        app: Any = None,
+        lifespan: str = "off",
+    ) -> None:
         self.handler = handler or self._next
         self.requests: list[Seen] = []
         self._replies: list[Reply] = []
         if app is None:  # or serve a given ASGI application as it is
             routes = [Route("/{path:path}", self._endpoint, methods=["GET", "POST"])]
             app = Starlette(routes=routes)
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical", lifespan="off")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="critical", lifespan=lifespan
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 

@@ -6,6 +6,7 @@ POST /client/v4/accounts/{account_id}/ai/run/{model}              Workers AI tex
 POST /client/v4/accounts/{account_id}/ai/v1/chat/completions      OpenAI chat completions
 GET  /client/v4/accounts/{account_id}/ai/v1/models                OpenAI model list
 GET  /                                                            the playground
+POST /mcp                                                         the tools over MCP (--mcp)
 ```
 """
 
@@ -14,7 +15,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import aclosing
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
@@ -35,7 +37,7 @@ from agentkit.server.errors import BAD_INPUT, INTERNAL, NO_ROUTE, ApiError, enve
 from agentkit.server.playground import playground_routes
 from agentkit.server.queue import ModelQueue, QueuedRuntime, as_generator
 from agentkit.server.sse import DONE, EventStream, data_frame
-from agentkit.tools import Tool, Toolset
+from agentkit.tools import Tool, Toolset, ToolSource
 from agentkit.wire import openai as openai_wire
 from agentkit.wire import workers_ai
 
@@ -66,11 +68,12 @@ def create_app(
     runtime: Runtime,
     *,
     api_token: str | None = None,
-    tools: Iterable[Tool | Callable[..., Any]] = (),
+    tools: Iterable[Tool | ToolSource | Callable[..., Any]] = (),
     models: Sequence[str] | None = None,
     max_queue: int = DEFAULT_MAX_QUEUE,
     max_body: int = DEFAULT_MAX_BODY,
     max_steps: int = 8,
+    mcp: bool = False,
 ) -> Starlette:
     """The server as an ASGI application, for `uvicorn`, tests or embedding.
 
@@ -78,11 +81,12 @@ def create_app(
         runtime: the model to serve. The application does not close it.
         api_token: when set, every API call needs `Authorization: Bearer <api_token>`.
         tools: tools the playground's agent may call (the API itself runs no tools: its
-            clients run their own).
+            clients run their own). Tool sources (MCP servers) start and stop with the app.
         models: the model names to answer to (see `served_models`).
         max_queue: requests that may wait while the model serves another; past it, 429.
         max_body: the largest request body in bytes; past it, 413.
         max_steps: model calls the playground's agent may make per message.
+        mcp: also serve the tools over MCP (Streamable HTTP) at `/mcp`, behind the same token.
     """
     if max_body < 1:
         raise ValueError(f"max_body: must be >= 1 (got {max_body})")
@@ -104,10 +108,26 @@ def create_app(
         Route(f"{API}/v1/models", endpoint(state, _models, openai=True), methods=["GET"]),
         *playground_routes(state),
     ]
+    lifetimes: list[Any] = [state.tools]
+    if mcp:
+        from agentkit.mcp.server import MCPEndpoint
+
+        mcp_endpoint = MCPEndpoint(state.tools, partial(_refusal, state))
+        routes.append(Route("/mcp", mcp_endpoint, methods=["GET", "POST", "DELETE"]))
+        lifetimes.append(mcp_endpoint.run())
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for lifetime in lifetimes:
+                await stack.enter_async_context(lifetime)
+            yield
+
     app = Starlette(
         routes=routes,
         middleware=[Middleware(telemetry.ServerSpans), Middleware(_RequestId)],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        lifespan=lifespan,
     )
     app.state.agentkit = state
     return app
@@ -168,6 +188,15 @@ async def _models(state: ServerState, request: Request) -> Response:
         {"id": m, "object": "model", "created": 0, "owned_by": "agentkit"} for m in state.models
     ]
     return JSONResponse({"object": "list", "data": data})
+
+
+def _refusal(state: ServerState, scope: Scope) -> Response | None:
+    """The 401 for a request without the server's token, or None when it may pass."""
+    try:
+        state.authorize(Request(scope))
+    except ApiError as error:
+        return JSONResponse(error.body(), status_code=error.status)
+    return None
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

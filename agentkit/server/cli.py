@@ -12,10 +12,12 @@ import anyio
 import uvicorn
 
 from agentkit.errors import ConfigurationError
+from agentkit.mcp.options import add_mcp_options, mcp_sources
 from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.server.app import DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUE, create_app, served_models
 from agentkit.telemetry.console import add_options as add_telemetry_options
+from agentkit.tools import Tool, ToolSource
 from agentkit.tools.loader import load_tools
 
 __all__ = ["add_arguments", "main"]
@@ -37,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tools", nargs="+", default=[], metavar="FILE", help="tools for the playground"
     )
+    parser.add_argument(
+        "--mcp",
+        action="store_true",
+        help="also serve the tools over MCP (Streamable HTTP) at /mcp, behind the same token",
+    )
+    add_mcp_options(parser)
     parser.add_argument(
         "--model-name",
         action="append",
@@ -83,7 +91,8 @@ def main(args: argparse.Namespace) -> int:
     """Run the server until interrupted; returns the exit status."""
     _check(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
-    tools = load_tools(args.tools) if args.tools else []
+    tools: list[Tool | ToolSource] = [*(load_tools(args.tools) if args.tools else [])]
+    tools.extend(mcp_sources(args))
     runtime = _runtime(args)
     try:
         app = create_app(
@@ -94,13 +103,15 @@ def main(args: argparse.Namespace) -> int:
             max_queue=args.max_queue,
             max_body=args.max_body,
             max_steps=args.max_steps,
+            mcp=args.mcp,
         )
         names = ", ".join(served_models(runtime, args.model_names))
         shown = f"[{args.host}]" if ":" in args.host else args.host
         print(
             f"agentkit serve: {runtime.name} runtime as {names}\n"
             f"  API:        http://{shown}:{args.port}/client/v4/accounts/<any>/ai/run/<model>\n"
-            f"  playground: http://{shown}:{args.port}/",
+            f"  playground: http://{shown}:{args.port}/"
+            + (f"\n  MCP:        http://{shown}:{args.port}/mcp" if args.mcp else ""),
             file=sys.stderr,
             flush=True,
         )

@@ -10,6 +10,8 @@ import copy
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack
+from types import TracebackType
 from typing import Any, overload
 
 import jsonschema_rs
@@ -17,7 +19,7 @@ from pydantic import ValidationError
 from pydantic_core import SchemaValidator
 
 from agentkit._validation import field_errors, show
-from agentkit.errors import FieldError, ToolArgumentsError, ToolDefinitionError
+from agentkit.errors import FieldError, ToolArgumentsError, ToolDefinitionError, UserError
 from agentkit.model_api import FunctionDefinition, SchemaDialect
 from agentkit.tools.arguments import ValidatedArguments, parse_near_json, schema_errors
 from agentkit.tools.formats import (
@@ -29,6 +31,7 @@ from agentkit.tools.formats import (
     workers_ai_ready,
 )
 from agentkit.tools.signature import read_signature
+from agentkit.tools.source import ToolSource
 
 __all__ = ["Tool", "Toolset", "tool", "validate_tool_definitions"]
 
@@ -374,13 +377,24 @@ def tool(
 
 
 class Toolset:
-    """Tools by name; plain functions are wrapped with `@tool`; duplicate names are refused."""
+    """Tools by name; plain functions are wrapped with `@tool`; duplicate names are refused.
 
-    def __init__(self, tools: Iterable[Tool | Callable[..., Any]] = ()) -> None:
+    `ToolSource`s (MCP servers) may be mixed in: their tools join the set while the toolset
+    is entered (`async with toolset:`, which the agent does), and follow their changes.
+    """
+
+    def __init__(self, tools: Iterable[Tool | ToolSource | Callable[..., Any]] = ()) -> None:
         self._tools: dict[str, Tool] = {}
+        self._sources: list[ToolSource] = []
         self._definitions: dict[str, list[FunctionDefinition]] = {}
+        self._versions: tuple[int, ...] = ()
+        self._entered = 0
+        self._stack: AsyncExitStack | None = None
         for item in tools:
-            self.add(item)
+            if isinstance(item, ToolSource):
+                self.add_source(item)
+            else:
+                self.add(item)
 
     def add(self, item: Tool | Callable[..., Any]) -> Tool:
         """Add a tool (or a function, wrapped).
@@ -395,29 +409,91 @@ class Toolset:
         self._definitions.clear()
         return made
 
+    def add_source(self, source: ToolSource) -> None:
+        """Add a source of tools, started when the toolset is entered."""
+        if self._entered:
+            raise UserError(f"{source.name}: cannot add a tool source to a running toolset")
+        self._sources.append(source)
+        self._definitions.clear()
+
+    @property
+    def sources(self) -> list[ToolSource]:
+        return list(self._sources)
+
+    @property
+    def running(self) -> bool:
+        """Whether the sources are started (the toolset is entered)."""
+        return self._entered > 0 and bool(self._sources)
+
     def get(self, name: str) -> Tool | None:
-        return self._tools.get(name)
+        found = self._tools.get(name)
+        if found is None and self._entered:
+            for source in self._sources:
+                found = source.tools.get(name)
+                if found is not None:
+                    break
+        return found
 
     @property
     def names(self) -> list[str]:
-        return list(self._tools)
+        return [t.name for t in self]
 
     def definitions(self, dialect: SchemaDialect = "full") -> list[FunctionDefinition]:
-        """Every tool's definition in a dialect (built once per dialect)."""
+        """Every tool's definition in a dialect (built once per dialect, and again when a
+        source's tools change).
+
+        Raises:
+            ToolDefinitionError: a source offers a tool whose name another tool has.
+        """
+        if self._sources:
+            versions = tuple(s.version for s in self._sources) if self._entered else ()
+            if versions != self._versions:
+                self._definitions.clear()
+                self._versions = versions
         found = self._definitions.get(dialect)
         if found is None:
-            found = [t.definition(dialect) for t in self._tools.values()]
+            seen: set[str] = set()
+            found = []
+            for t in self:
+                if t.name in seen:
+                    raise ToolDefinitionError(t.name, ["another tool already has this name"])
+                seen.add(t.name)
+                found.append(t.definition(dialect))
             self._definitions[dialect] = found
         return found
 
+    async def __aenter__(self) -> Toolset:
+        """Start every source (once: nested entries only count)."""
+        if self._entered == 0 and self._sources:
+            async with AsyncExitStack() as stack:
+                for source in self._sources:
+                    await stack.enter_async_context(source)
+                self._stack = stack.pop_all()
+        self._entered += 1
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._entered -= 1
+        if self._entered == 0 and self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.aclose()
+
     def __contains__(self, name: object) -> bool:
-        return name in self._tools
+        return isinstance(name, str) and self.get(name) is not None
 
     def __iter__(self) -> Iterator[Tool]:
-        return iter(self._tools.values())
+        yield from self._tools.values()
+        if self._entered:
+            for source in self._sources:
+                yield from source.tools.values()
 
     def __len__(self) -> int:
-        return len(self._tools)
+        return sum(1 for _ in self)
 
 
 def validate_tool_definitions(definitions: Iterable[Mapping[str, Any]]) -> list[DefinitionProblem]:
