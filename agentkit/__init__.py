@@ -44,6 +44,7 @@ from agentkit.errors import (
     ToolRetriesExhausted,
     ToolRetry,
     TransportError,
+    TruncatedToolCall,
     UnsupportedFeature,
     UserError,
 )
@@ -134,6 +135,7 @@ __all__ = [
     "ToolSource",
     "Toolset",
     "TransportError",
+    "TruncatedToolCall",
     "UnsupportedFeature",
     "Usage",
     "UserError",

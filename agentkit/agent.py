@@ -15,9 +15,11 @@ them: fast tools cost one thread hop per step, blocking ones still run side by s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from contextlib import nullcontext
@@ -37,6 +39,7 @@ from agentkit.errors import (
     ToolArgumentsError,
     ToolRetriesExhausted,
     ToolRetry,
+    TruncatedToolCall,
     UserError,
 )
 from agentkit.events import (
@@ -54,6 +57,7 @@ from agentkit.model_api import (
     Message,
     ModelRequest,
     StreamChunk,
+    ToolCall,
     Usage,
 )
 from agentkit.results import RunResult, StopReason, ToolCallRecord
@@ -90,6 +94,7 @@ class _Run:
     failures: dict[str, int] = field(default_factory=dict)
     last_signature: str | None = None
     repeats: int = 0
+    nudged: set[int] = field(default_factory=set)  # records told they repeat themselves
     tracing: Any = None  # the telemetry in force, None when off
     stop_reason: StopReason | None = None
     cost: float | None = None
@@ -98,7 +103,9 @@ class _Run:
         by_model = {self.model: self.usage} if self.steps else {}
         return add_usage(by_model, self.nested) if self.nested else by_model
 
-    def result(self, output: str = "", stop_reason: StopReason = "answer") -> RunResult:
+    def result(
+        self, output: str = "", stop_reason: StopReason = "answer", truncated: bool = False
+    ) -> RunResult:
         by_model = self.usage_by_model()
         self.stop_reason = stop_reason
         self.cost = None if self.prices is None else cost(by_model, self.prices)
@@ -111,6 +118,7 @@ class _Run:
             cost=self.cost,
             steps=self.steps,
             stop_reason=stop_reason,
+            truncated=truncated,
         )
 
 
@@ -125,6 +133,40 @@ def _to_text(value: Any) -> str:
     if isinstance(value, BaseModel):
         return value.model_dump_json()
     return json.dumps(to_jsonable_python(value), ensure_ascii=False)
+
+
+# How text that is a tool call begins: a tagged block, a call object or list, a Python-style
+# call list; maybe inside a code fence.
+_CALL_START = re.compile(
+    r"\s*(?:```[\w-]*\s*)?(?:<tool_call>|<function=|<\|python_tag\|>"
+    r'|\[?\s*\{\s*"(?:name|type|function)"|\[\s*[A-Za-z_][\w.]*\()'
+)
+
+
+def _really_cancelled() -> bool:
+    """Whether the current task is being cancelled, rather than merely seeing a stray
+    `CancelledError` (e.g. from awaiting a task something else cancelled)."""
+    if anyio.current_effective_deadline() == -math.inf:
+        return True  # an enclosing anyio scope is cancelled
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # not on asyncio: only a real cancellation raises trio's Cancelled
+        return True
+    # Python 3.11+ counts cancel requests; before, a stray one cannot be told apart.
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is None or cancelling() > 0
+
+
+def _json_ready(call: ToolCall) -> ToolCall:
+    """The call, with arguments that are not JSON data (e.g. a Python-literal set or `...`
+    from a runtime) kept as raw text, so they are told to the model as invalid arguments."""
+    if call.raw_arguments is not None:
+        return call
+    try:
+        json.dumps(call.arguments, allow_nan=False)
+    except (TypeError, ValueError):
+        return call.model_copy(update={"arguments": {}, "raw_arguments": repr(call.arguments)})
+    return call
 
 
 def _cut(text: str, limit: int) -> str:
@@ -151,8 +193,10 @@ class Agent:
         deadline: seconds the whole run may take; past it `DeadlineExceeded` is raised.
         max_concurrency: tool calls running at once (sync tools take worker threads).
         tool_timeout: seconds a tool call may take, unless the tool sets its own `timeout`.
-        max_tool_retries: failed calls (bad arguments, `ToolRetry`) a tool may have in a row,
-            unless it sets its own `max_retries`; one more stops the run.
+        max_tool_retries: failed calls a tool may have in a row (bad arguments, `ToolRetry`,
+            an exception, a timeout), unless it sets its own `max_retries`; one more stops the
+            run with `ToolRetriesExhausted`. Repeated identical calls are bounded by
+            `repeat_limit` instead and do not count here.
         raise_tool_errors: re-raise an exception from a tool instead of telling the model.
         max_tool_output: characters of a tool's output sent to the model; the rest is cut
             from the middle (the run record keeps it whole).
@@ -166,6 +210,12 @@ class Agent:
             can say what a run cost.
         **sampling: request fields sent with every call (`temperature`, `max_tokens`, ...),
             over the runtime profile's own.
+
+    A generation cut off by `max_tokens` in the middle of a tool call raises
+    `TruncatedToolCall`; a final answer cut off by it sets `RunResult.truncated`.
+
+    `toolset` may change between runs (`agent.toolset.add(fn)`); each run sends the tools it
+    holds then.
     """
 
     def __init__(
@@ -282,7 +332,7 @@ class Agent:
         send, receive = anyio.create_memory_object_stream[Event](math.inf)
         run = self._start(prompt, history, transcript)
 
-        error: Exception | None = None
+        error: BaseException | None = None
 
         async def drive() -> None:
             nonlocal error
@@ -290,6 +340,12 @@ class Agent:
                 try:
                     result = await self._execute(run, emit=send.send_nowait, stream=True)
                 except Exception as exc:  # re-raised below, outside the task group
+                    error = exc
+                    return
+                except anyio.get_cancelled_exc_class() as exc:
+                    if _really_cancelled():
+                        raise
+                    # A stray one would end the task silently: the stream must say why.
                     error = exc
                     return
                 send.send_nowait(RunFinished(result))
@@ -395,14 +451,24 @@ class Agent:
             definitions = self.toolset.definitions(self._dialect) or None
             generation = await self._step(run, definitions, stream)
             if not generation.tool_calls:
-                run.messages.append(Message.assistant(generation.response))
-                return run.result(generation.response, "answer")
+                return self._answer(run, generation, "answer", offered=definitions is not None)
             await self._dispatch(run, generation)
         if not self.final_answer_on_max_steps:
             raise MaxStepsExceeded(self.max_steps, run.result("", "max_steps"))
         generation = await self._step(run, None, stream)
-        run.messages.append(Message.assistant(generation.response))
-        return run.result(generation.response, "final_answer")
+        return self._answer(run, generation, "final_answer", offered=False)
+
+    def _answer(
+        self, run: _Run, generation: Generation, reason: StopReason, *, offered: bool
+    ) -> RunResult:
+        """The run's result from an answer; a tool call cut off by `max_tokens` is none."""
+        text = generation.response
+        truncated = generation.finish_reason == "length"
+        if truncated and offered and _CALL_START.match(text):
+            max_tokens = self._fields.get("max_tokens")
+            raise _Stop(TruncatedToolCall(max_tokens, text, run.result("", "truncated_call")))
+        run.messages.append(Message.assistant(text))
+        return run.result(text, reason, truncated)
 
     async def _step(
         self, run: _Run, tools: list[FunctionDefinition] | None, stream: bool
@@ -436,7 +502,7 @@ class Agent:
 
     async def _dispatch(self, run: _Run, generation: Generation) -> None:
         step = run.steps
-        calls = generation.tool_calls
+        calls = [_json_ready(call) for call in generation.tool_calls]
         run.messages.append(Message.assistant(generation.response, calls))
         records = [ToolCallRecord(step=step, call=call) for call in calls]
         run.records.extend(records)
@@ -478,41 +544,48 @@ class Agent:
         self, run: _Run, record: ToolCallRecord
     ) -> tuple[Tool, dict[str, Any]] | Exception | None:
         """Check one call before it runs: a job to run, an error to stop with, or None (the
-        record already holds the error told to the model)."""
+        record already holds the error told to the model).
+
+        Invalid arguments come first: a failed call counts against `max_tool_retries` even
+        when repeated. Only a call that would run again is a repeat (`repeat_limit`)."""
         call = record.call
         signature = call.name + "\0" + call.arguments_json()
         run.repeats = run.repeats + 1 if signature == run.last_signature else 1
         run.last_signature = signature
+        tool = self.toolset.get(call.name)
+        job: tuple[Tool, dict[str, Any]] | None = None
+        if tool is not None and tool.function is not None:
+            try:
+                if call.raw_arguments is None:
+                    job = tool, tool.check(call.arguments)
+                else:
+                    validated = tool.validate(call.raw_arguments)
+                    record.repairs = list(validated.repairs)
+                    job = tool, validated.values
+            except ToolArgumentsError as exc:
+                fields = "; ".join(str(e) for e in exc.errors)
+                record.error = (
+                    f"invalid arguments for {call.name}: {fields}. "
+                    f"You sent: {call.arguments_json()}"
+                )
+                return None
         if run.repeats > self.repeat_limit:
             record.error = f"{call.name} was called with the same arguments again; stopping"
             return RepeatedToolCall(call.name, call.arguments, run.repeats)
         if run.repeats == self.repeat_limit:
+            run.nudged.add(id(record))
             record.error = (
                 f"you have called {call.name} with these same arguments {run.repeats} times "
                 "in a row; the earlier results stand. Use them to answer, or change the "
                 "arguments."
             )
             return None
-        tool = self.toolset.get(call.name)
         if tool is None:
             available = ", ".join(self.toolset.names) or "none"
             record.error = f"unknown tool {call.name!r}; available tools: {available}"
-            return None
-        if tool.function is None:
+        elif tool.function is None:
             record.error = f"tool {call.name!r} has no handler to run it"
-            return None
-        try:
-            if call.raw_arguments is None:
-                return tool, tool.check(call.arguments)
-            validated = tool.validate(call.raw_arguments)
-        except ToolArgumentsError as exc:
-            fields = "; ".join(str(e) for e in exc.errors)
-            record.error = (
-                f"invalid arguments for {call.name}: {fields}. You sent: {call.arguments_json()}"
-            )
-            return None
-        record.repairs = list(validated.repairs)
-        return tool, validated.values
+        return job
 
     async def _run_jobs(
         self, run: _Run, jobs: list[tuple[ToolCallRecord, Tool, dict[str, Any]]]
@@ -562,7 +635,7 @@ class Agent:
         assert self._limiter is not None and tool.function is not None
         timeout = self._timeout(tool)
         value: Any = None
-        error: Exception | None = None
+        error: BaseException | None = None
         started = time.perf_counter()
         with run.tracing.tool_call(record, tool) if run.tracing else _NO_SPAN:
             try:
@@ -572,6 +645,10 @@ class Agent:
                         value = await tool.function(**values)
             except Exception as exc:
                 error = exc
+            except anyio.get_cancelled_exc_class() as exc:
+                if _really_cancelled():
+                    raise
+                error = exc  # not the run's cancellation: the tool failed
             record.duration = time.perf_counter() - started
             unhandled = self._file(run, record, tool, value, error)
         if unhandled is not None:
@@ -631,6 +708,12 @@ class Agent:
             record.error = error.message
         elif isinstance(error, Exception) and not self.raise_tool_errors:
             record.error = f"{type(error).__name__}: {error}"
+        elif isinstance(error, anyio.get_cancelled_exc_class()):
+            # The run's own cancellation never gets here (see `_call`; a thread cannot see
+            # it): raised on, it would pass for one and end the run without a word.
+            record.error = f"{tool.name} was cancelled by something other than this run"
+            if self.raise_tool_errors:
+                return RuntimeError(f"tool {tool.name!r} raised {type(error).__name__}")
         else:
             return error
         if log.isEnabledFor(logging.DEBUG):
@@ -644,6 +727,8 @@ class Agent:
         if record.error is None:
             run.failures.pop(name, None)
             return None
+        if id(record) in run.nudged:
+            return None  # repeat_limit governs repeats
         tool = self.toolset.get(name)
         if tool is None:
             return None

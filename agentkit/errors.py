@@ -15,6 +15,7 @@ AgentKitError
 │   ├── ToolRetriesExhausted
 │   ├── RepeatedToolCall
 │   └── ModelBehaviorError
+│       └── TruncatedToolCall      a tool call cut off by max_tokens
 └── TransportError                 talking to a model failed
     ├── ModelConnectionError
     ├── ModelTimeout
@@ -29,6 +30,10 @@ AgentKitError
 
 `ToolRetry` stands outside the tree: it is control flow, raised by a tool to send a message back
 to the model, not an error.
+
+Credentials never show in an error: a runtime registers its token with `register_secret` once,
+and every agentkit error scrubs registered secrets from its message (`str`, `repr`, `args`) when
+it is built, whatever path built it.
 """
 
 from __future__ import annotations
@@ -65,9 +70,70 @@ __all__ = [
     "ToolRetriesExhausted",
     "ToolRetry",
     "TransportError",
+    "TruncatedToolCall",
     "UnsupportedFeature",
     "UserError",
+    "redact",
+    "register_secret",
 ]
+
+REDACTED = "[redacted]"
+_PIECE = 8  # the shortest secret, and the shortest piece of one, that is scrubbed
+_secrets: dict[str, None] = {}  # an ordered set
+
+
+def register_secret(value: str | None) -> None:
+    """Keep `value` (an API token) out of every agentkit error built from now on.
+
+    Values shorter than 8 characters are not registered: scrubbing them would mangle ordinary
+    words, and no real token is that short.
+    """
+    if value and len(value) >= _PIECE:
+        _secrets[value] = None
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret replaced by `[redacted]`; so is a piece of one
+    (its first or last 8 characters or more), as in an excerpt cut off inside an echoed token.
+    """
+    spans = sorted(span for secret in _secrets for span in _pieces(text, secret))
+    if not spans:
+        return text
+    merged: list[list[int]] = []
+    for start, stop in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], stop)
+        else:
+            merged.append([start, stop])
+    out, end = [], 0
+    for start, stop in merged:
+        out += [text[end:start], REDACTED]
+        end = stop
+    out.append(text[end:])
+    return "".join(out)
+
+
+def _pieces(text: str, secret: str) -> list[tuple[int, int]]:
+    """Where `text` holds `secret`, or a head or tail of it of at least `_PIECE` characters."""
+    found: list[tuple[int, int]] = []
+    head, tail = secret[:_PIECE], secret[-_PIECE:]
+    at = text.find(head)
+    while at != -1:
+        stop = at + _PIECE
+        while stop < len(text) and stop - at < len(secret) and text[stop] == secret[stop - at]:
+            stop += 1
+        found.append((at, stop))
+        at = text.find(head, stop)
+    at = text.find(tail)
+    while at != -1:
+        start, stop = at, at + _PIECE
+        while (
+            start > 0 and stop - start < len(secret) and text[start - 1] == secret[start - stop - 1]
+        ):
+            start -= 1
+        found.append((start, stop))
+        at = text.find(tail, stop)
+    return found
 
 
 @dataclass(frozen=True)
@@ -88,7 +154,10 @@ def _join(errors: Sequence[FieldError]) -> str:
 
 
 class AgentKitError(Exception):
-    """Base of every error agentkit raises."""
+    """Base of every error agentkit raises; registered secrets never reach its message."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class UserError(AgentKitError):
@@ -209,6 +278,21 @@ class ModelBehaviorError(RunError):
     """The model answered in a way the run cannot use."""
 
 
+class TruncatedToolCall(ModelBehaviorError):
+    """The generation reached `max_tokens` in the middle of a tool call: the call is
+    incomplete, and it is no answer either. Raise `max_tokens` (or simplify the tool)."""
+
+    def __init__(self, max_tokens: int | None, text: str, run: RunResult | None = None) -> None:
+        self.max_tokens = max_tokens
+        self.text = text
+        """The cut-off generation."""
+        super().__init__(
+            f"the model's tool call was cut off at max_tokens={max_tokens} before it was "
+            f"complete; raise max_tokens. It ended: {text[-120:]!r}",
+            run,
+        )
+
+
 class TransportError(AgentKitError):
     """Talking to a model service failed. Never carries credentials."""
 
@@ -222,7 +306,7 @@ class TransportError(AgentKitError):
     ) -> None:
         self.status = status
         self.code = code
-        self.message = message
+        self.message = message = redact(message)
         self.retryable = retryable
         parts = [str(p) for p in (f"HTTP {status}" if status else None, code) if p]
         prefix = f"[{' '.join(parts)}] " if parts else ""

@@ -10,9 +10,12 @@ from agentkit.model_api import Message, ToolCall, Usage
 
 __all__ = ["RunResult", "StopReason", "ToolCallRecord"]
 
-StopReason = Literal["answer", "final_answer", "max_steps", "deadline", "tool_retries", "repeat"]
+StopReason = Literal[
+    "answer", "final_answer", "max_steps", "deadline", "tool_retries", "repeat", "truncated_call"
+]
 """Why a run stopped: the model answered; it answered in the tools-less call made after
-`max_steps`; or one of the limits stopped it (the error carries the partial run)."""
+`max_steps`; one of the limits stopped it; or a tool call was cut off by `max_tokens`
+(`truncated_call`). All but the first two come with an error that carries the partial run."""
 
 
 class ToolCallRecord(BaseModel):
@@ -56,3 +59,5 @@ class RunResult(BaseModel):
     steps: int = 0
     """How many model calls were made."""
     stop_reason: StopReason = "answer"
+    truncated: bool = False
+    """True when the final answer was cut off by `max_tokens` (the runtime said `length`)."""

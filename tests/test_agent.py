@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 import threading
 import time
 from contextlib import aclosing
@@ -9,6 +12,7 @@ from typing import Literal
 
 import anyio
 import pytest
+from helpers import add
 
 from agentkit import (
     Agent,
@@ -18,11 +22,13 @@ from agentkit import (
     MaxStepsExceeded,
     Message,
     RepeatedToolCall,
+    RequestValidationError,
     RunResult,
     ScriptedRuntime,
     ToolCall,
     ToolRetriesExhausted,
     ToolRetry,
+    TruncatedToolCall,
     Usage,
     tool,
 )
@@ -35,20 +41,11 @@ from agentkit.events import (
     ToolCallStarted,
 )
 from agentkit.model_api import Generation
+from agentkit.tools import Tool
+from agentkit.tools._threads import abandoned_threads
 
 call = ScriptedRuntime.call
 answer = ScriptedRuntime.answer
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: The first number.
-        b: The second number.
-    """
-    return a + b
 
 
 def tool_messages(result: RunResult) -> list[Message]:
@@ -82,7 +79,7 @@ async def test_one_tool_round_trip() -> None:
     assert record.call.arguments == {"a": 2, "b": 3}
     assert record.output == "5"
     assert record.ok
-    assert record.duration >= 0
+    assert record.duration > 0
     # The model saw the tool and, on the second turn, the tool's result.
     first, second = runtime.requests
     assert first.tools is not None and [t.name for t in first.tools] == ["add"]
@@ -330,7 +327,9 @@ async def test_cancelling_a_run_gives_up_sync_calls_and_queued_ones_never_start(
         release.set()
     answers = [m.content for m in transcript if m.role == "tool"]
     assert answers == ["Error: cancelled: the run stopped before this call finished"] * 3
-    await anyio.sleep(0.05)  # time for the released threads to look for more work
+    # The given-up threads finish "a" and "b", look for more work, find the batch closed and
+    # stop being counted: from then on "c" can no longer start.
+    await wait_for_no_given_up_threads()
     assert sorted(started) == ["a", "b"]  # "c" was still queued: it never ran
 
 
@@ -643,7 +642,7 @@ async def test_result_round_trips_as_json_and_continues_the_conversation() -> No
 
 
 async def test_sampling_fields_are_validated_once_and_sent_every_step() -> None:
-    with pytest.raises(Exception, match=r"temperature: must be <= 5 \(got 9\)"):
+    with pytest.raises(RequestValidationError, match=r"temperature: must be <= 5 \(got 9\)"):
         Agent(ScriptedRuntime(), temperature=9)
     runtime = ScriptedRuntime([call("add", a=1, b=1), answer("2")])
     await Agent(runtime, tools=[add], temperature=0, seed=7, max_tokens=64).run("go")
@@ -700,3 +699,274 @@ async def test_a_forced_tool_choice_can_be_kept_for_every_step() -> None:
     agent = Agent(runtime, tools=[add], tool_choice="add", reset_tool_choice=False)
     await agent.run("2 + 3?")
     assert [r.tool_choice for r in runtime.requests] == ["add", "add"]
+
+
+async def test_duration_is_the_time_the_tool_ran_and_zero_when_it_never_ran() -> None:
+    @tool
+    def nap() -> str:
+        """Sleep a little."""
+        time.sleep(0.05)
+        return "rested"
+
+    runtime = ScriptedRuntime(
+        [ScriptedRuntime.calls(("nap", {}), ("add", {"a": "x"})), answer("ok")]
+    )
+    result = await Agent(runtime, tools=[nap, add]).run("go")
+    napped, refused = result.tool_calls
+    assert napped.duration >= 0.05  # a sleep never ends early
+    assert refused.error is not None and refused.duration == 0.0  # invalid: it never ran
+
+
+# -- a tool's stray CancelledError ----------------------------------------------------------
+
+
+@tool
+async def await_cancelled_job() -> str:
+    """Wait for a job that something else cancels."""
+    job: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    job.cancel()
+    return await job  # raises CancelledError, though nobody cancelled this run
+
+
+@tool
+def sync_cancelled_job() -> str:
+    """A sync tool that lets a CancelledError out."""
+    raise asyncio.CancelledError()
+
+
+@pytest.mark.parametrize("stray", [await_cancelled_job, sync_cancelled_job])
+async def test_a_stray_cancelled_error_is_a_tool_failure_told_to_the_model(stray: Tool) -> None:
+    runtime = ScriptedRuntime([call(stray.name), answer("the job was cancelled")])
+    result = await Agent(runtime, tools=[stray]).run("go")
+    (message,) = tool_messages(result)
+    assert message.content == f"Error: {stray.name} was cancelled by something other than this run"
+    assert result.output == "the job was cancelled"
+    assert result.tool_calls[0].error is not None
+
+
+async def test_a_stream_whose_tool_raises_cancelled_error_still_ends_with_run_finished() -> None:
+    runtime = ScriptedRuntime([call("await_cancelled_job"), answer("done")])
+    events = [e async for e in Agent(runtime, tools=[await_cancelled_job]).stream("go")]
+    assert [type(e) for e in events][1:3] == [ToolCallStarted, ToolCallFinished]
+    last = events[-1]
+    assert isinstance(last, RunFinished) and last.result.output == "done"
+
+
+async def test_a_stray_cancelled_error_with_raise_tool_errors_is_raised_as_an_error() -> None:
+    runtime = ScriptedRuntime([call("await_cancelled_job")])
+    agent = Agent(runtime, tools=[await_cancelled_job], raise_tool_errors=True)
+    with pytest.raises(RuntimeError, match="'await_cancelled_job' raised CancelledError"):
+        async with aclosing(agent.stream("go")) as events:
+            async for _ in events:
+                pass
+
+
+async def test_cancelling_the_run_from_asyncio_still_cancels_it() -> None:
+    @tool
+    async def slow() -> str:
+        """Take long."""
+        await asyncio.sleep(10)
+        return "late"
+
+    runtime = ScriptedRuntime([call("slow"), answer("never")])
+    transcript: list[Message] = []
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(Agent(runtime, tools=[slow]).run("go", transcript=transcript), 0.1)
+    assert [m.content for m in transcript if m.role == "tool"] == [
+        "Error: cancelled: the run stopped before this call finished"
+    ]
+    assert len(runtime.requests) == 1  # the run did not go on to ask the model again
+
+
+# -- arguments that are not JSON --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value", [..., {1, 2}, 1j, b"x"], ids=["ellipsis", "set", "complex", "bytes"]
+)
+async def test_arguments_that_are_not_json_are_told_as_invalid(value: object) -> None:
+    runtime = ScriptedRuntime(
+        [Generation(tool_calls=[ToolCall(name="add", arguments={"a": value, "b": 1})]), answer("x")]
+    )
+    result = await Agent(runtime, tools=[add]).run("go")
+    (message,) = tool_messages(result)
+    assert message.content.startswith("Error: invalid arguments for add")
+    assert repr(value) in message.content  # what the model sent, as it was read
+    assert result.output == "x"
+    # The transcript stays sendable: the next request held the call, as text.
+    assert runtime.requests[1].messages[1].tool_calls[0].to_wire()["function"]["arguments"]
+
+
+# -- max_tokens cutting a generation ----------------------------------------------------------
+
+CUT_CALL = '<tool_call>\n{"name": "add", "arguments": {"a": 1, "b'
+
+
+async def test_a_tool_call_cut_off_by_max_tokens_raises_with_the_partial_run() -> None:
+    runtime = ScriptedRuntime(
+        [call("add", a=1, b=1), Generation(response=CUT_CALL, finish_reason="length")]
+    )
+    with pytest.raises(TruncatedToolCall) as info:
+        await Agent(runtime, tools=[add], max_tokens=40).run("go")
+    error = info.value
+    assert error.max_tokens == 40 and error.text == CUT_CALL
+    assert "max_tokens=40" in str(error)
+    assert error.run is not None and error.run.stop_reason == "truncated_call"
+    assert error.run.steps == 2 and error.run.tool_calls[0].output == "2"
+    assert CUT_CALL not in [m.content for m in error.run.messages]  # no answer in the transcript
+
+
+async def test_a_streamed_cut_off_call_raises_too() -> None:
+    runtime = ScriptedRuntime([Generation(response=CUT_CALL, finish_reason="length")])
+    with pytest.raises(TruncatedToolCall):
+        async with aclosing(Agent(runtime, tools=[add]).stream("go")) as events:
+            async for _ in events:
+                pass
+
+
+async def test_an_answer_cut_off_by_max_tokens_is_marked_truncated() -> None:
+    runtime = ScriptedRuntime(
+        [
+            Generation(response="The sum is", finish_reason="length"),
+            Generation(response='{"name": "Ada"', finish_reason="length"),  # no tools offered
+            Generation(response="The sum is 2.", finish_reason="stop"),
+        ]
+    )
+    cut = await Agent(runtime, tools=[add]).run("go")
+    assert (cut.output, cut.stop_reason, cut.truncated) == ("The sum is", "answer", True)
+    json_cut = await Agent(runtime).run("go")
+    assert json_cut.truncated and json_cut.output == '{"name": "Ada"'
+    whole = await Agent(runtime, tools=[add]).run("go")
+    assert not whole.truncated
+    assert RunResult.model_validate_json(cut.model_dump_json()).truncated
+
+
+# -- budgets ----------------------------------------------------------------------------------
+
+
+async def test_repeats_do_not_count_as_failures_against_max_tool_retries() -> None:
+    runtime = ScriptedRuntime([call("add", a=1, b=2)] * 4)
+    with pytest.raises(RepeatedToolCall) as info:
+        await Agent(runtime, tools=[add], max_tool_retries=0).run("go")
+    run = info.value.run
+    assert run is not None and [r.output for r in run.tool_calls][:2] == ["3", "3"]
+    assert "3 times in a row" in (run.tool_calls[2].error or "")
+
+
+async def test_max_tool_retries_counts_every_kind_of_failure_in_a_row() -> None:
+    failures = iter([ToolRetry("try again"), LookupError("down"), None])
+
+    @tool
+    def flaky(n: int) -> str:
+        """Fail, then work.
+
+        Args:
+            n: Attempt.
+        """
+        failure = next(failures)
+        if failure is not None:
+            raise failure
+        return "ok"
+
+    # Bad arguments, ToolRetry, an exception: three failures in a row, one more than allowed.
+    runtime = ScriptedRuntime([call("flaky", n="x"), call("flaky", n=1), call("flaky", n=2)])
+    with pytest.raises(ToolRetriesExhausted) as info:
+        await Agent(runtime, tools=[flaky], max_tool_retries=2).run("go")
+    assert info.value.last_error == "LookupError: down"
+    # A success in between starts the count again.
+    failures = iter([LookupError("down"), None, LookupError("down")])
+    runtime = ScriptedRuntime(
+        [call("flaky", n=1), call("flaky", n=2), call("flaky", n=3), answer("fine")]
+    )
+    result = await Agent(runtime, tools=[flaky], max_tool_retries=1).run("go")
+    assert result.output == "fine"
+
+
+async def test_a_tool_added_after_the_agent_was_made_is_sent_and_runs() -> None:
+    @tool
+    def clock() -> str:
+        """The time."""
+        return "noon"
+
+    runtime = ScriptedRuntime([answer("hi"), call("clock"), answer("noon")])
+    agent = Agent(runtime, tools=[add])
+    await agent.run("hi")
+    agent.toolset.add(clock)
+    result = await agent.run("time?")
+    assert [t.name for t in runtime.requests[1].tools or []] == ["add", "clock"]
+    assert result.tool_calls[0].output == "noon"
+
+
+# -- threads of given-up sync calls -----------------------------------------------------------
+
+GIVEN_UP_SCRIPT = """
+import logging, time
+from agentkit import Agent, ScriptedRuntime, tool
+from agentkit.tools._threads import abandoned_threads
+
+logging.basicConfig(level=logging.WARNING)
+
+@tool(timeout=0.5)
+def stuck() -> str:
+    \"\"\"Sleep long.\"\"\"
+    time.sleep(SLEEP)
+    return "late"
+
+runtime = ScriptedRuntime([ScriptedRuntime.call("stuck"), ScriptedRuntime.answer("gave up")])
+result = Agent(runtime, tools=[stuck]).run_sync("go")
+print(result.output, abandoned_threads())
+"""
+
+
+def test_a_given_up_sync_call_does_not_keep_the_process_alive() -> None:
+    sleep = 30
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", GIVEN_UP_SCRIPT.replace("SLEEP", str(sleep))],
+        capture_output=True,
+        text=True,
+        timeout=sleep * 2,
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["gave", "up", "1"]  # answered, one thread still counted
+    assert "given up; its thread runs on until it returns (1 such threads" in done.stderr
+    assert elapsed < sleep / 3  # it exited without waiting for the sleeping tool
+
+
+async def wait_for_no_given_up_threads() -> None:
+    with anyio.fail_after(20):
+        while abandoned_threads():  # noqa: ASYNC110 - a count, not an event, says so
+            await anyio.sleep(0.01)
+
+
+async def test_given_up_threads_are_capped_and_sync_calls_fail_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agentkit.tools import _threads
+
+    await wait_for_no_given_up_threads()
+    monkeypatch.setattr(_threads, "MAX_ABANDONED", 1)
+    release = threading.Event()
+
+    @tool(timeout=0.05)
+    def stuck() -> str:
+        """Block until released."""
+        release.wait(10)
+        return "late"
+
+    runtime = ScriptedRuntime([call("stuck"), call("add", a=1, b=2), answer("x")])
+    try:
+        result = await Agent(runtime, tools=[stuck, add]).run("go")
+        assert abandoned_threads() == 1
+    finally:
+        release.set()
+    timed_out, refused = tool_messages(result)
+    assert timed_out.content == "Error: stuck timed out after 0.05 s"
+    assert refused.content == (
+        "Error: RuntimeError: not started: 1 threads of earlier sync tool calls that were "
+        "given up are still running (the most allowed is 1)"
+    )
+    await wait_for_no_given_up_threads()  # released, the thread returned: no longer counted
+    runtime = ScriptedRuntime([call("add", a=1, b=2), answer("3")])
+    assert (await Agent(runtime, tools=[add]).run("go")).tool_calls[0].output == "3"

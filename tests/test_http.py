@@ -25,9 +25,11 @@ from agentkit.errors import (
     RateLimited,
     ServerError,
     StreamInterrupted,
+    TransportError,
     UserError,
 )
 from agentkit.runtimes._http import (
+    DEFAULT_TIMEOUT,
     HTTPClient,
     RetryPolicy,
     SSEDecoder,
@@ -364,3 +366,31 @@ async def test_an_injected_client_is_left_open(server: LoopbackServer) -> None:
         await http.post_json(server.url + "/run", {})
         await http.aclose()
         assert not client.is_closed
+
+
+def test_every_error_scrubs_registered_secrets_and_pieces_of_them() -> None:
+    secret = "tok-7f3a9c1e5b2d8a4f"
+    HTTPClient(headers={"Authorization": f"Bearer {secret}"}, secret=secret)  # registers it
+    errors = [
+        TransportError(f"echo: Bearer {secret}"),
+        BadRequest(f"cut: {secret[:11]}", status=400),
+        StreamInterrupted(f"{secret[-9:]} and on"),
+    ]
+    for error in errors:
+        for text in (str(error), repr(error), *map(str, error.args), error.message):
+            assert secret[:8] not in text and secret[-8:] not in text, text
+            assert "[redacted]" in text
+    assert str(ModelHTTPError("tok-7f3 is too short a piece")) == "tok-7f3 is too short a piece"
+
+
+def test_short_values_are_not_taken_for_secrets() -> None:
+    HTTPClient(headers={}, secret="abc")
+    assert str(TransportError("abc abc")) == "abc abc"
+
+
+def test_the_deadline_comes_from_the_timeout_and_must_be_positive() -> None:
+    assert HTTPClient(headers={}, timeout=1.5).deadline == 1.5
+    assert HTTPClient(headers={}).deadline == DEFAULT_TIMEOUT.read
+    assert HTTPClient(headers={}, timeout=2, deadline=30).deadline == 30
+    with pytest.raises(UserError, match=r"deadline: must be > 0 seconds \(got 0\)"):
+        HTTPClient(headers={}, deadline=0)

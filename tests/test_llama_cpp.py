@@ -21,6 +21,7 @@ from agentkit import (
     Message,
     RequestValidationError,
     ToolCall,
+    TruncatedToolCall,
     UnsupportedFeature,
     tool,
 )
@@ -409,3 +410,26 @@ def test_without_the_local_extra_the_error_says_what_to_install(
     monkeypatch.delitem(sys.modules, "agentkit.runtimes.llama_cpp")
     with pytest.raises(ConfigurationError, match=r"pip install 'agentkit\[local\]'"):
         get_runtime("local")
+
+
+@tool
+def record(items: list[str]) -> str:
+    """Record a list of items.
+
+    Args:
+        items: The items to record.
+    """
+    return f"recorded {len(items)}"
+
+
+async def test_a_call_cut_off_by_max_tokens_is_never_taken_for_the_answer(
+    runtime: LlamaCpp,
+) -> None:
+    agent = Agent(runtime, tools=[record], tool_choice="required", temperature=0, max_tokens=24)
+    with pytest.raises(TruncatedToolCall) as info:
+        await agent.run("Record every colour of the rainbow, each with a long description.")
+    assert info.value.text.startswith('<tool_call>\n{"name": "record", "arguments": {"items": [')
+    assert info.value.max_tokens == 24
+    run = info.value.run
+    assert run is not None and run.stop_reason == "truncated_call" and run.output == ""
+    assert run.usage.completion_tokens == 24

@@ -4,12 +4,14 @@ completions, streamed tool-call fragments, and whole agent runs against a loopba
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from contextlib import aclosing
 from typing import Any
 
 import httpx
 import pytest
+from helpers import add, answers, mocked_client
 from loopback import USAGE, LoopbackServer, Reply, sse
 
 from agentkit import (
@@ -24,23 +26,11 @@ from agentkit import (
     ToolCall,
     UnsupportedFeature,
     get_runtime,
-    tool,
 )
 from agentkit.events import RunFinished, TextDelta
 from agentkit.runtimes.openai import OPENAI_URL, OpenAICompatible
 
 KEY = "sk-test-0123456789abcdef"
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: The first number.
-        b: The second number.
-    """
-    return a + b
 
 
 TOOLS = [
@@ -65,19 +55,9 @@ def completion(message: dict[str, Any], finish: str = "stop", **extra: Any) -> d
 def mocked(
     answer: Callable[[httpx.Request], httpx.Response], **options: Any
 ) -> tuple[OpenAICompatible, list[httpx.Request]]:
-    sent: list[httpx.Request] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return answer(request)
-
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+    client, sent = mocked_client(answer)
     options.setdefault("model", "gpt-test")
     return OpenAICompatible("http://llm.test/v1", KEY, client=client, **options), sent
-
-
-def answers(body: dict[str, Any]) -> Callable[[httpx.Request], httpx.Response]:
-    return lambda request: httpx.Response(200, json=body)
 
 
 @pytest.fixture(autouse=True)
@@ -411,3 +391,20 @@ async def test_streamed_text_that_starts_like_a_call_is_held(server: LoopbackSer
     assert [c.name for c in StreamChunk.join(first).tool_calls] == ["clock"]
     assert [c.response for c in second if c.response] == ["It is ", "noon."]  # shown live
     assert StreamChunk.join(second).tool_calls == []
+
+
+async def test_the_key_in_a_stream_error_event_never_reaches_the_error(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="agentkit")
+    echo = {"error": {"message": f"bad token Bearer {KEY}", "type": "invalid_request_error"}}
+    chunk = {"id": "c1", "choices": [{"index": 0, "delta": {"content": "Hi"}}]}
+    server.script(Reply(sse=sse(chunk, echo)))
+    runtime = OpenAICompatible(server.url + "/v1", KEY, model="m")
+    with pytest.raises(ModelHTTPError) as info:
+        async for _ in runtime.stream(GenerationRequest.build(prompt="hi")):
+            pass
+    assert "bad token Bearer [redacted]" in str(info.value)
+    texts = [str(info.value), repr(info.value), *map(str, info.value.args), info.value.message]
+    texts += [r.getMessage() for r in caplog.records]
+    assert [t for t in texts if KEY[:8] in t or KEY[-8:] in t] == []

@@ -8,26 +8,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import add
 from loopback import USAGE, LoopbackServer, Reply, Sleeps, sse
 
-from agentkit import Agent, GenerationRequest, RunResult, ServerError, StreamInterrupted, tool
+from agentkit import Agent, GenerationRequest, RunResult, ServerError, StreamInterrupted
 from agentkit.events import RunFinished, TextDelta
 from agentkit.runtimes.openai import OpenAICompatible
 from agentkit.runtimes.recording import NoRecording, RecordingTransport
 from agentkit.runtimes.workers_ai import WorkersAI
 
 TOKEN = "real-token-that-must-not-leak"
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: The first number.
-        b: The second number.
-    """
-    return a + b
 
 
 BASE = "http://127.0.0.1:{port}/client/v4"

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import aclosing
 from typing import Any
 
 import httpx
 import pytest
+from helpers import add, mocked_client
+from helpers import answers as replies
 from loopback import USAGE, LoopbackServer, Reply, Sleeps, sse
 
 from agentkit import (
@@ -21,31 +24,21 @@ from agentkit import (
     Generation,
     GenerationRequest,
     Message,
+    ModelTimeout,
     RateLimited,
     ScriptedRuntime,
     StreamChunk,
     StreamInterrupted,
     ToolCall,
+    TransportError,
     UnsupportedFeature,
     get_runtime,
-    tool,
 )
 from agentkit.events import RunFinished, TextDelta, ToolCallFinished
 from agentkit.runtimes.workers_ai import WorkersAI
 
 TOKEN = "cf-token-5ecret-value"
 RUN_URL = "https://api.cloudflare.com/client/v4/accounts/acc/ai/run/@cf/meta/llama-3.1-8b-instruct"
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: The first number.
-        b: The second number.
-    """
-    return a + b
 
 
 def envelope(result: dict[str, Any]) -> dict[str, Any]:
@@ -56,18 +49,12 @@ def mocked(
     answer: Callable[[httpx.Request], httpx.Response], **options: Any
 ) -> tuple[WorkersAI, list[httpx.Request]]:
     """A runtime whose HTTP goes to `answer`; the requests it sent are collected."""
-    sent: list[httpx.Request] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return answer(request)
-
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+    client, sent = mocked_client(answer)
     return WorkersAI("acc", TOKEN, client=client, **options), sent
 
 
 def answers(result: dict[str, Any]) -> Callable[[httpx.Request], httpx.Response]:
-    return lambda request: httpx.Response(200, json=envelope(result))
+    return replies(envelope(result))
 
 
 @pytest.fixture(autouse=True)
@@ -522,3 +509,126 @@ async def test_agentkit_serve_refuses_a_wrong_token(agentkit_serve: LoopbackServ
         await runtime.generate(GenerationRequest.build(prompt="hi"))
     await runtime.aclose()
     assert caught.value.status == 401
+
+
+# -- the token never reaches an error ---------------------------------------------------------
+
+
+def leaks(error: BaseException, caplog: pytest.LogCaptureFixture, secret: str = TOKEN) -> list[str]:
+    """Every text of `error` (and its causes) and of the log that holds the secret, or a
+    head or tail of it long enough to recognise (as an excerpt cut inside the token holds)."""
+    texts: list[str] = [record.getMessage() for record in caplog.records]
+    texts += [str(arg) for record in caplog.records for arg in record.args or ()]
+    seen: BaseException | None = error
+    while seen is not None:
+        texts += [str(seen), repr(seen), *map(str, seen.args), str(getattr(seen, "message", ""))]
+        seen = seen.__cause__ or seen.__context__
+    return [t for t in texts if secret[:8] in t or secret[-8:] in t]
+
+
+def padded_to_cut(before: str, limit: int, inside: int) -> str:
+    """Padding that puts the token `inside` characters past the cut at `limit`."""
+    return "p" * (limit - len(before) - inside)
+
+
+async def test_the_token_in_a_stream_error_event_never_reaches_the_error(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="agentkit")
+    echo = {"errors": [{"message": f"bad token Bearer {TOKEN}", "code": 3040}], "success": False}
+    server.script(Reply(sse=sse({"response": "Hi"}, echo)))
+    runtime = WorkersAI("acc", TOKEN, base_url=server.url, sleep=Sleeps())
+    with pytest.raises(RateLimited) as info:
+        async for _ in runtime.stream(GenerationRequest.build(prompt="hi")):
+            pass
+    assert "bad token Bearer [redacted]" in str(info.value)
+    assert leaks(info.value, caplog) == []
+
+
+async def test_the_token_in_a_stream_event_that_is_not_json_never_reaches_the_error(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="agentkit")
+    # The message quotes the first 200 characters: the cut falls inside the token.
+    before = "not json: Bearer "
+    server.script(Reply(sse=sse(before + padded_to_cut(before, 200, 10) + TOKEN + " and more")))
+    runtime = WorkersAI("acc", TOKEN, base_url=server.url, sleep=Sleeps())
+    with pytest.raises(TransportError) as info:
+        async for _ in runtime.stream(GenerationRequest.build(prompt="hi")):
+            pass
+    assert "not JSON" in str(info.value) and "[redacted]" in str(info.value)
+    assert leaks(info.value, caplog) == []
+
+
+async def test_the_token_in_an_answer_without_result_never_reaches_the_error(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="agentkit")
+    before = "{'success': True, 'echo': 'Bearer "
+    body = {"success": True, "echo": "Bearer " + padded_to_cut(before, 300, 12) + TOKEN}
+    server.script(Reply(200, body))
+    runtime = WorkersAI("acc", TOKEN, base_url=server.url, sleep=Sleeps())
+    with pytest.raises(TransportError) as info:
+        await runtime.generate(GenerationRequest.build(prompt="hi"))
+    assert "[redacted]" in str(info.value)
+    assert leaks(info.value, caplog) == []
+
+
+async def test_the_token_echoed_in_an_error_that_is_retried_never_reaches_the_log(
+    server: LoopbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="agentkit")
+    echo = {"errors": [{"message": f"busy; you sent {TOKEN}", "code": 3040}], "success": False}
+    server.script(Reply(429, echo), Reply(429, echo))
+    runtime = WorkersAI("acc", TOKEN, base_url=server.url, max_retries=1, sleep=Sleeps())
+    with pytest.raises(RateLimited) as info:
+        await runtime.generate(GenerationRequest.build(prompt="hi"))
+    assert any("retrying" in r.getMessage() for r in caplog.records)
+    assert leaks(info.value, caplog) == []
+
+
+# -- a bound on the whole request -------------------------------------------------------------
+
+
+async def test_a_trickled_answer_is_cut_at_the_deadline(server: LoopbackServer) -> None:
+    # One byte every half second: each read is quick, the whole would take 40 s.
+    answer = json.dumps(envelope({"response": "slow"}))
+    server.script(Reply(sse=list(answer), pause=0.5))
+    runtime = WorkersAI("acc", TOKEN, base_url=server.url, timeout=1, max_retries=0)
+    started = time.monotonic()
+    with pytest.raises(ModelTimeout, match=r"the whole answer .* \(the deadline is 1 s\)"):
+        await runtime.generate(GenerationRequest.build(prompt="hi"))
+    assert time.monotonic() - started < len(answer) * 0.5 / 3
+
+
+async def test_a_stream_is_bounded_per_event_not_per_byte(server: LoopbackServer) -> None:
+    # Events every 0.4 s for 2 s in all: a stream may run long as long as it moves.
+    words = [{"response": w} for w in ("one ", "two ", "three ", "four ", "five")]
+    server.script(Reply(sse=sse(*words), pause=0.4))
+    runtime = WorkersAI("acc", TOKEN, base_url=server.url, timeout=1, max_retries=0)
+    texts = [c.response async for c in runtime.stream(GenerationRequest.build(prompt="hi"))]
+    assert "".join(texts) == "one two three four five"
+    # An event trickled a byte at a time never completes: cut after the deadline.
+    trickled = sse({"response": "hi"})[0]
+    server.script(Reply(sse=list(trickled * 4), pause=0.5))
+    started = time.monotonic()
+    with pytest.raises(ModelTimeout, match="the next event"):
+        async for _ in runtime.stream(GenerationRequest.build(prompt="hi")):
+            pass
+    assert time.monotonic() - started < len(trickled) * 0.5 / 3
+
+
+@pytest.mark.parametrize("literal", ["...", "{1, 2}", "1j", "b'x'"])
+async def test_a_python_literal_call_whose_values_are_not_json_is_told_as_invalid(
+    literal: str,
+) -> None:
+    turns = iter([{"response": f"[add(a={literal}, b=1)]"}, {"response": "sorry"}])
+    runtime, sent = mocked(lambda request: httpx.Response(200, json=envelope(next(turns))))
+    result = await Agent(runtime, tools=[add]).run("1 + 1?")
+    (record,) = result.tool_calls
+    assert record.error is not None and record.error.startswith("invalid arguments for add")
+    assert record.error.endswith(f"You sent: a={literal}, b=1")
+    assert result.output == "sorry"
+    # The next request (valid JSON) told the model so.
+    told = json.loads(sent[1].content)["messages"][-1]
+    assert told["role"] == "tool" and told["content"] == f"Error: {record.error}"

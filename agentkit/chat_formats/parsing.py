@@ -180,5 +180,11 @@ def _python_calls(text: str) -> list[ToolCall]:
             arguments = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
         except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
             return []
+        try:
+            json.dumps(arguments, allow_nan=False)
+        except (TypeError, ValueError):  # `...`, a set, bytes, 1j: a call, but not JSON data
+            written = ", ".join(ast.get_source_segment(text, k) or "" for k in node.keywords)
+            calls.append(ToolCall(name=func.id, raw_arguments=written))
+            continue
         calls.append(ToolCall(name=func.id, arguments=arguments))
     return calls

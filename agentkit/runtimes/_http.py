@@ -6,6 +6,16 @@ jitter, or what the service asks for in `retry-after-ms` / `Retry-After` when th
 ceiling. Workers AI's daily limit (code 3036) is a 429 that no wait within a run will cure, so it
 is never retried; its capacity error (3040) is. A stream is retried only until its first event
 reached the caller: after that a retry would repeat text the caller already has.
+
+Deadlines: httpx's timeouts bound each phase (connect, each read), so a reply trickling a byte
+at a time would never end. On top of them, one attempt is bounded as a whole: a non-streamed
+answer must be complete, and a stream's first event must arrive, within the attempt's deadline
+of the request being sent; after that each event must follow the one before within it (a
+stream may run long, but never stall). The deadline is `timeout` when it is a number, else the
+`read` timeout of the `httpx.Timeout` (300 s by default).
+
+The client's token is registered with `agentkit.errors.register_secret`: no error shows it,
+whichever path builds the error, even as a piece of an excerpt.
 """
 
 from __future__ import annotations
@@ -13,16 +23,19 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import random
 import re
 import time
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
     Mapping,
 )
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +56,7 @@ from agentkit.errors import (
     StreamInterrupted,
     TransportError,
     UserError,
+    register_secret,
 )
 from agentkit.wire import workers_ai
 
@@ -243,7 +257,7 @@ class SSEDecoder:
         return None
 
 
-async def iter_sse(text: AsyncIterable[str]) -> AsyncIterator[SSEEvent]:
+async def iter_sse(text: AsyncIterable[str]) -> AsyncGenerator[SSEEvent, None]:
     """Server-sent events from text chunks; an event left open at the end comes last."""
     decoder = SSEDecoder()
     async for chunk in text:
@@ -266,10 +280,10 @@ def decode_event(data: str) -> Any:
         raise TransportError(f"the stream sent an event that is not JSON: {data[:200]!r}") from None
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(text: str) -> Any:
     try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return json.loads(text)
+    except json.JSONDecodeError:
         return None
 
 
@@ -291,7 +305,10 @@ class HTTPClient:
     Args:
         headers: sent with every request (e.g. `Authorization`); never logged.
         client: an `httpx.AsyncClient` to use; it stays open on `aclose()` (its owner closes it).
-        timeout: seconds, or an `httpx.Timeout`; None means `DEFAULT_TIMEOUT`.
+        timeout: seconds, or an `httpx.Timeout`; None means `DEFAULT_TIMEOUT`. Also bounds each
+            attempt as a whole (see the module's docstring).
+        deadline: seconds one attempt may take (a stream: until its first event, then
+            between events), instead of the one derived from `timeout`; None: derived.
         retry: the retry policy.
         secret: a credential to keep out of every error message.
         sleep: how to wait between attempts (tests inject one that records the delays).
@@ -303,12 +320,19 @@ class HTTPClient:
         headers: Mapping[str, str],
         client: httpx.AsyncClient | None = None,
         timeout: float | httpx.Timeout | None = None,
+        deadline: float | None = None,
         retry: RetryPolicy | None = None,
         secret: str | None = None,
         sleep: Sleep | None = None,
     ) -> None:
         self._headers = httpx.Headers(headers)  # its repr masks Authorization
         self._timeout = DEFAULT_TIMEOUT if timeout is None else httpx.Timeout(timeout)
+        if deadline is None:
+            deadline = float(timeout) if isinstance(timeout, (int, float)) else self._timeout.read
+        if deadline is not None and not deadline > 0:
+            raise UserError(f"deadline: must be > 0 seconds (got {deadline})")
+        self.deadline = deadline
+        register_secret(secret)
         self._owned = client is None
         self._client = client
         self._loop: anyio.lowlevel.EventLoopToken | None = None
@@ -342,9 +366,15 @@ class HTTPClient:
         await self._sleep(delay)
         return True
 
-    def _error(self, response: httpx.Response, body: Any) -> TransportError:
+    def _error(self, response: httpx.Response, body: Any, text: str) -> TransportError:
         return error_from_response(
-            response.status_code, body, response.text, response.headers, secret=self._secret.value
+            response.status_code, body, text, response.headers, secret=self._secret.value
+        )
+
+    def _overdue(self, url: str, what: str, delivered: bool = False) -> ModelTimeout:
+        return ModelTimeout(
+            f"timed out waiting for {what} from {url} (the deadline is {self.deadline:g} s)",
+            retryable=not delivered,
         )
 
     async def post_json(self, url: str, body: Mapping[str, Any]) -> Any:
@@ -358,16 +388,18 @@ class HTTPClient:
         while True:
             retry_after = None
             try:
-                response = await self._pool().post(
-                    url,
-                    json=body,
-                    headers=telemetry.with_traceparent(self._headers),
-                    timeout=self._timeout,
-                )
-                data = _json(response)
+                with anyio.fail_after(self.deadline):
+                    response = await self._pool().post(
+                        url,
+                        json=body,
+                        headers=telemetry.with_traceparent(self._headers),
+                        timeout=self._timeout,
+                    )
+                text = response.text
+                data = _json(text)
                 if response.is_error or workers_ai.is_failure(data):
                     retry_after = parse_retry_after(response.headers)
-                    raise self._error(response, data)
+                    raise self._error(response, data, text)
                 if data is None:
                     raise ModelHTTPError(
                         f"expected JSON from {url}, got {response.headers.get('content-type')!r}",
@@ -378,6 +410,8 @@ class HTTPClient:
                 error = error_from_exception(exc, url)
             except TransportError as exc:
                 error = exc
+            except TimeoutError:
+                error = self._overdue(url, "the whole answer")
             if not await self._wait(retry, error, url, retry_after):
                 raise error
             retry += 1
@@ -394,29 +428,47 @@ class HTTPClient:
         while True:
             retry_after = None
             try:
-                async with self._pool().stream(
-                    "POST",
-                    url,
-                    json=body,
-                    headers=telemetry.with_traceparent(self._headers),
-                    timeout=self._timeout,
-                ) as response:
-                    kind = response.headers.get("content-type", "")
+                async with AsyncExitStack() as stack:
+                    due = self._due()
+                    with anyio.CancelScope(deadline=due) as scope:
+                        response = await stack.enter_async_context(
+                            self._pool().stream(
+                                "POST",
+                                url,
+                                json=body,
+                                headers=telemetry.with_traceparent(self._headers),
+                                timeout=self._timeout,
+                            )
+                        )
+                        kind = response.headers.get("content-type", "")
+                        if response.is_error or "text/event-stream" not in kind:
+                            await response.aread()
+                    if scope.cancelled_caught:
+                        raise self._overdue(url, "an answer")
                     if response.is_error or "text/event-stream" not in kind:
-                        await response.aread()
-                        data = _json(response)
+                        text = response.text
+                        data = _json(text)
                         if response.is_error or workers_ai.is_failure(data):
                             retry_after = parse_retry_after(response.headers)
-                            raise self._error(response, data)
+                            raise self._error(response, data, text)
                         raise ModelHTTPError(
                             f"expected an event stream from {url}, got {kind or 'no type'!r}",
                             status=response.status_code,
                         )
-                    async for event in iter_sse(response.aiter_text()):
+                    events = iter_sse(response.aiter_text())
+                    stack.push_async_callback(events.aclose)
+                    while True:
+                        with anyio.CancelScope(deadline=due) as scope:
+                            event = await anext(events, None)
+                        if scope.cancelled_caught:
+                            raise self._overdue(url, "the next event", delivered)
+                        if event is None:
+                            break
                         if event.data.strip() == "[DONE]":
                             return
                         delivered = True
                         yield event
+                        due = self._due()
                     raise StreamInterrupted(
                         f"the stream from {url} ended before [DONE]: the answer is incomplete",
                         retryable=not delivered,
@@ -433,6 +485,10 @@ class HTTPClient:
             if delivered or not await self._wait(retry, error, url, retry_after):
                 raise error
             retry += 1
+
+    def _due(self) -> float:
+        """When an attempt started now (or the event just delivered) is overdue."""
+        return math.inf if self.deadline is None else anyio.current_time() + self.deadline
 
     async def aclose(self) -> None:
         """Close the connection pool, if this object opened it."""

@@ -98,7 +98,8 @@ class OpenAICompatible(Runtime):
         api_key: sent as a bearer token; None for local servers that need none.
         model: the model name the server knows.
         client: an `httpx.AsyncClient` to use (a `MockTransport` in tests); its owner closes it.
-        timeout: seconds or an `httpx.Timeout` (default: 10 s to connect, 300 s to read).
+        timeout: seconds or an `httpx.Timeout` (default: 10 s to connect, 300 s to read); it
+            also bounds each attempt as a whole (see `agentkit.runtimes._http`).
         max_retries: retries of a failed request (connection errors, timeouts, 408, 409, 429,
             5xx); ignored when `retry` is given.
         retry: the whole retry policy.

@@ -70,7 +70,8 @@ class WorkersAI(Runtime):
         tool_shape: how tools and past calls are sent on the `run` endpoint: `legacy`
             (`{name, description, parameters}`, as the model's schema documents) or `function`.
         client: an `httpx.AsyncClient` to use (a `MockTransport` in tests); its owner closes it.
-        timeout: seconds or an `httpx.Timeout` (default: 10 s to connect, 300 s to read).
+        timeout: seconds or an `httpx.Timeout` (default: 10 s to connect, 300 s to read); it
+            also bounds each attempt as a whole (see `agentkit.runtimes._http`).
         max_retries: retries of a failed request; ignored when `retry` is given.
         retry: the whole retry policy.
         sleep: how to wait between retries (tests pass one that records the delays).

@@ -16,10 +16,21 @@ started, otherwise its worker is abandoned, like `to_thread.run_sync(..., abando
 under `fail_after`: the limiter token is returned, the thread finishes the call on its own, its
 result is dropped, and it takes no further call. Cancelling the batch gives up every call the
 same way; queued calls never start.
+
+Workers are daemon threads of agentkit's own, kept for reuse while busy and for a while after
+(anyio's are not daemons: a tool abandoned at its timeout would keep the process from exiting
+until the tool returned). A thread given up runs on until its call returns; each is logged as
+a warning, `abandoned_threads()` counts those still running, and while `MAX_ABANDONED` of them
+run, sync calls fail at once with that said to the model instead of starting more threads.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
+import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -27,12 +38,124 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-__all__ = ["BLOCKED_AFTER", "ThreadBatch", "ThreadedCall"]
+__all__ = ["BLOCKED_AFTER", "MAX_ABANDONED", "ThreadBatch", "ThreadedCall", "abandoned_threads"]
+
+log = logging.getLogger("agentkit.tools")
 
 BLOCKED_AFTER = 0.001
 """Seconds a worker may spend in one call before it counts as blocked and another may join."""
+
+MAX_ABANDONED = 64
+"""Threads of given-up calls that may still be running before sync calls are refused."""
+
+IDLE_EXIT = 10.0
+"""Seconds an idle worker thread waits for work before it ends."""
+
+
+# -- daemon worker threads -------------------------------------------------------------------
+
+_pool_lock = threading.Lock()
+_idle: list[_Thread] = []  # most recently idle last
+_abandoned = 0
+
+
+def abandoned_threads() -> int:
+    """How many threads of sync tool calls given up (timed out or cancelled) still run."""
+    return _abandoned
+
+
+class _Job:
+    __slots__ = ("abandoned", "args", "context", "done", "function", "wake")
+
+    def __init__(self, function: Callable[..., Any], args: tuple[Any, ...], wake: Any) -> None:
+        self.function = function
+        self.args = args
+        self.context = contextvars.copy_context()  # as anyio.to_thread does
+        self.wake: Callable[[], None] = wake
+        self.done = False
+        self.abandoned = False
+
+
+class _Thread(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(name="agentkit tool worker", daemon=True)
+        self.jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+
+    def run(self) -> None:
+        global _abandoned
+        while True:
+            try:
+                job = self.jobs.get(timeout=IDLE_EXIT)
+            except queue.Empty:
+                with _pool_lock:
+                    if self in _idle:
+                        _idle.remove(self)
+                        return
+                continue  # taken just now: its job is on the way
+            try:
+                job.context.run(job.function, *job.args)
+            except BaseException:  # pragma: no cover - the function files its own outcome
+                log.exception("a tool worker's job raised")
+            with _pool_lock:
+                job.done = True
+                if job.abandoned:
+                    _abandoned -= 1
+                _idle.append(self)
+            if not job.abandoned:
+                with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                    job.wake()
+
+
+def _waker(event: anyio.Event) -> Callable[[], None]:
+    """A function any thread may call to set `event` on this event loop."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # another backend: the thread waits for the loop to take it
+        token = anyio.lowlevel.current_token()
+        return lambda: anyio.from_thread.run_sync(event.set, token=token)
+
+    def wake() -> None:
+        loop.call_soon_threadsafe(event.set)
+
+    return wake
+
+
+async def _in_thread(
+    function: Callable[..., None], *args: Any, limiter: anyio.CapacityLimiter
+) -> None:
+    """`function(*args)` on a daemon worker thread; cancelled, the thread is abandoned (it
+    finishes on its own) and the limiter's token is returned at once."""
+    global _abandoned
+    async with limiter:
+        event = anyio.Event()
+        job = _Job(function, args, _waker(event))
+        with _pool_lock:
+            thread = _idle.pop() if _idle else None
+        if thread is None:
+            thread = _Thread()
+            thread.start()
+        thread.jobs.put(job)
+        try:
+            await event.wait()
+        except BaseException:
+            with _pool_lock:
+                if not job.done:
+                    job.abandoned = True
+                    _abandoned += 1
+            if job.abandoned:
+                log.warning(
+                    "a sync tool call was given up; its thread runs on until it returns "
+                    "(%d such threads running)",
+                    _abandoned,
+                )
+            raise
+
+
+# -- batches ---------------------------------------------------------------------------------
 
 _QUEUED, _RUNNING, _DONE, _GIVEN_UP = range(4)
 
@@ -134,12 +257,28 @@ class ThreadBatch:
 
     async def _hops(self, worker: _Worker) -> None:
         while not worker.abandoned:
-            await anyio.to_thread.run_sync(
-                self._drain, worker, limiter=self._limiter, abandon_on_cancel=True
-            )
+            if _abandoned >= MAX_ABANDONED:
+                self._refuse_queued()
+                return
+            await _in_thread(self._drain, worker, limiter=self._limiter)
             self._hand_back(worker)
             if not self._queue or self._closed:
                 return
+
+    def _refuse_queued(self) -> None:
+        """Fail the calls still queued: too many abandoned threads run already."""
+        error = RuntimeError(
+            f"not started: {_abandoned} threads of earlier sync tool calls that were given up "
+            f"are still running (the most allowed is {MAX_ABANDONED})"
+        )
+        with self._lock:
+            refused = list(self._queue)
+            self._queue.clear()
+            for call in refused:
+                call.state = _DONE
+                call.error = error
+        for call in refused:
+            self._settle(call)
 
     def _hand_back(self, worker: _Worker) -> None:
         if not worker.done:
