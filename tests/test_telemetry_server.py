@@ -53,7 +53,7 @@ def spans() -> Iterator[InMemorySpanExporter]:
 def test_the_server_continues_the_clients_trace_and_passes_it_on(
     spans: InMemorySpanExporter, service: LoopbackServer
 ) -> None:
-    upstream = WorkersAI("acct", "upstream-token", base_url=service.url + "/client/v4")
+    upstream = WorkersAI("acct", "tok-7c1d-upstream-secret", base_url=service.url + "/client/v4")
     with LoopbackServer(app=create_app(upstream)) as served:
         answer = httpx.post(
             f"{served.url}/client/v4/accounts/me/ai/run/{MODEL}",
@@ -85,7 +85,7 @@ def test_the_server_continues_the_clients_trace_and_passes_it_on(
 
 
 def test_without_telemetry_the_server_sends_no_traceparent(service: LoopbackServer) -> None:
-    upstream = WorkersAI("acct", "upstream-token", base_url=service.url + "/client/v4")
+    upstream = WorkersAI("acct", "tok-7c1d-upstream-secret", base_url=service.url + "/client/v4")
     with LoopbackServer(app=create_app(upstream)) as served:
         answer = httpx.post(
             f"{served.url}/client/v4/accounts/me/ai/run/{MODEL}",
@@ -114,7 +114,7 @@ def test_agentkit_serve_continues_the_trace_and_exports_it_over_otlp(
     env = {
         **os.environ,
         "CLOUDFLARE_ACCOUNT_ID": "acct",
-        "CLOUDFLARE_API_TOKEN": "upstream-token",
+        "CLOUDFLARE_API_TOKEN": "tok-7c1d-upstream-secret",
         "CLOUDFLARE_BASE_URL": service.url + "/client/v4",
         "OTEL_BSP_SCHEDULE_DELAY": "50",
     }
@@ -152,4 +152,4 @@ def test_agentkit_serve_continues_the_trace_and_exports_it_over_otlp(
     assert chat.parent_span_id == server_span.span_id
     _, trace_id, parent, _ = service.requests[-1].headers["traceparent"].split("-")
     assert (trace_id, parent) == (TRACE_ID, chat.span_id.hex())
-    assert "upstream-token" not in str(collector.traces)
+    assert "tok-7c1d-upstream-secret" not in str(collector.traces)
