@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from loopback import LoopbackServer, model_service
+
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
+
+    from agentkit.server.background import BackgroundServer
+
+LOCAL_URL = "http://127.0.0.1:8787"
+"""The address in-process clients say they call (the server checks the Host)."""
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +51,36 @@ def service(_model_loopback: LoopbackServer) -> LoopbackServer:
     """A loopback server answering as Workers AI and as an OpenAI-compatible server."""
     _model_loopback.requests.clear()
     return _model_loopback
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., BackgroundServer]]:
+    """`serve(runtime, **create_app_options)`: `agentkit serve`'s application under uvicorn on
+    127.0.0.1, stopped after the test. For what the wire decides: streams, disconnects,
+    timeouts, SDKs, browsers."""
+    from agentkit.server import create_app
+    from agentkit.server.background import BackgroundServer
+
+    with ExitStack() as stack:
+
+        def start(runtime: Any, **options: Any) -> BackgroundServer:
+            return stack.enter_context(BackgroundServer(create_app(runtime, **options)))
+
+        yield start
+
+
+@pytest.fixture
+def client() -> Iterator[Callable[..., TestClient]]:
+    """`client(runtime, **create_app_options)`: the same application in process, for what the
+    server answers rather than how the socket behaves."""
+    from starlette.testclient import TestClient
+
+    from agentkit.server import create_app
+
+    with ExitStack() as stack:
+
+        def start(runtime: Any, **options: Any) -> TestClient:
+            app = create_app(runtime, **options)
+            return stack.enter_context(TestClient(app, base_url=LOCAL_URL))
+
+        yield start

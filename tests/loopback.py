@@ -1,24 +1,24 @@
 """A scripted HTTP server on 127.0.0.1 and fake model services, for the hosted runtimes' tests.
 
-`LoopbackServer` runs uvicorn in a thread on a free port; `model_service` answers as Workers AI
-(`/ai/run/...`) or as an OpenAI-compatible server (`/chat/completions`), told apart by the path.
+`LoopbackServer` is agentkit's `BackgroundServer` (uvicorn in a thread on a free port) serving
+scripted replies; `model_service` answers as Workers AI (`/ai/run/...`) or as an
+OpenAI-compatible server (`/chat/completions`), told apart by the path.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from agentkit.server.background import BackgroundServer
 
 # -- a loopback server the tests script -------------------------------------------------------
 
@@ -55,7 +55,7 @@ def sse(*events: Any, done: bool = True) -> list[str]:
     return pieces + (["data: [DONE]\n\n"] if done else [])
 
 
-class LoopbackServer:
+class LoopbackServer(BackgroundServer):
     """A real HTTP server on 127.0.0.1 (an ephemeral port) whose answers a function decides.
 
     `script(*replies)` answers requests with the replies in order. Every request is kept in
@@ -74,11 +74,7 @@ class LoopbackServer:
         if app is None:  # or serve a given ASGI application as it is
             routes = [Route("/{path:path}", self._endpoint, methods=["GET", "POST"])]
             app = Starlette(routes=routes)
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="critical", lifespan=lifespan
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        super().__init__(app, log_level="critical", lifespan=lifespan)
 
     def reset(self) -> None:
         """Forget the requests seen and the replies left."""
@@ -93,23 +89,6 @@ class LoopbackServer:
     def _next(self, seen: Seen) -> Reply:
         assert self._replies, f"no scripted reply left for {seen.method} {seen.path}"
         return self._replies.pop(0)
-
-    @property
-    def url(self) -> str:
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __enter__(self) -> LoopbackServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, "the loopback server did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
 
     async def _endpoint(self, request: Request) -> Response:
         raw = await request.body()

@@ -2,7 +2,8 @@
 endpoint through the official `cloudflare` SDK, streaming, cancellation, the queue, the
 playground's agent endpoint. The helpers here serve the other test_server_* modules too
 (errors, the OpenAI endpoint); the real model is in test_server_model.py, the page in
-test_server_playground.py."""
+test_server_playground.py. The `serve` (uvicorn) and `client` (in process) fixtures are in
+conftest.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import ExitStack
 from typing import Any
 
 import anyio
@@ -18,6 +18,7 @@ import cloudflare
 import httpx
 import openai
 import pytest
+from starlette.testclient import TestClient
 
 from agentkit import (
     Capabilities,
@@ -32,7 +33,6 @@ from agentkit import (
 )
 from agentkit.cli import main as cli_main
 from agentkit.model_api import DEFAULT_MODEL
-from agentkit.server import create_app
 from agentkit.server.background import BackgroundServer
 
 ACCOUNT = "acc"
@@ -48,21 +48,6 @@ WEATHER = {
 }
 
 
-def servers() -> Iterator[Callable[..., BackgroundServer]]:
-    """`serve(runtime, **create_app_options)`: a running server, stopped after the test."""
-    with ExitStack() as stack:
-
-        def start(runtime: Any, **options: Any) -> BackgroundServer:
-            return stack.enter_context(BackgroundServer(create_app(runtime, **options)))
-
-        yield start
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[..., BackgroundServer]]:
-    yield from servers()
-
-
 def cf_client(server: BackgroundServer, token: str = TOKEN) -> cloudflare.Cloudflare:
     return cloudflare.Cloudflare(api_token=token, base_url=server.url + "/client/v4", max_retries=0)
 
@@ -73,8 +58,10 @@ def oa_client(server: BackgroundServer, token: str = TOKEN) -> openai.OpenAI:
     )
 
 
-def run_url(server: BackgroundServer, model: str = DEFAULT_MODEL) -> str:
-    return f"{server.url}/client/v4/accounts/{ACCOUNT}/ai/run/{model}"
+def run_url(server: BackgroundServer | None = None, model: str = DEFAULT_MODEL) -> str:
+    """The Workers AI endpoint of `server`, or its path alone (for in-process clients)."""
+    base = server.url if server is not None else ""
+    return f"{base}/client/v4/accounts/{ACCOUNT}/ai/run/{model}"
 
 
 def events(lines: Iterator[str]) -> list[Any]:
@@ -317,10 +304,10 @@ def test_playground_agent_streams_the_run_as_events(
     assert runtime.requests[0].temperature == 0.1
 
 
-def test_playground_agent_refuses_bad_settings(serve: Callable[..., BackgroundServer]) -> None:
-    server = serve(ScriptedRuntime())
+def test_playground_agent_refuses_bad_settings(client: Callable[..., TestClient]) -> None:
+    app = client(ScriptedRuntime())
     body = {"messages": [{"role": "user", "content": "hi"}], "top_k": 100}
-    answer = httpx.post(server.url + "/playground/agent", json=body)
+    answer = app.post("/playground/agent", json=body)
     assert answer.status_code == 400
     assert answer.json()["errors"] == [
         {"code": 5006, "message": "Bad input: top_k: must be <= 50 (got 100)"}
@@ -335,6 +322,12 @@ def test_serve_refuses_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--max-queue: must be >= 0 (got -1)" in capsys.readouterr().err
     assert cli_main(["serve", "--port", "70000"]) == 2
     assert "--port: must be between 0 and 65535 (got 70000)" in capsys.readouterr().err
+    assert cli_main(["serve", "--body-timeout", "0"]) == 2
+    assert "--body-timeout: must be > 0 (got 0.0)" in capsys.readouterr().err
+    assert cli_main(["serve", "--allow-origin", "notebook.example"]) == 2
+    assert "allowed origin: must be scheme://host[:port] (got 'notebook.example')" in (
+        capsys.readouterr().err
+    )
 
 
 def test_a_client_giving_up_leaves_the_queue(serve: Callable[..., BackgroundServer]) -> None:

@@ -270,6 +270,10 @@ def test_agentkit_serve_command(tmp_path: Path) -> None:
         str(ROOT / "tools" / "calculator.py"),
         "--max-queue",
         "2",
+        "--allowed-host",
+        "box.lan",
+        "--header-timeout",
+        "1",
     ]
     env = {**os.environ, "AGENTKIT_API_TOKEN": TOKEN}
     log = (tmp_path / "serve.log").open("w+")
@@ -294,6 +298,13 @@ def test_agentkit_serve_command(tmp_path: Path) -> None:
             "@agentkit/local", account_id=ACCOUNT, prompt="Hi!", max_tokens=4, temperature=0
         )
         assert result["usage"]["completion_tokens"] <= 4
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        for host, status in (("evil.example", 403), ("box.lan", 200)):
+            answer = httpx.get(url + "/playground/info", headers={**auth, "Host": host})
+            assert answer.status_code == status
+        with socket.create_connection(("127.0.0.1", port)) as silent:
+            silent.settimeout(30)
+            assert silent.recv(1) == b""  # closed by the header deadline
         with pytest.raises(cloudflare.AuthenticationError):
             cloudflare.Cloudflare(
                 api_token="wrong", base_url=url + "/client/v4", max_retries=0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -13,7 +13,6 @@ from test_server import (
     WEATHER,
     BackgroundServer,
     oa_client,
-    servers,
 )
 
 from agentkit import (
@@ -23,12 +22,6 @@ from agentkit import (
     Usage,
 )
 from agentkit.model_api import DEFAULT_MODEL
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[..., BackgroundServer]]:
-    yield from servers()
-
 
 # -- the OpenAI-compatible endpoint, through the openai SDK -------------------------------------
 

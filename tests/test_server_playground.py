@@ -8,13 +8,19 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import anyio
 import pytest
 from environment import CHROMIUM, require_chromium
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from starlette.applications import Starlette
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from test_server_security import QUESTION, Calculator
 
 from agentkit import (
     Capabilities,
@@ -326,3 +332,119 @@ def test_the_page_starts_from_the_runtimes_profile(page: Page) -> None:
         expect(page.locator(".meta")).to_contain_text("2 steps", timeout=30_000)
     first = runtime.requests[0]
     assert (first.tool_choice, first.temperature) == ("required", 0.0)
+
+
+# -- other web pages ----------------------------------------------------------------------------
+
+HOSTILE = """<!doctype html><title>another site</title>
+<form id="plain" method="POST" enctype="text/plain" target="sink1"
+      action="{target}/playground/agent">
+  <input name='{{"messages": [{{"role": "user", "content": "What is 37 * 41?"}}], "x": "'
+         value='"}}'>
+</form>
+<form id="api" method="POST" target="sink2"
+      action="{target}/client/v4/accounts/a/ai/run/@agentkit/function">
+  <input name="prompt" value="hi">
+</form>
+<iframe name="sink1"></iframe><iframe name="sink2"></iframe>
+<script>
+const TARGET = "{target}";
+const QUESTION = JSON.stringify({question});
+async function attack(mode, type) {{
+  try {{
+    const answer = await fetch(TARGET + "/playground/agent",
+      {{method: "POST", mode, headers: {{"Content-Type": type}}, body: QUESTION}});
+    return mode === "no-cors" ? answer.type : answer.status + " " + await answer.text();
+  }} catch (error) {{
+    return "failed: " + error;
+  }}
+}}
+</script>
+"""
+
+
+def recording(app: ASGIApp, seen: list[tuple[str, str, int]]) -> ASGIApp:
+    """`app`, noting each request's method, path and answer status in `seen`."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        async def note(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen.append((scope["method"], scope["path"], message["status"]))
+            await send(message)
+
+        await app(scope, receive, note)
+
+    return wrapped
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 15
+    while not condition():
+        assert time.monotonic() < deadline, "the browser's requests did not arrive"
+        time.sleep(0.05)
+
+
+def another_site(target: str, **page: str) -> BackgroundServer:
+    html = HOSTILE.format(target=target, question=json.dumps(QUESTION), **page)
+    return BackgroundServer(Starlette(routes=[Route("/", lambda request: HTMLResponse(html))]))
+
+
+def test_a_page_on_another_origin_cannot_run_the_tools(browser: Browser, page: Page) -> None:
+    calculator = Calculator()
+    seen: list[tuple[str, str, int]] = []
+    app = create_app(calculator.runtime, tools=[calculator.tool])
+    with BackgroundServer(recording(app, seen)) as server, another_site(server.url) as site:
+        context = browser.new_context()
+        hostile = context.new_page()
+        hostile.goto(site.url + "/")
+        # A no-cors fetch and a text/plain fetch need no preflight: both reach the server.
+        assert hostile.evaluate("attack('no-cors', 'text/plain')") == "opaque"
+        assert hostile.evaluate("attack('cors', 'text/plain')").startswith("failed: ")
+        # A JSON fetch needs a preflight, which is refused: it never gets sent.
+        assert hostile.evaluate("attack('cors', 'application/json')").startswith("failed: ")
+        # Plain HTML forms, one shaped as JSON for the playground, one for the API.
+        hostile.evaluate("document.getElementById('plain').submit()")
+        wait_for(lambda: len(seen) == 4)
+        hostile.evaluate("document.getElementById('api').submit()")
+        wait_for(lambda: len(seen) == 5)
+        context.close()
+        assert [(m, p.split("/")[-1], s) for m, p, s in seen] == [
+            ("POST", "agent", 403),
+            ("POST", "agent", 403),
+            ("OPTIONS", "agent", 403),
+            ("POST", "agent", 403),
+            ("POST", "function", 403),
+        ]
+        assert calculator.runs == [] and calculator.runtime.requests == []
+
+        # The playground on the server's own origin still runs the tool.
+        page.goto(server.url + "/")
+        page.select_option("#tool_choice", "required")
+        page.fill("#prompt", "What is 37 * 41?")
+        page.press("#prompt", "Enter")
+        expect(page.locator(".toolcall .result")).to_have_text("1517")
+        expect(page.locator(".msg.assistant .bubble")).to_have_text("It is 1517.")
+        assert calculator.runs == ["37 * 41"]
+
+
+def test_an_allowed_origin_calls_the_api_with_cors(browser: Browser) -> None:
+    calculator = Calculator()
+    with another_site("") as site:
+        app = create_app(calculator.runtime, tools=[calculator.tool], allowed_origins=[site.url])
+        with BackgroundServer(app) as server:
+            context = browser.new_context()
+            other = context.new_page()
+            other.goto(site.url + "/")
+            other.evaluate(f"() => {{ window.TARGET = {json.dumps(server.url)}; }}")
+            answer = other.evaluate(
+                """async () => {
+                  const answer = await fetch(window.TARGET + "/playground/agent", {
+                    method: "POST", headers: {"Content-Type": "application/json"},
+                    body: QUESTION});
+                  return answer.status + " " + await answer.text();
+                }"""
+            )
+            context.close()
+    assert answer.startswith("200 ")
+    assert '"output":"It is 1517."' in answer
+    assert calculator.runs == ["37 * 41"]

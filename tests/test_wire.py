@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,7 +23,6 @@ from agentkit import (
     Usage,
 )
 from agentkit.model_api import DEFAULT_MODEL
-from agentkit.server import create_app
 from agentkit.wire import openai, workers_ai
 
 # -- strategies -------------------------------------------------------------------------------
@@ -179,20 +179,22 @@ def test_an_integer_too_long_to_read_is_named_not_a_crash() -> None:
         GenerationRequest.build(prompt="x", seed=10**5000)
 
 
-def test_the_server_answers_strictness_and_long_numbers_with_400() -> None:
+def test_the_server_answers_strictness_and_long_numbers_with_400(
+    client: Callable[..., TestClient],
+) -> None:
     runtime = ScriptedRuntime(["never used"])
     url = f"/client/v4/accounts/acc/ai/run/{DEFAULT_MODEL}"
-    with TestClient(create_app(runtime)) as client:
+    with client(runtime) as http:
         for body, expected in [
             ('{"prompt":"x","max_tokens":' + "9" * 5000 + "}", "max_tokens: must have at most"),
             ('{"prompt":"x","raw":"yes"}', "raw: input should be a valid boolean"),
             ('{"prompt":"x","seed":true}', "seed: input should be a valid integer"),
         ]:
-            answer = client.post(url, content=body, headers={"content-type": "application/json"})
+            answer = http.post(url, content=body, headers={"content-type": "application/json"})
             assert answer.status_code == 400, answer.text
             assert answer.json()["errors"][0]["code"] == 5006
             assert expected in answer.json()["errors"][0]["message"]
-        chat = client.post(
+        chat = http.post(
             "/client/v4/accounts/acc/ai/v1/chat/completions",
             json={
                 "model": DEFAULT_MODEL,

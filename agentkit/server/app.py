@@ -32,10 +32,12 @@ from agentkit import telemetry
 from agentkit.model_api import DEFAULT_MODEL, ModelRequest, Usage
 from agentkit.runtimes.base import Runtime
 from agentkit.server import openai_compat
-from agentkit.server.core import ServerState, endpoint
-from agentkit.server.errors import BAD_INPUT, INTERNAL, NO_ROUTE, ApiError, envelope
+from agentkit.server.core import CURRENT_REQUEST, ServerState, check_token, endpoint, internal_error
+from agentkit.server.deadlines import DEFAULT_BODY_TIMEOUT, BodyDeadline
+from agentkit.server.errors import BAD_INPUT, NO_ROUTE, ApiError, envelope
 from agentkit.server.playground import playground_routes
 from agentkit.server.queue import ModelQueue, QueuedRuntime, as_generator
+from agentkit.server.security import ANY, SitePolicy, check_origin
 from agentkit.server.sse import DONE, EventStream, data_frame
 from agentkit.tools import Tool, Toolset, ToolSource
 from agentkit.wire import openai as openai_wire
@@ -74,6 +76,9 @@ def create_app(
     max_body: int = DEFAULT_MAX_BODY,
     max_steps: int = 8,
     mcp: bool = False,
+    allowed_hosts: Iterable[str] = (),
+    allowed_origins: Iterable[str] = (),
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
 ) -> Starlette:
     """The server as an ASGI application, for `uvicorn`, tests or embedding.
 
@@ -87,9 +92,22 @@ def create_app(
         max_body: the largest request body in bytes; past it, 413.
         max_steps: model calls the playground's agent may make per message.
         mcp: also serve the tools over MCP (Streamable HTTP) at `/mcp`, behind the same token.
+        allowed_hosts: `Host` names served besides `localhost`, `127.0.0.1` and `[::1]`
+            (`"*"`: any); other names get 403, which stops DNS rebinding.
+        allowed_origins: origins (`scheme://host[:port]`) whose pages may call the server,
+            with CORS; requests from any other origin get 403.
+        body_timeout: seconds a client may take to send a request body; past it, 408.
+
+    Raises:
+        ValueError: a bound below its minimum, a malformed origin, or an `api_token` with
+            characters other than printable ASCII (which no browser or HTTP library sends
+            unchanged).
     """
     if max_body < 1:
         raise ValueError(f"max_body: must be >= 1 (got {max_body})")
+    if api_token is not None:
+        check_token(api_token)
+    allowed_origins = [o if o == ANY else check_origin(o) for o in allowed_origins]
     state = ServerState(
         runtime=QueuedRuntime(telemetry.traced_runtime(runtime), ModelQueue(max_queue)),
         models=served_models(runtime, models),
@@ -125,7 +143,12 @@ def create_app(
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(telemetry.ServerSpans), Middleware(_RequestId)],
+        middleware=[
+            Middleware(telemetry.ServerSpans),
+            Middleware(_RequestId),
+            Middleware(SitePolicy, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins),
+            Middleware(BodyDeadline, timeout=body_timeout),
+        ],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
     )
@@ -210,9 +233,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     # Starlette answers these outside the middleware: add the request id here.
-    log.error("unhandled error", exc_info=exc)
-    error = ApiError(500, INTERNAL, f"internal error: {type(exc).__name__}")
-    request_id = request.scope.get("state", {}).get("request_id", uuid.uuid4().hex)
+    request_id = request.scope.get("state", {}).get("request_id", str(uuid.uuid4()))
+    log.error("request %s failed", request_id, exc_info=exc)
+    error = internal_error(request_id)
     return JSONResponse(error.body(), status_code=500, headers={REQUEST_ID: request_id})
 
 
@@ -228,6 +251,7 @@ class _RequestId:
             return
         request_id = str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
+        CURRENT_REQUEST.set(request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

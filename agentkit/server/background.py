@@ -13,11 +13,16 @@ import socket
 import threading
 import time
 from types import TracebackType
+from typing import TypeVar
 
 import uvicorn
 from starlette.types import ASGIApp
 
+from agentkit.server.deadlines import DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEP_ALIVE, uvicorn_config
+
 __all__ = ["BackgroundServer"]
+
+_Server = TypeVar("_Server", bound="BackgroundServer")
 
 
 class BackgroundServer:
@@ -28,10 +33,21 @@ class BackgroundServer:
         host: the address to bind; loopback by default.
         port: the port; 0 picks a free one (read it back from `url`).
         log_level: uvicorn's log level.
+        header_timeout: seconds a connection may take to send a request's headers.
+        keep_alive: seconds an idle keep-alive connection stays open.
+        lifespan: uvicorn's lifespan setting (`"on"` for apps that start things, like `/mcp`).
     """
 
     def __init__(
-        self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+        self,
+        app: ASGIApp,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+        keep_alive: int = DEFAULT_KEEP_ALIVE,
+        lifespan: str = "off",
     ) -> None:
         self.host = host
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -41,8 +57,13 @@ class BackgroundServer:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.port: int = self._socket.getsockname()[1]
-        config = uvicorn.Config(
-            app, log_level=log_level, lifespan="off", timeout_graceful_shutdown=3
+        config = uvicorn_config(
+            app,
+            header_timeout=header_timeout,
+            keep_alive=keep_alive,
+            log_level=log_level,
+            lifespan=lifespan,
+            timeout_graceful_shutdown=3,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -76,7 +97,7 @@ class BackgroundServer:
             self._thread.join(timeout=10)
         self._socket.close()
 
-    def __enter__(self) -> BackgroundServer:
+    def __enter__(self: _Server) -> _Server:
         self.start()
         return self
 

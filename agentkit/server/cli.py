@@ -16,6 +16,14 @@ from agentkit.mcp.options import add_mcp_options, mcp_sources
 from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.server.app import DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUE, create_app, served_models
+from agentkit.server.core import check_token
+from agentkit.server.deadlines import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_KEEP_ALIVE,
+    protocol,
+)
+from agentkit.server.security import ANY, check_origin
 from agentkit.telemetry.console import add_options as add_telemetry_options
 from agentkit.tools import Tool, ToolSource
 from agentkit.tools.loader import load_tools
@@ -57,6 +65,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES")
     parser.add_argument("--max-steps", type=int, default=8, help="playground agent steps")
     parser.add_argument(
+        "--allowed-host",
+        action="append",
+        dest="allowed_hosts",
+        default=[],
+        metavar="NAME",
+        help="a Host name to answer to besides localhost, 127.0.0.1 and [::1] (repeatable; "
+        "'*' answers to any, which lets DNS rebinding through)",
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        dest="allowed_origins",
+        default=[],
+        metavar="ORIGIN",
+        help="a web origin (scheme://host[:port]) whose pages may call the server, with CORS "
+        "(repeatable)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=DEFAULT_HEADER_TIMEOUT,
+        metavar="SECONDS",
+        help="close a connection that takes longer to send a request's headers",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=DEFAULT_BODY_TIMEOUT,
+        metavar="SECONDS",
+        help="answer 408 to a request that takes longer to send its body",
+    )
+    parser.add_argument(
+        "--keep-alive",
+        type=int,
+        default=DEFAULT_KEEP_ALIVE,
+        metavar="SECONDS",
+        help="close a keep-alive connection idle for longer",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     add_telemetry_options(parser, tree=False)
@@ -85,6 +132,42 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigurationError(f"--max-body: must be >= 1 (got {args.max_body})")
     if not 0 <= args.port <= 65535:
         raise ConfigurationError(f"--port: must be between 0 and 65535 (got {args.port})")
+    for name in ("header_timeout", "body_timeout", "keep_alive"):
+        if not getattr(args, name) > 0:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigurationError(f"{flag}: must be > 0 (got {getattr(args, name)})")
+    try:
+        if args.api_token:
+            check_token(args.api_token)
+        for origin in args.allowed_origins:
+            if origin != ANY:
+                check_origin(origin)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc).replace("api_token:", "--api-token:", 1)) from None
+
+
+def _allowed_hosts(args: argparse.Namespace) -> list[str]:
+    """The names given, plus the bound address when it is a specific one: a client that
+    reaches `--host 192.168.1.5` sends that as its Host."""
+    hosts = list(args.allowed_hosts)
+    if not _is_loopback(args.host) and args.host not in ("0.0.0.0", "::", ""):
+        hosts.append(f"[{args.host}]" if ":" in args.host else args.host)
+    return hosts
+
+
+def _warn_exposed(args: argparse.Namespace) -> None:
+    if not args.api_token:
+        print(
+            f"warning: listening on {args.host} without --api-token: anyone who can reach "
+            "this address can use the model and run the tools",
+            file=sys.stderr,
+        )
+    if args.host in ("0.0.0.0", "::") and not args.allowed_hosts:
+        print(
+            "note: only clients that address this server as localhost, 127.0.0.1 or [::1] are "
+            "answered; name the others with --allowed-host (e.g. the machine's address)",
+            file=sys.stderr,
+        )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -104,6 +187,9 @@ def main(args: argparse.Namespace) -> int:
             max_body=args.max_body,
             max_steps=args.max_steps,
             mcp=args.mcp,
+            allowed_hosts=_allowed_hosts(args),
+            allowed_origins=args.allowed_origins,
+            body_timeout=args.body_timeout,
         )
         names = ", ".join(served_models(runtime, args.model_names))
         shown = f"[{args.host}]" if ":" in args.host else args.host
@@ -115,13 +201,16 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        if not _is_loopback(args.host) and not args.api_token:
-            print(
-                f"warning: listening on {args.host} without --api-token: anyone who can reach "
-                "this address can use the model",
-                file=sys.stderr,
-            )
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        if not _is_loopback(args.host):
+            _warn_exposed(args)
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            http=protocol(args.header_timeout),
+            timeout_keep_alive=args.keep_alive,
+        )
     finally:
         anyio.run(runtime.aclose)
     return 0

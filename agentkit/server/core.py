@@ -3,6 +3,7 @@ wrapper that turns any exception into the Workers AI error envelope."""
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -18,18 +19,27 @@ from agentkit.server.errors import (
     ABORTED,
     AUTHENTICATION,
     BAD_INPUT,
+    CURRENT_REQUEST,
     INCOMPLETE_REQUEST,
     NO_SUCH_MODEL,
     TOO_LARGE,
     ApiError,
     api_error,
+    internal_error,
 )
 from agentkit.server.queue import QueuedRuntime
 from agentkit.server.sse import watch_disconnect
 from agentkit.tools import Toolset
 from agentkit.wire import workers_ai
 
-__all__ = ["ServerState", "endpoint"]
+__all__ = [
+    "CURRENT_REQUEST",
+    "ServerState",
+    "check_token",
+    "endpoint",
+    "internal_error",
+    "parse_json",
+]
 
 log = logging.getLogger("agentkit.server")
 
@@ -63,7 +73,9 @@ class ServerState:
             raise ApiError(
                 401, AUTHENTICATION, "Authentication error: send Authorization: Bearer <token>"
             )
-        if not secrets.compare_digest(token.strip().encode(), self.api_token.encode()):
+        # Header values arrive as bytes (Starlette decodes them as Latin-1): compare bytes.
+        sent = token.strip().encode("latin-1")
+        if not secrets.compare_digest(sent, self.api_token.encode()):
             raise ApiError(401, AUTHENTICATION, "Authentication error: the token is not valid")
 
     def check_model(self, model: str) -> None:
@@ -94,18 +106,7 @@ class ServerState:
             raise ApiError(408, ABORTED, "Request was aborted: the body was cut off") from None
         if not body.strip():
             raise ApiError(400, INCOMPLETE_REQUEST, "Request is missing headers or body: body")
-        try:
-            data = workers_ai.loads(body)
-        except ValueError as exc:
-            raise ApiError(
-                400, BAD_INPUT, f"Bad input: the body is not valid JSON ({exc})"
-            ) from None
-        if not isinstance(data, dict):
-            kind = type(data).__name__ if data is not None else "null"
-            raise ApiError(
-                400, BAD_INPUT, f"Bad input: the body must be a JSON object (got {kind})"
-            )
-        return data
+        return parse_json(bytes(body))
 
     def _too_large(self, size: int) -> ApiError:
         return ApiError(
@@ -134,11 +135,78 @@ class ServerState:
         return result
 
     def to_error(self, exc: Exception) -> ApiError:
-        """The error answer for an exception."""
+        """The error answer for an exception; those of the server's own making are logged with
+        their detail, which the answer leaves out."""
         error = api_error(exc, self.runtime)
         if error.status >= 500:
-            log.error("request failed: %s", error, exc_info=exc)
+            detail = f"{type(exc).__name__}: {exc}"
+            log.error("request %s failed: %s", CURRENT_REQUEST.get(), detail, exc_info=exc)
         return error
+
+
+def check_token(token: str) -> str:
+    """`token` if clients can send it: printable ASCII, no spaces (as in RFC 6750).
+
+    Raises:
+        ValueError: naming the position of the first other character (never the token).
+    """
+    for position, char in enumerate(token):
+        if not "!" <= char <= "~":
+            raise ValueError(
+                f"api_token: must be printable ASCII without spaces: browsers and HTTP "
+                f"libraries cannot send other characters unchanged (character {position + 1} "
+                f"is U+{ord(char):04X})"
+            )
+    if not token:
+        raise ValueError("api_token: must not be empty")
+    return token
+
+
+_MAX_DEPTH = 64
+"""The deepest nesting of arrays and objects a body may have; no request needs more."""
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """`body` as a JSON object; anything else is a 400 (code 5006) saying what is wrong.
+
+    Refused besides broken JSON: nesting deeper than 64, `NaN`/`Infinity` (not JSON), numbers
+    too long to convert, and unpaired surrogates (`"\\ud800"`, no Unicode text can hold them).
+    """
+    try:
+        data = workers_ai.loads(body)
+    except RecursionError:
+        raise _bad(f"the body nests deeper than {_MAX_DEPTH} levels") from None
+    except ValueError as exc:  # also JSONDecodeError, UnicodeDecodeError, long numbers
+        raise _bad(f"the body is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        kind = type(data).__name__ if data is not None else "null"
+        raise _bad(f"the body must be a JSON object (got {kind})")
+    if _depth(data) > _MAX_DEPTH:
+        raise _bad(f"the body nests deeper than {_MAX_DEPTH} levels")
+    if b"\\u" in body:  # only an escape can make a surrogate
+        try:
+            json.dumps(data, ensure_ascii=False).encode()
+        except UnicodeEncodeError as exc:
+            lone = exc.object[exc.start]
+            raise _bad(f"the body holds an unpaired surrogate ({lone!a})") from None
+    return data
+
+
+def _depth(data: Any) -> int:
+    """How deep `data` nests, without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= _MAX_DEPTH:
+                children = item.values() if isinstance(item, dict) else item
+                stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _bad(why: str) -> ApiError:
+    return ApiError(400, BAD_INPUT, f"Bad input: {why}")
 
 
 Handler = Callable[[ServerState, Request], Awaitable[Response]]

@@ -8,6 +8,7 @@ unsupported, 3003 incomplete request, 3006 too large, 3008 aborted, 3040 out of 
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from typing import Any
 
 from agentkit.errors import (
@@ -36,6 +37,7 @@ __all__ = [
     "ABORTED",
     "AUTHENTICATION",
     "BAD_INPUT",
+    "CURRENT_REQUEST",
     "INCOMPLETE_REQUEST",
     "INTERNAL",
     "LORA_UNSUPPORTED",
@@ -47,7 +49,11 @@ __all__ = [
     "api_error",
     "envelope",
     "error_frame",
+    "internal_error",
 ]
+
+CURRENT_REQUEST: ContextVar[str] = ContextVar("agentkit_request_id", default="-")
+"""The id of the request being answered (the `cf-ai-req-id` header), for errors and logs."""
 
 
 class ApiError(Exception):
@@ -97,7 +103,16 @@ def api_error(exc: Exception, runtime: Runtime) -> ApiError:
         # A hosted runtime behind this server failed: pass its status and code on.
         status = exc.status if exc.status and exc.status >= 400 else 502
         return ApiError(status, exc.code or INTERNAL, exc.message)
-    return ApiError(500, INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+    return internal_error()
+
+
+def internal_error(request_id: str | None = None) -> ApiError:
+    """The answer for an unexpected failure: the request id, never the exception's text (it
+    may hold paths, prompts or secrets); the server logs the detail under the same id."""
+    request_id = request_id or CURRENT_REQUEST.get()
+    return ApiError(
+        500, INTERNAL, f"internal error: the server's log has the detail (request {request_id})"
+    )
 
 
 def error_frame(error: ApiError) -> bytes:

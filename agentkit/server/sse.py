@@ -108,7 +108,6 @@ class EventStream(Response):
 
 
 def _log(error: ApiError, exc: Exception) -> None:
-    if error.status >= 500:
-        log.error("stream failed: %s", error, exc_info=exc)
-    else:
+    # Failures of the server's own (5xx) were logged with their detail by `to_error`.
+    if error.status < 500:
         log.info("stream refused: %s", error)

@@ -352,6 +352,10 @@ def _find_long(value: Any, path: str = "") -> tuple[str, _LongNumber] | None:
     return None
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def loads(body: bytes | bytearray | str) -> Any:
     """A JSON body as the wire reads it; an integer too long to read is refused by its place.
 
@@ -360,13 +364,17 @@ def loads(body: bytes | bytearray | str) -> Any:
         ValueError: the body is not JSON (`json.JSONDecodeError`, `UnicodeDecodeError`).
     """
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_not_json)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise
     except ValueError:
         limit = sys.get_int_max_str_digits()
         found = _find_long(
-            json.loads(body, parse_int=lambda t: _LongNumber(t) if len(t) > limit else int(t))
+            json.loads(
+                body,
+                parse_constant=_not_json,
+                parse_int=lambda t: _LongNumber(t) if len(t) > limit else int(t),
+            )
         )
         if found is None:
             raise

@@ -1,0 +1,185 @@
+"""Hostile and random input to every route of `agentkit serve`, in process: the answer is always
+a 4xx in the error envelope (or a success), never a 500, and the server keeps answering."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+from test_server import run_url
+
+from agentkit import FunctionRuntime, GenerationRequest, tool
+from agentkit.model_api import DEFAULT_MODEL
+
+CHAT = "/client/v4/accounts/acc/ai/v1/chat/completions"
+POSTS = [run_url(), CHAT, "/playground/agent"]
+GETS = ["/client/v4/accounts/acc/ai/v1/models", "/playground/info", "/"]
+FIELDS = [
+    "prompt", "messages", "model", "max_tokens", "max_completion_tokens", "temperature",
+    "top_p", "top_k", "seed", "repetition_penalty", "frequency_penalty", "presence_penalty",
+    "stream", "stream_options", "raw", "lora", "tools", "functions", "tool_choice",
+    "parallel_tool_calls", "response_format", "image", "n", "stop", "instructions", "use_tools",
+    "role", "content", "name", "arguments", "tool_calls", "tool_call_id", "type", "function",
+    "parameters", "json_schema", "schema", "include_usage",
+]  # fmt: skip
+
+
+@tool
+def echo(text: str) -> str:
+    """Say `text` back.
+
+    Args:
+        text: What to say.
+    """
+    return text
+
+
+def model(request: GenerationRequest) -> str:
+    return "ok"
+
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(exclude_categories=()), max_size=20)
+    | st.sampled_from(["user", "assistant", "tool", "system", "auto", "required", DEFAULT_MODEL])
+)
+documents = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), inner, max_size=5)
+    ),
+    max_leaves=30,
+)
+requests = st.dictionaries(st.sampled_from(FIELDS), documents, max_size=6)
+# JSON texts at the limits of the parser: deep nesting, numbers too long to convert, values
+# that are not JSON (NaN), text no encoding can hold (an unpaired surrogate).
+hostile = st.one_of(
+    st.integers(1, 6000).map(lambda n: "[" * n + "]" * n),
+    st.integers(1, 6000).map(lambda n: '{"a":' * n + "1" + "}" * n),
+    st.tuples(st.sampled_from(FIELDS), st.integers(1, 6000)).map(
+        lambda f: f'{{"prompt": "x", "{f[0]}": {"9" * f[1]}}}'
+    ),
+    st.tuples(st.sampled_from(FIELDS), st.sampled_from(["NaN", "Infinity", "-Infinity"])).map(
+        lambda f: f'{{"prompt": "x", "{f[0]}": {f[1]}}}'
+    ),
+    st.tuples(st.sampled_from(FIELDS), st.integers(0xD800, 0xDFFF)).map(
+        lambda f: (
+            f'{{"messages": [{{"role": "user", "content": "hi"}}], "{f[0]}": "\\u{f[1]:04x}"}}'
+        )
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[TestClient]:
+    from conftest import LOCAL_URL
+
+    from agentkit.server import create_app
+
+    with TestClient(create_app(FunctionRuntime(model), tools=[echo]), base_url=LOCAL_URL) as c:
+        yield c
+
+
+def check(answer: Any) -> None:
+    """A refusal in the envelope, or a success; never the server's own failure."""
+    assert answer.status_code < 500, answer.text
+    if answer.headers.get("content-type", "").startswith("text/event-stream"):
+        assert '"code":5000' not in answer.text, answer.text
+        return
+    if answer.status_code >= 400:
+        body = answer.json()
+        assert body["success"] is False and body["result"] is None
+        assert body["errors"] and all(
+            isinstance(e["code"], int) and isinstance(e["message"], str) for e in body["errors"]
+        )
+
+
+def still_answers(app: TestClient) -> None:
+    answer = app.post(run_url(), json={"prompt": "hi"})
+    assert answer.status_code == 200 and answer.json()["result"]["response"] == "ok"
+
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@FUZZ
+@given(path=st.sampled_from(POSTS), body=requests)
+def test_random_requests_are_answered_without_a_500(
+    app: TestClient, path: str, body: dict[str, Any]
+) -> None:
+    check(app.post(path, content=json.dumps(body), headers={"content-type": "application/json"}))
+    still_answers(app)
+
+
+@FUZZ
+@given(path=st.sampled_from(POSTS), body=documents)
+def test_random_json_documents_are_answered_without_a_500(
+    app: TestClient, path: str, body: Any
+) -> None:
+    check(app.post(path, content=json.dumps(body), headers={"content-type": "application/json"}))
+    still_answers(app)
+
+
+@FUZZ
+@given(path=st.sampled_from(POSTS), body=hostile)
+def test_json_at_the_parser_limits_is_answered_without_a_500(
+    app: TestClient, path: str, body: str
+) -> None:
+    check(app.post(path, content=body, headers={"content-type": "application/json"}))
+    still_answers(app)
+
+
+@FUZZ
+@given(path=st.sampled_from(POSTS + GETS), body=st.binary(max_size=200))
+def test_random_bytes_are_answered_without_a_500(app: TestClient, path: str, body: bytes) -> None:
+    method = "GET" if path in GETS else "POST"
+    check(app.request(method, path, content=body, headers={"content-type": "application/json"}))
+    still_answers(app)
+
+
+@pytest.mark.parametrize("path", POSTS)
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b'{"prompt": "x", "max_tokens": ' + b"9" * 5000 + b"}",
+            "Bad input: max_tokens: must have at most 4300 digits (got 5000 digits)",
+        ),
+        (b"[" * 5000 + b"]" * 5000, "Bad input: the body nests deeper than 64 levels"),
+        (b'{"a": ' * 65 + b"1" + b"}" * 65, "Bad input: the body nests deeper than 64 levels"),
+        (b'{"prompt": "\\ud800"}', "Bad input: the body holds an unpaired surrogate ('\\ud800')"),
+        (b'{"prompt": "x", "temperature": NaN}', "Bad input: the body is not valid JSON"),
+    ],
+)
+def test_bodies_that_broke_the_parser_are_400(
+    client: Callable[..., TestClient],
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    body: bytes,
+    message: str,
+) -> None:
+    app = client(FunctionRuntime(model))
+    answer = app.post(path, content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400
+    (error,) = answer.json()["errors"]
+    assert error["code"] == 5006
+    assert error["message"].startswith(message)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    still_answers(app)
+
+
+def test_a_surrogate_pair_is_text_not_an_error(client: Callable[..., TestClient]) -> None:
+    runtime = FunctionRuntime(lambda request: request.messages[-1].content)
+    answer = client(runtime).post(run_url(), content=b'{"prompt": "\\ud83d\\ude00"}')
+    assert answer.status_code == 200
+    assert answer.json()["result"]["response"] == "\U0001f600"

@@ -1,0 +1,287 @@
+"""Who may use `agentkit serve`: the Host allowlist (DNS rebinding), the Origin check and CORS
+(other web pages), content types (requests a browser sends without asking), and tokens.
+
+The page-level attack in a real browser is in test_server_playground.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+from test_server import TOKEN, BackgroundServer, run_url
+
+from agentkit import FunctionRuntime, Generation, GenerationRequest, ScriptedRuntime, tool
+from agentkit.cli import main as cli_main
+from agentkit.server import create_app
+
+OWN = "http://127.0.0.1:8787"
+EVIL = "http://evil.example:8787"
+QUESTION = {
+    "messages": [{"role": "user", "content": "What is 37 * 41?"}],
+    "tool_choice": "required",
+}
+
+
+class Calculator:
+    """A calculator tool that counts its runs, and a model that calls it once."""
+
+    def __init__(self) -> None:
+        self.runs: list[str] = []
+
+        @tool
+        def calculate(expression: str) -> str:
+            """Evaluate an arithmetic expression.
+
+            Args:
+                expression: e.g. 37 * 41.
+            """
+            self.runs.append(expression)
+            return "1517"
+
+        self.tool = calculate
+        self.runtime = FunctionRuntime(self._model)
+
+    @staticmethod
+    def _model(request: GenerationRequest) -> Generation | str:
+        assert request.messages is not None
+        if request.messages[-1].role == "tool":
+            return f"It is {request.messages[-1].content}."
+        return ScriptedRuntime.call("calculate", expression="37 * 41")
+
+
+def envelope(answer: Any, status: int, code: int) -> str:
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    assert body["success"] is False and body["result"] is None
+    ((error),) = body["errors"]
+    assert error["code"] == code
+    message: str = error["message"]
+    return message
+
+
+# -- Host: DNS rebinding ------------------------------------------------------------------------
+
+
+def test_a_foreign_host_is_refused_on_every_route(client: Callable[..., TestClient]) -> None:
+    calculator = Calculator()
+    app = client(calculator.runtime, tools=[calculator.tool])
+    evil = {"Host": "evil.example:8787"}
+    answers = [
+        app.post("/playground/agent", json=QUESTION, headers=evil),
+        app.get("/playground/info", headers=evil),
+        app.post(run_url(), json={"prompt": "hi"}, headers=evil),
+        app.get("/client/v4/accounts/a/ai/v1/models", headers=evil),
+        app.get("/", headers=evil),
+        app.get("/no/such/route", headers=evil),
+    ]
+    for answer in answers:
+        message = envelope(answer, 403, 10000)
+        assert message == (
+            "Forbidden: this server does not answer to the host 'evil.example:8787' "
+            "(start it with --allowed-host NAME to add one)"
+        )
+        assert answer.headers["cf-ai-req-id"]
+    assert calculator.runs == []
+
+
+@pytest.mark.parametrize("host", ["localhost:8787", "127.0.0.1:8787", "[::1]:8787", "LocalHost"])
+def test_the_loopback_names_are_served(client: Callable[..., TestClient], host: str) -> None:
+    answer = client(ScriptedRuntime(["hi"])).post(
+        run_url(), json={"prompt": "hi"}, headers={"Host": host}
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def test_allowed_hosts_add_names(client: Callable[..., TestClient]) -> None:
+    app = client(ScriptedRuntime(["a", "b"]), allowed_hosts=["box.lan"])
+    assert app.post(run_url(), json={"prompt": "hi"}, headers={"Host": "box.lan:8787"}).is_success
+    envelope(app.post(run_url(), json={"prompt": "hi"}, headers={"Host": "other.lan"}), 403, 10000)
+    anyhost = client(ScriptedRuntime(["a"]), allowed_hosts=["*"])
+    assert anyhost.post(run_url(), json={"prompt": "hi"}, headers={"Host": "x.example"}).is_success
+
+
+# -- Origin: other web pages ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "origin", [EVIL, "null", "http://localhost:3000", "https://127.0.0.1:8787"]
+)
+def test_a_foreign_origin_is_refused(client: Callable[..., TestClient], origin: str) -> None:
+    calculator = Calculator()
+    app = client(calculator.runtime, tools=[calculator.tool])
+    answer = app.post("/playground/agent", json=QUESTION, headers={"Origin": origin})
+    message = envelope(answer, 403, 10000)
+    assert message == (
+        f"Forbidden: requests from the origin '{origin}' are not allowed "
+        "(start the server with --allow-origin ORIGIN to allow one)"
+    )
+    assert "access-control-allow-origin" not in answer.headers
+    assert calculator.runs == []
+
+
+def test_openai_clients_read_the_refusal(client: Callable[..., TestClient]) -> None:
+    chat = "/client/v4/accounts/a/ai/v1/chat/completions"
+    answer = client(ScriptedRuntime()).post(chat, json={}, headers={"Origin": EVIL})
+    assert answer.status_code == 403
+    assert answer.json()["error"]["message"].startswith("Forbidden: requests from the origin")
+
+
+def test_a_cross_site_fetch_without_origin_is_refused(client: Callable[..., TestClient]) -> None:
+    app = client(ScriptedRuntime(["hi"]))
+    answer = app.post(run_url(), json={"prompt": "hi"}, headers={"Sec-Fetch-Site": "cross-site"})
+    assert "Sec-Fetch-Site: cross-site" in envelope(answer, 403, 10000)
+
+
+def test_a_link_from_another_site_opens_the_playground(client: Callable[..., TestClient]) -> None:
+    navigation = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+    answer = client(ScriptedRuntime()).get("/", headers=navigation)
+    assert answer.status_code == 200
+    assert "<title>agentkit playground</title>" in answer.text
+
+
+def test_the_servers_own_origin_is_served(client: Callable[..., TestClient]) -> None:
+    calculator = Calculator()
+    app = client(calculator.runtime, tools=[calculator.tool])
+    headers = {"Origin": OWN, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}
+    answer = app.post("/playground/agent", json=QUESTION, headers=headers)
+    assert answer.status_code == 200
+    assert "event: run_finished" in answer.text
+    assert calculator.runs == ["37 * 41"]
+    assert "access-control-allow-origin" not in answer.headers
+
+
+def test_an_allowed_origin_gets_cors(client: Callable[..., TestClient]) -> None:
+    site = "https://notebook.example"
+    app = client(ScriptedRuntime(["hi"]), allowed_origins=[site])
+    preflight = app.options(
+        run_url(),
+        headers={
+            "Origin": site,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == site
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert "authorization" in preflight.headers["access-control-allow-headers"]
+    answer = app.post(run_url(), json={"prompt": "hi"}, headers={"Origin": site})
+    assert answer.status_code == 200
+    assert answer.headers["access-control-allow-origin"] == site
+    assert "cf-ai-req-id" in answer.headers["access-control-expose-headers"]
+    # Others still get nothing, preflight included.
+    refused = app.options(
+        run_url(), headers={"Origin": EVIL, "Access-Control-Request-Method": "POST"}
+    )
+    envelope(refused, 403, 10000)
+
+
+def test_a_malformed_allowed_origin_is_refused_at_startup() -> None:
+    with pytest.raises(ValueError, match="allowed origin: must be scheme://host"):
+        create_app(ScriptedRuntime(), allowed_origins=["notebook.example/path"])
+
+
+# -- content types: what browsers send without a preflight --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/playground/agent", {"Content-Type": "text/plain"}),
+        ("/playground/agent", {"Content-Type": "application/x-www-form-urlencoded"}),
+        ("/playground/agent", {}),
+        (run_url(), {"Content-Type": "text/plain", "Origin": OWN}),
+        (run_url(), {"Content-Type": "multipart/form-data; boundary=x", "Sec-Fetch-Mode": "cors"}),
+    ],
+)
+def test_bodies_from_browsers_and_to_the_playground_must_be_json(
+    client: Callable[..., TestClient], path: str, headers: dict[str, str]
+) -> None:
+    calculator = Calculator()
+    app = client(calculator.runtime, tools=[calculator.tool])
+    answer = app.post(path, content=json.dumps(QUESTION | {"prompt": None}), headers=headers)
+    message = envelope(answer, 415, 5006)
+    assert message.startswith("Bad input: Content-Type must be application/json (got ")
+    assert calculator.runs == [] and calculator.runtime.requests == []
+
+
+def test_api_clients_keep_any_content_type(client: Callable[..., TestClient]) -> None:
+    # Workers AI's own examples: curl -d '{...}', which says form-urlencoded.
+    app = client(ScriptedRuntime(["hi"]), api_token=TOKEN)
+    answer = app.post(
+        run_url(),
+        content=b'{"prompt": "hi"}',
+        headers={
+            "Authorization": f"Bearer {TOKEN}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    assert answer.status_code == 200
+    assert answer.json()["result"]["response"] == "hi"
+
+
+def test_the_reported_attack_no_longer_runs_the_tool_and_curl_still_works(
+    serve: Callable[..., BackgroundServer],
+) -> None:
+    calculator = Calculator()
+    server = serve(calculator.runtime, tools=[calculator.tool])
+    port = server.port
+    attack = subprocess.run(
+        [
+            "curl", "--silent", "-H", "Content-Type: text/plain",
+            "-H", f"Origin: http://evil.example:{port}", "-H", f"Host: evil.example:{port}",
+            "-d", json.dumps(QUESTION), f"http://127.0.0.1:{port}/playground/agent",
+        ],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(attack.stdout)["errors"][0]["code"] == 10000
+    assert "1517" not in attack.stdout
+    # Without the Host, the Origin stops it; without both, the content type.
+    for headers in (["-H", f"Origin: http://evil.example:{port}"], []):
+        refused = subprocess.run(
+            ["curl", "--silent", "-H", "Content-Type: text/plain", *headers,
+             "-d", json.dumps(QUESTION), f"http://127.0.0.1:{port}/playground/agent"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert json.loads(refused.stdout)["errors"][0]["code"] in (10000, 5006)
+    assert calculator.runs == []
+    # Cloudflare's documented curl (form content type, no Origin) is answered.
+    answer = subprocess.run(
+        ["curl", "--silent", "-d", '{"messages": [{"role": "user", "content": "37 * 41?"}]}',
+         server.url + run_url()],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(answer.stdout)["result"]["tool_calls"] == [
+        {"name": "calculate", "arguments": {"expression": "37 * 41"}}
+    ]
+
+
+# -- tokens -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["tökén-123", "токен", "two words", "tab\there"])
+def test_a_token_clients_cannot_send_is_refused_at_startup(
+    token: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ValueError, match="api_token: must be printable ASCII") as refused:
+        create_app(ScriptedRuntime(), api_token=token)
+    assert token not in str(refused.value)
+    assert cli_main(["serve", "--api-token", token]) == 2
+    err = capsys.readouterr().err
+    assert "--api-token: must be printable ASCII without spaces" in err
+    assert token not in err
+
+
+def test_a_token_is_compared_as_bytes(client: Callable[..., TestClient]) -> None:
+    app = client(ScriptedRuntime(["in"]), api_token=TOKEN)
+    # The same characters in another encoding are another token.
+    wrong = app.post(
+        run_url(), json={"prompt": "hi"}, headers={"Authorization": b"Bearer test-t\xf6ken-123"}
+    )
+    assert envelope(wrong, 401, 10000) == "Authentication error: the token is not valid"
+    right = app.post(run_url(), json={"prompt": "hi"}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert right.status_code == 200
