@@ -79,6 +79,7 @@ from agentkit.tools import (
     tool,
     validate_tool_definitions,
 )
+from agentkit.usage import ModelPrice, PriceTable
 from agentkit.wire.workers_ai import GenerationRequest
 
 __version__ = "0.1.0"
@@ -101,11 +102,13 @@ __all__ = [
     "ModelBehaviorError",
     "ModelConnectionError",
     "ModelHTTPError",
+    "ModelPrice",
     "ModelRequest",
     "ModelTimeout",
     "NoRecording",
     "NotFound",
     "OpenAICompatible",
+    "PriceTable",
     "Profile",
     "RateLimited",
     "RecordingTransport",

@@ -63,14 +63,18 @@ from agentkit.model_api import (
 from agentkit.results import RunResult, StopReason, ToolCallRecord
 from agentkit.runtimes import get_runtime
 from agentkit.runtimes.base import Runtime
+from agentkit.telemetry import active as telemetry_active
 from agentkit.tools import Tool, Toolset, ToolSource
 from agentkit.tools._threads import ThreadBatch, ThreadedCall
+from agentkit.usage import PriceTable, add_usage, check_prices, cost, current_usage, model_name
 from agentkit.wire.workers_ai import GenerationRequest
 
 __all__ = ["Agent", "RunResult", "StopReason", "ToolCallRecord"]
 
 
 log = logging.getLogger("agentkit.agent")
+
+_NO_SPAN = nullcontext()  # reused: the telemetry call sites cost no allocation when it is off
 
 
 @dataclass
@@ -79,22 +83,39 @@ class _Run:
 
     messages: list[Message]
     emit: Callable[[Event], None] | None
+    runtime: Runtime
+    model: str
+    prices: PriceTable | None = None
     records: list[ToolCallRecord] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    nested: dict[str, Usage] = field(default_factory=dict)
+    """Usage of the runs its tools started (agents used as tools), by model."""
     steps: int = 0
     failures: dict[str, int] = field(default_factory=dict)
     last_signature: str | None = None
     repeats: int = 0
     nudged: set[int] = field(default_factory=set)  # records told they repeat themselves
+    tracing: Any = None  # the telemetry in force, None when off
+    stop_reason: StopReason | None = None
+    cost: float | None = None
+
+    def usage_by_model(self) -> dict[str, Usage]:
+        by_model = {self.model: self.usage} if self.steps else {}
+        return add_usage(by_model, self.nested) if self.nested else by_model
 
     def result(
         self, output: str = "", stop_reason: StopReason = "answer", truncated: bool = False
     ) -> RunResult:
+        by_model = self.usage_by_model()
+        self.stop_reason = stop_reason
+        self.cost = None if self.prices is None else cost(by_model, self.prices)
         return RunResult.model_construct(
             output=output,
             messages=list(self.messages),
             tool_calls=list(self.records),
             usage=self.usage,
+            usage_by_model=by_model,
+            cost=self.cost,
             steps=self.steps,
             stop_reason=stop_reason,
             truncated=truncated,
@@ -184,6 +205,9 @@ class Agent:
             profile (`auto`, or `required` for a model too small to decide by itself).
         reset_tool_choice: once the tools have answered, go back to `auto` for the rest of the
             run, so that a forced choice (`required`, a name) cannot loop forever.
+        name: the agent's name, in traces (`invoke_agent {name}`).
+        prices: model names to `ModelPrice`s (per million tokens), so that `RunResult.cost`
+            can say what a run cost.
         **sampling: request fields sent with every call (`temperature`, `max_tokens`, ...),
             over the runtime profile's own.
 
@@ -211,6 +235,8 @@ class Agent:
         repeat_limit: int = 3,
         tool_choice: str | None = None,
         reset_tool_choice: bool = True,
+        name: str | None = None,
+        prices: PriceTable | None = None,
         **sampling: Any,
     ) -> None:
         if max_steps < 1:
@@ -230,6 +256,9 @@ class Agent:
         self.raise_tool_errors = raise_tool_errors
         self.max_tool_output = max_tool_output
         self.repeat_limit = repeat_limit
+        self.name = name
+        self.prices = check_prices(prices)
+        self._model = model_name(self.runtime)
         profile = self.runtime.profile
         if tool_choice is None:
             has_tools = len(self.toolset) or self.toolset.sources
@@ -385,7 +414,7 @@ class Agent:
             messages.append(Message.user(prompt))
         else:
             messages.extend(prompt)
-        return _Run(messages=messages, emit=None)
+        return _Run(messages, None, self.runtime, self._model, self.prices)
 
     async def _execute(
         self, run: _Run, *, emit: Callable[[Event], None] | None, stream: bool
@@ -398,15 +427,24 @@ class Agent:
                 "concurrent runs of an agent with tool sources (MCP servers) need the agent "
                 "entered first: `async with agent:`"
             )
+        run.tracing = telemetry_active()
+        # Runs that this run's tools start (agents used as tools) add their usage to ours.
+        outer = current_usage.get()
+        scope = current_usage.set(run.nested)
         try:
             async with self.toolset:
-                if self.deadline is None:
-                    return await self._loop(run, stream)
-                with anyio.move_on_after(self.deadline):
-                    return await self._loop(run, stream)
-                raise DeadlineExceeded(self.deadline, run.result("", "deadline"))
+                with run.tracing.agent_run(self, run) if run.tracing else _NO_SPAN:
+                    if self.deadline is None:
+                        return await self._loop(run, stream)
+                    with anyio.move_on_after(self.deadline):
+                        return await self._loop(run, stream)
+                    raise DeadlineExceeded(self.deadline, run.result("", "deadline"))
         except _Stop as stop:
             raise stop.error from None
+        finally:
+            current_usage.reset(scope)
+            if outer is not None:
+                add_usage(outer, run.usage_by_model())
 
     async def _loop(self, run: _Run, stream: bool) -> RunResult:
         while run.steps < self.max_steps:
@@ -451,13 +489,13 @@ class Agent:
         )
         if stream:
             chunks: list[StreamChunk] = []
-            async for chunk in self.runtime.stream(request):
+            async for chunk in run.runtime.stream(request):
                 chunks.append(chunk)
                 if emit and chunk.response:
                     emit(TextDelta(step, chunk.response))
             generation = StreamChunk.join(chunks)
         else:
-            generation = await self.runtime.generate(request)
+            generation = await run.runtime.generate(request)
         run.usage = run.usage + generation.usage
         if emit and not generation.tool_calls:
             emit(StepFinished(step, generation.usage))
@@ -600,19 +638,20 @@ class Agent:
         value: Any = None
         error: BaseException | None = None
         started = time.perf_counter()
-        try:
-            # No timeout, no cancel scope: it costs more than a fast tool itself.
-            with anyio.fail_after(timeout) if timeout is not None else nullcontext():
-                async with self._limiter:
-                    value = await tool.function(**values)
-        except Exception as exc:
-            error = exc
-        except anyio.get_cancelled_exc_class() as exc:
-            if _really_cancelled():
-                raise
-            error = exc  # not the run's cancellation: the tool failed
-        record.duration = time.perf_counter() - started
-        unhandled = self._file(run, record, tool, value, error)
+        with run.tracing.tool_call(record, tool) if run.tracing else _NO_SPAN:
+            try:
+                # No timeout, no cancel scope: it costs more than a fast tool itself.
+                with anyio.fail_after(timeout) if timeout is not None else nullcontext():
+                    async with self._limiter:
+                        value = await tool.function(**values)
+            except Exception as exc:
+                error = exc
+            except anyio.get_cancelled_exc_class() as exc:
+                if _really_cancelled():
+                    raise
+                error = exc  # not the run's cancellation: the tool failed
+            record.duration = time.perf_counter() - started
+            unhandled = self._file(run, record, tool, value, error)
         if unhandled is not None:
             raise unhandled
 
@@ -624,7 +663,9 @@ class Agent:
         calls = []
         for record, tool, values in jobs:
             assert tool.function is not None
-            function = partial(tool.function, **values)
+            function: Callable[[], Any] = partial(tool.function, **values)
+            if run.tracing:
+                function = run.tracing.threaded(record, tool, function)
             calls.append(ThreadedCall(function, self._timeout(tool), (record, tool)))
         unhandled: BaseException | None = None
 
@@ -657,6 +698,8 @@ class Agent:
                 record.output = _to_text(value)
             except Exception as exc:
                 error = exc
+        if run.tracing:
+            run.tracing.tool_result(record, error)
         timeout = self._timeout(tool)
         if error is None:
             pass

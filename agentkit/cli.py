@@ -21,6 +21,8 @@ from agentkit.mcp.options import add_mcp_options, mcp_sources
 from agentkit.model_api import SAMPLING_FIELDS, ModelRequest
 from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.runtimes.base import Runtime
+from agentkit.telemetry.console import add_options as add_telemetry_options
+from agentkit.telemetry.console import configure as configure_telemetry
 from agentkit.tools import Tool, ToolSource, validate_tool_definitions
 from agentkit.tools.loader import load_tools
 from agentkit.wire.workers_ai import generation_json_schema, request_json_schema
@@ -50,6 +52,7 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
     for flag, kind in _SAMPLING:
         parser.add_argument(flag, type=kind)
     parser.add_argument("-v", "--verbose", action="store_true", help="show each tool call")
+    add_telemetry_options(parser)
     add_mcp_options(parser)
 
 
@@ -250,8 +253,17 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `agentkit` command; returns the exit status."""
     args = _parser().parse_args(argv)
+    finish = None
     try:
-        status: int = args.handler(args)
+        if getattr(args, "trace", False) or getattr(args, "otlp", None):
+            finish = configure_telemetry(
+                tree=args.trace, otlp=args.otlp, capture_content=args.capture_content
+            )
+        try:
+            status: int = args.handler(args)
+        finally:
+            if finish is not None:
+                finish(sys.stderr)
     except RunError as exc:
         _say(f"error: {exc}")
         return 1

@@ -50,6 +50,12 @@ class RunResult(BaseModel):
     """Every tool call, in the order the model made them."""
     usage: Usage = Field(default_factory=Usage)
     """Token usage summed over every step."""
+    usage_by_model: dict[str, Usage] = Field(default_factory=dict)
+    """Token usage per model, over every model call the run made, including those of agents
+    that its tools ran (an agent used as a tool, on another runtime)."""
+    cost: float | None = None
+    """What the model calls cost, from the agent's `prices` (per million tokens); None without
+    a price table, or when a model used has no price in it."""
     steps: int = 0
     """How many model calls were made."""
     stop_reason: StopReason = "answer"

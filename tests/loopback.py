@@ -203,3 +203,55 @@ class Sleeps:
 
     async def __call__(self, seconds: float) -> None:
         self.delays.append(seconds)
+
+
+# -- an OTLP/HTTP collector ---------------------------------------------------------------------
+
+
+class Collector:
+    """A loopback OTLP/HTTP receiver: decodes the protobuf bodies POSTed to /v1/traces and
+    /v1/metrics (needs the `opentelemetry-proto` package)."""
+
+    def __init__(self) -> None:
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+            ExportMetricsServiceRequest,
+        )
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        self.traces: list[Any] = []
+        self.metrics: list[Any] = []
+
+        async def receive(request: Request) -> Response:
+            body = await request.body()
+            assert request.headers["content-type"] == "application/x-protobuf"
+            if request.url.path == "/v1/traces":
+                self.traces.append(ExportTraceServiceRequest.FromString(body))
+            elif request.url.path == "/v1/metrics":
+                self.metrics.append(ExportMetricsServiceRequest.FromString(body))
+            else:
+                return Response(b"", status_code=404)
+            return Response(b"", media_type="application/x-protobuf")
+
+        self.server = LoopbackServer(
+            app=Starlette(routes=[Route("/{path:path}", receive, methods=["POST"])])
+        )
+
+    def spans(self) -> list[object]:
+        return [
+            span
+            for request in self.traces
+            for resource in request.resource_spans
+            for scope in resource.scope_spans
+            for span in scope.spans
+        ]
+
+    def metric_names(self) -> set[str]:
+        return {
+            metric.name
+            for request in self.metrics
+            for resource in request.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+        }

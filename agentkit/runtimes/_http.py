@@ -43,6 +43,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 
+from agentkit import telemetry
 from agentkit.errors import (
     AuthError,
     BadRequest,
@@ -361,6 +362,7 @@ class HTTPClient:
         if delay is None:
             return False
         log.info("retrying %s in %.2f s after: %s", url, delay, error)
+        telemetry.http_retry(url, retry, error, delay)
         await self._sleep(delay)
         return True
 
@@ -388,7 +390,10 @@ class HTTPClient:
             try:
                 with anyio.fail_after(self.deadline):
                     response = await self._pool().post(
-                        url, json=body, headers=self._headers, timeout=self._timeout
+                        url,
+                        json=body,
+                        headers=telemetry.with_traceparent(self._headers),
+                        timeout=self._timeout,
                     )
                 text = response.text
                 data = _json(text)
@@ -428,7 +433,11 @@ class HTTPClient:
                     with anyio.CancelScope(deadline=due) as scope:
                         response = await stack.enter_async_context(
                             self._pool().stream(
-                                "POST", url, json=body, headers=self._headers, timeout=self._timeout
+                                "POST",
+                                url,
+                                json=body,
+                                headers=telemetry.with_traceparent(self._headers),
+                                timeout=self._timeout,
                             )
                         )
                         kind = response.headers.get("content-type", "")

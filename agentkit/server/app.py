@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agentkit import telemetry
 from agentkit.model_api import DEFAULT_MODEL, ModelRequest, Usage
 from agentkit.runtimes.base import Runtime
 from agentkit.server import openai_compat
@@ -108,7 +109,7 @@ def create_app(
         check_token(api_token)
     allowed_origins = [o if o == ANY else check_origin(o) for o in allowed_origins]
     state = ServerState(
-        runtime=QueuedRuntime(runtime, ModelQueue(max_queue)),
+        runtime=QueuedRuntime(telemetry.traced_runtime(runtime), ModelQueue(max_queue)),
         models=served_models(runtime, models),
         tools=tools if isinstance(tools, Toolset) else Toolset(tools),
         max_body=max_body,
@@ -143,6 +144,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(telemetry.ServerSpans),
             Middleware(_RequestId),
             Middleware(SitePolicy, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins),
             Middleware(BodyDeadline, timeout=body_timeout),

@@ -24,6 +24,7 @@ from agentkit.server.deadlines import (
     protocol,
 )
 from agentkit.server.security import ANY, check_origin
+from agentkit.telemetry.console import add_options as add_telemetry_options
 from agentkit.tools import Tool, ToolSource
 from agentkit.tools.loader import load_tools
 
@@ -105,6 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
+    add_telemetry_options(parser, tree=False)
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
