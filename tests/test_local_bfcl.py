@@ -71,7 +71,9 @@ def test_every_call_under_the_grammar_validates(runtime: LlamaCpp) -> None:
                 tools=[made.definition("inline")],
                 tool_choice="required",
                 temperature=0,
-                max_tokens=512,  # a string may hold 256 characters, a token each
+                # Room for what the call grammar allows: strings of 256 characters, arrays of 32
+                # items (simple_python_96 fills 32 small objects: 673 tokens).
+                max_tokens=1024,
             )
             generation = await runtime.generate(request)
             for call in generation.tool_calls:
