@@ -62,32 +62,23 @@ def running(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
 
 
-def group_members(group: int) -> list[int]:
-    """The processes in a process group (a stdio server starts its own, with its pid)."""
-    members = []
+def _processes() -> Iterator[tuple[int, list[str]]]:
+    """Each process's pid and the fields of its /proc stat after the command name."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            yield int(entry.name), (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == group:
-            members.append(int(entry.name))
-    return members
+
+
+def group_members(group: int) -> list[int]:
+    """The processes in a process group (a stdio server starts its own, with its pid)."""
+    return [pid for pid, fields in _processes() if int(fields[2]) == group]
 
 
 def children() -> set[int]:
     """This process's child processes."""
     mine = os.getpid()
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == mine:
-            found.add(int(entry.name))
-    return found
+    return {pid for pid, fields in _processes() if int(fields[1]) == mine}

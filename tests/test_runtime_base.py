@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from helpers import add
 
 from agentkit import (
     Agent,
@@ -20,20 +21,8 @@ from agentkit import (
     UnsupportedFeature,
     Usage,
     get_runtime,
-    tool,
 )
 from agentkit.runtimes import RUNTIMES
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: The first number.
-        b: The second number.
-    """
-    return a + b
 
 
 class Echo(Runtime):
