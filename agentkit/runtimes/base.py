@@ -122,6 +122,16 @@ class Runtime(abc.ABC):
         """
         del tools  # any tool will do unless a runtime says otherwise
 
+    def check_response_format(self, response_format: Mapping[str, Any]) -> None:
+        """Refuse, before any run, an answer format (`response_format`) this runtime could not
+        hold its model to; by default any will do. Only runtimes whose capabilities include
+        `response_format` are asked. An Agent calls it when it is built.
+
+        Raises:
+            AgentKitError: naming the schema keyword and its path.
+        """
+        del response_format  # any format will do unless a runtime says otherwise
+
     def check(self, request: ModelRequest | GenerationRequest) -> ModelRequest:
         """The request as a `ModelRequest`, if this runtime honours every field it uses.
 

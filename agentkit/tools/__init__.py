@@ -4,9 +4,10 @@ from agentkit.tools.arguments import ValidatedArguments
 from agentkit.tools.formats import DefinitionProblem
 from agentkit.tools.signature import ToolDefinitionWarning
 from agentkit.tools.source import ToolSource
-from agentkit.tools.tool import Tool, Toolset, tool, validate_tool_definitions
+from agentkit.tools.tool import Approval, Tool, Toolset, tool, validate_tool_definitions
 
 __all__ = [
+    "Approval",
     "DefinitionProblem",
     "Tool",
     "ToolDefinitionWarning",

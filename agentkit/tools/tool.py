@@ -33,7 +33,11 @@ from agentkit.tools.formats import (
 from agentkit.tools.signature import read_signature
 from agentkit.tools.source import ToolSource
 
-__all__ = ["Tool", "Toolset", "tool", "validate_tool_definitions"]
+__all__ = ["Approval", "Tool", "Toolset", "tool", "validate_tool_definitions"]
+
+Approval = bool | Callable[[dict[str, Any]], bool]
+"""Whether a tool's calls wait for a person: always, never, or when a predicate of the
+validated arguments says so."""
 
 
 class Tool:
@@ -56,6 +60,8 @@ class Tool:
         timeout: float | None = None,
         max_retries: int | None = None,
         strict: bool | None = None,
+        idempotent: bool = False,
+        requires_approval: Approval = False,
         original_name: str | None = None,
         normalization_report: Sequence[str] = (),
     ) -> None:
@@ -65,6 +71,11 @@ class Tool:
         self.sequential = sequential
         self.timeout = timeout
         self.max_retries = max_retries
+        self.idempotent = idempotent
+        """Running a call twice does no more than running it once: safe to retry after a crash."""
+        self.requires_approval = requires_approval
+        """A person approves each call (True), or the calls whose validated arguments this
+        predicate holds for, before it runs."""
         self.original_name = original_name or name
         """The name as the definition gave it (before a dotted name was made valid)."""
         self.normalization_report = list(normalization_report)
@@ -117,6 +128,8 @@ class Tool:
         timeout: float | None = None,
         max_retries: int | None = None,
         strict: bool | None = None,
+        idempotent: bool = False,
+        requires_approval: Approval = False,
     ) -> Tool:
         """A tool from a plain function; see `@tool`."""
         tool_name = name or function.__name__
@@ -132,6 +145,8 @@ class Tool:
             timeout=timeout,
             max_retries=max_retries,
             strict=strict,
+            idempotent=idempotent,
+            requires_approval=requires_approval,
         )
 
     @classmethod
@@ -143,6 +158,8 @@ class Tool:
         sequential: bool = False,
         timeout: float | None = None,
         max_retries: int | None = None,
+        idempotent: bool = False,
+        requires_approval: Approval = False,
     ) -> Tool:
         """A tool from a definition in either shape, sloppy dialects included.
 
@@ -169,6 +186,8 @@ class Tool:
             sequential=sequential,
             timeout=timeout,
             max_retries=max_retries,
+            idempotent=idempotent,
+            requires_approval=requires_approval,
             original_name=original,
             normalization_report=[str(n) for n in notes],
         )
@@ -265,6 +284,11 @@ class Tool:
             raise ToolArgumentsError(self.name, errors)
         return dict(arguments)
 
+    def needs_approval(self, arguments: Mapping[str, Any]) -> bool:
+        """Whether a call with these validated arguments waits for a person's approval."""
+        rule = self.requires_approval
+        return bool(rule(dict(arguments))) if callable(rule) else rule
+
     def validate(self, arguments: Mapping[str, Any] | str | None) -> ValidatedArguments:
         """Validate the model's arguments: a dict, or JSON text that may need repair.
 
@@ -337,6 +361,8 @@ def tool(
     timeout: float | None = None,
     max_retries: int | None = None,
     strict: bool | None = None,
+    idempotent: bool = False,
+    requires_approval: Approval = False,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -350,6 +376,8 @@ def tool(
     timeout: float | None = None,
     max_retries: int | None = None,
     strict: bool | None = None,
+    idempotent: bool = False,
+    requires_approval: Approval = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Make a sync or async function a tool, bare (`@tool`) or with options.
 
@@ -361,6 +389,10 @@ def tool(
         timeout: seconds a call may take before the model is told it timed out.
         max_retries: failed calls in a row allowed before the run stops.
         strict: check now that the tool can be sent in OpenAI strict mode.
+        idempotent: calling it twice with the same arguments does no more than once, so a
+            call cut off by a crash may run again.
+        requires_approval: ask a person before each call (True), or before the calls whose
+            validated arguments make this predicate true.
     """
     options = {
         "name": name,
@@ -369,6 +401,8 @@ def tool(
         "timeout": timeout,
         "max_retries": max_retries,
         "strict": strict,
+        "idempotent": idempotent,
+        "requires_approval": requires_approval,
     }
     if function is not None:
         return Tool.from_function(function, **options)  # type: ignore[arg-type]
