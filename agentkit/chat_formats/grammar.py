@@ -8,11 +8,15 @@ Every keyword that constrains a value is either held by the grammar or refused w
 `SchemaGrammarError`, naming the keyword and its path. Nothing silently becomes "any JSON":
 only `{}` and `true` mean any value. What the grammar holds:
 
-- `type` (one or a list), `enum`, `const` (any JSON value), `anyOf`, `oneOf` (as alternatives;
-  branches are expected to be disjoint), `allOf` (merged when the parts do not overlap),
-  local `$ref` into `$defs`/`definitions` (recursion allowed);
+- `type` (one or a list; `nullable: true` adds `null`), `enum`, `const` (any JSON value),
+  `anyOf`, `oneOf` (as alternatives; branches are expected to be disjoint), `allOf` (merged when
+  the parts do not overlap), local `$ref` into `$defs`/`definitions` or to `#` (recursion
+  allowed; a builder given `max_ref_depth` unfolds a recursive reference that many levels deep
+  and leaves it out below: an optional property or an array's items end there, a required one
+  makes its branch impossible);
 - objects: `properties` in their order, `required` (optional ones may be left out),
-  `additionalProperties` (`false`, `true` or a schema). With `properties` and no
+  `additionalProperties` (`false`, `true` or a schema); `minProperties`/`maxProperties` of an
+  object with no declared properties (a dictionary). With `properties` and no
   `additionalProperties`, only the declared properties are written: extra keys would be
   dropped or refused by the tool anyway;
 - strings: `minLength`, `maxLength`, `format` `date`, `time`, `date-time`, `uuid` (other
@@ -96,8 +100,21 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+NEVER = "\0never"
+"""What `GrammarBuilder.visit` returns for a schema no value can fit within the bounds (a
+recursive reference past `max_ref_depth`); it never reaches a grammar's text."""
+
+
 class GrammarBuilder:
-    """Collects rules for one grammar; several schemas can share it (one rule per shape)."""
+    """Collects rules for one grammar; several schemas can share it (one rule per shape).
+
+    Args:
+        checked_after: keywords a grammar cannot hold are left to a validator, not refused.
+        max_string: the most characters of a string without its own `maxLength`.
+        max_items: the most items of an array without its own `maxItems`.
+        max_ref_depth: how many times one `$ref` may be open inside itself; None: no bound
+            (GBNF recursion, as deep as the model goes).
+    """
 
     def __init__(
         self,
@@ -105,13 +122,17 @@ class GrammarBuilder:
         checked_after: bool = False,
         max_string: int | None = None,
         max_items: int | None = None,
+        max_ref_depth: int | None = None,
     ) -> None:
         self.checked_after = checked_after
         self.max_string = max_string
         self.max_items = max_items
+        self.max_ref_depth = max_ref_depth
         self._rules: dict[str, str] = {}
         self._by_body: dict[str, str] = {}
-        self._refs: dict[tuple[int, str, str], str] = {}
+        self._refs: dict[tuple[Any, ...], str] = {}
+        self._open: list[str] = []
+        """The references being unfolded, outermost first (with `max_ref_depth`)."""
         self._depth = 0
 
     def rule(self, hint: str, body: str) -> str:
@@ -170,14 +191,21 @@ class GrammarBuilder:
         if not isinstance(schema, Mapping):
             raise SchemaGrammarError(path, "schema", f"must be an object (got {_json(schema)})")
         schema = self._merge_all_of(schema, path)
+        unheld = _UNHELD & schema.keys()
+        if not (schema.get("properties") or schema.get("required")):
+            unheld -= {"minProperties", "maxProperties"}  # held for a dictionary (see _object)
         if not self.checked_after:
-            for key in sorted(_UNHELD & schema.keys()):
+            for key in sorted(unheld):
                 raise SchemaGrammarError(
                     path,
                     key,
                     "cannot be held by a grammar (pass checked_after=True when a "
                     "validator checks the values afterwards)",
                 )
+        if schema.get("nullable") is True:
+            rest = {k: v for k, v in schema.items() if k != "nullable"}
+            inner = self.visit(rest, path, root, hint)
+            return "null" if inner == NEVER else self.rule(f"{hint}-or-null", f"{inner} | null")
         if "$ref" in schema:
             return self._ref(schema, path, root, hint)
         if "const" in schema:
@@ -204,7 +232,7 @@ class GrammarBuilder:
                 ]
                 if not branches:
                     raise SchemaGrammarError(path, key, "must list at least one schema")
-                return self.rule(hint, " | ".join(branches))
+                return self._either(hint, branches)
         kind = schema.get("type")
         if kind is None:
             kind = next((t for t, keys in _TYPE_HINTS if any(k in schema for k in keys)), None)
@@ -214,8 +242,12 @@ class GrammarBuilder:
             if not kind:
                 raise SchemaGrammarError(path, "type", "an empty list allows no value")
             alts = [self._typed(t, schema, path, root, f"{hint}-{t}") for t in kind]
-            return self.rule(hint, " | ".join(alts))
+            return self._either(hint, alts)
         return self._typed(kind, schema, path, root, hint)
+
+    def _either(self, hint: str, alternatives: list[str]) -> str:
+        kept = [a for a in alternatives if a != NEVER]
+        return self.rule(hint, " | ".join(kept)) if kept else NEVER
 
     def _merge_all_of(self, schema: Mapping[str, Any], path: str) -> Mapping[str, Any]:
         parts = schema.get("allOf")
@@ -236,22 +268,40 @@ class GrammarBuilder:
         return merged
 
     def _ref(self, schema: Mapping[str, Any], path: str, root: Mapping[str, Any], hint: str) -> str:
-        ref = schema["$ref"]
-        match = re.fullmatch(r"#/(\$defs|definitions)/([^/]+)", str(ref))
-        target = match and (root.get(match.group(1)) or {}).get(match.group(2))
-        if not match or target is None:
+        ref = str(schema["$ref"])
+        match = re.fullmatch(r"#/(\$defs|definitions)/([^/]+)", ref)
+        target: Any = match and (root.get(match.group(1)) or {}).get(match.group(2))
+        if ref == "#":
+            target = root
+        if target is None:
             raise SchemaGrammarError(path, "$ref", f"{ref!r} points to no local definition")
         siblings = {k: v for k, v in schema.items() if k != "$ref" and k not in _ANNOTATIONS}
         # One rule per reference and siblings: a definition that refers to itself (with the
         # same siblings or none) refers to its own rule, as GBNF allows, instead of unfolding.
-        key = (id(root), ref, _json(siblings) if siblings else "")
+        # With a depth bound, what a reference allows depends on which references are open
+        # around it: one rule per such context, and none past the bound.
+        context: tuple[Any, ...] = ()
+        if self.max_ref_depth is not None:
+            if self._open.count(ref) >= self.max_ref_depth:
+                return NEVER
+            context = tuple(sorted({r: self._open.count(r) for r in self._open}.items()))
+        key = (id(root), ref, _json(siblings) if siblings else "", context)
         if key not in self._refs:
-            name = self.rule(match.group(2), f"__pending_{len(self._refs)}")
+            label = match.group(2) if match else "root-ref"
+            name = self.rule(label, f"__pending_{len(self._refs)}")
             self._refs[key] = name  # set first: the definition may refer to itself
             merged = {**target, **siblings} if siblings else target
-            body = self.visit(merged, f"{path}.$ref", root, f"{name}-body")
+            self._open.append(ref)
+            try:
+                body = self.visit(merged, f"{path}.$ref", root, f"{name}-body")
+            finally:
+                self._open.pop()
             del self._by_body[self._rules[name]]
-            self._rules[name] = body
+            if body == NEVER:
+                del self._rules[name]
+                self._refs[key] = NEVER
+            else:
+                self._rules[name] = body
         return self._refs[key]
 
     def _typed(
@@ -340,14 +390,30 @@ class GrammarBuilder:
         pairs = []
         for name, sub in props.items():
             value = self.visit(sub, f"{path}.{name}", root, f"{hint}-{name}")
+            if value == NEVER:
+                if name in required:
+                    return NEVER
+                continue  # an optional property past the depth bound is left out
             pairs.append((gbnf_literal(_json(name) + ": ") + " " + value, name in required))
         after = first = ""  # "" is the empty sequence
+        value = NEVER
         if extra_schema not in (None, False):
             value = self.visit(extra_schema, f"{path}.additionalProperties", root, f"{hint}-extra")
+        low = high = None
+        if not pairs:  # a dictionary: its size bounds are held
+            low = _count(schema, "minProperties", path)
+            high = _count(schema, "maxProperties", path)
+        if high is None and self.max_items is not None:
+            high = max(low or 0, self.max_items)
+        if value == NEVER or high == 0:
+            if low:
+                raise SchemaGrammarError(path, "minProperties", "asks for more than is allowed")
+        else:
             key = self._key_except(list(props), f"{hint}-key") if props else "string"
             extra = self.rule(f"{hint}-extra-pair", f'{key} ": " {value}')
-            after = self.rule(f"{hint}-extra-rest", f'( ", " {extra} )*')
-            first = f"( {extra} {after} )?"
+            more = "*" if high is None else f"{{{max((low or 0) - 1, 0)},{high - 1}}}"
+            after = self.rule(f"{hint}-extra-rest", f'( ", " {extra} ){more}')
+            first = f"{extra} {after}" if low else f"( {extra} {after} )?"
         # Walking back from the last property: `after` is what may follow once something was
         # written (each pair behind a comma), `first` what may come while nothing is written.
         for pair, is_required in reversed(pairs):
@@ -394,6 +460,8 @@ class GrammarBuilder:
             self.visit(s, f"{path}.prefixItems[{i}]", root, f"{hint}-{i}")
             for i, s in enumerate(schema.get("prefixItems") or [])
         ]
+        if NEVER in prefix:
+            return NEVER
         items = schema.get("items", None if prefix else True)
         low = max((_count(schema, "minItems", path) or 0) - len(prefix), 0)
         high = _count(schema, "maxItems", path)
@@ -408,6 +476,10 @@ class GrammarBuilder:
             if items in (None, False)
             else self.visit(items, f"{path}.items", root, f"{hint}-item")
         )
+        if item == NEVER:  # items past the depth bound: the array ends here, if it may
+            if low > 0:
+                return NEVER
+            item = None
         if item is None or high == 0:
             if low > 0:
                 raise SchemaGrammarError(path, "minItems", "needs more items than are allowed")
@@ -464,3 +536,10 @@ def schema_to_gbnf(schema: Mapping[str, Any] | bool, *, checked_after: bool = Fa
     builder = GrammarBuilder(checked_after=checked_after)
     root = schema if isinstance(schema, Mapping) else {}
     return builder.text(builder.visit(schema, "$", root, "schema"))
+
+
+def never_error(path: str, depth: int | None) -> SchemaGrammarError:
+    """The error for a schema whose every value nests a reference deeper than `depth`."""
+    return SchemaGrammarError(
+        path, "$ref", f"allows no value that nests its references at most {depth} levels deep"
+    )

@@ -50,12 +50,17 @@ def sample(
     out: Output,
     emit: Callable[[StreamChunk], None],
     cancelled: threading.Event,
+    *,
+    stream: bool = True,
+    hold: str | None = None,
 ) -> int | None:
     """Sample up to `budget` tokens after `tokens` into `out`.
 
-    Text is streamed as soon as it can no longer turn into a stop string or a watched trigger;
-    text under a grammar is a tool call, parsed at the end, and not streamed. Returns where a
-    watched trigger starts in `out.text`, if one was seen (sampling stops there).
+    With `stream`, text is streamed as soon as it can no longer turn into a stop string or a
+    watched trigger; a call written under a grammar is parsed at the end and not streamed. With
+    `hold`, nothing is streamed while the text written starts with it or could still grow into
+    it (a call's opening, under a grammar that allows a call or an answer object). Returns where
+    a watched trigger starts in `out.text`, if one was seen (sampling stops there).
     """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     held = (*stops, *watch)
@@ -85,7 +90,7 @@ def sample(
             at = out.text.find(trigger, since)
             if at != -1:
                 return at
-        if grammar is None:
+        if stream and not (hold and _may_be(out.text[start:], hold)):
             _flush(out, held, emit)
         if out.completion_tokens >= budget:
             out.finish_reason = "length"
@@ -107,6 +112,10 @@ def _tokens(
         yield from generator
     finally:
         generator.close()
+
+
+def _may_be(text: str, opening: str) -> bool:
+    return text.startswith(opening) or opening.startswith(text)
 
 
 def common_prefix(llama: Llama, tokens: list[int]) -> int:
