@@ -257,7 +257,11 @@ ANSWER_SCHEMAS: dict[str, tuple[str, Schema]] = {
             "properties": {
                 "point": {
                     "type": "array",
-                    "prefixItems": [{"type": "number"}, {"type": "number"}, {"type": "string"}],
+                    "prefixItems": [
+                        {"type": "number"},
+                        {"type": "number"},
+                        {"type": "string", "maxLength": 20},
+                    ],
                     "items": False,
                 }
             },
@@ -270,8 +274,8 @@ ANSWER_SCHEMAS: dict[str, tuple[str, Schema]] = {
             "type": "object",
             "allOf": [
                 {"properties": {"id": {"type": "integer", "minimum": 1}}, "required": ["id"]},
+                {"properties": {"count": {"type": "integer", "minimum": 0, "maximum": 99}}},
             ],
-            "additionalProperties": True,
         },
     ),
     "pydantic-invoice": (
@@ -299,7 +303,7 @@ ANSWER_SCHEMAS: dict[str, tuple[str, Schema]] = {
                     "items": {"$ref": "#/$defs/Line"},
                     "title": "Lines",
                     "type": "array",
-                    "maxItems": 4,
+                    "maxItems": 3,
                 },
                 "note": {
                     "anyOf": [{"type": "string", "maxLength": 40}, {"type": "null"}],

@@ -24,7 +24,7 @@ WEATHER = FunctionDefinition(
     description="The current weather in a city.",
     parameters={
         "type": "object",
-        "properties": {"city": {"type": "string", "description": "The city."}},
+        "properties": {"city": {"type": "string", "description": "The city.", "maxLength": 40}},
         "required": ["city"],
     },
 )

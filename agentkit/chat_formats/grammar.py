@@ -10,10 +10,10 @@ only `{}` and `true` mean any value. What the grammar holds:
 
 - `type` (one or a list; `nullable: true` adds `null`), `enum`, `const` (any JSON value),
   `anyOf`, `oneOf` (as alternatives; branches are expected to be disjoint), `allOf` (merged when
-  the parts do not overlap), local `$ref` into `$defs`/`definitions` or to `#` (recursion
-  allowed; a builder given `max_ref_depth` unfolds a recursive reference that many levels deep
-  and leaves it out below: an optional property or an array's items end there, a required one
-  makes its branch impossible);
+  the parts do not overlap; their `properties` and `required` lists join), local `$ref` into
+  `$defs`/`definitions` or to `#` (recursion allowed; a builder given `max_ref_depth` unfolds a
+  recursive reference that many levels deep and leaves it out below: an optional property or
+  an array's items end there, a required one makes its branch impossible);
 - objects: `properties` in their order, `required` (optional ones may be left out),
   `additionalProperties` (`false`, `true` or a schema); `minProperties`/`maxProperties` of an
   object with no declared properties (a dictionary). With `properties` and no
@@ -254,9 +254,31 @@ class GrammarBuilder:
         if parts is None:
             return schema
         merged = {k: v for k, v in schema.items() if k != "allOf"}
+        # additionalProperties is read against the properties of its own part only.
+        extras_from: Any = "self" if "additionalProperties" in schema else None
+        props_from: set[Any] = {"self"} if "properties" in schema else set()
         for i, part in enumerate(parts):
             if not isinstance(part, Mapping):
                 raise SchemaGrammarError(f"{path}.allOf[{i}]", "allOf", "parts must be objects")
+            if "properties" in part:
+                props_from.add(i)
+            if "additionalProperties" in part:
+                extras_from = i
+            part = dict(part)
+            # Objects described in parts: their properties (distinct names) and required lists
+            # join; the same type in both parts is one type.
+            props, more = merged.get("properties"), part.get("properties")
+            if (
+                isinstance(props, Mapping)
+                and isinstance(more, Mapping)
+                and not props.keys() & more.keys()
+            ):
+                part["properties"] = {**props, **more}
+                del merged["properties"]
+            if isinstance(merged.get("required"), list) and isinstance(part.get("required"), list):
+                part["required"] = list(dict.fromkeys(merged.pop("required") + part["required"]))
+            if "type" in part and part["type"] == merged.get("type"):
+                del merged["type"]
             clash = (part.keys() & merged.keys()) - _ANNOTATIONS
             if clash:
                 raise SchemaGrammarError(
@@ -265,6 +287,14 @@ class GrammarBuilder:
                     f"cannot be merged: {sorted(clash)} appear in more than one part",
                 )
             merged.update(part)
+        closed = extras_from is not None and merged["additionalProperties"] is not True
+        if closed and props_from - {extras_from}:
+            raise SchemaGrammarError(
+                path,
+                "allOf",
+                "cannot be merged: additionalProperties applies to the properties of its "
+                "own part only, and other parts declare properties",
+            )
         return merged
 
     def _ref(self, schema: Mapping[str, Any], path: str, root: Mapping[str, Any], hint: str) -> str:
@@ -328,9 +358,8 @@ class GrammarBuilder:
             high = max(low, self.max_string)
         if low == 0 and high is None:
             return self.base("string")
-        char = self.base("char")
-        reps = f"{{{low},{'' if high is None else high}}}"
-        return self.rule(hint, f'"\\"" {char}{reps} "\\""')
+        chars = repeat(self.base("char"), low, high, path, "minLength")
+        return self.rule(hint, f'"\\"" {chars} "\\""')
 
     def _number(self, kind: str, schema: Mapping[str, Any], path: str, hint: str) -> str:
         bounds = {k: schema[k] for k in _NUMERIC if k in schema}
@@ -411,8 +440,14 @@ class GrammarBuilder:
         else:
             key = self._key_except(list(props), f"{hint}-key") if props else "string"
             extra = self.rule(f"{hint}-extra-pair", f'{key} ": " {value}')
-            more = "*" if high is None else f"{{{max((low or 0) - 1, 0)},{high - 1}}}"
-            after = self.rule(f"{hint}-extra-rest", f'( ", " {extra} ){more}')
+            more = repeat(
+                f'", " {extra}',
+                max((low or 0) - 1, 0),
+                None if high is None else high - 1,
+                path,
+                "minProperties",
+            )
+            after = self.rule(f"{hint}-extra-rest", more)
             first = f"{extra} {after}" if low else f"( {extra} {after} )?"
         # Walking back from the last property: `after` is what may follow once something was
         # written (each pair behind a comma), `first` what may come while nothing is written.
@@ -484,15 +519,56 @@ class GrammarBuilder:
             if low > 0:
                 raise SchemaGrammarError(path, "minItems", "needs more items than are allowed")
             return self.rule(hint, _seq('"["', ' ", " '.join(prefix), '"]"'))
-        top = "" if high is None else str(high)
         if prefix:
-            more = f'( ", " {item} ){{{low},{top}}}'
+            more = repeat(f'", " {item}', low, high, path, "minItems")
             return self.rule(hint, _seq('"["', ' ", " '.join(prefix), more, '"]"'))
+        tail = None if high is None else high - 1
         if low == 0:
-            tail = "" if high is None else str(high - 1)
-            return self.rule(hint, f'"[" ( {item} ( ", " {item} ){{0,{tail}}} )? "]"')
-        tail = "" if high is None else str(high - 1)
-        return self.rule(hint, f'"[" {item} ( ", " {item} ){{{low - 1},{tail}}} "]"')
+            rest = repeat(f'", " {item}', 0, tail, path, "minItems")
+            return self.rule(hint, f'"[" ( {item} {rest} )? "]"')
+        rest = repeat(f'", " {item}', low - 1, tail, path, "minItems")
+        return self.rule(hint, f'"[" {item} {rest} "]"')
+
+
+REPEAT_BLOCK = 1000
+"""llama.cpp refuses a repetition count above 2000 (`x{0,5000}`): longer ones are written as
+blocks of this many."""
+
+
+def repeat(item: str, low: int, high: int | None, path: str, keyword: str) -> str:
+    """`( item ){low,high}` (None: no upper bound) in counts llama.cpp accepts.
+
+    A count past `REPEAT_BLOCK` is written in blocks of it: `x{2500}` as `(x{1000}){2} x{500}`,
+    and `x{0,m}` as `(x{1000}){0,c-1} x{0,999} | (x{1000}){c} x{0,r}` (m = 1000c + r), which
+    allows exactly the counts 0..m, each one way. An upper bound past a million (more than
+    any context holds) is no bound; a lower one is refused.
+
+    Raises:
+        SchemaGrammarError: `low` is more than a million (named as `keyword` at `path`).
+    """
+    block = REPEAT_BLOCK
+    if high is not None and high > block * block:
+        high = None
+    if high is not None and high <= block and low <= block:
+        return f"( {item} ){{{low},{high}}}" if (low, high) != (0, 1) else f"( {item} )?"
+    if high is None and low <= block:
+        return f"( {item} )*" if low == 0 else f"( {item} ){{{low},}}"
+    if low > block * block:
+        raise SchemaGrammarError(path, keyword, f"asks for {low:,}: more than any answer holds")
+    whole = f"( {item} ){{{block}}}"
+    groups, ones = divmod(low, block)
+    parts = [f"( {whole} ){{{groups}}}" if groups else "", f"( {item} ){{{ones}}}" if ones else ""]
+    if high is None:
+        parts.append(f"( {item} )*")
+    elif high > low:
+        more = high - low
+        if more <= block:
+            parts.append(f"( {item} ){{0,{more}}}")
+        else:
+            full, rest = divmod(more, block)
+            below = f"( {whole} ){{0,{full - 1}}} ( {item} ){{0,{block - 1}}}"
+            parts.append(f"( {below} | ( {whole} ){{{full}}} ( {item} ){{0,{rest}}} )")
+    return _seq(*parts)
 
 
 def _count(schema: Mapping[str, Any], key: str, path: str) -> int | None:
