@@ -162,8 +162,8 @@ def _compile(budget: Budget, llama_cpp: Any, local: Any) -> list[Row]:
             agentkit=statistics.median(cached) * 1e6,
             checks=[
                 Check(
-                    "cached <= 1/10 cold",
-                    statistics.median(cached) * 10 <= statistics.median(cold),
+                    "cached <= 1/5 cold",
+                    statistics.median(cached) * 5 <= statistics.median(cold),
                     f"{statistics.median(cold) / statistics.median(cached):.0f}x faster",
                 )
             ],

@@ -6,14 +6,13 @@ import codecs
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import llama_cpp
 from llama_cpp.llama import Llama
-from llama_cpp.llama_grammar import LlamaGrammar
 
 from agentkit.model_api import FinishReason, StreamChunk, ToolCall
+from agentkit.runtimes._grammar_sampler import grammar_first_refusal
 
 __all__ = ["Output", "common_prefix", "sample"]
 
@@ -32,11 +31,6 @@ class Output:
     """The tokens the last `sample` call generated, end-of-turn excluded."""
     decoded: str = ""
     """Their text, uncut by stop strings."""
-
-
-@lru_cache(maxsize=64)
-def _grammar(text: str) -> LlamaGrammar:
-    return LlamaGrammar.from_string(text, verbose=False)
 
 
 def sample(
@@ -106,12 +100,14 @@ def sample(
 def _tokens(
     llama: Llama, tokens: list[int], grammar: str | None, sampling: dict[str, Any]
 ) -> Iterator[int]:
-    compiled = _grammar(grammar) if grammar is not None else None
-    generator = llama.generate(tokens, grammar=compiled, **sampling)
+    undo = grammar_first_refusal(llama, grammar) if grammar is not None else None
+    generator = llama.generate(tokens, **sampling)
     try:
         yield from generator
     finally:
         generator.close()
+        if undo is not None:
+            undo()
 
 
 def _may_be(text: str, opening: str) -> bool:
