@@ -251,3 +251,45 @@ def test_grammars_are_compiled_once_per_schema() -> None:
     assert (info.hits, info.misses) == (1, 2)
     assert with_tools.startswith("root ::= one-call | answer")
     assert '"<tool_call>\\n' in with_tools
+
+
+def test_checking_the_chosen_token_picks_what_masking_the_vocabulary_picks(
+    model_path: Path,
+) -> None:
+    import llama_cpp
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    from agentkit.runtimes._grammar_sampler import grammar_first_refusal
+
+    llama = llama_cpp.Llama(model_path=str(model_path), n_ctx=1024, verbose=False)
+    chatml = get_format("chatml")
+    try:
+        for name in ("pydantic-invoice", "one-of-shapes", "date-time"):
+            prompt, schema = ANSWER_SCHEMAS[name]
+            grammar = answer.answer_grammar(chatml, fmt(schema))
+            text = chatml.render(
+                answer.with_instructions(chatml, [Message.user(prompt)], fmt(schema))
+            )
+            tokens = llama.tokenize(text.encode(), special=True)
+            options: dict[str, Any] = {"temp": 0.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
+
+            def first(generator: Iterator[int], n: int = 40) -> list[int]:
+                out = []
+                for token in generator:
+                    if llama_cpp.llama_vocab_is_eog(llama._model.vocab, token) or len(out) == n:
+                        break
+                    out.append(token)
+                generator.close()  # type: ignore[attr-defined]
+                return out
+
+            masked = first(
+                llama.generate(tokens, grammar=LlamaGrammar.from_string(grammar), **options)
+            )
+            undo = grammar_first_refusal(llama, grammar)
+            try:
+                checked = first(llama.generate(tokens, **options))
+            finally:
+                undo()
+            assert checked == masked, name
+    finally:
+        llama.close()
