@@ -30,18 +30,27 @@ assert _TOKEN.itemsize == ctypes.sizeof(llama_cpp.llama_token_data)
 class _Sampler:
     """Stands in for llama-cpp-python's `LlamaSampler` inside `Llama.generate`."""
 
-    def __init__(self, llama: Llama, chain: Any, grammar: str) -> None:
+    def __init__(self, llama: Llama, chain: Any, grammar: str, options: dict[str, Any]) -> None:
         self.chain = chain
+        # Greedy with no penalty: the chain's choice is the first highest logit.
+        self.argmax = options.get("temp", 0.8) == 0.0 and (
+            options.get("repeat_penalty", 1.0),
+            options.get("frequency_penalty", 0.0),
+            options.get("presence_penalty", 0.0),
+        ) == (1.0, 0.0, 0.0)
         vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self.grammar = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
         if not self.grammar:
             raise ValueError(f"llama.cpp refused the grammar:\n{grammar}")
         self.n_vocab = llama.n_vocab()
         self.ids = np.arange(self.n_vocab, dtype=np.intc)
+        self.data = np.empty(self.n_vocab, dtype=_TOKEN)
         self.one = (llama_cpp.llama_token_data * 1)()
 
     def _choose(self, logits: np.ndarray[Any, Any], grammar: bool) -> int:
-        data = np.empty(self.n_vocab, dtype=_TOKEN)
+        if self.argmax and not grammar:
+            return int(np.argmax(logits))
+        data = self.data
         data["id"], data["logit"], data["p"] = self.ids, logits, 0.0
         array = llama_cpp.llama_token_data_array(
             data=data.ctypes.data_as(llama_cpp.llama_token_data_p),
@@ -85,7 +94,7 @@ def grammar_first_refusal(llama: Llama, grammar: str) -> Callable[[], None]:
     original = llama._init_sampler
 
     def init(**options: Any) -> _Sampler:
-        sampler = _Sampler(llama, original(**{**options, "grammar": None}), grammar)
+        sampler = _Sampler(llama, original(**{**options, "grammar": None}), grammar, options)
         made.append(sampler)
         return sampler
 
