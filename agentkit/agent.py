@@ -34,6 +34,8 @@ from agentkit.model_api import FunctionDefinition, Generation, Message, ModelReq
 from agentkit.results import RunResult, StopReason, ToolCallRecord
 from agentkit.runtimes import get_runtime
 from agentkit.runtimes.base import Runtime
+from agentkit.sessions import Session
+from agentkit.sessions.runs import continue_interrupted, open_run
 from agentkit.telemetry import active as telemetry_active
 from agentkit.tools import Tool, Toolset, ToolSource
 from agentkit.usage import PriceTable, add_usage, check_prices, current_usage, model_name
@@ -160,42 +162,50 @@ class Agent(ToolCalls):
 
     async def run(
         self,
-        prompt: str | Sequence[Message],
+        prompt: str | Sequence[Message] | None = None,
         *,
         history: Sequence[Message] = (),
         transcript: list[Message] | None = None,
+        session: Session | None = None,
     ) -> RunResult:
         """Run until the model answers.
 
         Args:
-            prompt: the user's message, or messages to append after `history`.
+            prompt: the user's message, or messages to append after `history`. None, with a
+                session, continues the session's interrupted run (see docs/sessions.md).
             history: an earlier transcript to continue (e.g. `previous.messages`); not changed.
             transcript: instead of `history`, a list the run appends to in place as it goes.
                 It stays a valid conversation (every tool call answered) even when the run is
                 cancelled or stops with an error.
+            session: a `Session` (`agentkit.sessions`): the run starts from its conversation
+                and journals each step into it as it completes.
 
         Raises:
             RunError: a limit stopped the run; `.run` holds the partial `RunResult`.
+            RunInterrupted: the session holds an interrupted run; continue it first.
         """
-        run = self._start(prompt, history, transcript)
+        run = await self._begin(prompt, history, transcript, session)
         return await self._execute(run, emit=None, stream=False)
 
     def run_sync(
         self,
-        prompt: str | Sequence[Message],
+        prompt: str | Sequence[Message] | None = None,
         *,
         history: Sequence[Message] = (),
         transcript: list[Message] | None = None,
+        session: Session | None = None,
     ) -> RunResult:
         """`run` for code that has no event loop."""
-        return anyio.run(partial(self.run, prompt, history=history, transcript=transcript))
+        run = partial(self.run, prompt, history=history, transcript=transcript, session=session)
+        return anyio.run(run)
 
     async def stream(
         self,
-        prompt: str | Sequence[Message],
+        prompt: str | Sequence[Message] | None = None,
         *,
         history: Sequence[Message] = (),
         transcript: list[Message] | None = None,
+        session: Session | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Run, yielding typed events as they happen; the last one is `RunFinished`.
 
@@ -203,7 +213,7 @@ class Agent(ToolCalls):
         stop early, so the run is cancelled cleanly.
         """
         send, receive = anyio.create_memory_object_stream[Event](math.inf)
-        run = self._start(prompt, history, transcript)
+        run = await self._begin(prompt, history, transcript, session)
 
         error: BaseException | None = None
 
@@ -268,6 +278,23 @@ class Agent(ToolCalls):
 
     # -- the loop ---------------------------------------------------------------------------
 
+    async def _begin(
+        self,
+        prompt: str | Sequence[Message] | None,
+        history: Sequence[Message],
+        transcript: list[Message] | None,
+        session: Session | None,
+    ) -> _Run:
+        if session is None:
+            if prompt is None:
+                raise UserError("prompt: required for a run without a session")
+            return self._start(prompt, history, transcript)
+        if history:
+            raise UserError("a run with a session takes its history from the session")
+        if transcript is not None:
+            del transcript[:]
+        return await open_run(self, session, prompt, transcript)
+
     def _start(
         self,
         prompt: str | Sequence[Message],
@@ -314,11 +341,17 @@ class Agent(ToolCalls):
         except _Stop as stop:
             raise stop.error from None
         finally:
+            if run.journal is not None:
+                await run.journal.close(run.messages, run.usage, run.stop_reason or "error")
             current_usage.reset(scope)
             if outer is not None:
                 add_usage(outer, run.usage_by_model())
 
     async def _loop(self, run: _Run, stream: bool) -> RunResult:
+        if run.journal is not None and run.journal.resume is not None:
+            answered = await continue_interrupted(self, run)
+            if answered is not None:
+                return answered
         while run.steps < self.max_steps:
             # Per step: a tool source may have changed its tools since the last one.
             definitions = self.toolset.definitions(self._dialect) or None
