@@ -21,6 +21,8 @@ from agentkit.mcp.options import add_mcp_options, mcp_sources
 from agentkit.model_api import SAMPLING_FIELDS, ModelRequest
 from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.runtimes.base import Runtime
+from agentkit.sessions import Session, history, interrupted_run
+from agentkit.sessions.options import add_session_options, open_session
 from agentkit.telemetry.console import add_options as add_telemetry_options
 from agentkit.telemetry.console import configure as configure_telemetry
 from agentkit.tools import Tool, ToolSource, validate_tool_definitions
@@ -54,6 +56,7 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="show each tool call")
     add_telemetry_options(parser)
     add_mcp_options(parser)
+    add_session_options(parser)
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
@@ -85,14 +88,18 @@ def _say(text: str) -> None:
 
 
 async def _run_once(
-    agent: Agent, prompt: str, args: argparse.Namespace, history: Sequence[Any] = ()
+    agent: Agent,
+    prompt: str | None,
+    args: argparse.Namespace,
+    history: Sequence[Any] = (),
+    session: Session | None = None,
 ) -> RunResult:
     stream = getattr(args, "stream", False) or args.verbose
     if not stream:
-        return await agent.run(prompt, history=history)
+        return await agent.run(prompt, history=history, session=session)
     result: RunResult | None = None
     printing = getattr(args, "stream", False) and not getattr(args, "json", False)
-    async with aclosing(agent.stream(prompt, history=history)) as events:
+    async with aclosing(agent.stream(prompt, history=history, session=session)) as events:
         async for event in events:
             if isinstance(event, TextDelta) and printing:
                 print(event.text, end="", flush=True)
@@ -110,13 +117,28 @@ async def _run_once(
     return result
 
 
+async def _continue_interrupted(
+    agent: Agent, session: Session | None, args: argparse.Namespace
+) -> None:
+    """Finish the session's run that a dead process left, before anything new."""
+    if session is None or (pending := await interrupted_run(session)) is None:
+        return
+    unfinished = f"; not run again: {', '.join(pending.unfinished)}" if pending.unfinished else ""
+    _say(f"session {session.session_id}: continuing a run that was interrupted{unfinished}")
+    result = await _run_once(agent, None, args, session=session)
+    if not getattr(args, "stream", False):
+        print(result.output)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     agent = _agent(args)
+    session = open_session(args)
 
     async def go() -> RunResult:
         try:
             async with agent:  # starts the MCP servers, and stops them
-                return await _run_once(agent, args.prompt, args)
+                await _continue_interrupted(agent, session, args)
+                return await _run_once(agent, args.prompt, args, session=session)
         finally:
             await agent.runtime.aclose()
 
@@ -130,11 +152,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_chat(args: argparse.Namespace) -> int:
     agent = _agent(args)
+    session = open_session(args)
 
     async def go() -> None:
-        history: list[Any] = []
+        earlier: list[Any] = []
         try:
             async with agent:
+                if session is not None:
+                    count = len(await history(session))
+                    where = f"{session.session_id} ({session.path})"
+                    _say(
+                        f"resumed session {where}: {count} messages"
+                        if count
+                        else f"new session {where}"
+                    )
+                    await _continue_interrupted(agent, session, args)
                 while True:
                     try:
                         line = await anyio.to_thread.run_sync(input, "you> ")
@@ -144,10 +176,11 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                         return
                     if not line.strip():
                         continue
-                    result = await _run_once(agent, line, args, history)
-                    if not args.stream:
-                        print(result.output)
-                    history = result.messages
+                    if session is not None:
+                        result = await _run_once(agent, line, args, session=session)
+                    else:
+                        result = await _run_once(agent, line, args, earlier)
+                        earlier = result.messages
         finally:
             await agent.runtime.aclose()
 

@@ -423,3 +423,20 @@ async def test_a_prompt_of_several_messages_is_journaled_whole() -> None:
     await agent.run([Message.user("one"), Message.user("two")], session=session)
     assert [m.content for m in seen[-1].messages] == ["hi", "ok", "one", "two"]
     assert [m.content for m in await history(session)] == ["hi", "ok", "one", "two", "ok"]
+
+
+# -- the embedded model --------------------------------------------------------------------
+
+
+async def test_the_embedded_model_continues_a_conversation_through_a_sqlite_file(
+    tmp_path: Path,
+) -> None:
+    async with Agent("local", max_tokens=8) as agent:
+        first = await agent.run("My name is Ada.", session=SQLiteSession(tmp_path / "s.db", "a"))
+        again = SQLiteSession(tmp_path / "s.db", "a")  # as another process would open it
+        second = await agent.run("What is my name?", session=again)
+    assert [m.content for m in second.messages[:2]] == ["My name is Ada.", first.output]
+    # The model was sent the first exchange too: real token counts say so.
+    alone = first.usage.prompt_tokens
+    assert second.usage.prompt_tokens > alone + first.usage.completion_tokens
+    assert [m.role for m in await history(again)] == ["user", "assistant"] * 2
