@@ -440,3 +440,12 @@ async def test_the_embedded_model_continues_a_conversation_through_a_sqlite_file
     alone = first.usage.prompt_tokens
     assert second.usage.prompt_tokens > alone + first.usage.completion_tokens
     assert [m.role for m in await history(again)] == ["user", "assistant"] * 2
+
+
+async def test_a_limited_history_of_a_long_session_keeps_its_system_message() -> None:
+    session = MemorySession("long", limit=HistoryLimit(max_messages=3))
+    agent = Agent(FunctionRuntime(lambda r: "ok"))
+    await agent.run([Message.system("Speak French."), Message.user("u0")], session=session)
+    for n in range(1, 30):
+        await agent.run(f"u{n}", session=session)
+    assert [m.content for m in await history(session)] == ["Speak French.", "u29", "ok"]

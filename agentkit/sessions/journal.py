@@ -61,7 +61,7 @@ class RunJournal:
         self.resume: Resume | None = None
         self._early: set[str] = set()  # calls whose results went out as they finished
         self._queue: list[Entry] = []
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock(fast_acquire=True)  # mostly uncontended: no extra yield
         self._wake: anyio.Event | None = None
         self._closing = False
 
@@ -85,6 +85,8 @@ class RunJournal:
 
     async def write(self, entries: Sequence[Entry]) -> None:
         """Append the queued results, then `entries`, in one go."""
+        if not entries and not self._queue:
+            return
         async with self._lock:
             batch = [*self._queue, *entries]
             self._queue = []

@@ -20,7 +20,7 @@ import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agentkit.errors import RunInterrupted, UserError
 from agentkit.model_api import Message, Usage
@@ -52,11 +52,18 @@ INTERRUPTED = (
 @dataclass
 class _Log:
     run_id: str
-    messages: list[Message] = field(default_factory=list)
-    usage: Usage | None = None
+    raw: list[Any] = field(default_factory=list)  # the messages as stored, parsed when needed
+    usage: Any = None
     started: set[str] = field(default_factory=set)
     ended: bool = False
     owner: Entry = field(default_factory=dict)
+    _messages: list[Message] | None = None
+
+    @property
+    def messages(self) -> list[Message]:
+        if self._messages is None:
+            self._messages = [Message.model_validate(m) for m in self.raw]
+        return self._messages
 
 
 @dataclass(frozen=True)
@@ -79,9 +86,9 @@ def _logs(entries: list[Entry]) -> dict[str, _Log]:
         log = logs.setdefault(run_id, _Log(run_id))
         kind = entry.get("kind")
         if kind == "message":
-            log.messages.append(Message.model_validate(entry["message"]))
+            log.raw.append(entry["message"])
             if "usage" in entry:
-                log.usage = Usage.model_validate(entry["usage"])
+                log.usage = entry["usage"]
         elif kind == "started":
             log.started.update(entry.get("calls", ()))
         elif kind == "end":
@@ -114,8 +121,31 @@ def _stuck(logs: dict[str, _Log]) -> list[_Log]:
 
 
 def _conversation(logs: list[_Log], session: Session) -> list[Message]:
-    messages = [m for log in logs if log.ended for m in order_results(log.messages)]
-    return limit_history(messages, session.limit)
+    """The ended runs' messages, within the session's limit; only the runs that may fit are
+    parsed, newest first, so a long session with a limit costs what the limit keeps."""
+    limit = session.limit
+    parts: list[list[Message]] = []
+    count = tokens = 0
+    for log in reversed(logs):
+        if not log.ended:
+            continue
+        if limit is not None and (
+            (limit.max_messages is not None and count > limit.max_messages)
+            or (limit.max_tokens is not None and tokens > limit.max_tokens)
+        ):
+            break
+        part = order_results(log.messages)
+        parts.append(part)
+        count += len(part)
+        if limit is not None and limit.max_tokens is not None:
+            tokens += sum(limit.count_tokens(m) for m in part)
+    messages = [m for part in reversed(parts) for m in part]
+    ended = [log for log in logs if log.ended]
+    if ended and ended[0].raw[:1] and ended[0].raw[0].get("role") == "system":
+        head = ended[0].messages[0]
+        if not messages or messages[0] is not head:
+            messages.insert(0, head)  # the conversation's own system message stays first
+    return limit_history(messages, limit)
 
 
 def _pending(log: _Log) -> tuple[Message | None, list[Message]]:
@@ -212,7 +242,7 @@ async def _take_over(
     journal = RunJournal(session, log.run_id, len(run.messages))
     journal.activate()
     run.journal = journal
-    run.usage = log.usage or Usage()
+    run.usage = Usage.model_validate(log.usage) if log.usage else Usage()
     run.steps = sum(1 for m in log.messages if m.role == "assistant")
     run.records.extend(_records(messages))
     last = messages[-1] if messages else None
