@@ -449,3 +449,54 @@ async def test_a_limited_history_of_a_long_session_keeps_its_system_message() ->
     for n in range(1, 30):
         await agent.run(f"u{n}", session=session)
     assert [m.content for m in await history(session)] == ["Speak French.", "u29", "ok"]
+
+
+class Full(MemorySession):
+    """A store that fails once it holds `room` appends."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    async def append(self, entries: Sequence[Entry]) -> None:
+        if self.room == 0:
+            raise OSError("no space left on device")
+        self.room -= 1
+        await super().append(entries)
+
+
+@pytest.mark.parametrize("room", [0, 1, 2, 3])
+async def test_a_journal_that_cannot_be_written_stops_the_run_with_the_storage_error(
+    room: int,
+) -> None:
+    # Appends: the prompt, the model's call, the started marker, the result (by the writer).
+    ran: list[int] = []
+
+    @tool
+    async def act() -> str:
+        """Act."""
+        ran.append(1)
+        return "acted"
+
+    agent = Agent(ScriptedRuntime([ScriptedRuntime.call("act"), "done"]), tools=[act])
+    with pytest.raises(OSError, match="no space left on device"):
+        await agent.run("go", session=Full(room))
+    assert len(ran) == (1 if room >= 3 else 0)  # a call runs only once its start is stored
+
+
+async def test_a_stream_without_a_prompt_continues_the_interrupted_run() -> None:
+    session = MemorySession()
+    await session.append(
+        crashed(
+            message(Message.user("2 + 3?")),
+            message(Message.assistant("", [CALL])),
+            {"kind": "started", "calls": ["call_1"]},
+            message(Message.tool("5", tool_call_id="call_1", name="add")),
+        )
+    )
+    runtime = ScriptedRuntime(["It is 5."])
+    async with aclosing(Agent(runtime, tools=[add]).stream(session=session)) as events:
+        results = [e.result async for e in events if isinstance(e, RunFinished)]
+    assert results[0].output == "It is 5." and results[0].steps == 2
+    assert [m.role for m in runtime.requests[0].messages] == ["user", "assistant", "tool"]
+    assert runtime.streamed == [True]

@@ -64,6 +64,7 @@ class RunJournal:
         self._lock = anyio.Lock(fast_acquire=True)  # mostly uncontended: no extra yield
         self._wake: anyio.Event | None = None
         self._closing = False
+        self._failed: Exception | None = None
 
     @staticmethod
     def owner(claim: str | None = None) -> Entry:
@@ -131,6 +132,7 @@ class RunJournal:
     async def writing(self) -> AsyncIterator[None]:
         """Run the writer of tool results while the step's calls run; all are stored on exit."""
         self._closing = False
+        self._failed = None
         self._wake = anyio.Event()
         try:
             async with anyio.create_task_group() as tg:
@@ -144,13 +146,19 @@ class RunJournal:
             self._wake = None
             with anyio.CancelScope(shield=True):
                 await self.write([])
+        if self._failed is not None:
+            raise self._failed  # as itself, not in a group: the session could not store it
 
     async def _writer(self) -> None:
         while True:
             assert self._wake is not None
             await self._wake.wait()
             self._wake = anyio.Event()
-            await self.write([])
+            try:
+                await self.write([])
+            except Exception as exc:  # the queue is kept: the flush on exit tries again
+                self._failed = exc
+                return
             if self._closing:
                 return
 
