@@ -6,7 +6,8 @@ them, so a new storage is three small methods.
 
 Entry kinds, each a JSON object with `kind` and `run` (the id of the run that wrote it):
 
-- `run`: a run began, or was taken over to continue it (`pid`, `host`, `claim`);
+- `run`: a run began, or was taken up again to continue it (`pid`, `host`, `claim`); after
+  an `end`, it reopens the run;
 - `message`: one message of the run's transcript (`message`; `usage` so far on model answers);
 - `started`: tool calls about to run (`calls`: their ids), written before any of them starts;
 - `end`: the run ended in its process, normally or with an error (`stop_reason`).

@@ -93,8 +93,9 @@ def _logs(entries: list[Entry]) -> dict[str, _Log]:
             log.started.update(entry.get("calls", ()))
         elif kind == "end":
             log.ended = True
-        elif kind == "run":
+        elif kind == "run":  # begun, or taken up again (after a crash, or a pause)
             log.owner = entry
+            log.ended = False
     return logs
 
 
@@ -123,7 +124,7 @@ def _stuck(logs: dict[str, _Log]) -> list[_Log]:
 def _conversation(logs: list[_Log], session: Session) -> list[Message]:
     """The ended runs' messages, within the session's limit; only the runs that may fit are
     parsed, newest first, so a long session with a limit costs what the limit keeps."""
-    limit = session.limit
+    limit = getattr(session, "limit", None)
     parts: list[list[Message]] = []
     count = tokens = 0
     for log in reversed(logs):
