@@ -285,6 +285,13 @@ class Agent(ToolCalls):
         transcript: list[Message] | None,
         session: Session | None,
     ) -> _Run:
+        if self.toolset.running and not self._entered:
+            # Sources started by another run would be stopped by whichever run ends last, in
+            # a task that did not start them.
+            raise UserError(
+                "concurrent runs of an agent with tool sources (MCP servers) need the agent "
+                "entered first: `async with agent:`"
+            )
         if session is None:
             if prompt is None:
                 raise UserError("prompt: required for a run without a session")
@@ -319,13 +326,6 @@ class Agent(ToolCalls):
         self, run: _Run, *, emit: Callable[[Event], None] | None, stream: bool
     ) -> RunResult:
         run.emit = emit
-        if self.toolset.running and not self._entered:
-            # Sources started by another run would be stopped by whichever run ends last, in
-            # a task that did not start them.
-            raise UserError(
-                "concurrent runs of an agent with tool sources (MCP servers) need the agent "
-                "entered first: `async with agent:`"
-            )
         run.tracing = telemetry_active()
         # Runs that this run's tools start (agents used as tools) add their usage to ours.
         outer = current_usage.get()
