@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from agentkit import Message, SQLiteSession
-from agentkit.sessions import INTERRUPTED, interrupted_run
+from agentkit.sessions import INTERRUPTED, InterruptedRun, interrupted_run
 
 WORKER = Path(__file__).with_name("session_worker.py")
 
@@ -54,6 +55,16 @@ def finish(process: subprocess.Popen[str]) -> dict[str, Any]:
     assert process.returncode == 0, err
     result: dict[str, Any] = json.loads(out)
     return result
+
+
+def finish_failing(process: subprocess.Popen[str]) -> str:
+    _, err = process.communicate(timeout=120)
+    assert process.returncode != 0
+    return err
+
+
+def session_state(session: SQLiteSession) -> InterruptedRun | None:
+    return anyio.run(interrupted_run, session)
 
 
 def effects(tmp_path: Path, name: str) -> list[str]:
@@ -160,13 +171,17 @@ def test_a_new_prompt_on_a_session_with_an_interrupted_run_is_refused(tmp_path: 
     assert "RunInterrupted" in done and "continue it first" in done
 
 
-def session_state(session: SQLiteSession) -> Any:
-    import anyio
-
-    return anyio.run(interrupted_run, session)
-
-
-def finish_failing(process: subprocess.Popen[str]) -> str:
-    _, err = process.communicate(timeout=120)
-    assert process.returncode != 0
-    return err
+def test_a_run_whose_process_is_alive_is_not_taken_for_interrupted(tmp_path: Path) -> None:
+    process = worker(tmp_path, "start", "model:2")
+    marker = tmp_path / "paused"
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    session = SQLiteSession(tmp_path / "s.db", "orders")
+    try:
+        assert session_state(session) is None  # paused, not dead: nobody may take it over
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    assert session_state(session) is not None
