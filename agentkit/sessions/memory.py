@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import anyio
-
 from agentkit.sessions.base import Entry, HistoryLimit, check_entries
 
 __all__ = ["MemorySession"]
@@ -26,8 +24,7 @@ class MemorySession:
     def __init__(self, session_id: str = "default", *, limit: HistoryLimit | None = None) -> None:
         self.session_id = session_id
         self.limit = limit
-        self._entries: list[str] = []
-        self._lock = anyio.Lock()
+        self._entries: list[str] = []  # list.extend is atomic: no lock needed
 
     async def load(self) -> list[Entry]:
         """Every entry, oldest first."""
@@ -35,14 +32,11 @@ class MemorySession:
 
     async def append(self, entries: Sequence[Entry]) -> None:
         """Add entries at the end, together."""
-        texts = check_entries(entries)
-        async with self._lock:
-            self._entries.extend(texts)
+        self._entries.extend(check_entries(entries))
 
     async def clear(self) -> None:
         """Forget every entry."""
-        async with self._lock:
-            self._entries.clear()
+        self._entries.clear()
 
     def __repr__(self) -> str:
         return f"MemorySession({self.session_id!r}, {len(self._entries)} entries)"
