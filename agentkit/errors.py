@@ -217,7 +217,8 @@ class RunInterrupted(UserError):
         self.run_id = run_id
         super().__init__(
             f"session {session_id!r} holds run {run_id}, interrupted when its process stopped; "
-            "continue it first: agent.run(session=...) without a prompt"
+            "continue it first: agent.run(session=...) without a prompt (or drop it: "
+            "agentkit.sessions.discard_interrupted)"
         )
 
 

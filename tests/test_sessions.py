@@ -30,7 +30,14 @@ from agentkit import (
     tool,
 )
 from agentkit.events import RunFinished
-from agentkit.sessions import INTERRUPTED, Entry, estimate_tokens, history, limit_history
+from agentkit.sessions import (
+    INTERRUPTED,
+    Entry,
+    discard_interrupted,
+    estimate_tokens,
+    history,
+    limit_history,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -500,3 +507,20 @@ async def test_a_stream_without_a_prompt_continues_the_interrupted_run() -> None
     assert results[0].output == "It is 5." and results[0].steps == 2
     assert [m.role for m in runtime.requests[0].messages] == ["user", "assistant", "tool"]
     assert runtime.streamed == [True]
+
+
+async def test_a_discarded_run_keeps_its_completed_exchanges_and_drops_its_open_step() -> None:
+    session = MemorySession()
+    await session.append(
+        crashed(
+            message(Message.user("2 + 3?")),
+            message(Message.assistant("", [CALL])),
+            {"kind": "started", "calls": ["call_1"]},
+        )
+    )
+    dropped = await discard_interrupted(session)
+    assert dropped is not None and dropped.unfinished == ["add"]
+    assert await discard_interrupted(session) is None
+    runtime = ScriptedRuntime(["hello"])
+    assert (await Agent(runtime).run("hi", session=session)).output == "hello"
+    assert [m.content for m in runtime.requests[0].messages] == ["2 + 3?", "hi"]

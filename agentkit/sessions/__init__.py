@@ -12,7 +12,13 @@ See docs/sessions.md for the journal, recovery and the guarantees under concurre
 
 from agentkit.sessions.base import Entry, HistoryLimit, Session, estimate_tokens, limit_history
 from agentkit.sessions.memory import MemorySession
-from agentkit.sessions.runs import INTERRUPTED, InterruptedRun, history, interrupted_run
+from agentkit.sessions.runs import (
+    INTERRUPTED,
+    InterruptedRun,
+    discard_interrupted,
+    history,
+    interrupted_run,
+)
 from agentkit.sessions.sqlite import SQLiteSession
 
 __all__ = [
@@ -23,6 +29,7 @@ __all__ = [
     "MemorySession",
     "SQLiteSession",
     "Session",
+    "discard_interrupted",
     "estimate_tokens",
     "history",
     "interrupted_run",

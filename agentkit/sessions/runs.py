@@ -37,6 +37,7 @@ __all__ = [
     "INTERRUPTED",
     "InterruptedRun",
     "continue_interrupted",
+    "discard_interrupted",
     "history",
     "interrupted_run",
     "open_run",
@@ -182,6 +183,19 @@ async def interrupted_run(session: Session) -> InterruptedRun | None:
         unfinished=[c.name for c in calls if c.id in log.started],
         not_started=[c.name for c in calls if c.id not in log.started],
     )
+
+
+async def discard_interrupted(session: Session) -> InterruptedRun | None:
+    """Close the session's first interrupted run without continuing it; the run it closed.
+
+    Its completed exchanges stay in the history; its last step, if some of its calls have no
+    result, is left out of it. Nothing is run or told to the model.
+    """
+    pending = await interrupted_run(session)
+    if pending is not None:
+        end = {"kind": "end", "run": pending.run_id, "stop_reason": "discarded"}
+        await session.append([end])
+    return pending
 
 
 async def open_run(
