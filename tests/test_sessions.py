@@ -384,7 +384,7 @@ class Rival(MemorySession):
     """A session where another process claims the interrupted run just before us."""
 
     async def append(self, entries: Sequence[Entry]) -> None:
-        if entries and entries[0].get("claim"):
+        if entries and entries[0]["kind"] == "run" and entries[0].get("claim"):
             await super().append([{**entries[0], "pid": 99, "claim": "theirs"}])
         await super().append(entries)
 
@@ -396,6 +396,7 @@ async def test_of_two_processes_continuing_one_run_the_later_claim_gives_up() ->
     with pytest.raises(UserError, match="run_x is being continued by process 99"):
         await Agent(runtime).run(session=session)
     assert runtime.requests == []
+    assert [e["kind"] for e in await session.load()][-3:] == ["run", "run", "withdrawn"]
 
 
 # -- SQLite specifics --------------------------------------------------------------------

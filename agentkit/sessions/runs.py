@@ -82,6 +82,7 @@ class InterruptedRun:
 
 def _logs(entries: list[Entry]) -> dict[str, _Log]:
     logs: dict[str, _Log] = {}
+    withdrawn = {e.get("claim") for e in entries if e.get("kind") == "withdrawn"}
     for entry in entries:
         run_id = str(entry.get("run"))
         log = logs.setdefault(run_id, _Log(run_id))
@@ -95,14 +96,19 @@ def _logs(entries: list[Entry]) -> dict[str, _Log]:
         elif kind == "end":
             log.ended = True
         elif kind == "run":  # begun, or taken up again (after a crash, or a pause)
-            log.owner = entry
-            log.ended = False
+            claim = entry.get("claim")
+            if claim in withdrawn and claim is not None:
+                continue
+            # A claim on a run whose owner lives lost the race to the claim before it.
+            if log.ended or not log.owner or not _alive(log):
+                log.owner = entry
+                log.ended = False
     return logs
 
 
 def _alive(log: _Log) -> bool:
     """Whether the run is still going on in some process (so it is not interrupted)."""
-    if log.ended:
+    if log.ended or not log.owner:
         return False
     pid, host = log.owner.get("pid"), log.owner.get("host")
     if host != HOST or not isinstance(pid, int):
@@ -241,8 +247,10 @@ async def _take_over(
     # The first claim after what we read wins; a process that read the same state and
     # claimed later gives up, so that no call of the run is settled twice.
     later = (await session.load())[len(entries) :]
-    first = next(e for e in later if e.get("kind") == "run" and e.get("run") == log.run_id)
+    claims = (e for e in later if e.get("kind") == "run" and e.get("run") == log.run_id)
+    first = next(claims, {})
     if first.get("claim") != claim:
+        await session.append([{"kind": "withdrawn", "run": log.run_id, "claim": claim}])
         raise UserError(
             f"session {session.session_id!r}: run {log.run_id} is being continued by "
             f"process {first.get('pid')} on {first.get('host')}"
