@@ -10,7 +10,8 @@ Entry kinds, each a JSON object with `kind` and `run` (the id of the run that wr
   an `end`, it reopens the run;
 - `message`: one message of the run's transcript (`message`; `usage` so far on model answers);
 - `started`: tool calls about to run (`calls`: their ids), written before any of them starts;
-- `end`: the run ended in its process, normally or with an error (`stop_reason`).
+- `end`: the run ended in its process, normally or with an error (`stop_reason`);
+- `withdrawn`: a claim to continue the run that lost to an earlier one (`claim`).
 """
 
 from __future__ import annotations
