@@ -119,6 +119,33 @@ def test_a_denied_call_is_told_to_the_model_with_the_reason() -> None:
     assert resumed.output == "Sent, and 2 + 3 = 5."
 
 
+def test_a_denial_without_a_reason_says_only_that() -> None:
+    agent, runtime, result = paused_mixed_step()
+    [pending] = result.pending
+    agent.resume_sync(result.state, deny={pending.id: "  "})  # type: ignore[arg-type]
+    assert tool_results(runtime.requests[1].messages)[0] == (
+        pending.id,
+        "Error: denied by the user",
+    )
+
+
+def test_a_predicate_that_raises_asks_for_approval() -> None:
+    @tool(requires_approval=lambda args: args["missing"] > 1)
+    def wipe(disk: str) -> str:
+        """Wipe a disk.
+
+        Args:
+            disk: Which one.
+        """
+        sent.append(("wipe", 0))
+        return "wiped"
+
+    runtime = ScriptedRuntime([ScriptedRuntime.call("wipe", disk="sda")])
+    result = Agent(runtime, tools=[wipe]).run_sync("wipe sda")
+    assert result.stop_reason == "approval" and sent == []
+    assert [p.arguments for p in result.pending] == [{"disk": "sda"}]
+
+
 def test_a_predicate_decides_from_the_validated_arguments() -> None:
     runtime = ScriptedRuntime(
         [ScriptedRuntime.call("pay", amount="50"), ScriptedRuntime.call("pay", amount=500), "ok"]
