@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pty
 import subprocess
 import sys
 import textwrap
@@ -190,3 +191,30 @@ def test_chat_asks_on_its_input_and_goes_on_with_the_conversation(
     assert "The result is 5." in done.stdout
     assert 'approve add({"a": 2, "b": 3})? [y/n]' in done.stderr
     assert (tmp_path / "ran.txt").read_text() == "ran\n"
+
+
+def test_run_on_a_real_terminal_asks_and_runs_the_approved_call(
+    service: LoopbackServer, tools_file: Path, tmp_path: Path
+) -> None:
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, b"y\n")  # typed ahead: the terminal keeps the line until read
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDFLARE_", "OPENAI_"))}
+        done = subprocess.run(
+            [sys.executable, "-m", "agentkit.cli", "run", "add 2 and 3", "--tools", str(tools_file),
+             "--runtime", "openai", "--model", "m"],
+            cwd=tmp_path,
+            env={**env, "OPENAI_BASE_URL": service.url + "/v1", "PYTHONPATH": str(ROOT)},
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "The result is 5.\n"
+    assert 'approve add({"a": 2, "b": 3})? [y/n]' in done.stderr
+    assert (tmp_path / "ran.txt").read_text() == "ran\n"
+    assert not list(tmp_path.glob("agentkit-state-*.json"))
