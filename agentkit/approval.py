@@ -43,7 +43,7 @@ from agentkit.state import RunState, digest
 from agentkit.tools import Tool
 from agentkit.usage import PriceTable
 
-__all__ = ["Approvals", "denial", "fingerprint"]
+__all__ = ["Approvals", "Decisions", "check_decisions", "denial", "fingerprint"]
 
 FINGERPRINTED_SETTINGS = ("output_type",)
 """Agent attributes that shape what a run produces: a state paused under one value is refused
@@ -78,15 +78,23 @@ def fingerprint(agent: Any) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class _Decisions:
+class Decisions:
+    """A person's decisions on a paused run's pending calls, checked (`check_decisions`)."""
+
     state: RunState
     approve: frozenset[str]
     deny: dict[str, str]
 
 
-def _check_decisions(
+def check_decisions(
     state: RunState, approve: Collection[str], deny: Mapping[str, str] | None
-) -> _Decisions:
+) -> Decisions:
+    """Check decisions against a paused run: every pending call decided once, no other id,
+    reasons as text, the state not resumed before in this process.
+
+    Raises:
+        RunStateError: naming every problem at once.
+    """
     if not isinstance(state, RunState):
         raise RunStateError([f"expected a RunState (got {type(state).__name__})"])
     if isinstance(approve, str):
@@ -112,7 +120,7 @@ def _check_decisions(
         problems.append(f"deny: the reason must be text, for {', '.join(bad)}")
     if problems:
         raise RunStateError(problems)
-    return _Decisions(state, approved, deny)
+    return Decisions(state, approved, deny)
 
 
 def denial(reason: str) -> str:
@@ -197,7 +205,7 @@ class Approvals(ToolCalls):
     def _resumed(
         self, state: RunState, approve: Collection[str], deny: Mapping[str, str] | None
     ) -> _Run:
-        decisions = _check_decisions(state, approve, deny)
+        decisions = check_decisions(state, approve, deny)
         run = _Run(list(state.messages), None, self.runtime, self._model, self.prices)
         run.records = [record.model_copy(deep=True) for record in state.tool_calls]
         run.steps = state.steps
@@ -257,10 +265,15 @@ class Approvals(ToolCalls):
     async def _resume_step(self, run: _Run) -> None:
         """Finish the paused step: check the agent, run the approved calls, file every result
         of the step in the model's order."""
-        decisions: _Decisions = run.resuming
+        decisions: Decisions = run.resuming
         run.resuming = None
         state = decisions.state
         problems = state.differences(fingerprint(self))
+        step = state.steps
+        records = {r.call.id: r for r in run.records if r.step == step}
+        lost = [call.id for call in state.pending if call.id not in records]
+        if lost:
+            problems.append(f"pending calls not among the tool calls of step {step}: {lost}")
         if state.id in _CONSUMED:  # resumed meanwhile (checked again: tools may have run)
             problems.insert(0, f"state {state.id} was already resumed (a RunState is single-use)")
         if problems:
@@ -268,8 +281,6 @@ class Approvals(ToolCalls):
         _CONSUMED[state.id] = None
         if len(_CONSUMED) > _CONSUMED_LIMIT:
             _CONSUMED.popitem(last=False)
-        step = state.steps
-        records = {r.call.id: r for r in run.records if r.step == step}
         jobs = []
         for call in state.pending:
             record = records[call.id]
@@ -284,11 +295,17 @@ class Approvals(ToolCalls):
                 jobs.append((record, tool, tool.check(call.arguments)))
             except ToolArgumentsError as exc:
                 record.error = f"invalid arguments for {call.name}: {exc}"
-        await self._run_jobs(run, jobs)
+        try:
+            await self._run_jobs(run, jobs)
+        finally:
+            # On cancellation too: every call of the step gets its result in the transcript.
+            for record in records.values():
+                if record.output is None and record.error is None:
+                    record.error = "cancelled: the run stopped before this call finished"
+            _refile(run, step, self.max_tool_output)
         stop: Exception | None = None
         for record, _, _ in jobs:
             stop = stop or self._count_failure(run, record)
-        _refile(run, step, self.max_tool_output)
         if run.emit:
             # The step's model call was counted when it was made.
             run.emit(StepFinished(step, Usage()))

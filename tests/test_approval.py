@@ -10,11 +10,13 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from helpers import add
 
 from agentkit import (
     Agent,
+    DeadlineExceeded,
     Message,
     RunState,
     RunStateError,
@@ -378,3 +380,30 @@ def test_a_run_pauses_in_one_process_and_resumes_in_another(tmp_path: Path) -> N
     assert output == "Paid bob 7."
     assert roles == ["user", "assistant", "tool", "assistant"]
     assert ledger.read_text() == "bob:7\n"
+
+
+def test_a_resumed_run_cut_by_its_deadline_keeps_every_call_answered() -> None:
+    @tool(requires_approval=True)
+    async def slow(x: int) -> str:
+        """Takes its time.
+
+        Args:
+            x: Anything.
+        """
+        await anyio.sleep(10)
+        return "late"
+
+    runtime = ScriptedRuntime(
+        [ScriptedRuntime.calls(("slow", {"x": 1}), ("add", {"a": 1, "b": 1}))]
+    )
+    agent = Agent(runtime, tools=[slow, add], deadline=0.3)
+    paused = agent.run_sync("go")
+    with pytest.raises(DeadlineExceeded) as caught:
+        agent.resume_sync(paused.state, approve=[paused.pending[0].id])  # type: ignore[arg-type]
+    run = caught.value.run
+    assert run is not None
+    slow_id, add_id = (c.id for c in run.messages[-3].tool_calls)
+    assert tool_results(run.messages) == [
+        (slow_id, "Error: cancelled: the run stopped before this call finished"),
+        (add_id, "2"),
+    ]
