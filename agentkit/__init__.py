@@ -37,6 +37,7 @@ from agentkit.errors import (
     RequestValidationError,
     RunError,
     RunInterrupted,
+    RunStateError,
     SchemaGrammarError,
     ServerError,
     StreamInterrupted,
@@ -58,6 +59,7 @@ from agentkit.model_api import (
     ToolCall,
     Usage,
 )
+from agentkit.results import PendingCall
 from agentkit.runtimes import (
     Capabilities,
     FunctionRuntime,
@@ -72,6 +74,7 @@ from agentkit.runtimes import (
     get_runtime,
 )
 from agentkit.sessions import HistoryLimit, MemorySession, Session, SQLiteSession
+from agentkit.state import RunState
 from agentkit.tools import (
     Tool,
     ToolDefinitionWarning,
@@ -112,6 +115,7 @@ __all__ = [
     "NoRecording",
     "NotFound",
     "OpenAICompatible",
+    "PendingCall",
     "PriceTable",
     "Profile",
     "RateLimited",
@@ -122,6 +126,8 @@ __all__ = [
     "RunError",
     "RunInterrupted",
     "RunResult",
+    "RunState",
+    "RunStateError",
     "Runtime",
     "SQLiteSession",
     "SchemaGrammarError",

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
 from functools import partial
 from pathlib import Path
@@ -14,8 +14,9 @@ from typing import Any
 
 import anyio
 
+from agentkit import _cli_approval as approval
 from agentkit.agent import Agent, RunResult
-from agentkit.errors import AgentKitError, RunError
+from agentkit.errors import AgentKitError, RunError, UserError
 from agentkit.events import RunFinished, TextDelta, ToolCallFinished, ToolCallStarted
 from agentkit.mcp.options import add_mcp_options, mcp_sources
 from agentkit.model_api import SAMPLING_FIELDS, ModelRequest
@@ -23,6 +24,7 @@ from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.sessions import Session, history, interrupted_run
 from agentkit.sessions.options import add_session_options, open_session
+from agentkit.state import RunState
 from agentkit.telemetry.console import add_options as add_telemetry_options
 from agentkit.telemetry.console import configure as configure_telemetry
 from agentkit.tools import Tool, ToolSource, validate_tool_definitions
@@ -92,14 +94,23 @@ async def _run_once(
     prompt: str | None,
     args: argparse.Namespace,
     history: Sequence[Any] = (),
+    resume: tuple[RunState, list[str], dict[str, str]] | None = None,
     session: Session | None = None,
 ) -> RunResult:
     stream = getattr(args, "stream", False) or args.verbose
     if not stream:
+        if resume is not None:
+            state, approve, deny = resume
+            return await agent.resume(state, approve=approve, deny=deny, session=session)
         return await agent.run(prompt, history=history, session=session)
     result: RunResult | None = None
     printing = getattr(args, "stream", False) and not getattr(args, "json", False)
-    async with aclosing(agent.stream(prompt, history=history, session=session)) as events:
+    source = (
+        agent.stream(prompt, history=history, session=session)
+        if resume is None
+        else agent.stream_resume(resume[0], approve=resume[1], deny=resume[2], session=session)
+    )
+    async with aclosing(source) as events:
         async for event in events:
             if isinstance(event, TextDelta) and printing:
                 print(event.text, end="", flush=True)
@@ -111,48 +122,72 @@ async def _run_once(
                 _say(f"<- {record.call.name}: {shown} ({record.duration * 1000:.1f} ms)")
             elif isinstance(event, RunFinished):
                 result = event.result
-    if printing:
-        print()
     assert result is not None
+    if printing and result.stop_reason != "approval":  # a paused run has said nothing yet
+        print()
     return result
 
 
 async def _continue_interrupted(
-    agent: Agent, session: Session | None, args: argparse.Namespace
-) -> None:
+    agent: Agent,
+    session: Session | None,
+    args: argparse.Namespace,
+    settle: Callable[[RunResult], Awaitable[RunResult]],
+) -> RunResult | None:
     """Finish the session's run that a dead process left, before anything new."""
     if session is None or (pending := await interrupted_run(session)) is None:
-        return
+        return None
     unfinished = f"; not run again: {', '.join(pending.unfinished)}" if pending.unfinished else ""
     _say(f"session {session.session_id}: continuing a run that was interrupted{unfinished}")
-    result = await _run_once(agent, None, args, session=session)
-    if not getattr(args, "stream", False):
+    result = await settle(await _run_once(agent, None, args, session=session))
+    if not getattr(args, "stream", False) and result.stop_reason != "approval":
         print(result.output)
+    return result
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if (args.prompt is None) == (args.resume is None):
+        raise UserError("agentkit run: give a prompt, or --resume FILE (not both)")
     agent = _agent(args)
     session = open_session(args)
 
     async def go() -> RunResult:
+        def resume(state: RunState, approve: list[str], deny: dict[str, str]) -> Any:
+            return _run_once(agent, "", args, resume=(state, approve, deny), session=session)
+
+        def settle(result: RunResult) -> Awaitable[RunResult]:
+            return approval.settle(result, args, resume, interactive=False)
+
         try:
             async with agent:  # starts the MCP servers, and stops them
-                await _continue_interrupted(agent, session, args)
-                return await _run_once(agent, args.prompt, args, session=session)
+                continued = await _continue_interrupted(agent, session, args, settle)
+                if continued is not None and continued.stop_reason == "approval":
+                    return continued  # saved for --resume: the new prompt waits for it
+                if args.resume is not None:
+                    result = await approval.from_file(args, resume)
+                else:
+                    result = await _run_once(agent, args.prompt, args, session=session)
+                return await settle(result)
         finally:
             await agent.runtime.aclose()
 
     result = anyio.run(go)
     if args.json:
         print(result.model_dump_json(indent=2))
-    elif not args.stream:
+    elif not args.stream and result.stop_reason != "approval":
         print(result.output)
-    return 0
+    return approval.EXIT_PAUSED if result.stop_reason == "approval" else 0
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
     agent = _agent(args)
     session = open_session(args)
+
+    def resume(state: RunState, approve: list[str], deny: dict[str, str]) -> Any:
+        return _run_once(agent, "", args, resume=(state, approve, deny), session=session)
+
+    def settle(result: RunResult) -> Awaitable[RunResult]:
+        return approval.settle(result, args, resume, interactive=True)
 
     async def go() -> None:
         earlier: list[Any] = []
@@ -166,7 +201,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                         if count
                         else f"new session {where}"
                     )
-                    await _continue_interrupted(agent, session, args)
+                    await _continue_interrupted(agent, session, args, settle)
                 while True:
                     try:
                         line = await anyio.to_thread.run_sync(input, "you> ")
@@ -180,7 +215,10 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                         result = await _run_once(agent, line, args, session=session)
                     else:
                         result = await _run_once(agent, line, args, earlier)
-                        earlier = result.messages
+                    result = await settle(result)
+                    if not args.stream:
+                        print(result.output)
+                    earlier = result.messages
         finally:
             await agent.runtime.aclose()
 
@@ -239,14 +277,16 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run an agent on one prompt")
-    run.add_argument("prompt")
+    run.add_argument("prompt", nargs="?", help="the user's message (or --resume FILE)")
     _add_agent_options(run)
+    approval.add_options(run, run=True)
     run.add_argument("--stream", action="store_true", help="print the answer as it comes")
     run.add_argument("--json", action="store_true", help="print the whole RunResult as JSON")
     run.set_defaults(handler=_cmd_run)
 
     chat = commands.add_parser("chat", help="chat in the terminal")
     _add_agent_options(chat)
+    approval.add_options(chat, run=False)
     chat.set_defaults(handler=_cmd_chat)
 
     serve = commands.add_parser("serve", help="serve the Workers AI API on localhost")

@@ -8,7 +8,8 @@ AgentKitError
 │   ├── UnsupportedFeature         the runtime cannot do what the request asks
 │   ├── SchemaGrammarError         a schema keyword cannot be held by a grammar
 │   ├── ConfigurationError         a runtime is not installed or not configured
-│   └── RunInterrupted             a session holds a run whose process stopped; continue it
+│   ├── RunInterrupted             a session holds a run whose process stopped; continue it
+│   └── RunStateError              a paused run cannot be resumed as asked
 ├── ToolArgumentsError             a model's arguments do not fit a tool
 ├── RunError                       a run stopped before an answer; carries the partial run
 │   ├── MaxStepsExceeded
@@ -64,6 +65,7 @@ __all__ = [
     "RequestValidationError",
     "RunError",
     "RunInterrupted",
+    "RunStateError",
     "SchemaGrammarError",
     "ServerError",
     "StreamInterrupted",
@@ -220,6 +222,16 @@ class RunInterrupted(UserError):
             "continue it first: agent.run(session=...) without a prompt (or drop it: "
             "agentkit.sessions.discard_interrupted)"
         )
+
+
+class RunStateError(UserError):
+    """A paused run (`RunState`) cannot be resumed as asked: decisions that do not match its
+    pending calls, a state already resumed, an unknown version, or an agent configured
+    differently from the one that paused it. `problems` names each difference."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("cannot resume this run: " + "; ".join(self.problems))
 
 
 class ToolArgumentsError(AgentKitError):

@@ -525,3 +525,65 @@ async def test_a_discarded_run_keeps_its_completed_exchanges_and_drops_its_open_
     runtime = ScriptedRuntime(["hello"])
     assert (await Agent(runtime).run("hi", session=session)).output == "hello"
     assert [m.content for m in runtime.requests[0].messages] == ["2 + 3?", "hi"]
+
+
+# -- with approval -----------------------------------------------------------------------
+
+sent: list[str] = []
+
+
+@tool(requires_approval=True)
+def send(to: str) -> str:
+    """Send a message.
+
+    Args:
+        to: Who.
+    """
+    sent.append(to)
+    return f"sent to {to}"
+
+
+async def test_a_run_paused_for_approval_resumes_into_its_session(session: Session) -> None:
+    sent.clear()
+    runtime = ScriptedRuntime(
+        [ScriptedRuntime.calls(("add", {"a": 1, "b": 2}), ("send", {"to": "bob"})), "Done.", "Hi"]
+    )
+    agent = Agent(runtime, tools=[add, send])
+    paused = await agent.run("Add, then send.", session=session)
+    assert paused.stop_reason == "approval" and paused.state is not None
+    assert (await session.load())[-1]["stop_reason"] == "approval"
+    # Meanwhile the history leaves the open step out: it stays a conversation a model takes.
+    assert [m.role for m in await history(session)] == ["user"]
+    call_id = paused.pending[0].id
+    result = await agent.resume(paused.state, approve=[call_id], session=session)
+    assert (result.output, sent) == ("Done.", ["bob"])
+    messages = await history(session)
+    assert [m.role for m in messages] == ["user", "assistant", "tool", "tool", "assistant"]
+    assert [m.content for m in messages[2:4]] == ["3", "sent to bob"]
+    assert kinds(await session.load()).count("tool") == 2  # each result journaled once
+    assert (await agent.run("Hello", session=session)).output == "Hi"
+    assert len(runtime.requests[-1].messages) == 6
+
+
+async def test_resuming_into_a_session_that_did_not_pause_the_run_is_refused() -> None:
+    agent = Agent(ScriptedRuntime([ScriptedRuntime.call("send", to="x")]), tools=[send])
+    paused = await agent.run("Send.")
+    assert paused.state is not None
+    with pytest.raises(UserError, match="holds no run paused for the calls"):
+        await agent.resume(paused.state, approve=[paused.pending[0].id], session=MemorySession())
+
+
+async def test_a_call_a_crash_left_unstarted_still_waits_for_approval() -> None:
+    sent.clear()
+    session = MemorySession()
+    call = ToolCall(id="c9", name="send", arguments={"to": "ann"})
+    await session.append(
+        crashed(message(Message.user("Send.")), message(Message.assistant("", [call])))
+    )
+    agent = Agent(ScriptedRuntime(["Sent."]), tools=[send])
+    paused = await agent.run(session=session)
+    assert (paused.stop_reason, [p.id for p in paused.pending], sent) == ("approval", ["c9"], [])
+    assert paused.state is not None
+    result = await agent.resume(paused.state, approve=["c9"], session=session)
+    assert (result.output, sent) == ("Sent.", ["ann"])
+    assert [m.role for m in await history(session)] == ["user", "assistant", "tool", "assistant"]

@@ -59,7 +59,8 @@ class RunJournal:
         self.run_id = run_id
         self.written = written
         self.resume: Resume | None = None
-        self._early: set[str] = set()  # calls whose results went out as they finished
+        self.results: set[str] = set()
+        """Ids of the calls whose results the session holds (a result is journaled once)."""
         self._queue: list[Entry] = []
         self._lock = anyio.Lock(fast_acquire=True)  # mostly uncontended: no extra yield
         self._wake: anyio.Event | None = None
@@ -110,8 +111,10 @@ class RunJournal:
         `after`, in one append."""
         entries = list(before)
         for message in messages[self.written :]:
-            if message.role == "tool" and message.tool_call_id in self._early:
-                continue
+            if message.role == "tool":
+                if message.tool_call_id in self.results:
+                    continue
+                self.results.add(str(message.tool_call_id))
             entries.append(self._entry(message, usage if message.role == "assistant" else None))
         self.written = len(messages)
         await self.write([*entries, *after])
@@ -123,7 +126,7 @@ class RunJournal:
     def finished(self, message: Message) -> None:
         """Queue a call's result for the writer (called on the event loop as it is filed)."""
         assert message.tool_call_id is not None
-        self._early.add(message.tool_call_id)
+        self.results.add(message.tool_call_id)
         self._queue.append(self._entry(message))
         if self._wake is not None:
             self._wake.set()

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INTERRUPTED",
     "InterruptedRun",
+    "attach_paused",
     "continue_interrupted",
     "discard_interrupted",
     "history",
@@ -57,6 +58,7 @@ class _Log:
     usage: Any = None
     started: set[str] = field(default_factory=set)
     ended: bool = False
+    stop_reason: str | None = None
     owner: Entry = field(default_factory=dict)
     _messages: list[Message] | None = None
 
@@ -95,6 +97,7 @@ def _logs(entries: list[Entry]) -> dict[str, _Log]:
             log.started.update(entry.get("calls", ()))
         elif kind == "end":
             log.ended = True
+            log.stop_reason = entry.get("stop_reason")
         elif kind == "run":  # begun, or taken up again (after a crash, or a pause)
             claim = entry.get("claim")
             if claim in withdrawn and claim is not None:
@@ -242,19 +245,7 @@ async def _take_over(
             f"session {session.session_id!r} has no interrupted run to continue: pass a prompt"
         )
     log = stuck[0]
-    claim = secrets.token_hex(8)
-    await session.append([{"kind": "run", "run": log.run_id, **RunJournal.owner(claim)}])
-    # The first claim after what we read wins; a process that read the same state and
-    # claimed later gives up, so that no call of the run is settled twice.
-    later = (await session.load())[len(entries) :]
-    claims = (e for e in later if e.get("kind") == "run" and e.get("run") == log.run_id)
-    first = next(claims, {})
-    if first.get("claim") != claim:
-        await session.append([{"kind": "withdrawn", "run": log.run_id, "claim": claim}])
-        raise UserError(
-            f"session {session.session_id!r}: run {log.run_id} is being continued by "
-            f"process {first.get('pid')} on {first.get('host')}"
-        )
+    await _claim(session, entries, log.run_id)
     before = []
     for other in logs.values():
         if other is log:
@@ -274,6 +265,44 @@ async def _take_over(
     elif last is not None and last.role == "assistant":
         journal.resume = Resume(answer=last.content)
     return run
+
+
+async def _claim(session: Session, entries: list[Entry], run_id: str) -> None:
+    """Take up a run to continue it. The first claim after what we read wins; a process that
+    read the same state and claimed later withdraws, so that no call is settled twice."""
+    claim = secrets.token_hex(8)
+    await session.append([{"kind": "run", "run": run_id, **RunJournal.owner(claim)}])
+    later = (await session.load())[len(entries) :]
+    claims = (e for e in later if e.get("kind") == "run" and e.get("run") == run_id)
+    first = next(claims, {})
+    if first.get("claim") != claim:
+        await session.append([{"kind": "withdrawn", "run": run_id, "claim": claim}])
+        raise UserError(
+            f"session {session.session_id!r}: run {run_id} is being continued by "
+            f"process {first.get('pid')} on {first.get('host')}"
+        )
+
+
+async def attach_paused(run: _Run, session: Session, pending: Sequence[str]) -> None:
+    """Journal a run resumed after a pause for approval into the session's run that paused:
+    the one whose last step holds the `pending` calls."""
+    entries = await session.load()
+    wanted = set(pending)
+    for log in reversed(_logs(entries).values()):
+        last = next((m for m in reversed(log.messages) if m.role == "assistant"), None)
+        if log.stop_reason == "approval" and last and wanted <= {c.id for c in last.tool_calls}:
+            break
+    else:
+        raise UserError(
+            f"session {session.session_id!r} holds no run paused for the calls "
+            f"{', '.join(sorted(wanted))}"
+        )
+    await _claim(session, entries, log.run_id)
+    at = max(i for i, m in enumerate(run.messages) if m.role == "assistant" and m.tool_calls)
+    journal = RunJournal(session, log.run_id, at + 1)
+    journal.results = {str(m.tool_call_id) for m in log.messages if m.role == "tool"}
+    journal.activate()
+    run.journal = journal
 
 
 def _start(
