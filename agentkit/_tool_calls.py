@@ -355,7 +355,8 @@ class ToolCalls:
                 unhandled = raised
                 batch.stop()  # the run ends with it: the other calls are given up
 
-        batch = ThreadBatch(calls, self._limiter, settled)
+        # With a journal, each result goes back as its call returns, to be stored at once.
+        batch = ThreadBatch(calls, self._limiter, settled, eager=run.journal is not None)
         await batch.run()
         if unhandled is not None:
             raise unhandled

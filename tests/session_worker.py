@@ -15,10 +15,14 @@ Each tool appends a line to FOLDER/<tool>.log when it acts (its side effect). PA
 the process stops for the test to kill it: `model:N` (the model's Nth step, once the steps
 before it are complete), or `TOOL:N` (inside the Nth call of TOOL, after its side effect). There
 the process writes FOLDER/paused and sleeps. The run's result is printed as JSON.
+
+With PLAN=parallel in the environment, steps 1 and 2 are one step whose two calls run side by
+side, and `save` stops only once the journal holds the result of `charge`.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -67,6 +71,11 @@ def save(key: str, value: str) -> str:
     """
     effect("save", f"{key}={value}")
     (folder / f"{key}.state").write_text(value)
+    if PARALLEL and PAUSE.startswith("save:"):
+        while not any(  # the other call of the step finished and was journaled
+            e.get("message", {}).get("name") == "charge" for e in session.load_sync()
+        ):
+            time.sleep(0.01)
     checkpoint("save")
     return f"saved {key}"
 
@@ -83,11 +92,17 @@ def notify(text: str) -> str:
     return f"sent {text}"
 
 
+PARALLEL = os.environ.get("PLAN") == "parallel"
 PLAN = [
     ScriptedRuntime.call("charge", amount=5),
     ScriptedRuntime.call("save", key="order", value="paid"),
     ScriptedRuntime.calls(("notify", {"text": "a"}), ("notify", {"text": "b"})),
 ]
+if PARALLEL:
+    both = ScriptedRuntime.calls(
+        ("charge", {"amount": 5}), ("save", {"key": "order", "value": "paid"})
+    )
+    PLAN = [both, PLAN[2]]
 
 
 def model(request: ModelRequest) -> Generation | str:
@@ -108,8 +123,8 @@ def model(request: ModelRequest) -> Generation | str:
     return "done: " + " | ".join(results)
 
 
-agent = Agent(FunctionRuntime(model), tools=[charge, save, notify], max_steps=6)
 session = SQLiteSession(DB, SESSION)
+agent = Agent(FunctionRuntime(model), tools=[charge, save, notify], max_steps=6)
 if MODE == "start":
     result = agent.run_sync("Process the order.", session=session)
 else:

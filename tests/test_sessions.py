@@ -4,6 +4,7 @@ and continuing a run from a journal (crashes for real are in test_sessions_crash
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Sequence
 from contextlib import aclosing
 from pathlib import Path
@@ -239,6 +240,43 @@ async def test_each_tool_result_is_stored_as_its_call_finishes(session: Session)
     started = [e for e in entries if e["kind"] == "started"]
     assert [len(e["calls"]) for e in started] == [3]  # one marker for the step, before any ran
     assert kinds(entries).index("started") < kinds(entries).index("tool")
+
+
+async def test_a_fast_sync_call_is_stored_while_a_slow_one_of_its_step_still_runs(
+    session: Session,
+) -> None:
+    release = threading.Event()
+
+    @tool
+    def quick() -> str:
+        """Returns at once."""
+        return "quick done"
+
+    @tool
+    def blocking() -> str:
+        """Waits."""
+        release.wait(10)
+        return "blocking done"
+
+    seen: list[str] = []
+
+    async def watch() -> None:
+        for _ in range(500):
+            stored = [
+                e["message"]["content"] for e in await session.load() if kinds([e]) == ["tool"]
+            ]
+            if stored:
+                seen.extend(stored)
+                break
+            await anyio.sleep(0.01)
+        release.set()
+
+    runtime = ScriptedRuntime([ScriptedRuntime.calls(("quick", {}), ("blocking", {})), "ok"])
+    agent = Agent(runtime, tools=[quick, blocking])
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        assert (await agent.run("go", session=session)).output == "ok"
+    assert seen == ["quick done"]
 
 
 async def test_a_run_that_stops_with_an_error_is_closed_and_the_next_one_goes_on(

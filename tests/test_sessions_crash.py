@@ -23,13 +23,16 @@ WORKER = Path(__file__).with_name("session_worker.py")
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 
 
-def worker(tmp_path: Path, mode: str, pause: str = "") -> subprocess.Popen[str]:
+def worker(
+    tmp_path: Path, mode: str, pause: str = "", plan: str = "steps"
+) -> subprocess.Popen[str]:
     args = [sys.executable, str(WORKER), str(tmp_path / "s.db"), "orders", str(tmp_path), mode]
     return subprocess.Popen(
         [*args, *([pause] if pause else [])],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PLAN": plan},
     )
 
 
@@ -185,3 +188,18 @@ def test_a_run_whose_process_is_alive_is_not_taken_for_interrupted(tmp_path: Pat
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
     assert session_state(session) is not None
+
+
+def test_killed_while_one_call_of_a_step_runs_the_finished_one_is_kept(tmp_path: Path) -> None:
+    # charge and save run side by side; the kill comes inside save, once charge's result is
+    # in the journal (save waits for it): charge is not redone, save (idempotent) is.
+    paused = worker(tmp_path, "start", "save:1", plan="parallel")
+    assert kill_when_paused(paused, tmp_path) == "save"
+    pending = session_state(SQLiteSession(tmp_path / "s.db", "orders"))
+    assert pending is not None and (pending.unfinished, pending.not_started) == (["save"], [])
+    result = finish(worker(tmp_path, "continue", plan="parallel"))
+    assert result["output"] == "done: charged 5 | saved order | sent a | sent b"
+    assert effects(tmp_path, "charge") == ["5"]
+    assert effects(tmp_path, "save") == ["order=paid", "order=paid"]
+    assert effects(tmp_path, "notify") == ["a", "b"]
+    assert_valid(transcript(result))
