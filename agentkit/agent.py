@@ -156,6 +156,10 @@ class Agent(ToolCalls):
         self._limiter: anyio.CapacityLimiter | None = None
         self._entered = 0
 
+    _telemetry: Callable[[], Any] = staticmethod(telemetry_active)
+    """The instrumentation a run reports to; a durable workflow reports none (its model and
+    tool calls are traced where they run)."""
+
     # -- public API -------------------------------------------------------------------------
 
     async def run(
@@ -299,7 +303,7 @@ class Agent(ToolCalls):
                 "concurrent runs of an agent with tool sources (MCP servers) need the agent "
                 "entered first: `async with agent:`"
             )
-        run.tracing = telemetry_active()
+        run.tracing = self._telemetry()
         # Runs that this run's tools start (agents used as tools) add their usage to ours.
         outer = current_usage.get()
         scope = current_usage.set(run.nested)

