@@ -16,6 +16,7 @@ import anyio
 import pytest
 from helpers import add
 
+from agentkit.results import RunResult
 from agentkit.runtimes import ScriptedRuntime
 from agentkit.temporal import ActivityOptions, Worker, connect, progress, start_run
 from agentkit.temporal import result as result_of
@@ -57,6 +58,7 @@ async def test_a_run_completes_with_tool_calls(temporal_server: Any) -> None:
 
 
 WORKER_SCRIPT = Path(__file__).with_name("temporal_worker.py")
+CALCULATOR = Path(__file__).parents[1] / "tools" / "calculator.py"
 
 
 def _start_worker(
@@ -145,3 +147,30 @@ async def test_two_worker_processes_share_twenty_concurrent_runs(
         f"run{i}-{k}" for i in range(20) for k in (1, 2)
     )
     assert {pid for _, pid in calls} == {w.pid for w in workers}
+
+
+def test_the_command_line_runs_a_worker_and_a_durable_run_on_the_embedded_model(
+    temporal_server: Any, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    queue = _queue()
+    log = tmp_path / "worker-0.log"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "agentkit.cli", "worker", "--runtime", "local"]
+        + ["--tools", str(CALCULATOR), "--task-queue", queue, "--address", temporal_server.address],
+        stderr=log.open("wb"),
+    )
+    workers.append(worker)
+    _wait_for(lambda: "agentkit worker: local" in log.read_text(), worker, tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "agentkit.cli", "run", "What is 37 * 41?", "--json"]
+        + ["--temporal", temporal_server.address, "--task-queue", queue, "--runtime", "local"]
+        + ["--max-tokens", "40", "--max-steps", "2"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr
+    result = RunResult.model_validate_json(done.stdout)
+    first = result.tool_calls[0]
+    assert first.call.name == "calculate" and first.ok, first
+    assert result.stop_reason == "answer"

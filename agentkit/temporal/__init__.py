@@ -9,20 +9,29 @@ client = await connect("127.0.0.1:7233")
 async with Worker(client, task_queue="agents", runtimes={"local": runtime}, tools=[add]):
     result = await run(client, "What is 2 + 3?", task_queue="agents")
 ```
+
+The names load the Temporal SDK when first used, so that the command line's options module
+(`agentkit.temporal.options`) costs nothing without it.
 """
 
-from agentkit.temporal.activities import Activities
-from agentkit.temporal.contract import ActivityOptions, Progress, RunInput
-from agentkit.temporal.worker import (
-    DurableRunFailed,
-    Worker,
-    connect,
-    progress,
-    result,
-    run,
-    start_run,
-)
-from agentkit.temporal.workflow import WORKFLOW, AgentWorkflow
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentkit.temporal.activities import Activities
+    from agentkit.temporal.contract import ActivityOptions, Progress, RunInput
+    from agentkit.temporal.worker import (
+        DurableRunFailed,
+        Worker,
+        connect,
+        progress,
+        result,
+        run,
+        start_run,
+    )
+    from agentkit.temporal.workflow import WORKFLOW, AgentWorkflow
 
 __all__ = [
     "WORKFLOW",
@@ -39,3 +48,19 @@ __all__ = [
     "run",
     "start_run",
 ]
+
+_WHERE = {
+    "Activities": "activities",
+    "ActivityOptions": "contract",
+    "Progress": "contract",
+    "RunInput": "contract",
+    "WORKFLOW": "workflow",
+    "AgentWorkflow": "workflow",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module 'agentkit.temporal' has no attribute {name!r}")
+    module = importlib.import_module(f"agentkit.temporal.{_WHERE.get(name, 'worker')}")
+    return getattr(module, name)
