@@ -155,16 +155,21 @@ def test_the_command_line_runs_a_worker_and_a_durable_run_on_the_embedded_model(
     queue = _queue()
     log = tmp_path / "worker-0.log"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "agentkit.cli", "worker", "--runtime", "local"]
-        + ["--tools", str(CALCULATOR), "--task-queue", queue, "--address", temporal_server.address],
+        [
+            *(sys.executable, "-m", "agentkit.cli", "worker", "--runtime", "local"),
+            *("--tools", str(CALCULATOR), "--task-queue", queue),
+            *("--address", temporal_server.address),
+        ],
         stderr=log.open("wb"),
     )
     workers.append(worker)
     _wait_for(lambda: "agentkit worker: local" in log.read_text(), worker, tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "agentkit.cli", "run", "What is 37 * 41?", "--json"]
-        + ["--temporal", temporal_server.address, "--task-queue", queue, "--runtime", "local"]
-        + ["--max-tokens", "40", "--max-steps", "2"],
+        [
+            *(sys.executable, "-m", "agentkit.cli", "run", "What is 37 * 41?", "--json"),
+            *("--temporal", temporal_server.address, "--task-queue", queue, "--runtime", "local"),
+            *("--max-tokens", "40", "--max-steps", "2"),
+        ],
         capture_output=True,
         text=True,
         timeout=240,

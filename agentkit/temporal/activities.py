@@ -6,9 +6,9 @@ names.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, TypeVar
 
@@ -61,28 +61,25 @@ _TRANSIENT = (
 T = TypeVar("T")
 
 
-@asynccontextmanager
-async def _heartbeats() -> Any:
-    """Tell the server this worker is alive while the block runs (a third of the heartbeat
-    timeout apart), so a call on a worker that died is retried without waiting for its own
-    timeout."""
+async def _beating(call: Callable[[], Awaitable[T]]) -> T:
+    """`call()`, telling the server this worker is alive meanwhile (a third of the heartbeat
+    timeout apart), so that a call on a worker that died is retried without waiting for its
+    own timeout."""
     timeout = activity.info().heartbeat_timeout
     if not timeout:
-        yield
-        return
+        return await call()
     interval = timeout.total_seconds() / 3
 
     async def beat() -> None:
         while True:
             activity.heartbeat()
-            await anyio.sleep(interval)
+            await asyncio.sleep(interval)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(beat)
-        try:
-            yield
-        finally:
-            tg.cancel_scope.cancel()
+    beating = asyncio.create_task(beat())  # activities run on asyncio
+    try:
+        return await call()
+    finally:
+        beating.cancel()
 
 
 class Activities:
@@ -161,8 +158,7 @@ class Activities:
         """One model call on the named runtime."""
         _, runtime = self._runtime(call.runtime)
         try:
-            async with _heartbeats():
-                generation = await runtime.generate(call.request)
+            generation = await _beating(partial(runtime.generate, call.request))
         except _TRANSIENT as exc:
             raise ApplicationError(str(exc), type=type(exc).__name__) from None
         except AgentKitError as exc:  # the request itself is wrong: trying again won't help
@@ -184,13 +180,12 @@ class Activities:
             )
         try:
             values = tool.check(call.arguments)
-            async with _heartbeats():
-                if tool.is_async:
-                    value = await tool.function(**values)
-                else:
-                    value = await anyio.to_thread.run_sync(
-                        partial(tool.function, **values), abandon_on_cancel=True
-                    )
+            function = partial(tool.function, **values)
+            if tool.is_async:
+                value = await _beating(function)
+            else:
+                thread = partial(anyio.to_thread.run_sync, function, abandon_on_cancel=True)
+                value = await _beating(thread)
             text = _to_text(value)
         except ToolRetry as exc:
             raise ApplicationError(exc.message, type="ToolRetry", non_retryable=True) from None

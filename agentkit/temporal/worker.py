@@ -17,6 +17,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.worker import Replayer
 from temporalio.worker import Worker as _TemporalWorker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -28,11 +29,35 @@ from agentkit.temporal.contract import Progress, RunInput
 from agentkit.temporal.workflow import AgentWorkflow
 from agentkit.tools import Tool
 
-__all__ = ["DurableRunFailed", "Worker", "connect", "progress", "result", "run", "start_run"]
+__all__ = [
+    "DurableRunFailed",
+    "Worker",
+    "connect",
+    "progress",
+    "replayer",
+    "result",
+    "run",
+    "start_run",
+]
 
 # Imported once, outside the sandbox, and shared by every run: agentkit keeps no state between
 # runs, and its compiled dependencies cannot be loaded twice.
 _PASSTHROUGH = ("agentkit", "anyio", "sniffio", "jsonschema_rs", "pydantic_core", "httpx")
+
+
+def _runner() -> SandboxedWorkflowRunner:
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(*_PASSTHROUGH)
+    return SandboxedWorkflowRunner(restrictions=restrictions)
+
+
+def replayer() -> Replayer:
+    """A `temporalio.worker.Replayer` of agentkit's workflow, as the workers run it: replay
+    the histories of runs (`await handle.fetch_history()`) before a deploy, to learn whether
+    the new code still replays them (`await replayer().replay_workflow(history)` raises if not).
+    """
+    return Replayer(
+        workflows=[AgentWorkflow], data_converter=pydantic_data_converter, workflow_runner=_runner()
+    )
 
 
 class DurableRunFailed(RunError):
@@ -87,7 +112,6 @@ class Worker:
         if isinstance(runtimes, Runtime):
             runtimes = {runtimes.name: runtimes}
         self.activities = Activities(runtimes, tools)
-        restrictions = SandboxRestrictions.default.with_passthrough_modules(*_PASSTHROUGH)
         if identity is not None:
             options["identity"] = identity
         self._worker = _TemporalWorker(
@@ -95,7 +119,7 @@ class Worker:
             task_queue=task_queue,
             workflows=[AgentWorkflow],
             activities=self.activities.all(),
-            workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+            workflow_runner=_runner(),
             max_concurrent_activities=max_concurrent_activities,
             **options,
         )

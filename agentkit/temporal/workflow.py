@@ -20,6 +20,10 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
+    # The backend the loop's limiter and task groups load on first use: loaded here, outside
+    # the sandbox, which would refuse the threads it defines.
+    import anyio._backends._asyncio  # noqa: F401
+
     from agentkit._tool_calls import _Run
     from agentkit.agent import Agent
     from agentkit.errors import AgentKitError, RunError, ToolRetry
