@@ -16,9 +16,19 @@ import anyio
 import pytest
 from helpers import add
 
+from agentkit import tool
+from agentkit._tool_calls import _cut
 from agentkit.results import RunResult
 from agentkit.runtimes import ScriptedRuntime
-from agentkit.temporal import ActivityOptions, Worker, connect, progress, start_run
+from agentkit.temporal import (
+    ActivityOptions,
+    DurableRunFailed,
+    Worker,
+    connect,
+    progress,
+    run,
+    start_run,
+)
 from agentkit.temporal import result as result_of
 
 
@@ -179,3 +189,86 @@ def test_the_command_line_runs_a_worker_and_a_durable_run_on_the_embedded_model(
     first = result.tool_calls[0]
     assert first.call.name == "calculate" and first.ok, first
     assert result.stop_reason == "answer"
+
+
+async def test_idempotent_tools_are_retried_others_fail_once_and_the_model_is_told(
+    temporal_server: Any,
+) -> None:
+    attempts = {"lookup": 0, "charge": 0}
+
+    @tool(idempotent=True)
+    def lookup(key: str) -> str:
+        """Look a key up (safe to repeat).
+
+        Args:
+            key: The key.
+        """
+        attempts["lookup"] += 1
+        if attempts["lookup"] == 1:
+            raise ConnectionError("the store hung up")
+        return key.upper()
+
+    @tool
+    def charge(amount: int) -> str:
+        """Charge an amount (not safe to repeat).
+
+        Args:
+            amount: The amount.
+        """
+        attempts["charge"] += 1
+        raise ConnectionError("the bank hung up")
+
+    client = await connect(temporal_server.address)
+    runtime = ScriptedRuntime(
+        [
+            ScriptedRuntime.calls(("lookup", {"key": "k"}), ("charge", {"amount": 5})),
+            ScriptedRuntime.answer("done"),
+        ]
+    )
+    queue = _queue()
+    async with Worker(client, task_queue=queue, runtimes=runtime, tools=[lookup, charge]):
+        result = await run(
+            client, "go", task_queue=queue, activities=ActivityOptions(retry_interval=0.05)
+        )
+    assert attempts == {"lookup": 2, "charge": 1}
+    assert [(r.output, r.error) for r in result.tool_calls] == [
+        ("K", None),
+        (None, "ConnectionError: the bank hung up"),
+    ]
+    told = [m.content for m in runtime.requests[1].messages if m.role == "tool"]
+    assert told == ["K", "Error: ConnectionError: the bank hung up"]
+
+
+async def test_a_limit_fails_the_run_with_its_partial_result(temporal_server: Any) -> None:
+    client = await connect(temporal_server.address)
+    runtime = ScriptedRuntime([ScriptedRuntime.call("add", a=1, b=i) for i in range(2)])
+    queue = _queue()
+    async with Worker(client, task_queue=queue, runtimes=runtime, tools=[add]):
+        with pytest.raises(DurableRunFailed, match="max_steps=2") as caught:
+            await run(client, "count", task_queue=queue, max_steps=2)
+    assert caught.value.kind == "MaxStepsExceeded"
+    partial = caught.value.run
+    assert partial is not None and partial.stop_reason == "max_steps"
+    assert [r.output for r in partial.tool_calls] == ["1", "2"]
+
+
+async def test_a_large_tool_output_reaches_the_history_cut_as_the_model_sees_it(
+    temporal_server: Any,
+) -> None:
+    @tool
+    def dump() -> str:
+        """Dump everything."""
+        return "x" * 3_000_000  # past Temporal's 2 MB limit on a payload
+
+    client = await connect(temporal_server.address)
+    runtime = ScriptedRuntime([ScriptedRuntime.call("dump"), ScriptedRuntime.answer("big")])
+    queue = _queue()
+    async with Worker(client, task_queue=queue, runtimes=runtime, tools=[dump]):
+        handle = await start_run(client, "dump it", task_queue=queue, max_tool_output=1000)
+        result = await result_of(handle)
+        history = await handle.fetch_history()
+    output = result.tool_calls[0].output or ""
+    assert output == _cut("x" * 3_000_000, 1000)  # as the in-process loop cuts it
+    seen = next(m.content for m in runtime.requests[1].messages if m.role == "tool")
+    assert seen == output
+    assert len(history.to_json()) < 100_000

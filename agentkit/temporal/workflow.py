@@ -49,6 +49,8 @@ __all__ = ["WORKFLOW", "AgentWorkflow"]
 WORKFLOW = "agentkit.run"
 """The workflow's name, recorded in every history."""
 
+_MARKER_ROOM = 64  # "[... N characters cut ...]" and its newlines
+
 _NON_RETRYABLE_MODEL = ["UserError", "UnsupportedFeature", "BadRequest", "AuthError", "NotFound"]
 
 
@@ -200,7 +202,9 @@ class AgentWorkflow:
                 final_answer_on_max_steps=request.final_answer_on_max_steps,
                 max_concurrency=request.max_concurrency,
                 max_tool_retries=request.max_tool_retries,
-                max_tool_output=request.max_tool_output,
+                # The tool activity has cut the output already (the history never holds more):
+                # room for its marker, so the loop does not cut it again.
+                max_tool_output=request.max_tool_output + _MARKER_ROOM,
                 repeat_limit=request.repeat_limit,
                 tool_choice=request.tool_choice,
                 reset_tool_choice=request.reset_tool_choice,
