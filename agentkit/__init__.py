@@ -36,6 +36,7 @@ from agentkit.errors import (
     RepeatedToolCall,
     RequestValidationError,
     RunError,
+    RunStateError,
     SchemaGrammarError,
     ServerError,
     StreamInterrupted,
@@ -57,6 +58,7 @@ from agentkit.model_api import (
     ToolCall,
     Usage,
 )
+from agentkit.results import PendingCall
 from agentkit.runtimes import (
     Capabilities,
     FunctionRuntime,
@@ -70,6 +72,7 @@ from agentkit.runtimes import (
     WorkersAI,
     get_runtime,
 )
+from agentkit.state import RunState
 from agentkit.tools import (
     Tool,
     ToolDefinitionWarning,
@@ -108,6 +111,7 @@ __all__ = [
     "NoRecording",
     "NotFound",
     "OpenAICompatible",
+    "PendingCall",
     "PriceTable",
     "Profile",
     "RateLimited",
@@ -117,6 +121,8 @@ __all__ = [
     "RetryPolicy",
     "RunError",
     "RunResult",
+    "RunState",
+    "RunStateError",
     "Runtime",
     "SchemaGrammarError",
     "ScriptedRuntime",
