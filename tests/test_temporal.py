@@ -25,7 +25,9 @@ from agentkit.temporal import (
     DurableRunFailed,
     Worker,
     connect,
+    decide,
     progress,
+    replayer,
     run,
     start_run,
 )
@@ -272,3 +274,66 @@ async def test_a_large_tool_output_reaches_the_history_cut_as_the_model_sees_it(
     seen = next(m.content for m in runtime.requests[1].messages if m.role == "tool")
     assert seen == output
     assert len(history.to_json()) < 100_000
+
+
+async def test_calls_waiting_for_approval_are_decided_by_signal(temporal_server: Any) -> None:
+    paid: list[int] = []
+
+    @tool(requires_approval=lambda args: args["amount"] > 100)
+    def pay(amount: int) -> str:
+        """Pay an amount.
+
+        Args:
+            amount: How much.
+        """
+        paid.append(amount)
+        return f"paid {amount}"
+
+    @tool(requires_approval=True)
+    def delete(path: str) -> str:
+        """Delete a file.
+
+        Args:
+            path: Which.
+        """
+        raise AssertionError("denied calls never run")
+
+    client = await connect(temporal_server.address)
+    runtime = ScriptedRuntime(
+        [
+            ScriptedRuntime.calls(
+                ("pay", {"amount": 5}), ("pay", {"amount": 500}), ("delete", {"path": "/x"})
+            ),
+            ScriptedRuntime.answer("paid twice, deleted nothing"),
+        ]
+    )
+    queue = _queue()
+    async with Worker(client, task_queue=queue, runtimes=runtime, tools=[pay, delete]):
+        handle = await start_run(client, "pay and clean up", task_queue=queue)
+        state = await progress(handle)
+        for _ in range(1200):  # the query answers at once; the pause comes after a step
+            if state.pending_approvals:
+                break
+            await anyio.sleep(0.05)
+            state = await progress(handle)
+        # The small payment ran; the large one and the deletion wait.
+        assert paid == [5]
+        waiting = {call.name: call for call in state.pending_approvals}
+        assert waiting["pay"].arguments == {"amount": 500} and set(waiting) == {"pay", "delete"}
+        await decide(handle, approve=[waiting["pay"].id])
+        assert not (await progress(handle)).done  # the deletion is still undecided
+        await decide(handle, deny={waiting["delete"].id: "keep it"})
+        result = await result_of(handle)
+        history = await handle.fetch_history()
+    # The pause and the signals replay, in this very process too (a paused state is resumed
+    # once per replay).
+    await replayer().replay_workflow(history)
+    assert paid == [5, 500]
+    assert result.output == "paid twice, deleted nothing"
+    assert [(r.output, r.error) for r in result.tool_calls] == [
+        ("paid 5", None),
+        ("paid 500", None),
+        (None, "denied by the user: keep it"),
+    ]
+    told = [m.content for m in runtime.requests[1].messages if m.role == "tool"]
+    assert told == ["paid 5", "paid 500", "Error: denied by the user: keep it"]

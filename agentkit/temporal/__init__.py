@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agentkit.temporal.activities import Activities
-    from agentkit.temporal.contract import ActivityOptions, Progress, RunInput
+    from agentkit.temporal.contract import ActivityOptions, Decisions, Progress, RunInput
     from agentkit.temporal.worker import (
         DurableRunFailed,
         Worker,
         connect,
+        decide,
         progress,
         replayer,
         result,
@@ -39,11 +40,13 @@ __all__ = [
     "Activities",
     "ActivityOptions",
     "AgentWorkflow",
+    "Decisions",
     "DurableRunFailed",
     "Progress",
     "RunInput",
     "Worker",
     "connect",
+    "decide",
     "progress",
     "replayer",
     "result",
@@ -54,6 +57,7 @@ __all__ = [
 _WHERE = {
     "Activities": "activities",
     "ActivityOptions": "contract",
+    "Decisions": "contract",
     "Progress": "contract",
     "RunInput": "contract",
     "WORKFLOW": "workflow",

@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
 from temporalio import activity
@@ -31,6 +31,7 @@ from agentkit.errors import (
 )
 from agentkit.runtimes.base import Runtime
 from agentkit.temporal.contract import (
+    ApprovalCheck,
     DescribeInput,
     Description,
     ModelCall,
@@ -40,11 +41,12 @@ from agentkit.temporal.contract import (
 )
 from agentkit.tools import Tool
 
-__all__ = ["DESCRIBE", "MODEL", "TOOL", "Activities"]
+__all__ = ["DESCRIBE", "MODEL", "NEEDS_APPROVAL", "TOOL", "Activities"]
 
 DESCRIBE = "agentkit.describe"
 MODEL = "agentkit.model"
 TOOL = "agentkit.tool"
+NEEDS_APPROVAL = "agentkit.needs_approval"
 """The activities' names, recorded in every history: renaming one breaks replay."""
 
 # Worth another attempt: the model may well answer next time.
@@ -82,6 +84,13 @@ async def _beating(call: Callable[[], Awaitable[T]]) -> T:
         beating.cancel()
 
 
+def _approval(tool: Tool) -> Literal["never", "always", "predicate"]:
+    rule = tool.requires_approval
+    if callable(rule):
+        return "predicate"
+    return "always" if rule else "never"
+
+
 class Activities:
     """A worker's runtimes and tools, by name, and the activities that use them.
 
@@ -102,7 +111,7 @@ class Activities:
 
     def all(self) -> list[Callable[..., Awaitable[Any]]]:
         """The activity functions to register with a worker."""
-        return [self.describe, self.model, self.tool]
+        return [self.describe, self.model, self.tool, self.needs_approval]
 
     def _runtime(self, name: str | None) -> tuple[str, Runtime]:
         if name is None:
@@ -148,6 +157,7 @@ class Activities:
                     idempotent=tool.idempotent,
                     timeout=tool.timeout,
                     max_retries=tool.max_retries,
+                    approval=_approval(tool),
                 )
                 for tool in (self.tools[n] for n in names)
             ],
@@ -201,3 +211,20 @@ class Activities:
                 f"{type(exc).__name__}: {exc}", type=type(exc).__name__
             ) from None
         return _cut(text, call.max_output)
+
+    @activity.defn(name=NEEDS_APPROVAL)
+    async def needs_approval(self, check: ApprovalCheck) -> bool:
+        """Whether a call of a tool whose approval is a predicate waits for a person: the
+        predicate of its validated arguments. One that raises, or arguments that do not
+        validate, say yes (when in doubt, ask)."""
+        tool = self.tools.get(check.name)
+        if tool is None:
+            raise ApplicationError(
+                f"unknown tool {check.name!r} on this worker",
+                type="UnknownTool",
+                non_retryable=True,
+            )
+        try:
+            return tool.needs_approval(tool.check(check.arguments))
+        except Exception:
+            return True

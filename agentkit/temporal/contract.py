@@ -6,15 +6,18 @@ default) but not removed or renamed while runs that used it may still be replaye
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from agentkit.model_api import FunctionDefinition, Generation, Message, ModelRequest, Usage
+from agentkit.results import PendingCall
 
 __all__ = [
     "MAX_TOOL_OUTPUT",
     "ActivityOptions",
+    "ApprovalCheck",
+    "Decisions",
     "DescribeInput",
     "Description",
     "ModelCall",
@@ -90,6 +93,9 @@ class ToolSpec(BaseModel):
     idempotent: bool = False
     timeout: float | None = None
     max_retries: int | None = None
+    approval: Literal["never", "always", "predicate"] = "never"
+    """Whether its calls wait for a person: never, always, or when its predicate (which stays
+    on the workers, asked by an activity) says so."""
 
 
 class Description(BaseModel):
@@ -125,6 +131,21 @@ class ToolInput(BaseModel):
     """The output is cut to this many characters before it is recorded (see `MAX_TOOL_OUTPUT`)."""
 
 
+class ApprovalCheck(BaseModel):
+    name: str
+    arguments: dict[str, Any]
+
+
+class Decisions(BaseModel):
+    """A person's decisions on calls waiting for approval: the `decide` signal's argument.
+    Decisions may come in several signals; the run goes on once every waiting call has one."""
+
+    approve: list[str] = Field(default_factory=list)
+    """Ids of the calls to run."""
+    deny: dict[str, str] = Field(default_factory=dict)
+    """Ids of the calls not to run, with the reason the model is told."""
+
+
 class Progress(BaseModel):
     """A run's progress, as the `progress` query returns it."""
 
@@ -133,6 +154,7 @@ class Progress(BaseModel):
     tool_calls: int = 0
     """Tool calls made so far (finished or not)."""
     usage: Usage = Field(default_factory=Usage)
-    pending_approvals: list[str] = Field(default_factory=list)
-    """Ids of the tool calls waiting for a person's approval."""
+    pending_approvals: list[PendingCall] = Field(default_factory=list)
+    """The tool calls waiting for a person's decision (id, tool, arguments), while the run
+    is paused for approval."""
     done: bool = False

@@ -10,7 +10,7 @@ async with Worker(client, task_queue="agents", runtimes={"local": runtime}, tool
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -25,7 +25,7 @@ from agentkit.errors import AgentKitError, RunError
 from agentkit.results import RunResult
 from agentkit.runtimes.base import Runtime
 from agentkit.temporal.activities import Activities
-from agentkit.temporal.contract import Progress, RunInput
+from agentkit.temporal.contract import Decisions, Progress, RunInput
 from agentkit.temporal.workflow import AgentWorkflow
 from agentkit.tools import Tool
 
@@ -33,6 +33,7 @@ __all__ = [
     "DurableRunFailed",
     "Worker",
     "connect",
+    "decide",
     "progress",
     "replayer",
     "result",
@@ -215,3 +216,19 @@ async def progress(handle: WorkflowHandle[Any, Any]) -> Progress:
     """The run's progress (steps, tool calls, usage, approvals pending), by query."""
     found: Progress = await handle.query(AgentWorkflow.progress)
     return found
+
+
+async def decide(
+    handle: WorkflowHandle[Any, Any],
+    *,
+    approve: Collection[str] = (),
+    deny: Mapping[str, str] | None = None,
+) -> None:
+    """Send a person's decisions on calls waiting for approval (`progress(handle)` lists
+    them): the ids to run, and those not to run with the reason the model is told. The run
+    goes on once every waiting call is decided; ids not waiting are ignored."""
+    if isinstance(approve, str):
+        raise AgentKitError(f"approve: a list of call ids, not a string ({approve!r})")
+    await handle.signal(
+        AgentWorkflow.decide, Decisions(approve=list(approve), deny=dict(deny or {}))
+    )

@@ -11,6 +11,7 @@ between runs that a replay could see.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -24,15 +25,19 @@ with workflow.unsafe.imports_passed_through():
     # the sandbox, which would refuse the threads it defines.
     import anyio._backends._asyncio  # noqa: F401
 
+    from agentkit import approval
     from agentkit._tool_calls import _Run
     from agentkit.agent import Agent
-    from agentkit.errors import AgentKitError, RunError, ToolRetry
+    from agentkit.errors import AgentKitError, RunError, ToolArgumentsError, ToolRetry
     from agentkit.model_api import Generation, Message, ModelRequest, StreamChunk
-    from agentkit.results import RunResult
+    from agentkit.results import PendingCall, RunResult
     from agentkit.runtimes.base import Capabilities, Profile, Runtime
-    from agentkit.temporal.activities import DESCRIBE, MODEL, TOOL
+    from agentkit.state import RunState
+    from agentkit.temporal.activities import DESCRIBE, MODEL, NEEDS_APPROVAL, TOOL
     from agentkit.temporal.contract import (
         ActivityOptions,
+        ApprovalCheck,
+        Decisions,
         DescribeInput,
         Description,
         ModelCall,
@@ -43,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         ToolSpec,
     )
     from agentkit.tools import Tool
+    from agentkit.tools.tool import Approval
 
 __all__ = ["WORKFLOW", "AgentWorkflow"]
 
@@ -128,7 +134,11 @@ def _told(spec: ToolSpec, timeout: float, error: ActivityError) -> str:
     return f"{name} failed: {cause or error}"
 
 
-def _activity_tool(spec: ToolSpec, run: RunInput) -> Tool:
+def _verdict_key(name: str, values: Any) -> str:
+    return name + "\0" + json.dumps(values, sort_keys=True, default=repr)
+
+
+def _activity_tool(spec: ToolSpec, run: RunInput, verdicts: dict[str, bool]) -> Tool:
     """A tool whose calls are tool activities: retried when the tool is idempotent, run at most
     once otherwise; a failure raises `ToolRetry` with what the model is told."""
     options = run.activities
@@ -152,25 +162,62 @@ def _activity_tool(spec: ToolSpec, run: RunInput) -> Tool:
             raise ToolRetry(_told(spec, timeout, exc)) from None
         return output
 
+    approval: Approval = spec.approval == "always"
+    if spec.approval == "predicate":
+        name = spec.definition.name
+
+        def approval(values: dict[str, Any]) -> bool:
+            # Asked of the workers before the step's calls are checked (`_DurableAgent`).
+            return verdicts.get(_verdict_key(name, values), True)
+
     return Tool.from_definition(
         spec.definition.to_wire("function"),
         call,
         sequential=spec.sequential,
         max_retries=spec.max_retries,
         idempotent=spec.idempotent,
+        requires_approval=approval,
     )
 
 
 class _DurableAgent(Agent):
-    """The Agent, reading the workflow's clock and keeping its run where a query sees it."""
+    """The Agent, reading the workflow's clock, keeping its run where a query sees it, and
+    asking the workers' approval predicates before a step's calls are checked."""
 
     _clock = staticmethod(workflow.time)
     _telemetry = staticmethod(lambda: None)
     current: _Run | None = None
+    verdicts: dict[str, bool]
+    predicates: set[str]
+    options: ActivityOptions
 
     def _start(self, *args: Any, **kwargs: Any) -> _Run:
         self.current = super()._start(*args, **kwargs)
         return self.current
+
+    def _resumed(self, *args: Any, **kwargs: Any) -> _Run:
+        self.current = super()._resumed(*args, **kwargs)
+        return self.current
+
+    async def _dispatch(self, run: _Run, generation: Generation) -> None:
+        for call in generation.tool_calls:
+            tool = self.toolset.get(call.name)
+            if call.name not in self.predicates or tool is None or call.raw_arguments:
+                continue
+            try:
+                values = tool.check(call.arguments)
+            except ToolArgumentsError:
+                continue  # told to the model as invalid; never held
+            key = _verdict_key(call.name, values)
+            if key not in self.verdicts:
+                self.verdicts[key] = await workflow.execute_activity(
+                    NEEDS_APPROVAL,
+                    ApprovalCheck(name=call.name, arguments=call.arguments),
+                    result_type=bool,
+                    start_to_close_timeout=timedelta(seconds=self.options.tool_timeout),
+                    retry_policy=_retry(self.options, self.options.tool_attempts),
+                )
+        await super()._dispatch(run, generation)
 
 
 @workflow.defn(name=WORKFLOW)
@@ -182,6 +229,9 @@ class AgentWorkflow:
     def __init__(self) -> None:
         self._agent: _DurableAgent | None = None
         self._done = False
+        self._pending: list[PendingCall] = []
+        self._approve: set[str] = set()
+        self._deny: dict[str, str] = {}
 
     @workflow.run
     async def run(self, request: RunInput) -> RunResult:
@@ -193,10 +243,11 @@ class AgentWorkflow:
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=_retry(options, options.model_attempts),
         )
+        verdicts: dict[str, bool] = {}
         try:
             agent = _DurableAgent(
                 _ActivityRuntime(description, options),
-                tools=[_activity_tool(spec, request) for spec in description.tools],
+                tools=[_activity_tool(spec, request, verdicts) for spec in description.tools],
                 instructions=request.instructions,
                 max_steps=request.max_steps,
                 final_answer_on_max_steps=request.final_answer_on_max_steps,
@@ -211,9 +262,17 @@ class AgentWorkflow:
                 name=request.name,
                 **request.sampling,
             )
+            agent.verdicts = verdicts
+            agent.predicates = {
+                s.definition.name for s in description.tools if s.approval == "predicate"
+            }
+            agent.options = options
             self._agent = agent
             prompt: str | list[Message] = request.prompt
-            return await agent.run(prompt, history=request.history)
+            result = await agent.run(prompt, history=request.history)
+            while result.stop_reason == "approval":
+                result = await self._await_decisions(agent, result)
+            return result
         except RunError as exc:
             raise ApplicationError(
                 str(exc), exc.run, type=type(exc).__name__, non_retryable=True
@@ -222,6 +281,38 @@ class AgentWorkflow:
             raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from None
         finally:
             self._done = True
+
+    async def _await_decisions(self, agent: _DurableAgent, paused: RunResult) -> RunResult:
+        """Wait for a decision on every pending call (the `decide` signal), then resume."""
+        assert paused.state is not None
+        # The state's id from the workflow's own randomness, so a replay makes the same one.
+        state: RunState = paused.state.model_copy(update={"id": workflow.uuid4().hex})
+        self._pending = list(paused.pending)
+        ids = {call.id for call in self._pending}
+        await workflow.wait_condition(lambda: ids <= self._approve | self._deny.keys())
+        approve = [i for i in ids if i in self._approve]
+        deny = {i: r for i, r in self._deny.items() if i in ids and i not in self._approve}
+        self._pending = []
+        try:
+            return await agent.resume(state, approve=approve, deny=deny)
+        finally:
+            # History makes the state single-use; a replay in this process resumes it again.
+            approval._CONSUMED.pop(state.id, None)
+
+    @workflow.signal(name="decide")
+    def decide(self, decisions: Decisions) -> None:
+        """A person's decisions on pending calls; ids of calls not pending are ignored (a call
+        decided twice keeps its first decision)."""
+        pending = {call.id for call in self._pending}
+        for call_id in decisions.approve:
+            if call_id in pending and call_id not in self._deny:
+                self._approve.add(call_id)
+        for call_id, reason in decisions.deny.items():
+            if call_id in pending and call_id not in self._approve:
+                self._deny.setdefault(call_id, reason)
+        ignored = (set(decisions.approve) | decisions.deny.keys()) - pending
+        if ignored:
+            workflow.logger.warning("decide: not pending, ignored: %s", ", ".join(sorted(ignored)))
 
     @workflow.query(name="progress")
     def progress(self) -> Progress:
@@ -233,5 +324,6 @@ class AgentWorkflow:
             steps=run.steps,
             tool_calls=len(run.records),
             usage=run.usage,
+            pending_approvals=list(self._pending),
             done=self._done,
         )
