@@ -272,3 +272,21 @@ async def test_a_large_tool_output_reaches_the_history_cut_as_the_model_sees_it(
     seen = next(m.content for m in runtime.requests[1].messages if m.role == "tool")
     assert seen == output
     assert len(history.to_json()) < 100_000
+
+
+async def test_a_run_past_its_timeout_fails(temporal_server: Any) -> None:
+    @tool
+    async def slow() -> str:
+        """Take a while."""
+        await anyio.sleep(30)
+        return "late"
+
+    client = await connect(temporal_server.address)
+    runtime = ScriptedRuntime([ScriptedRuntime.call("slow"), ScriptedRuntime.answer("never")])
+    queue = _queue()
+    async with Worker(client, task_queue=queue, runtimes=runtime, tools=[slow]):
+        started = time.monotonic()
+        with pytest.raises(DurableRunFailed) as caught:
+            await run(client, "wait", task_queue=queue, timeout=1.5)
+        assert time.monotonic() - started < 15
+    assert caught.value.kind == "TimeoutError"
