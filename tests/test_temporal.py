@@ -337,3 +337,21 @@ async def test_calls_waiting_for_approval_are_decided_by_signal(temporal_server:
     ]
     told = [m.content for m in runtime.requests[1].messages if m.role == "tool"]
     assert told == ["paid 5", "paid 500", "Error: denied by the user: keep it"]
+
+
+async def test_a_run_past_its_timeout_fails(temporal_server: Any) -> None:
+    @tool
+    async def slow() -> str:
+        """Take a while."""
+        await anyio.sleep(30)
+        return "late"
+
+    client = await connect(temporal_server.address)
+    runtime = ScriptedRuntime([ScriptedRuntime.call("slow"), ScriptedRuntime.answer("never")])
+    queue = _queue()
+    async with Worker(client, task_queue=queue, runtimes=runtime, tools=[slow]):
+        started = time.monotonic()
+        with pytest.raises(DurableRunFailed) as caught:
+            await run(client, "wait", task_queue=queue, timeout=1.5)
+        assert time.monotonic() - started < 15
+    assert caught.value.kind == "TimeoutError"

@@ -108,6 +108,10 @@ class Activities:
             if tool.name in self.tools:
                 raise AgentKitError(f"tools: two tools are named {tool.name!r}")
             self.tools[tool.name] = tool
+        # A tool a runtime cannot offer its model fails here, at the worker's start.
+        for runtime in self.runtimes.values():
+            dialect = runtime.capabilities.schema_dialect
+            runtime.check_tools([tool.definition(dialect) for tool in self.tools.values()])
 
     def all(self) -> list[Callable[..., Awaitable[Any]]]:
         """The activity functions to register with a worker."""

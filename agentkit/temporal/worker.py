@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Iterable, Mapping
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
@@ -152,6 +153,7 @@ async def start_run(
     *,
     task_queue: str,
     id: str | None = None,
+    timeout: float | None = None,
     **options: Any,
 ) -> WorkflowHandle[AgentWorkflow, RunResult]:
     """Start a durable run and return its handle (`await handle.result()` is the `RunResult`).
@@ -161,6 +163,9 @@ async def start_run(
         task_queue: where the workers poll.
         id: the workflow id (default: `agentkit-` and a random hex); a second start with the
             same id is refused while the first runs.
+        timeout: seconds the whole run may take, waits for approval included (Temporal's
+            execution timeout); past it the workflow is ended (`result` raises
+            `DurableRunFailed`, kind `TimeoutError`).
         **options: `RunInput` fields (`runtime`, `tools`, `instructions`, `max_steps`,
             `sampling`, `activities`, ...).
     """
@@ -170,6 +175,7 @@ async def start_run(
         request,
         id=id or f"agentkit-{uuid.uuid4().hex}",
         task_queue=task_queue,
+        execution_timeout=None if timeout is None else timedelta(seconds=timeout),
     )
     return handle
 
@@ -180,6 +186,7 @@ async def run(
     *,
     task_queue: str,
     id: str | None = None,
+    timeout: float | None = None,
     **options: Any,
 ) -> RunResult:
     """Start a durable run and wait for its `RunResult`.
@@ -188,7 +195,9 @@ async def run(
         DurableRunFailed: the run ended without an answer (its `run` is the partial result
             when a limit stopped it).
     """
-    handle = await start_run(client, prompt, task_queue=task_queue, id=id, **options)
+    handle = await start_run(
+        client, prompt, task_queue=task_queue, id=id, timeout=timeout, **options
+    )
     return await result(handle)
 
 
