@@ -135,7 +135,7 @@ async def _run_once(
 
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.temporal:
-        return run_durable(args, _sampling(args))
+        return run_durable(args, _sampling(args), approval._ask, approval.EXIT_PAUSED)
     agent = _agent(args)
 
     if (args.prompt is None) == (args.resume is None):

@@ -2,8 +2,9 @@
 
 Its tool `record` appends `label pid` to DIR/calls (the side effect the tests count); its model
 calls `record` twice, with labels from the prompt, then answers. With `--hold`, the model's
-second call writes DIR/holding and never returns (the test kills this process then). DIR/ready
-appears once the worker polls.
+second call writes DIR/holding and never returns (the test kills this process then). With
+`--approval`, every call of `record` waits for approval. DIR/ready-PID appears once the worker
+polls.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ parser.add_argument("directory", type=Path)
 parser.add_argument("--hold", action="store_true")
 parser.add_argument("--tool-seconds", type=float, default=0.0)
 parser.add_argument("--max-activities", type=int, default=20)
+parser.add_argument("--approval", action="store_true", help="record's calls wait for approval")
+parser.add_argument("--runtime-name", default="counting")
 args = parser.parse_args()
 
 
-@tool
+@tool(requires_approval=args.approval)
 def record(label: str) -> str:
     """Record that this call ran.
 
@@ -60,7 +63,7 @@ async def main() -> None:
     worker = Worker(
         client,
         task_queue=args.queue,
-        runtimes={"counting": FunctionRuntime(model)},
+        runtimes={args.runtime_name: FunctionRuntime(model)},
         tools=[record],
         max_concurrent_activities=args.max_activities,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=1),

@@ -355,3 +355,34 @@ async def test_a_run_past_its_timeout_fails(temporal_server: Any) -> None:
             await run(client, "wait", task_queue=queue, timeout=1.5)
         assert time.monotonic() - started < 15
     assert caught.value.kind == "TimeoutError"
+
+
+def test_the_command_line_leaves_a_paused_run_waiting_and_decides_it_later(
+    temporal_server: Any, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    queue = _queue()
+    options = ("--approval", "--runtime-name", "local")
+    workers.append(_start_worker(temporal_server.address, queue, tmp_path, *options))
+    command = [sys.executable, "-m", "agentkit.cli", "run", "--temporal", temporal_server.address]
+    command += ["--task-queue", queue]
+    paused = subprocess.run(
+        [*command, "cli"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120
+    )
+    # Nobody to ask (stdin is no terminal): the run waits in Temporal, the command says how on.
+    assert paused.returncode == 3, paused.stderr
+    hint = paused.stderr.splitlines()[-1]
+    assert hint.startswith("decide with: agentkit run --temporal")
+    assert not (tmp_path / "calls").exists()
+    workflow_id = hint.split("--resume ")[1].split()[0]
+    call_id = hint.split("--approve ")[1]
+    denied = subprocess.run(
+        [*command, "--resume", workflow_id, "--deny", f"{call_id}=not now", "--approve-all"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert denied.returncode == 0, denied.stderr
+    # The first call was denied; the model's next one was approved by --approve-all.
+    assert denied.stdout.strip() == "cli: Error: denied by the user: not now, recorded cli-2"
+    assert [label for label, _ in _calls(tmp_path)] == ["cli-2"]

@@ -208,7 +208,7 @@ async def result(handle: WorkflowHandle[Any, Any]) -> RunResult:
         DurableRunFailed: as `run`.
     """
     try:
-        found: RunResult = await handle.result()
+        found = await handle.result()
     except WorkflowFailureError as exc:
         cause = exc.cause
         partial: RunResult | None = None
@@ -218,7 +218,8 @@ async def result(handle: WorkflowHandle[Any, Any]) -> RunResult:
             if cause.details:
                 partial = RunResult.model_validate(cause.details[0])
         raise DurableRunFailed(f"{kind}: {cause}", kind, partial) from exc
-    return found
+    # A handle got by id alone (`client.get_workflow_handle(id)`) knows no result type.
+    return found if isinstance(found, RunResult) else RunResult.model_validate(found)
 
 
 async def progress(handle: WorkflowHandle[Any, Any]) -> Progress:
