@@ -53,7 +53,7 @@ def add_options(parser: argparse.ArgumentParser, *, run: bool) -> None:
         "--deny",
         action="append",
         default=[],
-        metavar="ID=REASON",
+        metavar="ID[=REASON]",
         help="deny this call, telling the model why (--resume)",
     )
 
@@ -130,7 +130,7 @@ def _parse_denials(items: list[str]) -> dict[str, str]:
     for item in items:
         call_id, _, reason = item.partition("=")
         if not call_id:
-            raise UserError(f"--deny: expected ID=REASON (got {item!r})")
+            raise UserError(f"--deny: expected ID or ID=REASON (got {item!r})")
         deny[call_id] = reason
     return deny
 

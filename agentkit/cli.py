@@ -136,10 +136,9 @@ async def _run_once(
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.temporal:
         return run_durable(args, _sampling(args), approval._ask, approval.EXIT_PAUSED)
-    agent = _agent(args)
-
     if (args.prompt is None) == (args.resume is None):
         raise UserError("agentkit run: give a prompt, or --resume FILE (not both)")
+    agent = _agent(args)
 
     async def go() -> RunResult:
         def resume(state: RunState, approve: list[str], deny: dict[str, str]) -> Any:

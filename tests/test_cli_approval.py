@@ -218,3 +218,14 @@ def test_run_on_a_real_terminal_asks_and_runs_the_approved_call(
     assert 'approve add({"a": 2, "b": 3})? [y/n]' in done.stderr
     assert (tmp_path / "ran.txt").read_text() == "ran\n"
     assert not list(tmp_path.glob("agentkit-state-*.json"))
+
+
+def test_run_needs_a_prompt_or_a_state_to_resume(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run"]) == 2
+    assert capsys.readouterr().err == (
+        "error: agentkit run: give a prompt, or --resume FILE (not both)\n"
+    )
+    assert main(["run", "hi", "--resume", "x.json", "--deny", "=no"]) == 2
+    assert capsys.readouterr().err == (
+        "error: agentkit run: give a prompt, or --resume FILE (not both)\n"
+    )

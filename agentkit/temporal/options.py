@@ -125,7 +125,7 @@ def _denials(items: list[str]) -> dict[str, str]:
     for item in items:
         call_id, _, reason = item.partition("=")
         if not call_id:
-            raise UserError(f"--deny: expected ID=REASON (got {item!r})")
+            raise UserError(f"--deny: expected ID or ID=REASON (got {item!r})")
         deny[call_id] = reason
     return deny
 
