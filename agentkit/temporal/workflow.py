@@ -7,6 +7,9 @@ call's duration is read from the workflow's clock; telemetry is left to the acti
 run as async handlers (no threads); anyio's task groups and limiter run on the workflow's own
 event loop. The modules are imported passed through the sandbox: agentkit keeps no state
 between runs that a replay could see.
+
+A run that pauses for approval waits in the workflow for the `decide` signal, then resumes with
+`Agent.resume`; the `progress` query reports steps, tool calls, usage and the waiting calls.
 """
 
 from __future__ import annotations
