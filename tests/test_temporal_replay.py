@@ -2,8 +2,9 @@
 determinism Temporal needs to resume a run on another worker), and a change that breaks replay
 is caught.
 
-`histories/agent_run.json` was recorded by an earlier version of agentkit; if a change to the
-loop stops it replaying, runs in flight would fail on the new workers: see docs/durable.md.
+`histories/*.json` were recorded by earlier versions of agentkit (a run with tool calls that
+fail in each way; a run paused twice for approval and decided by signals); if a change to the
+loop stops them replaying, runs in flight would fail on the new workers: see docs/durable.md.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from temporalio.workflow import NondeterminismError
 import agentkit.temporal.workflow as durable_workflow
 from agentkit import ToolRetry, tool
 from agentkit.runtimes import ScriptedRuntime
-from agentkit.temporal import Worker, connect, replayer, start_run
+from agentkit.temporal import Worker, connect, decide, progress, replayer, start_run
 
-RECORDED = Path(__file__).with_name("histories") / "agent_run.json"
+HISTORIES = Path(__file__).with_name("histories")
 
 
 @tool
@@ -70,6 +71,51 @@ async def _record(address: str) -> WorkflowHistory:
     return await handle.fetch_history()
 
 
+@tool(requires_approval=lambda args: args["amount"] > 100)
+def pay(amount: int) -> str:
+    """Pay an amount.
+
+    Args:
+        amount: How much.
+    """
+    return f"paid {amount}"
+
+
+async def _record_approval(address: str) -> WorkflowHistory:
+    """A run that pauses for approval and is decided by two signals."""
+    client = await connect(address)
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    script = ScriptedRuntime(
+        [
+            ScriptedRuntime.calls(("pay", {"amount": 5}), ("pay", {"amount": 500})),
+            ScriptedRuntime.calls(("pay", {"amount": 700}), ("add", {"a": 1, "b": 2})),
+            ScriptedRuntime.answer("paid 505"),
+        ]
+    )
+    async with Worker(
+        client, task_queue=queue, runtimes=script, tools=[add, pay], identity="recorder"
+    ):
+        handle = await start_run(client, "Pay 5, 500 and 700", task_queue=queue)
+        for decision in ("approve", "deny"):
+            for _ in range(1200):
+                waiting = (await progress(handle)).pending_approvals
+                if waiting:
+                    break
+                await anyio.sleep(0.05)
+            if decision == "approve":
+                await decide(handle, approve=[waiting[0].id])
+            else:
+                await decide(handle, deny={waiting[0].id: "too much"})
+        result = await handle.result()
+    assert [(r.output, r.error) for r in result.tool_calls] == [
+        ("paid 5", None),
+        ("paid 500", None),
+        (None, "denied by the user: too much"),
+        ("3", None),
+    ]
+    return await handle.fetch_history()
+
+
 @pytest.fixture(scope="module")
 def history(temporal_server: Any) -> WorkflowHistory:
     """The history of a run just made on the current code."""
@@ -81,8 +127,9 @@ async def test_a_recorded_run_replays(history: WorkflowHistory) -> None:
     assert outcome.replay_failure is None
 
 
-async def test_a_history_recorded_by_an_earlier_version_replays() -> None:
-    recorded = WorkflowHistory.from_json("recorded", json.loads(RECORDED.read_text()))
+@pytest.mark.parametrize("name", ["agent_run.json", "approval_run.json"])
+async def test_a_history_recorded_by_an_earlier_version_replays(name: str) -> None:
+    recorded = WorkflowHistory.from_json(name, json.loads((HISTORIES / name).read_text()))
     outcome = await replayer().replay_workflow(recorded)
     assert outcome.replay_failure is None
 
