@@ -18,6 +18,7 @@ from helpers import add
 
 from agentkit import tool
 from agentkit._tool_calls import _cut
+from agentkit.errors import BadRequest, ModelConnectionError, ModelTimeout
 from agentkit.results import RunResult
 from agentkit.runtimes import ScriptedRuntime
 from agentkit.temporal import (
@@ -386,3 +387,28 @@ def test_the_command_line_leaves_a_paused_run_waiting_and_decides_it_later(
     # The first call was denied; the model's next one was approved by --approve-all.
     assert denied.stdout.strip() == "cli: Error: denied by the user: not now, recorded cli-2"
     assert [label for label, _ in _calls(tmp_path)] == ["cli-2"]
+
+
+async def test_a_model_call_that_fails_for_a_passing_reason_is_retried_a_refused_one_is_not(
+    temporal_server: Any,
+) -> None:
+    client = await connect(temporal_server.address)
+    runtime = ScriptedRuntime(
+        [
+            ModelConnectionError("connection reset"),
+            ScriptedRuntime.call("add", a=1, b=2),
+            ModelTimeout("no answer in 60 s"),
+            ScriptedRuntime.answer("3"),
+            BadRequest("messages: too long", status=400),
+        ]
+    )
+    queue = _queue()
+    options = ActivityOptions(retry_interval=0.05)
+    async with Worker(client, task_queue=queue, runtimes=runtime, tools=[add]):
+        result = await run(client, "1 + 2?", task_queue=queue, activities=options)
+        # The retries are the activity's: the loop saw two model calls.
+        assert result.output == "3" and result.steps == 2
+        with pytest.raises(DurableRunFailed) as caught:
+            await run(client, "again", task_queue=queue, activities=options)
+    assert caught.value.kind == "BadRequest" and "messages: too long" in str(caught.value)
+    runtime.assert_complete()  # one attempt at the refused request, not three

@@ -19,9 +19,12 @@ from temporalio.exceptions import ApplicationError
 from agentkit._tool_calls import _cut, _to_text
 from agentkit.errors import (
     AgentKitError,
+    AuthError,
+    BadRequest,
     ModelBehaviorError,
     ModelConnectionError,
     ModelTimeout,
+    NotFound,
     RateLimited,
     ServerError,
     StreamInterrupted,
@@ -59,6 +62,8 @@ _TRANSIENT = (
     TransportError,
     ModelBehaviorError,
 )
+
+_REFUSED = (BadRequest, AuthError, NotFound)
 
 T = TypeVar("T")
 
@@ -173,10 +178,13 @@ class Activities:
         _, runtime = self._runtime(call.runtime)
         try:
             generation = await _beating(partial(runtime.generate, call.request))
-        except _TRANSIENT as exc:
-            raise ApplicationError(str(exc), type=type(exc).__name__) from None
-        except AgentKitError as exc:  # the request itself is wrong: trying again won't help
-            raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from None
+        except AgentKitError as exc:
+            # A refused request fails the same way again; a connection, a timeout, a server
+            # error or a model's misstep may well not.
+            again = isinstance(exc, _TRANSIENT) and not isinstance(exc, _REFUSED)
+            raise ApplicationError(
+                str(exc), type=type(exc).__name__, non_retryable=not again
+            ) from None
         raw = {c.id: c.raw_arguments for c in generation.tool_calls if c.raw_arguments is not None}
         return ModelOutcome(generation=generation, raw_arguments=raw)
 

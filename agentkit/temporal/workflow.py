@@ -282,6 +282,12 @@ class AgentWorkflow:
             ) from None
         except AgentKitError as exc:
             raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from None
+        except ActivityError as exc:
+            # A model call that failed for good: the run fails with the model's error.
+            cause = exc.cause
+            if not isinstance(cause, ApplicationError):
+                raise
+            raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
         finally:
             self._done = True
 
