@@ -43,6 +43,7 @@ from agentkit.temporal.contract import (
     ToolSpec,
 )
 from agentkit.tools import Tool
+from agentkit.usage import model_name
 
 __all__ = ["DESCRIBE", "MODEL", "NEEDS_APPROVAL", "TOOL", "Activities"]
 
@@ -151,8 +152,6 @@ class Activities:
             )
         capabilities = dataclasses.asdict(runtime.capabilities)
         capabilities["sampling"] = sorted(capabilities["sampling"])
-        from agentkit.usage import model_name
-
         return Description(
             runtime=name,
             model=model_name(runtime),
