@@ -306,7 +306,7 @@ class AgentWorkflow:
             return await agent.resume(state, approve=approve, deny=deny)
         finally:
             # History makes the state single-use; a replay in this process resumes it again.
-            approval._CONSUMED.pop(state.id, None)
+            approval.release(state.id)
 
     @workflow.signal(name="decide")
     def decide(self, decisions: Decisions) -> None:
