@@ -155,6 +155,8 @@ class ToolCalls:
     max_tool_output: int
     repeat_limit: int
     _limiter: anyio.CapacityLimiter | None
+    _clock: Callable[[], float] = staticmethod(time.perf_counter)
+    """Where a call's duration is read from; a durable workflow reads its own clock."""
 
     async def _dispatch(self, run: _Run, generation: Generation) -> None:
         calls = [_json_ready(call) for call in generation.tool_calls]
@@ -314,7 +316,7 @@ class ToolCalls:
         timeout = self._timeout(tool)
         value: Any = None
         error: BaseException | None = None
-        started = time.perf_counter()
+        started = self._clock()
         with run.tracing.tool_call(record, tool) if run.tracing else _NO_SPAN:
             try:
                 # No timeout, no cancel scope: it costs more than a fast tool itself.
@@ -327,7 +329,7 @@ class ToolCalls:
                 if _really_cancelled():
                     raise
                 error = exc  # not the run's cancellation: the tool failed
-            record.duration = time.perf_counter() - started
+            record.duration = self._clock() - started
             unhandled = self._file(run, record, tool, value, error)
         if unhandled is not None:
             raise unhandled

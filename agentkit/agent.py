@@ -163,6 +163,10 @@ class Agent(Approvals):
         self._limiter: anyio.CapacityLimiter | None = None
         self._entered = 0
 
+    _telemetry: Callable[[], Any] = staticmethod(telemetry_active)
+    """The instrumentation a run reports to; a durable workflow reports none (its model and
+    tool calls are traced where they run)."""
+
     # -- public API -------------------------------------------------------------------------
 
     async def run(
@@ -335,7 +339,7 @@ class Agent(Approvals):
         self, run: _Run, *, emit: Callable[[Event], None] | None, stream: bool
     ) -> RunResult:
         run.emit = emit
-        run.tracing = telemetry_active()
+        run.tracing = self._telemetry()
         # Runs that this run's tools start (agents used as tools) add their usage to ours.
         outer = current_usage.get()
         scope = current_usage.set(run.nested)

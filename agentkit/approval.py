@@ -45,7 +45,7 @@ from agentkit.state import RunState, digest
 from agentkit.tools import Tool
 from agentkit.usage import PriceTable
 
-__all__ = ["Approvals", "Decisions", "check_decisions", "denial", "fingerprint"]
+__all__ = ["Approvals", "Decisions", "check_decisions", "denial", "fingerprint", "release"]
 
 FINGERPRINTED_SETTINGS = ("output_type",)
 """Agent attributes that shape what a run produces: a state paused under one value is refused
@@ -123,6 +123,15 @@ def check_decisions(
     if problems:
         raise RunStateError(problems)
     return Decisions(state, approved, deny)
+
+
+def release(state_id: str) -> None:
+    """Let the state `state_id` be resumed again in this process.
+
+    For an engine that replays a run's history (Temporal): the history, not this process,
+    is what makes its state single-use there.
+    """
+    _CONSUMED.pop(state_id, None)
 
 
 def denial(reason: str) -> str:

@@ -1,4 +1,4 @@
-"""The `agentkit` command: run | chat | serve | mcp | schema | validate."""
+"""The `agentkit` command: run | chat | serve | worker | mcp | schema | validate."""
 
 from __future__ import annotations
 
@@ -27,6 +27,12 @@ from agentkit.sessions.options import add_session_options, open_session
 from agentkit.state import RunState
 from agentkit.telemetry.console import add_options as add_telemetry_options
 from agentkit.telemetry.console import configure as configure_telemetry
+from agentkit.temporal.options import (
+    add_run_options,
+    add_worker_arguments,
+    run_durable,
+    run_worker,
+)
 from agentkit.tools import Tool, ToolSource, validate_tool_definitions
 from agentkit.tools.loader import load_tools
 from agentkit.wire.workers_ai import generation_json_schema, request_json_schema
@@ -65,14 +71,18 @@ def _runtime(args: argparse.Namespace) -> Runtime:
     return get_runtime(args.runtime, model=args.model, progress=sys.stderr.isatty())
 
 
-def _agent(args: argparse.Namespace) -> Agent:
-    tools: list[Tool | ToolSource] = [*(load_tools(args.tools) if args.tools else [])]
-    tools.extend(mcp_sources(args))
-    sampling = {
+def _sampling(args: argparse.Namespace) -> dict[str, Any]:
+    return {
         flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
         for flag, _ in _SAMPLING
         if getattr(args, flag[2:].replace("-", "_")) is not None
     }
+
+
+def _agent(args: argparse.Namespace) -> Agent:
+    tools: list[Tool | ToolSource] = [*(load_tools(args.tools) if args.tools else [])]
+    tools.extend(mcp_sources(args))
+    sampling = _sampling(args)
     # Unset flags leave the runtime's profile in charge (the embedded model's forced first
     # call and greedy sampling, for one).
     return Agent(
@@ -146,6 +156,8 @@ async def _continue_interrupted(
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.temporal:
+        return run_durable(args, _sampling(args), approval._ask, approval.EXIT_PAUSED)
     if (args.prompt is None) == (args.resume is None):
         raise UserError("agentkit run: give a prompt, or --resume FILE (not both)")
     agent = _agent(args)
@@ -282,7 +294,13 @@ def _parser() -> argparse.ArgumentParser:
     approval.add_options(run, run=True)
     run.add_argument("--stream", action="store_true", help="print the answer as it comes")
     run.add_argument("--json", action="store_true", help="print the whole RunResult as JSON")
+    add_run_options(run)
     run.set_defaults(handler=_cmd_run)
+
+    worker = commands.add_parser("worker", help="run durable agent runs from a Temporal queue")
+    worker.add_argument("--runtime", default="local", choices=sorted(RUNTIMES))
+    add_worker_arguments(worker)
+    worker.set_defaults(handler=run_worker)
 
     chat = commands.add_parser("chat", help="chat in the terminal")
     _add_agent_options(chat)
