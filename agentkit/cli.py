@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
 from functools import partial
 from pathlib import Path
@@ -22,6 +22,8 @@ from agentkit.mcp.options import add_mcp_options, mcp_sources
 from agentkit.model_api import SAMPLING_FIELDS, ModelRequest
 from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.runtimes.base import Runtime
+from agentkit.sessions import Session, history, interrupted_run
+from agentkit.sessions.options import add_session_options, open_session
 from agentkit.state import RunState
 from agentkit.telemetry.console import add_options as add_telemetry_options
 from agentkit.telemetry.console import configure as configure_telemetry
@@ -62,6 +64,7 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="show each tool call")
     add_telemetry_options(parser)
     add_mcp_options(parser)
+    add_session_options(parser)
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
@@ -98,22 +101,24 @@ def _say(text: str) -> None:
 
 async def _run_once(
     agent: Agent,
-    prompt: str,
+    prompt: str | None,
     args: argparse.Namespace,
     history: Sequence[Any] = (),
     resume: tuple[RunState, list[str], dict[str, str]] | None = None,
+    session: Session | None = None,
 ) -> RunResult:
     stream = getattr(args, "stream", False) or args.verbose
     if not stream:
         if resume is not None:
-            return await agent.resume(resume[0], approve=resume[1], deny=resume[2])
-        return await agent.run(prompt, history=history)
+            state, approve, deny = resume
+            return await agent.resume(state, approve=approve, deny=deny, session=session)
+        return await agent.run(prompt, history=history, session=session)
     result: RunResult | None = None
     printing = getattr(args, "stream", False) and not getattr(args, "json", False)
     source = (
-        agent.stream(prompt, history=history)
+        agent.stream(prompt, history=history, session=session)
         if resume is None
-        else agent.stream_resume(resume[0], approve=resume[1], deny=resume[2])
+        else agent.stream_resume(resume[0], approve=resume[1], deny=resume[2], session=session)
     )
     async with aclosing(source) as events:
         async for event in events:
@@ -133,24 +138,48 @@ async def _run_once(
     return result
 
 
+async def _continue_interrupted(
+    agent: Agent,
+    session: Session | None,
+    args: argparse.Namespace,
+    settle: Callable[[RunResult], Awaitable[RunResult]],
+) -> RunResult | None:
+    """Finish the session's run that a dead process left, before anything new."""
+    if session is None or (pending := await interrupted_run(session)) is None:
+        return None
+    unfinished = f"; not run again: {', '.join(pending.unfinished)}" if pending.unfinished else ""
+    _say(f"session {session.session_id}: continuing a run that was interrupted{unfinished}")
+    result = await settle(await _run_once(agent, None, args, session=session))
+    if not getattr(args, "stream", False) and result.stop_reason != "approval":
+        print(result.output)
+    return result
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.temporal:
         return run_durable(args, _sampling(args), approval._ask, approval.EXIT_PAUSED)
     if (args.prompt is None) == (args.resume is None):
         raise UserError("agentkit run: give a prompt, or --resume FILE (not both)")
     agent = _agent(args)
+    session = open_session(args)
 
     async def go() -> RunResult:
         def resume(state: RunState, approve: list[str], deny: dict[str, str]) -> Any:
-            return _run_once(agent, "", args, resume=(state, approve, deny))
+            return _run_once(agent, "", args, resume=(state, approve, deny), session=session)
+
+        def settle(result: RunResult) -> Awaitable[RunResult]:
+            return approval.settle(result, args, resume, interactive=False)
 
         try:
             async with agent:  # starts the MCP servers, and stops them
+                continued = await _continue_interrupted(agent, session, args, settle)
+                if continued is not None and continued.stop_reason == "approval":
+                    return continued  # saved for --resume: the new prompt waits for it
                 if args.resume is not None:
                     result = await approval.from_file(args, resume)
                 else:
-                    result = await _run_once(agent, args.prompt, args)
-                return await approval.settle(result, args, resume, interactive=False)
+                    result = await _run_once(agent, args.prompt, args, session=session)
+                return await settle(result)
         finally:
             await agent.runtime.aclose()
 
@@ -164,14 +193,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_chat(args: argparse.Namespace) -> int:
     agent = _agent(args)
+    session = open_session(args)
 
     def resume(state: RunState, approve: list[str], deny: dict[str, str]) -> Any:
-        return _run_once(agent, "", args, resume=(state, approve, deny))
+        return _run_once(agent, "", args, resume=(state, approve, deny), session=session)
+
+    def settle(result: RunResult) -> Awaitable[RunResult]:
+        return approval.settle(result, args, resume, interactive=True)
 
     async def go() -> None:
-        history: list[Any] = []
+        earlier: list[Any] = []
         try:
             async with agent:
+                if session is not None:
+                    count = len(await history(session))
+                    where = f"{session.session_id} ({session.path})"
+                    _say(
+                        f"resumed session {where}: {count} messages"
+                        if count
+                        else f"new session {where}"
+                    )
+                    await _continue_interrupted(agent, session, args, settle)
                 while True:
                     try:
                         line = await anyio.to_thread.run_sync(input, "you> ")
@@ -181,11 +223,14 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                         return
                     if not line.strip():
                         continue
-                    result = await _run_once(agent, line, args, history)
-                    result = await approval.settle(result, args, resume, interactive=True)
+                    if session is not None:
+                        result = await _run_once(agent, line, args, session=session)
+                    else:
+                        result = await _run_once(agent, line, args, earlier)
+                    result = await settle(result)
                     if not args.stream:
                         print(result.output)
-                    history = result.messages
+                    earlier = result.messages
         finally:
             await agent.runtime.aclose()
 
