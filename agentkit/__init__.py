@@ -36,6 +36,8 @@ from agentkit.errors import (
     RepeatedToolCall,
     RequestValidationError,
     RunError,
+    RunInterrupted,
+    RunStateError,
     SchemaGrammarError,
     ServerError,
     StreamInterrupted,
@@ -57,6 +59,7 @@ from agentkit.model_api import (
     ToolCall,
     Usage,
 )
+from agentkit.results import PendingCall
 from agentkit.runtimes import (
     Capabilities,
     FunctionRuntime,
@@ -70,6 +73,8 @@ from agentkit.runtimes import (
     WorkersAI,
     get_runtime,
 )
+from agentkit.sessions import HistoryLimit, MemorySession, Session, SQLiteSession
+from agentkit.state import RunState
 from agentkit.tools import (
     Tool,
     ToolDefinitionWarning,
@@ -97,7 +102,9 @@ __all__ = [
     "FunctionRuntime",
     "Generation",
     "GenerationRequest",
+    "HistoryLimit",
     "MaxStepsExceeded",
+    "MemorySession",
     "Message",
     "ModelBehaviorError",
     "ModelConnectionError",
@@ -108,6 +115,7 @@ __all__ = [
     "NoRecording",
     "NotFound",
     "OpenAICompatible",
+    "PendingCall",
     "PriceTable",
     "Profile",
     "RateLimited",
@@ -116,11 +124,16 @@ __all__ = [
     "RequestValidationError",
     "RetryPolicy",
     "RunError",
+    "RunInterrupted",
     "RunResult",
+    "RunState",
+    "RunStateError",
     "Runtime",
+    "SQLiteSession",
     "SchemaGrammarError",
     "ScriptedRuntime",
     "ServerError",
+    "Session",
     "StopReason",
     "StreamChunk",
     "StreamInterrupted",

@@ -7,7 +7,9 @@ AgentKitError
 │   ├── RequestValidationError     a request breaks the contract (field, bound, value)
 │   ├── UnsupportedFeature         the runtime cannot do what the request asks
 │   ├── SchemaGrammarError         a schema keyword cannot be held by a grammar
-│   └── ConfigurationError         a runtime is not installed or not configured
+│   ├── ConfigurationError         a runtime is not installed or not configured
+│   ├── RunInterrupted             a session holds a run whose process stopped; continue it
+│   └── RunStateError              a paused run cannot be resumed as asked
 ├── ToolArgumentsError             a model's arguments do not fit a tool
 ├── RunError                       a run stopped before an answer; carries the partial run
 │   ├── MaxStepsExceeded
@@ -62,6 +64,8 @@ __all__ = [
     "RepeatedToolCall",
     "RequestValidationError",
     "RunError",
+    "RunInterrupted",
+    "RunStateError",
     "SchemaGrammarError",
     "ServerError",
     "StreamInterrupted",
@@ -204,6 +208,30 @@ class SchemaGrammarError(UserError, ValueError):
 
 class ConfigurationError(UserError):
     """A runtime is missing an optional dependency, a setting or a file."""
+
+
+class RunInterrupted(UserError):
+    """A session holds a run whose process stopped mid-run: continue it (a run with the session
+    and no prompt) before starting another."""
+
+    def __init__(self, session_id: str, run_id: str) -> None:
+        self.session_id = session_id
+        self.run_id = run_id
+        super().__init__(
+            f"session {session_id!r} holds run {run_id}, interrupted when its process stopped; "
+            "continue it first: agent.run(session=...) without a prompt (or drop it: "
+            "agentkit.sessions.discard_interrupted)"
+        )
+
+
+class RunStateError(UserError):
+    """A paused run (`RunState`) cannot be resumed as asked: decisions that do not match its
+    pending calls, a state already resumed, an unknown version, or an agent configured
+    differently from the one that paused it. `problems` names each difference."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("cannot resume this run: " + "; ".join(self.problems))
 
 
 class ToolArgumentsError(AgentKitError):

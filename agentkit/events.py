@@ -77,7 +77,8 @@ class StepFinished:
 
 @dataclass(frozen=True)
 class RunFinished:
-    """The run ended with an answer."""
+    """The run ended: with an answer, or paused for approval (`result.stop_reason ==
+    "approval"`, `result.pending`, `result.state`)."""
 
     result: RunResult
     kind: Literal["run_finished"] = "run_finished"
