@@ -293,3 +293,21 @@ def test_checking_the_chosen_token_picks_what_masking_the_vocabulary_picks(
             assert checked == masked, name
     finally:
         llama.close()
+
+
+def test_a_call_is_told_from_an_answer_in_both_formats() -> None:
+    llama3, chatml = get_format("llama3"), get_format("chatml")
+    call = '{"name": "get_weather", "parameters": {"city": "Paris"}}'
+    assert answer.is_call(llama3, call, [WEATHER])
+    assert not answer.is_call(llama3, '{"name": "Alice", "age": 31}', [WEATHER])
+    assert not answer.is_call(
+        llama3, '{"name": "get_weather", "parameters": {}, "x": 1}', [WEATHER]
+    )
+    assert answer.is_call(
+        chatml, '<tool_call>\n{"name": "get_weather", "arguments": {}}', [WEATHER]
+    )
+    assert not answer.is_call(chatml, '{"name": "get_weather", "arguments": {}}', [WEATHER])
+    grammar = answer.answer_grammar(
+        llama3, fmt(ANSWER_SCHEMAS["flat-object"][1]), [WEATHER], "auto"
+    )
+    assert grammar.startswith("root ::= one-call | answer")
