@@ -204,8 +204,9 @@ def test_a_schema_no_grammar_can_hold_fails_naming_keyword_and_path(runtime: Lla
         "type": "object",
         "properties": {"price": {"type": "number", "minimum": 0.5}},
     }
+    runtime.check_response_format(fmt(schema))  # held as >= 0, the validator checks the rest
     with pytest.raises(SchemaGrammarError) as caught:
-        runtime.check_response_format(fmt(schema))
+        runtime.check_response_format(fmt(schema), validated=False)
     assert caught.value.keyword == "minimum"
     assert caught.value.path == "$.price.minimum"
     with pytest.raises(SchemaGrammarError, match=r"\$\.friend: keyword '\$ref'"):

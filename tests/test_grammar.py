@@ -398,6 +398,19 @@ def test_checked_after_keeps_the_rest_of_the_schema(accepts: Accepts) -> None:
     assert not accepts(grammar, "{}")
 
 
+def test_a_fractional_number_bound_is_refused_unless_checked_after(accepts: Accepts) -> None:
+    # What pydantic writes for Field(ge=0.5, lt=9.5).
+    schema = {"type": "number", "minimum": 0.5, "exclusiveMaximum": 9.5}
+    with pytest.raises(SchemaGrammarError, match=r"\$.minimum: keyword 'minimum' 0.5"):
+        schema_to_gbnf(schema)
+    grammar = schema_to_gbnf(schema, checked_after=True)
+    for inside in ("0.5", "3", "9.25"):
+        assert accepts(grammar, inside)
+    assert accepts(grammar, "0.25")  # within the whole bounds around it: the validator's part
+    for outside in ("-1", "11", "10.5"):
+        assert not accepts(grammar, outside)
+
+
 def test_unknown_keywords_are_annotations(accepts: Accepts) -> None:
     # BFCL writes "optional": true; JSON Schema ignores keywords it does not define.
     grammar = schema_to_gbnf(

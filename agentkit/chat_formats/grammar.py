@@ -22,7 +22,8 @@ only `{}` and `true` mean any value. What the grammar holds:
 - strings: `minLength`, `maxLength`, `format` `date`, `time`, `date-time`, `uuid` (other
   formats are annotations in JSON Schema and stay plain strings), escapes as JSON has them;
 - integers: `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum` (exactly); numbers:
-  the same bounds when they are whole numbers; at most 16 digits before the point;
+  the same bounds when they are whole numbers (with `checked_after`, a bound such as 0.5 is
+  held as the whole number just outside it); at most 16 digits before the point;
 - arrays: `items`, `prefixItems` (all written), `minItems`, `maxItems`.
 
 Keywords a grammar cannot hold (`pattern`, `multipleOf`, `uniqueItems`, `not`, ...) raise, unless
@@ -370,13 +371,28 @@ class GrammarBuilder:
                 raise SchemaGrammarError(f"{path}.{key}", key, f"must be a number (got {value!r})")
         limit = 10**MAX_INT_DIGITS - 1
         if kind == "number":
-            for key, value in bounds.items():
-                if value != math.floor(value) or abs(value) > limit:
+            for key, value in list(bounds.items()):
+                if value == math.floor(value) and abs(value) <= limit:
+                    continue
+                if not self.checked_after:
                     raise SchemaGrammarError(
                         f"{path}.{key}",
                         key,
                         f"{value!r}: a grammar holds number bounds only when they are whole",
                     )
+                # The nearest whole bound outside it holds; the validator checks the rest.
+                del bounds[key]
+                if abs(value) <= limit:
+                    lower = key.endswith("inimum")
+                    side = "minimum" if lower else "maximum"
+                    whole = math.floor(value) if lower else math.ceil(value)
+                    bounds[side] = (
+                        max(bounds.get(side, whole), whole)
+                        if lower
+                        else min(bounds.get(side, whole), whole)
+                    )
+            if not bounds:
+                return self.base(kind)
         low, high = -limit, limit
         if "minimum" in bounds:
             low = max(low, math.ceil(bounds["minimum"]))

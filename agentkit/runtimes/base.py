@@ -122,15 +122,23 @@ class Runtime(abc.ABC):
         """
         del tools  # any tool will do unless a runtime says otherwise
 
-    def check_response_format(self, response_format: Mapping[str, Any]) -> None:
+    def check_response_format(
+        self, response_format: Mapping[str, Any], *, validated: bool = True
+    ) -> None:
         """Refuse, before any run, an answer format (`response_format`) this runtime could not
         hold its model to; by default any will do. Only runtimes whose capabilities include
         `response_format` are asked. An Agent calls it when it is built.
 
+        Args:
+            response_format: `{type: "json_object"}` or `{type: "json_schema", json_schema}`.
+            validated: the caller validates every answer against the schema afterwards, so a
+                keyword the runtime cannot hold may be left to it; when False (a server whose
+                clients run no validator of ours) such a keyword is refused.
+
         Raises:
             AgentKitError: naming the schema keyword and its path.
         """
-        del response_format  # any format will do unless a runtime says otherwise
+        del response_format, validated  # any format will do unless a runtime says otherwise
 
     def check(self, request: ModelRequest | GenerationRequest) -> ModelRequest:
         """The request as a `ModelRequest`, if this runtime honours every field it uses.

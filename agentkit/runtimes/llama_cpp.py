@@ -182,12 +182,15 @@ class LlamaCpp(Runtime):
         can hold raises `SchemaGrammarError` now, naming the tool and the path."""
         check_tool_schemas(tools)
 
-    def check_response_format(self, response_format: Mapping[str, Any]) -> None:
+    def check_response_format(
+        self, response_format: Mapping[str, Any], *, validated: bool = True
+    ) -> None:
         """Compile the answer grammar now (it is cached for the requests to come).
 
-        Keywords no grammar can hold (`pattern`, `multipleOf`, `uniqueItems`, ...) are left to
-        the validator that checks every answer afterwards (an Agent with an output type does);
-        everything else the schema says, the grammar holds.
+        With `validated` (an Agent with an output type checks every answer afterwards),
+        keywords no grammar can hold (`pattern`, `multipleOf`, `uniqueItems`, ...) are left to
+        that validator; without it they are refused. Everything else the schema says, the
+        grammar holds.
 
         Raises:
             RequestValidationError: `response_format` is neither `json_object` nor
@@ -195,7 +198,7 @@ class LlamaCpp(Runtime):
             SchemaGrammarError: a keyword the grammar cannot hold even so (a non-whole number
                 bound, a `$ref` to nowhere, a recursion with no finite value), with its path.
         """
-        answers.check_format(response_format)
+        answers.check_format(response_format, checked_after=validated)
 
     def __repr__(self) -> str:
         return f"LlamaCpp({str(self.model_path)!r})"

@@ -13,7 +13,6 @@ a stream can only carry text.
 
 from __future__ import annotations
 
-from agentkit.chat_formats import answer
 from agentkit.model_api import ModelRequest
 from agentkit.server.core import ServerState
 
@@ -33,6 +32,4 @@ def check_answer_format(state: ServerState, request: ModelRequest) -> None:
     """
     if request.response_format is None:
         return
-    state.runtime.check_response_format(request.response_format)
-    if state.runtime.name == "local":
-        answer.check_format(request.response_format, checked_after=False)
+    state.runtime.check_response_format(request.response_format, validated=False)

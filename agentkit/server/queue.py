@@ -76,8 +76,10 @@ class QueuedRuntime(Runtime):
     def check_tools(self, tools: Sequence[FunctionDefinition]) -> None:
         self.runtime.check_tools(tools)
 
-    def check_response_format(self, response_format: Mapping[str, Any]) -> None:
-        self.runtime.check_response_format(response_format)
+    def check_response_format(
+        self, response_format: Mapping[str, Any], *, validated: bool = True
+    ) -> None:
+        self.runtime.check_response_format(response_format, validated=validated)
 
     async def handle_generate(self, request: ModelRequest) -> Generation:
         async with self.queue.slot():
