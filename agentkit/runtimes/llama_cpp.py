@@ -195,8 +195,8 @@ class LlamaCpp(Runtime):
         Raises:
             RequestValidationError: `response_format` is neither `json_object` nor
                 `json_schema`.
-            SchemaGrammarError: a keyword the grammar cannot hold even so (a non-whole number
-                bound, a `$ref` to nowhere, a recursion with no finite value), with its path.
+            SchemaGrammarError: a keyword the grammar cannot hold even so (a `$ref` to
+                nowhere, a recursion with no finite value), with its path.
         """
         answers.check_format(response_format, checked_after=validated)
 
