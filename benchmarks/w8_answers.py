@@ -1,4 +1,4 @@
-"""W7: structured answers on the local model: decode speed under an answer grammar; compile time."""
+"""W8: structured answers on the local model: decode speed under an answer grammar; compile time."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def _decode(budget: Budget, local: Any, label: str, schema: dict[str, Any]) -> R
     mine, unconstrained = statistics.median(held), statistics.median(free)
     speed = unconstrained / mine
     return Row(
-        workload="W7",
+        workload="W8",
         case=f"decode under an answer grammar ({label}), greedy, {tokens} tokens",
         unit="ms/token",
         agentkit=mine,
@@ -149,14 +149,14 @@ def _compile(budget: Budget, llama_cpp: Any, local: Any) -> list[Row]:
     n = len(formats)
     return [
         Row(
-            workload="W7",
+            workload="W8",
             case=f"answer grammar compile, {n} schemas, cold",
             unit="µs/schema",
             agentkit=statistics.median(cold) * 1e6,
             notes=[f"slowest {max(cold) * 1e6:,.0f} µs"],
         ),
         Row(
-            workload="W7",
+            workload="W8",
             case=f"answer grammar compile, {n} schemas, cached",
             unit="µs/schema",
             agentkit=statistics.median(cached) * 1e6,
@@ -169,7 +169,7 @@ def _compile(budget: Budget, llama_cpp: Any, local: Any) -> list[Row]:
             ],
         ),
         Row(
-            workload="W7",
+            workload="W8",
             case=f"llama.cpp grammar parse per generation, {n} schemas",
             unit="µs/schema",
             agentkit=statistics.median(parse) * 1e6,
