@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, cast, overload
 
 import anyio
 
@@ -31,7 +31,8 @@ from agentkit._tool_calls import _NO_SPAN, ToolCalls, _really_cancelled, _Run, _
 from agentkit.errors import DeadlineExceeded, MaxStepsExceeded, TruncatedToolCall, UserError
 from agentkit.events import Event, RunFinished, StepFinished, StepStarted, TextDelta
 from agentkit.model_api import FunctionDefinition, Generation, Message, ModelRequest, StreamChunk
-from agentkit.results import RunResult, StopReason, ToolCallRecord
+from agentkit.output import output_spec
+from agentkit.results import OutputT, RunResult, StopReason, ToolCallRecord
 from agentkit.runtimes import get_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.telemetry import active as telemetry_active
@@ -50,7 +51,7 @@ _CALL_START = re.compile(
 )
 
 
-class Agent(ToolCalls):
+class Agent(ToolCalls, Generic[OutputT]):
     """A model, some tools and the loop between them.
 
     Args:
@@ -80,6 +81,13 @@ class Agent(ToolCalls):
         name: the agent's name, in traces (`invoke_agent {name}`).
         prices: model names to `ModelPrice`s (per million tokens), so that `RunResult.cost`
             can say what a run cost.
+        output_type: the type of the final answer, instead of text: a pydantic model, a
+            dataclass, a TypedDict, a scalar or `list[...]` type, or a JSON Schema dict (its
+            value returned as parsed JSON). `RunResult.output` is then the validated value
+            (see docs/structured-output.md); a schema the runtime cannot hold its model to
+            fails here, naming the keyword and its path.
+        max_output_retries: answers that do not fit `output_type` the model is told about
+            and may fix; one more raises `OutputValidationError`.
         **sampling: request fields sent with every call (`temperature`, `max_tokens`, ...),
             over the runtime profile's own.
 
@@ -90,11 +98,48 @@ class Agent(ToolCalls):
     holds then.
     """
 
+    @overload
+    def __init__(
+        self: Agent[Any],
+        runtime: Runtime | str,
+        tools: Iterable[Tool | ToolSource | Callable[..., Any]] = (),
+        *,
+        output_type: Mapping[str, Any],
+        **options: Any,
+    ) -> None: ...
+
+    @overload
     def __init__(
         self,
         runtime: Runtime | str,
         tools: Iterable[Tool | ToolSource | Callable[..., Any]] = (),
         *,
+        output_type: type[OutputT] | None = None,
+        max_output_retries: int = 1,
+        instructions: str | None = None,
+        max_steps: int = 10,
+        final_answer_on_max_steps: bool = False,
+        deadline: float | None = None,
+        max_concurrency: int = 8,
+        tool_timeout: float | None = None,
+        max_tool_retries: int = 2,
+        raise_tool_errors: bool = False,
+        max_tool_output: int = 20_000,
+        repeat_limit: int = 3,
+        tool_choice: str | None = None,
+        reset_tool_choice: bool = True,
+        name: str | None = None,
+        prices: PriceTable | None = None,
+        **sampling: Any,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        runtime: Runtime | str,
+        tools: Iterable[Tool | ToolSource | Callable[..., Any]] = (),
+        *,
+        output_type: Any = None,
+        max_output_retries: int = 1,
         instructions: str | None = None,
         max_steps: int = 10,
         final_answer_on_max_steps: bool = False,
@@ -153,6 +198,13 @@ class Agent(ToolCalls):
         self._dialect = self.runtime.capabilities.schema_dialect
         # Built now, so a broken tool, or one the runtime cannot offer, fails here.
         self.runtime.check_tools(self.toolset.definitions(self._dialect))
+        self.output_type = output_type
+        self._output = output_spec(output_type, self.runtime, max_retries=max_output_retries)
+        if self._output is not None:
+            if self._fields.get("response_format") is not None:
+                raise UserError("pass output_type or response_format, not both")
+            if self._output.enforced:
+                self._fields["response_format"] = self._output.response_format
         self._limiter: anyio.CapacityLimiter | None = None
         self._entered = 0
 
@@ -164,7 +216,7 @@ class Agent(ToolCalls):
         *,
         history: Sequence[Message] = (),
         transcript: list[Message] | None = None,
-    ) -> RunResult:
+    ) -> RunResult[OutputT]:
         """Run until the model answers.
 
         Args:
@@ -175,7 +227,8 @@ class Agent(ToolCalls):
                 cancelled or stops with an error.
 
         Raises:
-            RunError: a limit stopped the run; `.run` holds the partial `RunResult`.
+            RunError: a limit stopped the run, or the answer did not fit `output_type`
+                (`OutputValidationError`); `.run` holds the partial `RunResult`.
         """
         run = self._start(prompt, history, transcript)
         return await self._execute(run, emit=None, stream=False)
@@ -186,7 +239,7 @@ class Agent(ToolCalls):
         *,
         history: Sequence[Message] = (),
         transcript: list[Message] | None = None,
-    ) -> RunResult:
+    ) -> RunResult[OutputT]:
         """`run` for code that has no event loop."""
         return anyio.run(partial(self.run, prompt, history=history, transcript=transcript))
 
@@ -197,7 +250,8 @@ class Agent(ToolCalls):
         history: Sequence[Message] = (),
         transcript: list[Message] | None = None,
     ) -> AsyncGenerator[Event, None]:
-        """Run, yielding typed events as they happen; the last one is `RunFinished`.
+        """Run, yielding typed events as they happen; the last one is `RunFinished`. With an
+        `output_type`, `PartialOutput` events show the answer as its JSON grows.
 
         Use it as `async with contextlib.aclosing(agent.stream(...)) as events:` when you may
         stop early, so the run is cancelled cleanly.
@@ -243,7 +297,7 @@ class Agent(ToolCalls):
         if self._owns_runtime:
             await self.runtime.aclose()
 
-    async def __aenter__(self) -> Agent:
+    async def __aenter__(self) -> Agent[OutputT]:
         """Start the tool sources (MCP servers) for every run until the block ends."""
         try:
             await self.toolset.__aenter__()
@@ -279,8 +333,10 @@ class Agent(ToolCalls):
         messages = transcript if transcript is not None else []
         history = list(history) or list(messages)
         del messages[:]
-        if self.instructions and not (history and history[0].role == "system"):
-            messages.append(Message.system(self.instructions))
+        output = self._output
+        instructions = output.instructions(self.instructions) if output else self.instructions
+        if instructions and not (history and history[0].role == "system"):
+            messages.append(Message.system(instructions))
         messages.extend(history)
         if isinstance(prompt, str):
             messages.append(Message.user(prompt))
@@ -290,7 +346,7 @@ class Agent(ToolCalls):
 
     async def _execute(
         self, run: _Run, *, emit: Callable[[Event], None] | None, stream: bool
-    ) -> RunResult:
+    ) -> RunResult[OutputT]:
         run.emit = emit
         if self.toolset.running and not self._entered:
             # Sources started by another run would be stopped by whichever run ends last, in
@@ -318,30 +374,41 @@ class Agent(ToolCalls):
             if outer is not None:
                 add_usage(outer, run.usage_by_model())
 
-    async def _loop(self, run: _Run, stream: bool) -> RunResult:
+    async def _loop(self, run: _Run, stream: bool) -> RunResult[OutputT]:
         while run.steps < self.max_steps:
             # Per step: a tool source may have changed its tools since the last one.
             definitions = self.toolset.definitions(self._dialect) or None
             generation = await self._step(run, definitions, stream)
             if not generation.tool_calls:
-                return self._answer(run, generation, "answer", offered=definitions is not None)
+                offered = definitions is not None
+                result = self._answer(run, generation, "answer", offered=offered)
+                if result is not None:
+                    return result
+                continue  # the answer did not fit the output type: the model fixes it
             await self._dispatch(run, generation)
         if not self.final_answer_on_max_steps:
             raise MaxStepsExceeded(self.max_steps, run.result("", "max_steps"))
-        generation = await self._step(run, None, stream)
-        return self._answer(run, generation, "final_answer", offered=False)
+        while True:  # ends: each unfit answer spends one of max_output_retries
+            generation = await self._step(run, None, stream)
+            result = self._answer(run, generation, "final_answer", offered=False)
+            if result is not None:
+                return result
 
     def _answer(
         self, run: _Run, generation: Generation, reason: StopReason, *, offered: bool
-    ) -> RunResult:
-        """The run's result from an answer; a tool call cut off by `max_tokens` is none."""
+    ) -> RunResult[OutputT] | None:
+        """The run's result from an answer; a tool call cut off by `max_tokens` is none, and
+        an answer that does not fit the output type is None (told to the model)."""
         text = generation.response
         truncated = generation.finish_reason == "length"
         if truncated and offered and _CALL_START.match(text):
             max_tokens = self._fields.get("max_tokens")
             raise _Stop(TruncatedToolCall(max_tokens, text, run.result("", "truncated_call")))
         run.messages.append(Message.assistant(text))
-        return run.result(text, reason, truncated)
+        result = run.result(text, reason, truncated)
+        if self._output is None:
+            return cast("RunResult[OutputT]", result)
+        return self._output.settle(run, text, result)
 
     async def _step(
         self, run: _Run, tools: list[FunctionDefinition] | None, stream: bool
@@ -361,10 +428,13 @@ class Agent(ToolCalls):
         )
         if stream:
             chunks: list[StreamChunk] = []
+            watch = self._output.watcher(step, emit) if self._output and emit else None
             async for chunk in run.runtime.stream(request):
                 chunks.append(chunk)
                 if emit and chunk.response:
                     emit(TextDelta(step, chunk.response))
+                    if watch:
+                        watch(chunk.response)
             generation = StreamChunk.join(chunks)
         else:
             generation = await run.runtime.generate(request)

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 
 from agentkit.agent import Agent, RunResult
-from agentkit.errors import AgentKitError, RunError
+from agentkit.errors import AgentKitError, RunError, UserError
 from agentkit.events import RunFinished, TextDelta, ToolCallFinished, ToolCallStarted
 from agentkit.mcp.options import add_mcp_options, mcp_sources
 from agentkit.model_api import SAMPLING_FIELDS, ModelRequest
@@ -60,7 +60,27 @@ def _runtime(args: argparse.Namespace) -> Runtime:
     return get_runtime(args.runtime, model=args.model, progress=sys.stderr.isatty())
 
 
-def _agent(args: argparse.Namespace) -> Agent:
+def _output_schema(value: str | None) -> dict[str, Any] | None:
+    """`--output-schema`: inline JSON, or a file holding it."""
+    if value is None:
+        return None
+    inline = value.lstrip().startswith("{")
+    try:
+        text = value if inline else Path(value).read_text()
+        schema = json.loads(text)
+    except OSError as exc:
+        raise UserError(f"--output-schema: cannot read {value}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        where = "" if inline else f" in {value}"
+        raise UserError(f"--output-schema: not JSON{where}: {exc.msg} at {exc.pos}") from None
+    if not isinstance(schema, dict):
+        raise UserError(
+            f"--output-schema: a JSON Schema is an object (got {type(schema).__name__})"
+        )
+    return schema
+
+
+def _agent(args: argparse.Namespace) -> Agent[Any]:
     tools: list[Tool | ToolSource] = [*(load_tools(args.tools) if args.tools else [])]
     tools.extend(mcp_sources(args))
     sampling = {
@@ -76,6 +96,7 @@ def _agent(args: argparse.Namespace) -> Agent:
         instructions=args.instructions,
         max_steps=args.max_steps,
         tool_choice=args.tool_choice,
+        output_type=_output_schema(getattr(args, "output_schema", None)),
         **sampling,
     )
 
@@ -85,12 +106,12 @@ def _say(text: str) -> None:
 
 
 async def _run_once(
-    agent: Agent, prompt: str, args: argparse.Namespace, history: Sequence[Any] = ()
-) -> RunResult:
+    agent: Agent[Any], prompt: str, args: argparse.Namespace, history: Sequence[Any] = ()
+) -> RunResult[Any]:
     stream = getattr(args, "stream", False) or args.verbose
     if not stream:
         return await agent.run(prompt, history=history)
-    result: RunResult | None = None
+    result: RunResult[Any] | None = None
     printing = getattr(args, "stream", False) and not getattr(args, "json", False)
     async with aclosing(agent.stream(prompt, history=history)) as events:
         async for event in events:
@@ -113,7 +134,7 @@ async def _run_once(
 def _cmd_run(args: argparse.Namespace) -> int:
     agent = _agent(args)
 
-    async def go() -> RunResult:
+    async def go() -> RunResult[Any]:
         try:
             async with agent:  # starts the MCP servers, and stops them
                 return await _run_once(agent, args.prompt, args)
@@ -123,6 +144,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = anyio.run(go)
     if args.json:
         print(result.model_dump_json(indent=2))
+    elif args.output_schema is not None:  # after a streamed answer: the validated object
+        print(json.dumps(result.output, ensure_ascii=False, indent=2))
     elif not args.stream:
         print(result.output)
     return 0
@@ -210,6 +233,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_agent_options(run)
     run.add_argument("--stream", action="store_true", help="print the answer as it comes")
     run.add_argument("--json", action="store_true", help="print the whole RunResult as JSON")
+    run.add_argument(
+        "--output-schema",
+        metavar="FILE|JSON",
+        help="answer with a JSON object of this JSON Schema (a file, or inline JSON); "
+        "prints the validated object",
+    )
     run.set_defaults(handler=_cmd_run)
 
     chat = commands.add_parser("chat", help="chat in the terminal")

@@ -1,0 +1,464 @@
+"""Structured answers: the schema an `output_type` makes, its wire shape, the validation of the
+answer, the message that asks for a fix, and the partial value of a streamed answer.
+
+The answer is always a JSON object on the wire, because every runtime's answer format wants one
+(OpenAI's strict mode requires an object at the root). An output type whose schema is an object
+(a pydantic model, a dataclass, a TypedDict, a `dict[...]`, an object JSON Schema) is sent as
+is; any other (`int`, `list[str]`, a union, a scalar JSON Schema) is wrapped as
+`{"result": <value>}`, and unwrapped again before validation. A model that answers the bare
+value anyway is accepted.
+
+Runtimes whose capabilities include `response_format` get the schema as
+`{"type": "json_schema", "json_schema": <schema>}` and hold the model to it; others are told the
+schema in the system message. Either way the answer is validated: an invalid one is told back to
+the model with its field errors, `max_output_retries` times, before `OutputValidationError`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import jsonschema_rs
+from pydantic import TypeAdapter, ValidationError
+
+from agentkit._validation import field_errors, show
+from agentkit.errors import FieldError, OutputValidationError, UserError
+from agentkit.events import Event, PartialOutput
+from agentkit.model_api import Message
+from agentkit.results import RunResult
+from agentkit.runtimes.base import Runtime
+from agentkit.tools.arguments import parse_near_json, schema_errors
+from agentkit.tools.formats import meta_problems
+
+if TYPE_CHECKING:
+    from agentkit._tool_calls import _Run
+
+__all__ = ["WRAPPER_KEY", "OutputErrors", "OutputSpec", "PartialJSON", "output_spec"]
+
+T = TypeVar("T")
+
+WRAPPER_KEY = "result"
+"""The key a non-object output is wrapped under on the wire: `{"result": 42}`."""
+
+_SCALARS = ("string", "number", "integer", "boolean", "null", "array")
+
+
+def _is_object(schema: Mapping[str, Any]) -> bool:
+    """Whether every instance of the schema is a JSON object."""
+    kind = schema.get("type")
+    if kind == "object":
+        return True
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        target = schema.get("$defs", {}).get(ref.rsplit("/", 1)[-1])
+        return isinstance(target, Mapping) and _is_object({**target, "$defs": schema["$defs"]})
+    return kind is None and "properties" in schema and not (_SCALARS & schema.keys())
+
+
+def _wrap(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"result": schema}` as an object schema, the definitions kept at the root."""
+    inner = {k: v for k, v in schema.items() if k not in ("$defs", "$schema")}
+    out: dict[str, Any] = {
+        "type": "object",
+        "properties": {WRAPPER_KEY: inner},
+        "required": [WRAPPER_KEY],
+        "additionalProperties": False,
+    }
+    if "$defs" in schema:
+        out["$defs"] = schema["$defs"]
+    return out
+
+
+class OutputSpec(Generic[T]):
+    """What an Agent needs to ask for, check and return one output type.
+
+    Build it with `output_spec`; the Agent keeps one and uses it on every run.
+    """
+
+    def __init__(
+        self,
+        schema: dict[str, Any],
+        check: Callable[[Any], T],
+        result_type: type[RunResult[T]],
+        *,
+        enforced: bool,
+        max_retries: int,
+    ) -> None:
+        self.wrapped = not _is_object(schema)
+        self.schema = _wrap(schema) if self.wrapped else schema
+        """The JSON Schema of the answer on the wire: always an object."""
+        self.response_format = {"type": "json_schema", "json_schema": self.schema}
+        """The request's `response_format`, in agentkit's shape."""
+        self.enforced = enforced
+        """Whether the runtime holds the model to the schema (else the schema is told)."""
+        self.max_retries = max_retries
+        self._check = check
+        self._result_type = result_type
+
+    # -- asking ----------------------------------------------------------------------------
+
+    def instructions(self, instructions: str | None) -> str | None:
+        """The system message: as given when the runtime enforces the format, else with the
+        schema told after it."""
+        if self.enforced:
+            return instructions
+        told = (
+            "When you answer (after any tool calls you need), answer with only a JSON object, "
+            "no other text, that matches this JSON Schema:\n"
+            + json.dumps(self.schema, ensure_ascii=False, separators=(",", ":"))
+        )
+        return f"{instructions}\n\n{told}" if instructions else told
+
+    def fix_message(self, errors: list[FieldError]) -> str:
+        """What the model is told when its answer does not fit."""
+        listed = "\n".join(f"- {e}" for e in errors)
+        return (
+            "Your answer does not match the required JSON Schema:\n"
+            f"{listed}\n"
+            "Answer again with only the corrected JSON object."
+        )
+
+    # -- checking --------------------------------------------------------------------------
+
+    def validate(self, text: str) -> T:
+        """The answer's value.
+
+        Raises:
+            OutputErrors: it does not fit; `errors` says why, field by field.
+        """
+        try:
+            value, _ = parse_near_json(text)
+        except ValueError:
+            raise OutputErrors([FieldError("", f"is not valid JSON (got {show(text)})")]) from None
+        prefix: tuple[str, ...] = ()
+        if self.wrapped and isinstance(value, dict) and WRAPPER_KEY in value:
+            value, prefix = value[WRAPPER_KEY], (WRAPPER_KEY,)
+        try:
+            return self._check(value)
+        except OutputErrors as exc:
+            raise OutputErrors(
+                [FieldError(_join_path(prefix, e.path), e.message) for e in exc.errors]
+            ) from None
+        except ValidationError as exc:
+            raise OutputErrors(field_errors(exc, prefix)) from None
+
+    def settle(self, run: _Run, text: str, result: RunResult) -> RunResult[T] | None:
+        """The typed result of an answer; None when it did not fit and the model was asked
+        to fix it (its next answer is settled again).
+
+        Raises:
+            OutputValidationError: it did not fit and the retries are spent.
+        """
+        try:
+            value = self.validate(text)
+        except OutputErrors as exc:
+            if run.output_retries >= self.max_retries:
+                partial = run.result(text, "invalid_output", result.truncated)
+                raise OutputValidationError(exc.errors, text, run.output_retries, partial) from None
+            run.output_retries += 1
+            run.messages.append(Message.user(self.fix_message(exc.errors)))
+            return None
+        fields = {name: getattr(result, name) for name in type(result).model_fields}
+        return self._result_type.model_construct(**{**fields, "output": value})
+
+    # -- streaming -------------------------------------------------------------------------
+
+    def watcher(self, step: int, emit: Callable[[Event], None]) -> Callable[[str], None]:
+        """A function to feed a step's text deltas; it emits `PartialOutput` whenever the
+        value parsed so far changes."""
+        parser = PartialJSON()
+        last: list[Any] = []
+
+        def feed(delta: str) -> None:
+            if not parser.feed(delta):
+                return
+            value = parser.value()
+            if self.wrapped and isinstance(value, dict):
+                if WRAPPER_KEY not in value:
+                    return
+                value = value[WRAPPER_KEY]
+            if last and last[0] == value:
+                return
+            last[:] = [value]
+            emit(PartialOutput(step, value))
+
+        return feed
+
+
+def _join_path(prefix: tuple[str, ...], path: str) -> str:
+    if not prefix:
+        return path
+    if not path:
+        return prefix[0]
+    return prefix[0] + (path if path.startswith("[") else "." + path)
+
+
+class OutputErrors(ValueError):
+    """An answer does not fit the output type; `errors` names each failing field."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(str(e) for e in errors))
+
+
+def output_spec(output_type: Any, runtime: Runtime, *, max_retries: int) -> OutputSpec[Any] | None:
+    """The spec of an Agent's `output_type` on `runtime` (None for plain text: no type, or
+    `str`).
+
+    Raises:
+        UserError: the type has no JSON Schema, or a schema dict is not a valid JSON Schema.
+        AgentKitError: the runtime cannot hold its model to the schema (from
+            `runtime.check_response_format`), naming the keyword and its path.
+    """
+    if output_type is None or output_type is str:
+        return None
+    if max_retries < 0:
+        raise UserError(f"max_output_retries: must be >= 0 (got {max_retries})")
+    check: Callable[[Any], Any]
+    if isinstance(output_type, Mapping):
+        schema = dict(output_type)
+        problems = meta_problems(schema)
+        if problems:
+            raise UserError("output_type: not a valid JSON Schema: " + "; ".join(problems))
+        validator = jsonschema_rs.validator_for(schema)
+
+        def check(value: Any) -> Any:
+            errors = schema_errors(validator, value)
+            if errors:
+                raise OutputErrors(errors)
+            return value
+
+        result_type: type[RunResult[Any]] = RunResult[Any]
+    else:
+        try:
+            adapter: TypeAdapter[Any] = TypeAdapter(output_type)
+            schema = adapter.json_schema()
+        except Exception as exc:  # pydantic's several errors for types it cannot handle
+            raise UserError(
+                f"output_type: {output_type!r} has no JSON Schema: {exc}".split("\n")[0]
+            ) from None
+        check = adapter.validate_python
+        result_type = RunResult[output_type]
+    enforced = runtime.capabilities.response_format
+    spec = OutputSpec(schema, check, result_type, enforced=enforced, max_retries=max_retries)
+    if enforced:
+        runtime.check_response_format(spec.response_format)
+    return spec
+
+
+# -- partial JSON ----------------------------------------------------------------------------
+
+_VALUE, _KEY, _COLON, _AFTER, _STRING, _NUMBER, _WORD, _SEEK, _DONE = range(9)
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_WORDS = {"true": True, "false": False, "null": None}
+_NUMBER_CHARS = frozenset("0123456789+-.eE")
+_MISSING = object()
+
+
+class PartialJSON:
+    """A tolerant, incremental parser for one JSON object that is still being written.
+
+    `feed` takes the text as it arrives, each character read once (linear in the whole text);
+    `value()` is the value so far: open objects and arrays closed, a string cut where the text
+    stops, a number once it reads as one, keys whose value has not begun left out. Text before
+    the first `{` (prose, a code fence) and after the object's end is ignored; text that is not
+    JSON ends the parse, keeping what was read.
+    """
+
+    def __init__(self) -> None:
+        self._state = _SEEK
+        self._root: Any = _MISSING
+        self._stack: list[dict[str, Any] | list[Any]] = []
+        self._keys: list[str | None] = []  # per open container: the key its value goes under
+        self._buffer: list[str] = []
+        self._in_key = False
+        self._escape = ""  # "" (none), "\\" (after a backslash) or "u...." being read
+
+    def feed(self, text: str) -> bool:
+        """Read more text; True if the value may have changed."""
+        before = (len(self._stack), self._state)
+        i, n = 0, len(text)
+        while i < n and self._state != _DONE:
+            if self._state == _STRING and not self._escape:
+                # Strings are most of an answer: copy runs of plain characters at once.
+                j = i
+                while j < n and text[j] not in '"\\':
+                    j += 1
+                if j > i:
+                    self._buffer.append(text[i:j])
+                    i = j
+                    continue
+            self._step(text[i])
+            i += 1
+        return bool(text) and (self._state != _SEEK or before != (0, _SEEK))
+
+    def _step(self, ch: str) -> None:
+        state = self._state
+        if state == _STRING:
+            self._string_char(ch)
+        elif state == _NUMBER:
+            if ch in _NUMBER_CHARS:
+                self._buffer.append(ch)
+                return
+            text = "".join(self._buffer)
+            try:
+                number = json.loads(text)
+            except ValueError:
+                self._state = _DONE
+                return
+            self._buffer = []
+            self._put(number)
+            self._step(ch)
+        elif state == _WORD:
+            self._buffer.append(ch)
+            word = "".join(self._buffer)
+            if word in _WORDS:
+                self._buffer = []
+                self._put(_WORDS[word])
+            elif not any(w.startswith(word) for w in _WORDS):
+                self._state = _DONE
+        elif ch in " \t\r\n":
+            return
+        elif state == _SEEK:
+            if ch == "{":
+                self._open({})
+        elif state == _VALUE:
+            self._value_char(ch)
+        elif state == _KEY:
+            if ch == '"':
+                self._state, self._in_key = _STRING, True
+            elif ch == "}":
+                self._close()
+            else:
+                self._state = _DONE
+        elif state == _COLON:
+            self._state = _VALUE if ch == ":" else _DONE
+        elif state == _AFTER:
+            top = self._stack[-1]
+            if ch == ",":
+                self._state = _KEY if isinstance(top, dict) else _VALUE
+            elif ch == ("}" if isinstance(top, dict) else "]"):
+                self._close()
+            else:
+                self._state = _DONE
+
+    def _value_char(self, ch: str) -> None:
+        if ch == "{":
+            self._open({})
+        elif ch == "[":
+            self._open([])
+        elif ch == '"':
+            self._state, self._in_key = _STRING, False
+        elif ch == "]" and isinstance(self._stack[-1], list) and not self._stack[-1]:
+            self._close()  # an empty array
+        elif ch in _NUMBER_CHARS:
+            self._state, self._buffer = _NUMBER, [ch]
+        elif ch in "tfn":
+            self._state, self._buffer = _WORD, [ch]
+        else:
+            self._state = _DONE
+
+    def _string_char(self, ch: str) -> None:
+        if self._escape == "\\":
+            if ch == "u":
+                self._escape = "u"
+                return
+            self._buffer.append(_ESCAPES.get(ch, ch))
+            self._escape = ""
+        elif self._escape:
+            self._escape += ch
+            if len(self._escape) == 5:
+                try:
+                    code = int(self._escape[1:], 16)
+                except ValueError:
+                    self._state = _DONE
+                    return
+                self._escape = ""
+                last = self._buffer[-1][-1] if self._buffer else ""
+                if 0xDC00 <= code <= 0xDFFF and "\ud800" <= last <= "\udbff":
+                    # The second half of a surrogate pair: one character with the first.
+                    high = self._buffer.pop()
+                    self._buffer.append(high[:-1])
+                    code = 0x10000 + ((ord(last) - 0xD800) << 10) + (code - 0xDC00)
+                self._buffer.append(chr(code))
+        elif ch == "\\":
+            self._escape = "\\"
+        elif ch == '"':
+            text = "".join(self._buffer)
+            self._buffer = []
+            if self._in_key:
+                self._keys[-1] = text
+                self._state = _COLON
+            else:
+                self._put(text)
+        else:
+            self._buffer.append(ch)
+
+    def _attach(self, value: Any) -> None:
+        if not self._stack:
+            self._root = value
+            return
+        top = self._stack[-1]
+        if isinstance(top, list):
+            top.append(value)
+        else:
+            key = self._keys[-1]
+            assert key is not None
+            top[key] = value
+
+    def _open(self, container: dict[str, Any] | list[Any]) -> None:
+        self._attach(container)
+        self._stack.append(container)
+        self._keys.append(None)
+        self._state = _KEY if isinstance(container, dict) else _VALUE
+
+    def _close(self) -> None:
+        self._stack.pop()
+        self._keys.pop()
+        self._state = _AFTER if self._stack else _DONE
+
+    def _put(self, value: Any) -> None:
+        self._attach(value)
+        self._state = _AFTER
+
+    def value(self) -> Any:
+        """The value so far (a fresh copy), or None before the object begins."""
+        if self._root is _MISSING:
+            return None
+        root = _copy(self._root)
+        pending = self._pending()
+        if pending is _MISSING or not self._stack:
+            return root
+        # The open containers form a chain from the root; the innermost gets the pending part.
+        node = root
+        for level in range(len(self._stack) - 1):
+            key = self._keys[level]
+            node = node[-1] if isinstance(node, list) else node[key]
+        if isinstance(node, list):
+            node.append(pending)
+        elif self._keys[-1] is not None and self._state != _COLON:
+            node[self._keys[-1]] = pending
+        return root
+
+    def _pending(self) -> Any:
+        """The value being read, as far as it goes (strings cut, numbers once they parse)."""
+        if self._state == _STRING and not self._in_key:
+            text = "".join(self._buffer)
+            # The first half of a surrogate pair waits for its second.
+            return text[:-1] if text and "\ud800" <= text[-1] <= "\udbff" else text
+        if self._state == _NUMBER:
+            try:
+                return json.loads("".join(self._buffer))
+            except ValueError:
+                return _MISSING
+        return _MISSING
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
