@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import jsonschema_rs
 from pydantic import TypeAdapter, ValidationError
 
-from agentkit._validation import field_errors, show
+from agentkit._validation import field_errors, path_of, show
 from agentkit.errors import FieldError, OutputValidationError, UserError
 from agentkit.events import Event, PartialOutput
 from agentkit.model_api import Message
 from agentkit.results import RunResult
 from agentkit.runtimes.base import Runtime
-from agentkit.tools.arguments import parse_near_json, schema_errors
+from agentkit.tools.arguments import parse_near_json
 from agentkit.tools.formats import meta_problems
 
 if TYPE_CHECKING:
@@ -195,6 +195,18 @@ def _join_path(prefix: tuple[str, ...], path: str) -> str:
     return prefix[0] + (path if path.startswith("[") else "." + path)
 
 
+def _schema_errors(validator: jsonschema_rs.Validator, value: Any) -> list[FieldError]:
+    """A JSON Schema's errors; a missing property is named as the field, as pydantic does."""
+    out = []
+    for error in validator.iter_errors(value):
+        path = list(error.instance_path)
+        if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.Required):
+            out.append(FieldError(path_of([*path, error.kind.property]), "is required"))
+        else:
+            out.append(FieldError(path_of(path), error.message))
+    return out
+
+
 class OutputErrors(ValueError):
     """An answer does not fit the output type; `errors` names each failing field."""
 
@@ -225,7 +237,7 @@ def output_spec(output_type: Any, runtime: Runtime, *, max_retries: int) -> Outp
         validator = jsonschema_rs.validator_for(schema)
 
         def check(value: Any) -> Any:
-            errors = schema_errors(validator, value)
+            errors = _schema_errors(validator, value)
             if errors:
                 raise OutputErrors(errors)
             return value

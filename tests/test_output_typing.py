@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SNIPPET = ROOT / "tests" / "typing" / "structured_output.py"
+SNIPPET = ROOT / "tests" / "typecheck" / "structured_output.py"
 
 
 def mypy(*paths: Path) -> subprocess.CompletedProcess[str]:
