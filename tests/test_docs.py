@@ -58,3 +58,30 @@ def test_local_assistant_example_runs_on_the_embedded_model() -> None:
     assert done.returncode == 0, done.stderr
     assert '  calculate({"expression":"37 * 41"}) -> 1517' in done.stdout.splitlines()
     assert "assistant> 1517" in done.stdout
+
+
+def test_extract_record_example_runs_on_the_embedded_model() -> None:
+    from pydantic import BaseModel
+
+    done = subprocess.run(
+        [sys.executable, "examples/extract_record.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("text> Maria Lopez ordered 3 boxes")
+    # The record is a valid Order, whatever a 135M model made of the text.
+    (record,) = [line.removeprefix("json: ") for line in lines if line.startswith("json: ")]
+
+    class Order(BaseModel):
+        customer: str
+        item: str
+        quantity: int
+        city: str
+
+    order = Order.model_validate_json(record)
+    assert 1 <= order.quantity <= 1000
+    assert f"customer: {order.customer}" in lines
