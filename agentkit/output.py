@@ -42,19 +42,23 @@ T = TypeVar("T")
 WRAPPER_KEY = "result"
 """The key a non-object output is wrapped under on the wire: `{"result": 42}`."""
 
-_SCALARS = ("string", "number", "integer", "boolean", "null", "array")
+
+def _root(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema with a root `$ref` (pydantic's form for a recursive model) replaced by its
+    target, the definitions kept for the references inside it."""
+    ref = schema.get("$ref")
+    defs = schema.get("$defs")
+    if isinstance(ref, str) and ref.startswith("#/$defs/") and isinstance(defs, Mapping):
+        target = defs.get(ref.removeprefix("#/$defs/"))
+        if isinstance(target, Mapping) and set(schema) <= {"$ref", "$defs"}:
+            return {**target, "$defs": dict(defs)}
+    return dict(schema)
 
 
 def _is_object(schema: Mapping[str, Any]) -> bool:
-    """Whether every instance of the schema is a JSON object."""
+    """Whether the schema describes a JSON object (`properties` with no `type` counts)."""
     kind = schema.get("type")
-    if kind == "object":
-        return True
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/$defs/"):
-        target = schema.get("$defs", {}).get(ref.rsplit("/", 1)[-1])
-        return isinstance(target, Mapping) and _is_object({**target, "$defs": schema["$defs"]})
-    return kind is None and "properties" in schema and not (_SCALARS & schema.keys())
+    return kind == "object" or (kind is None and "properties" in schema)
 
 
 def _wrap(schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,6 +90,7 @@ class OutputSpec(Generic[T]):
         enforced: bool,
         max_retries: int,
     ) -> None:
+        schema = _root(schema)
         self.wrapped = not _is_object(schema)
         self.schema = _wrap(schema) if self.wrapped else schema
         """The JSON Schema of the answer on the wire: always an object."""
@@ -154,11 +159,15 @@ class OutputSpec(Generic[T]):
         try:
             value = self.validate(text)
         except OutputErrors as exc:
+            errors = exc.errors
+            if result.truncated:
+                cut = FieldError("", "was cut off by max_tokens before it was complete")
+                errors = [cut, *errors]
             if run.output_retries >= self.max_retries:
                 partial = run.result(text, "invalid_output", result.truncated)
-                raise OutputValidationError(exc.errors, text, run.output_retries, partial) from None
+                raise OutputValidationError(errors, text, run.output_retries, partial) from None
             run.output_retries += 1
-            run.messages.append(Message.user(self.fix_message(exc.errors)))
+            run.messages.append(Message.user(self.fix_message(errors)))
             return None
         fields = {name: getattr(result, name) for name in type(result).model_fields}
         return self._result_type.model_construct(**{**fields, "output": value})

@@ -28,6 +28,7 @@ from agentkit import (
     UserError,
 )
 from agentkit.events import PartialOutput, RunFinished, TextDelta
+from agentkit.model_api import Generation
 
 answer = ScriptedRuntime.answer
 call = ScriptedRuntime.call
@@ -328,3 +329,33 @@ async def test_stream_of_a_wrapped_output_shows_the_value_unwrapped() -> None:
     assert partials == [["red"], ["red", "green"], ["red", "green", "blue"]]
     last = seen[-1]
     assert isinstance(last, RunFinished) and last.result.output == ["red", "green", "blue"]
+
+
+class Node(BaseModel):
+    name: str
+    children: list[Node] = []
+
+
+async def test_a_recursive_model_is_sent_as_an_object_at_the_root() -> None:
+    runtime = ScriptedRuntime(['{"name": "a", "children": [{"name": "b"}]}'])
+    result = await Agent(runtime, output_type=Node).run("tree")
+    assert result.output == Node(name="a", children=[Node(name="b")])
+    sent = runtime.requests[0].response_format
+    assert sent is not None
+    schema = sent["json_schema"]
+    assert schema["type"] == "object" and "$ref" not in schema
+    assert schema["properties"]["children"]["items"] == {"$ref": "#/$defs/Node"}
+    assert "Node" in schema["$defs"]
+
+
+async def test_an_answer_cut_off_by_max_tokens_is_told_as_such() -> None:
+    runtime = ScriptedRuntime(
+        [
+            Generation(response='{"name": "Ada", "ag', finish_reason="length"),
+            '{"name": "Ada", "age": 36}',
+        ]
+    )
+    result = await Agent(runtime, output_type=Person, max_tokens=8).run("Ada is 36.")
+    assert result.output.age == 36
+    told = runtime.requests[1].messages[-1].content
+    assert "- was cut off by max_tokens before it was complete\n- is not valid JSON" in told
