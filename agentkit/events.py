@@ -57,9 +57,10 @@ class TextDelta:
 @dataclass(frozen=True)
 class PartialOutput:
     """The structured answer so far, parsed from its incomplete JSON: objects and arrays
-    closed where the text stops, a string cut where it stops, keys without a value yet left
-    out. Only for an Agent with an `output_type`; unvalidated (`RunFinished` has the
-    validated value). A non-object output (an `int`, a `list`) is shown unwrapped."""
+    closed where the text stops, a string cut where it stops, a number once it is whole, keys
+    without a value yet left out. Only for an Agent with an `output_type`; unvalidated
+    (`RunFinished` has the validated value). A non-object output (an `int`, a `list`) is shown
+    unwrapped."""
 
     step: int
     value: Any

@@ -283,9 +283,9 @@ class PartialJSON:
 
     `feed` takes the text as it arrives, each character read once (linear in the whole text);
     `value()` is the value so far: open objects and arrays closed, a string cut where the text
-    stops, a number once it reads as one, keys whose value has not begun left out. Text before
-    the first `{` (prose, a code fence) and after the object's end is ignored; text that is not
-    JSON ends the parse, keeping what was read.
+    stops; a number, `true`, `false` or `null` once it is whole, a key once its value begins.
+    Text before the first `{` (prose, a code fence) and after the object's end is ignored; text
+    that is not JSON ends the parse, keeping what was read.
     """
 
     def __init__(self) -> None:
@@ -464,17 +464,12 @@ class PartialJSON:
         return root
 
     def _pending(self) -> Any:
-        """The value being read, as far as it goes (strings cut, numbers once they parse)."""
+        """The string being read, as far as it goes."""
         if self._state == _STRING and not self._in_key:
             text = "".join(self._buffer)
             # The first half of a surrogate pair waits for its second.
             return text[:-1] if text and "\ud800" <= text[-1] <= "\udbff" else text
-        if self._state == _NUMBER:
-            try:
-                return json.loads("".join(self._buffer))
-            except ValueError:
-                return _MISSING
-        return _MISSING
+        return _MISSING  # a number shows once it ends: 15 on the way to 1517 would mislead
 
 
 def _copy(value: Any) -> Any:

@@ -16,10 +16,10 @@ from agentkit import Agent
 class Order(BaseModel):
     """One customer order."""
 
-    customer: str = Field(description="the customer's full name")
-    item: str = Field(description="what was ordered")
-    quantity: int = Field(ge=1, le=1000, description="how many")
-    city: str = Field(description="where it is shipped")
+    customer: str
+    item: str
+    quantity: int = Field(ge=1, le=1000)
+    city: str
 
 
 TEXT = "Maria Lopez ordered 3 boxes of green tea, to be shipped to Lisbon."
@@ -31,7 +31,7 @@ def main() -> None:
         output_type=Order,
         instructions="Extract the order from the user's text.",
         temperature=0,
-        max_tokens=80,
+        max_tokens=120,
     )
     result = agent.run_sync(TEXT)
     order = result.output  # an Order, validated
