@@ -133,10 +133,16 @@ class OutputSpec(Generic[T]):
         Raises:
             OutputErrors: it does not fit; `errors` says why, field by field.
         """
+        if not text.strip():
+            raise OutputErrors([FieldError("", "is empty; answer with the JSON object")])
         try:
-            value, _ = parse_near_json(text)
+            value = json.loads(text)
         except ValueError:
-            raise OutputErrors([FieldError("", f"is not valid JSON (got {show(text)})")]) from None
+            try:  # near-JSON: in a code fence, with text around it, trailing commas, ...
+                value, _ = parse_near_json(text)
+            except ValueError:
+                message = f"is not valid JSON (got {show(text)})"
+                raise OutputErrors([FieldError("", message)]) from None
         prefix: tuple[str, ...] = ()
         if self.wrapped and isinstance(value, dict) and WRAPPER_KEY in value:
             value, prefix = value[WRAPPER_KEY], (WRAPPER_KEY,)

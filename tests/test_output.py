@@ -359,3 +359,18 @@ async def test_an_answer_cut_off_by_max_tokens_is_told_as_such() -> None:
     assert result.output.age == 36
     told = runtime.requests[1].messages[-1].content
     assert "- was cut off by max_tokens before it was complete\n- is not valid JSON" in told
+
+
+async def test_near_json_is_read_and_an_empty_answer_told() -> None:
+    runtime = ScriptedRuntime(
+        ["", 'Here it is:\n```json\n{"name": "Ada", "age": 36,}\n```'], capabilities=UNENFORCED
+    )
+    result = await Agent(runtime, output_type=Person).run("Ada is 36.")
+    assert result.output == Person(name="Ada", age=36)
+    assert "- is empty; answer with the JSON object" in runtime.requests[1].messages[-1].content
+
+
+async def test_a_bare_json_string_for_a_wrapped_literal() -> None:
+    runtime = ScriptedRuntime(['"yes"'])
+    result = await Agent(runtime, output_type=Literal["yes", "no"]).run("ok?")
+    assert result.output == "yes"
