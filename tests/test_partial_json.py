@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentkit.output import PartialJSON
+from agentkit._partial_json import PartialJSON
 
 scalars = (
     st.none()
