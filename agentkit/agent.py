@@ -401,14 +401,16 @@ class Agent(ToolCalls, Generic[OutputT]):
         an answer that does not fit the output type is None (told to the model)."""
         text = generation.response
         truncated = generation.finish_reason == "length"
-        if truncated and offered and _CALL_START.match(text):
+        output = self._output
+        cut_call = truncated and offered and _CALL_START.match(text)
+        if cut_call and not (output and output.begins_answer(text, self.toolset.names)):
             max_tokens = self._fields.get("max_tokens")
             raise _Stop(TruncatedToolCall(max_tokens, text, run.result("", "truncated_call")))
         run.messages.append(Message.assistant(text))
         result = run.result(text, reason, truncated)
-        if self._output is None:
+        if output is None:
             return cast("RunResult[OutputT]", result)
-        return self._output.settle(run, text, result)
+        return output.settle(run, text, result)
 
     async def _step(
         self, run: _Run, tools: list[FunctionDefinition] | None, stream: bool

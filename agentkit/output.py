@@ -17,7 +17,8 @@ the model with its field errors, `max_output_retries` times, before `OutputValid
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import jsonschema_rs
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
 __all__ = ["WRAPPER_KEY", "OutputErrors", "OutputSpec", "output_spec"]
 
 T = TypeVar("T")
+
+_FIRST_KEY = re.compile(r'\s*(?:```[\w-]*\s*)?\{\s*"([^"\\]*)"')
+_NAME = re.compile(r'"name"\s*:\s*"([^"\\]*)"')
 
 WRAPPER_KEY = "result"
 """The key a non-object output is wrapped under on the wire: `{"result": 42}`."""
@@ -125,6 +129,15 @@ class OutputSpec(Generic[T]):
             f"{listed}\n"
             "Answer again with only the corrected JSON object."
         )
+
+    def begins_answer(self, text: str, tools: Collection[str]) -> bool:
+        """Whether text cut off by `max_tokens` is more likely this answer than a tool call:
+        its first key is a property of the answer, and no `"name"` in it names a tool."""
+        first = _FIRST_KEY.match(text)
+        if first is None or first[1] not in self.schema.get("properties", {}):
+            return False
+        named = _NAME.search(text)
+        return named is None or named[1] not in tools
 
     # -- checking --------------------------------------------------------------------------
 

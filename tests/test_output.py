@@ -25,6 +25,7 @@ from agentkit import (
     RunResult,
     SchemaGrammarError,
     ScriptedRuntime,
+    TruncatedToolCall,
     UserError,
 )
 from agentkit.events import PartialOutput, RunFinished, TextDelta
@@ -374,3 +375,18 @@ async def test_a_bare_json_string_for_a_wrapped_literal() -> None:
     runtime = ScriptedRuntime(['"yes"'])
     result = await Agent(runtime, output_type=Literal["yes", "no"]).run("ok?")
     assert result.output == "yes"
+
+
+async def test_a_cut_off_answer_that_begins_like_a_call_is_still_the_answer() -> None:
+    # Person's first property is "name", as a tool call's is: a cut-off answer is told to fix.
+    cut = Generation(response='{"name": "Ada", "ag', finish_reason="length")
+    runtime = ScriptedRuntime([cut, '{"name": "Ada", "age": 36}'])
+    result = await Agent(runtime, tools=[add], output_type=Person).run("Ada is 36.")
+    assert result.output.age == 36
+
+
+async def test_a_cut_off_call_naming_a_tool_is_still_a_cut_off_call() -> None:
+    cut = Generation(response='{"name": "add", "arguments": {"a": 2', finish_reason="length")
+    runtime = ScriptedRuntime([cut])
+    with pytest.raises(TruncatedToolCall):
+        await Agent(runtime, tools=[add], output_type=Person).run("2 + 3?")
