@@ -160,6 +160,20 @@ async def test_openai_invalid_beyond_retries_raises_with_the_partial_run(
     assert len(server.requests) == 2
 
 
+async def test_the_openai_endpoint_of_workers_ai_gets_the_openai_shape(
+    server: LoopbackServer,
+) -> None:
+    server.script(completion('{"name": "Lyon", "country": "FR", "population": 520000}'))
+    base = server.url + "/client/v4"
+    async with WorkersAI("acc", "cf-token-123456", base_url=base, endpoint="openai") as runtime:
+        result = await Agent(runtime, output_type=City).run("go")
+    assert result.output.country == "FR"
+    seen = server.requests[0]
+    assert seen.path == "/client/v4/accounts/acc/ai/v1/chat/completions"
+    fmt = seen.json["response_format"]["json_schema"]
+    assert (fmt["name"], fmt["strict"]) == ("City", True)
+
+
 # -- agentkit run --output-schema ------------------------------------------------------------
 
 SCHEMA = {
