@@ -37,6 +37,7 @@ from agentkit.errors import (
     RepeatedToolCall,
     RequestValidationError,
     RunError,
+    RunStateError,
     SchemaGrammarError,
     ServerError,
     StreamInterrupted,
@@ -58,6 +59,7 @@ from agentkit.model_api import (
     ToolCall,
     Usage,
 )
+from agentkit.results import PendingCall
 from agentkit.runtimes import (
     Capabilities,
     FunctionRuntime,
@@ -71,6 +73,7 @@ from agentkit.runtimes import (
     WorkersAI,
     get_runtime,
 )
+from agentkit.state import RunState
 from agentkit.tools import (
     Tool,
     ToolDefinitionWarning,
@@ -110,6 +113,7 @@ __all__ = [
     "NotFound",
     "OpenAICompatible",
     "OutputValidationError",
+    "PendingCall",
     "PriceTable",
     "Profile",
     "RateLimited",
@@ -119,6 +123,8 @@ __all__ = [
     "RetryPolicy",
     "RunError",
     "RunResult",
+    "RunState",
+    "RunStateError",
     "Runtime",
     "SchemaGrammarError",
     "ScriptedRuntime",

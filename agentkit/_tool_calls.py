@@ -62,6 +62,10 @@ class _Run:
     cost: float | None = None
     output_retries: int = 0
     """Answers told they did not fit the output type (`agentkit.output`)."""
+    awaiting: list[Any] = field(default_factory=list)
+    """The calls of the last step held for a person's approval (`PendingCall`s, see
+    `agentkit.approval`)."""
+    resuming: Any = None  # the decisions on the held calls, when the run resumes
 
     def usage_by_model(self) -> dict[str, Usage]:
         by_model = {self.model: self.usage} if self.steps else {}
@@ -157,6 +161,7 @@ class ToolCalls:
         records = [ToolCallRecord(step=step, call=call) for call in calls]
         run.records.extend(records)
         stop: Exception | None = None
+        held = False
         try:
             jobs: list[tuple[ToolCallRecord, Tool, dict[str, Any]]] = []
             for record in records:
@@ -165,12 +170,17 @@ class ToolCalls:
                     stop = stop or job
                 elif job is not None:
                     jobs.append((record, job[0], job[1]))
+            jobs = self._hold(run, jobs)
             await self._run_jobs(run, jobs)
             for record in records:
                 stop = stop or self._count_failure(run, record)
+            held = stop is None and bool(run.awaiting)
         finally:
-            # Runs on cancellation too: every call in the transcript gets its result.
+            # Runs on cancellation too: every call in the transcript gets its result, but for
+            # those held for approval when the step ended well (they are answered on resume).
             for record in records:
+                if held and record.output is None and record.error is None:
+                    continue
                 if record.output is None and record.error is None:
                     record.error = "cancelled: the run stopped before this call finished"
                 run.messages.append(
@@ -372,8 +382,16 @@ class ToolCalls:
             run.emit(ToolCallFinished(record.step, record))
         return None
 
+    def _hold(
+        self, run: _Run, jobs: list[tuple[ToolCallRecord, Tool, dict[str, Any]]]
+    ) -> list[tuple[ToolCallRecord, Tool, dict[str, Any]]]:
+        """The jobs to run now; `agentkit.approval` holds back those that need approval."""
+        return jobs
+
     def _count_failure(self, run: _Run, record: ToolCallRecord) -> Exception | None:
         name = record.call.name
+        if record.output is None and record.error is None:
+            return None  # held for approval: it has not run
         if record.error is None:
             run.failures.pop(name, None)
             return None

@@ -21,13 +21,15 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from functools import partial
 from types import TracebackType
-from typing import Any, Generic, cast, overload
+from typing import Any, cast, overload
 
 import anyio
 
-from agentkit._tool_calls import _NO_SPAN, ToolCalls, _really_cancelled, _Run, _Stop
+from agentkit._tool_calls import _NO_SPAN, _really_cancelled, _Run, _Stop
+from agentkit.approval import Approvals
 from agentkit.errors import DeadlineExceeded, MaxStepsExceeded, TruncatedToolCall, UserError
 from agentkit.events import Event, RunFinished, StepFinished, StepStarted, TextDelta
 from agentkit.model_api import FunctionDefinition, Generation, Message, ModelRequest, StreamChunk
@@ -51,7 +53,7 @@ _CALL_START = re.compile(
 )
 
 
-class Agent(ToolCalls, Generic[OutputT]):
+class Agent(Approvals[OutputT]):
     """A model, some tools and the loop between them.
 
     Args:
@@ -96,6 +98,9 @@ class Agent(ToolCalls, Generic[OutputT]):
 
     `toolset` may change between runs (`agent.toolset.add(fn)`); each run sends the tools it
     holds then.
+
+    A call of a tool marked `requires_approval` pauses the run (`stop_reason == "approval"`);
+    `resume`, `resume_sync` and `stream_resume` continue it (see `agentkit.approval`).
     """
 
     @overload
@@ -256,9 +261,13 @@ class Agent(ToolCalls, Generic[OutputT]):
         Use it as `async with contextlib.aclosing(agent.stream(...)) as events:` when you may
         stop early, so the run is cancelled cleanly.
         """
-        send, receive = anyio.create_memory_object_stream[Event](math.inf)
         run = self._start(prompt, history, transcript)
+        async with aclosing(self._stream_run(run)) as events:
+            async for event in events:
+                yield event
 
+    async def _stream_run(self, run: _Run) -> AsyncGenerator[Event, None]:
+        send, receive = anyio.create_memory_object_stream[Event](math.inf)
         error: BaseException | None = None
 
         async def drive() -> None:
@@ -375,6 +384,8 @@ class Agent(ToolCalls, Generic[OutputT]):
                 add_usage(outer, run.usage_by_model())
 
     async def _loop(self, run: _Run, stream: bool) -> RunResult[OutputT]:
+        if run.resuming is not None:
+            await self._resume_step(run)
         while run.steps < self.max_steps:
             # Per step: a tool source may have changed its tools since the last one.
             definitions = self.toolset.definitions(self._dialect) or None
@@ -386,6 +397,8 @@ class Agent(ToolCalls, Generic[OutputT]):
                     return result
                 continue  # the answer did not fit the output type: the model fixes it
             await self._dispatch(run, generation)
+            if run.awaiting:
+                return cast("RunResult[OutputT]", self._paused(run))
         if not self.final_answer_on_max_steps:
             raise MaxStepsExceeded(self.max_steps, run.result("", "max_steps"))
         while True:  # ends: each unfit answer spends one of max_output_retries

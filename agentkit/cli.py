@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 
+from agentkit import _cli_approval as approval
 from agentkit.agent import Agent, RunResult
 from agentkit.errors import AgentKitError, RunError, UserError
 from agentkit.events import RunFinished, TextDelta, ToolCallFinished, ToolCallStarted
@@ -21,6 +22,7 @@ from agentkit.mcp.options import add_mcp_options, mcp_sources
 from agentkit.model_api import SAMPLING_FIELDS, ModelRequest
 from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.runtimes.base import Runtime
+from agentkit.state import RunState
 from agentkit.telemetry.console import add_options as add_telemetry_options
 from agentkit.telemetry.console import configure as configure_telemetry
 from agentkit.tools import Tool, ToolSource, validate_tool_definitions
@@ -106,14 +108,25 @@ def _say(text: str) -> None:
 
 
 async def _run_once(
-    agent: Agent[Any], prompt: str, args: argparse.Namespace, history: Sequence[Any] = ()
+    agent: Agent[Any],
+    prompt: str,
+    args: argparse.Namespace,
+    history: Sequence[Any] = (),
+    resume: tuple[RunState, list[str], dict[str, str]] | None = None,
 ) -> RunResult[Any]:
     stream = getattr(args, "stream", False) or args.verbose
     if not stream:
+        if resume is not None:
+            return await agent.resume(resume[0], approve=resume[1], deny=resume[2])
         return await agent.run(prompt, history=history)
     result: RunResult[Any] | None = None
     printing = getattr(args, "stream", False) and not getattr(args, "json", False)
-    async with aclosing(agent.stream(prompt, history=history)) as events:
+    source = (
+        agent.stream(prompt, history=history)
+        if resume is None
+        else agent.stream_resume(resume[0], approve=resume[1], deny=resume[2])
+    )
+    async with aclosing(source) as events:
         async for event in events:
             if isinstance(event, TextDelta) and printing:
                 print(event.text, end="", flush=True)
@@ -125,34 +138,48 @@ async def _run_once(
                 _say(f"<- {record.call.name}: {shown} ({record.duration * 1000:.1f} ms)")
             elif isinstance(event, RunFinished):
                 result = event.result
-    if printing:
-        print()
     assert result is not None
+    if printing and result.stop_reason != "approval":  # a paused run has said nothing yet
+        print()
     return result
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if (args.prompt is None) == (args.resume is None):
+        raise UserError("agentkit run: give a prompt, or --resume FILE (not both)")
     agent = _agent(args)
 
     async def go() -> RunResult[Any]:
+        def resume(state: RunState, approve: list[str], deny: dict[str, str]) -> Any:
+            return _run_once(agent, "", args, resume=(state, approve, deny))
+
         try:
             async with agent:  # starts the MCP servers, and stops them
-                return await _run_once(agent, args.prompt, args)
+                if args.resume is not None:
+                    result = await approval.from_file(args, resume)
+                else:
+                    result = await _run_once(agent, args.prompt, args)
+                return await approval.settle(result, args, resume, interactive=False)
         finally:
             await agent.runtime.aclose()
 
     result = anyio.run(go)
     if args.json:
         print(result.model_dump_json(indent=2))
+    elif result.stop_reason == "approval":
+        pass  # a paused run has no answer yet
     elif args.output_schema is not None:  # after a streamed answer: the validated object
         print(json.dumps(result.output, ensure_ascii=False, indent=2))
     elif not args.stream:
         print(result.output)
-    return 0
+    return approval.EXIT_PAUSED if result.stop_reason == "approval" else 0
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
     agent = _agent(args)
+
+    def resume(state: RunState, approve: list[str], deny: dict[str, str]) -> Any:
+        return _run_once(agent, "", args, resume=(state, approve, deny))
 
     async def go() -> None:
         history: list[Any] = []
@@ -168,6 +195,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                     if not line.strip():
                         continue
                     result = await _run_once(agent, line, args, history)
+                    result = await approval.settle(result, args, resume, interactive=True)
                     if not args.stream:
                         print(result.output)
                     history = result.messages
@@ -229,8 +257,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run an agent on one prompt")
-    run.add_argument("prompt")
+    run.add_argument("prompt", nargs="?", help="the user's message (or --resume FILE)")
     _add_agent_options(run)
+    approval.add_options(run, run=True)
     run.add_argument("--stream", action="store_true", help="print the answer as it comes")
     run.add_argument("--json", action="store_true", help="print the whole RunResult as JSON")
     run.add_argument(
@@ -243,6 +272,7 @@ def _parser() -> argparse.ArgumentParser:
 
     chat = commands.add_parser("chat", help="chat in the terminal")
     _add_agent_options(chat)
+    approval.add_options(chat, run=False)
     chat.set_defaults(handler=_cmd_chat)
 
     serve = commands.add_parser("serve", help="serve the Workers AI API on localhost")

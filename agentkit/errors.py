@@ -7,7 +7,8 @@ AgentKitError
 │   ├── RequestValidationError     a request breaks the contract (field, bound, value)
 │   ├── UnsupportedFeature         the runtime cannot do what the request asks
 │   ├── SchemaGrammarError         a schema keyword cannot be held by a grammar
-│   └── ConfigurationError         a runtime is not installed or not configured
+│   ├── ConfigurationError         a runtime is not installed or not configured
+│   └── RunStateError              a paused run cannot be resumed as asked
 ├── ToolArgumentsError             a model's arguments do not fit a tool
 ├── RunError                       a run stopped before an answer; carries the partial run
 │   ├── MaxStepsExceeded
@@ -64,6 +65,7 @@ __all__ = [
     "RepeatedToolCall",
     "RequestValidationError",
     "RunError",
+    "RunStateError",
     "SchemaGrammarError",
     "ServerError",
     "StreamInterrupted",
@@ -206,6 +208,16 @@ class SchemaGrammarError(UserError, ValueError):
 
 class ConfigurationError(UserError):
     """A runtime is missing an optional dependency, a setting or a file."""
+
+
+class RunStateError(UserError):
+    """A paused run (`RunState`) cannot be resumed as asked: decisions that do not match its
+    pending calls, a state already resumed, an unknown version, or an agent configured
+    differently from the one that paused it. `problems` names each difference."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("cannot resume this run: " + "; ".join(self.problems))
 
 
 class ToolArgumentsError(AgentKitError):

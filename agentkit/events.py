@@ -99,8 +99,9 @@ _ResultT = TypeVar("_ResultT", default=Any)
 
 @dataclass(frozen=True)
 class RunFinished(Generic[_ResultT]):
-    """The run ended with an answer; `result.output` is the validated value of a structured
-    run."""
+    """The run ended: with an answer (the validated value in `result.output`, for an Agent
+    with an `output_type`), or paused for approval (`result.stop_reason == "approval"`,
+    `result.pending`, `result.state`)."""
 
     result: RunResult[_ResultT]
     kind: Literal["run_finished"] = "run_finished"

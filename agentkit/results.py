@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Generic, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 from typing_extensions import TypeVar
 
 from agentkit.model_api import Message, ToolCall, Usage
 
-__all__ = ["OutputT", "RunResult", "StopReason", "ToolCallRecord"]
+if TYPE_CHECKING:
+    from agentkit.state import RunState
+
+__all__ = ["OutputT", "PendingCall", "RunResult", "StopReason", "ToolCallRecord"]
 
 OutputT = TypeVar("OutputT", default=str)
 """The type of a run's output: `str` (the answer's text) unless the Agent has an `output_type`."""
@@ -17,6 +20,7 @@ OutputT = TypeVar("OutputT", default=str)
 StopReason = Literal[
     "answer",
     "final_answer",
+    "approval",
     "max_steps",
     "deadline",
     "tool_retries",
@@ -25,9 +29,24 @@ StopReason = Literal[
     "invalid_output",
 ]
 """Why a run stopped: the model answered; it answered in the tools-less call made after
-`max_steps`; one of the limits stopped it; a tool call was cut off by `max_tokens`
-(`truncated_call`); or the answer did not fit the output type (`invalid_output`). All but the
-first two come with an error that carries the partial run."""
+`max_steps`; it paused for a person to approve tool calls (`approval`: `RunResult.pending`
+lists them, `RunResult.state` resumes it); one of the limits stopped it; a tool call was cut
+off by `max_tokens` (`truncated_call`); the answer did not fit the output type
+(`invalid_output`). The limits, `truncated_call` and `invalid_output` come with an error that
+carries the partial run."""
+
+
+class PendingCall(BaseModel):
+    """A tool call waiting for a person's decision before it runs."""
+
+    id: str
+    """The call's id: what `agent.resume(approve=[...], deny={...})` names."""
+    name: str
+    """The tool's name."""
+    arguments: dict[str, Any]
+    """The arguments, validated (defaults filled in, values coerced), as JSON data."""
+    step: int
+    """The step (model call) that made it."""
 
 
 class ToolCallRecord(BaseModel):
@@ -80,3 +99,14 @@ class RunResult(BaseModel, Generic[OutputT]):
     stop_reason: StopReason = "answer"
     truncated: bool = False
     """True when the final answer was cut off by `max_tokens` (the runtime said `length`)."""
+    pending: list[PendingCall] = Field(default_factory=list)
+    """The tool calls waiting for approval, when `stop_reason == "approval"`; else empty."""
+
+    _state: RunState | None = PrivateAttr(default=None)
+
+    @property
+    def state(self) -> RunState | None:
+        """What a run paused for approval needs to continue (`agent.resume(result.state,
+        ...)`); None for a run that ended. Not part of the result's own JSON: save
+        `result.state.to_json()`."""
+        return self._state

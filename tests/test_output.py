@@ -23,10 +23,13 @@ from agentkit import (
     ModelRequest,
     OutputValidationError,
     RunResult,
+    RunState,
+    RunStateError,
     SchemaGrammarError,
     ScriptedRuntime,
     TruncatedToolCall,
     UserError,
+    tool,
 )
 from agentkit.events import PartialOutput, RunFinished, TextDelta
 from agentkit.model_api import Generation
@@ -390,3 +393,47 @@ async def test_a_cut_off_call_naming_a_tool_is_still_a_cut_off_call() -> None:
     runtime = ScriptedRuntime([cut])
     with pytest.raises(TruncatedToolCall):
         await Agent(runtime, tools=[add], output_type=Person).run("2 + 3?")
+
+
+# -- approval ------------------------------------------------------------------------------------
+
+
+@tool(requires_approval=True)
+def refund(order: str) -> str:
+    """Refund an order.
+
+    Args:
+        order: The order's id.
+    """
+    return f"refunded {order}"
+
+
+class Refund(BaseModel):
+    order: str
+    done: bool
+
+
+async def test_a_run_paused_for_approval_resumes_to_the_validated_object() -> None:
+    runtime = ScriptedRuntime(
+        [
+            call("refund", order="A-1"),
+            '{"order": "A-1", "done": "maybe"}',
+            '{"order": "A-1", "done": true}',
+        ]
+    )
+    agent = Agent(runtime, tools=[refund], output_type=Refund)
+    paused = await agent.run("Refund A-1")
+    assert paused.stop_reason == "approval" and paused.state is not None
+    state = RunState.from_json(paused.state.to_json())
+    result = await agent.resume(state, approve=[paused.pending[0].id])
+    assert result.output == Refund(order="A-1", done=True)
+    assert [r.output for r in result.tool_calls] == ["refunded A-1"]
+    # A paused run resumed by an agent with another output type is refused.
+    again = await Agent(
+        ScriptedRuntime([call("refund", order="B-2")]), tools=[refund], output_type=Refund
+    ).run("B-2")
+    assert again.state is not None
+    with pytest.raises(RunStateError, match="output_type"):
+        await Agent(ScriptedRuntime(), tools=[refund], output_type=Person).resume(
+            again.state, approve=[again.pending[0].id]
+        )

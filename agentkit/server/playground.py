@@ -1,16 +1,20 @@
-"""The playground: one page (plain HTML, JS and CSS from `static/`) and the two endpoints it
-uses, `GET /playground/info` and `POST /playground/agent`.
+"""The playground: one page (plain HTML, JS and CSS from `static/`) and the endpoints it
+uses, `GET /playground/info`, `POST /playground/agent` and `POST /playground/resume`.
 
 The agent endpoint runs the agent loop on the server, with the tools the server was started
 with, and streams its typed events as server-sent events named after each event's `kind`
 (`step_started`, `text_delta`, `tool_call_started`, `tool_call_finished`, `step_finished`,
-`run_finished`), or `error`.
+`run_finished`), or `error`. A run that stops for approval ends with `run_finished` saying
+`stop_reason: "approval"`, the `pending` calls and a `run` key; the paused run stays on the
+server (`agentkit.server.paused`) until the page posts `{run, approve: [ids], deny: {id:
+reason}}` to the resume endpoint, which streams the rest of the run the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,7 @@ from agentkit.agent import Agent
 from agentkit.events import Event, RunFinished
 from agentkit.server.core import ServerState, endpoint
 from agentkit.server.errors import BAD_INPUT, ApiError
+from agentkit.server.paused import PausedRuns, read_decisions
 from agentkit.server.queue import as_generator
 from agentkit.server.sse import EventStream, data_frame
 from agentkit.wire.workers_ai import GenerationRequest
@@ -37,6 +42,8 @@ _NO_CACHE = {"cache-control": "no-cache"}
 def playground_routes(state: ServerState) -> list[BaseRoute]:
     """The page, its files, and the endpoints it calls."""
 
+    paused = PausedRuns()
+
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers=_NO_CACHE)
 
@@ -44,7 +51,8 @@ def playground_routes(state: ServerState) -> list[BaseRoute]:
         Route("/", page, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Route("/playground/info", endpoint(state, _info), methods=["GET"]),
-        Route("/playground/agent", endpoint(state, _agent), methods=["POST"]),
+        Route("/playground/agent", endpoint(state, partial(_agent, paused)), methods=["POST"]),
+        Route("/playground/resume", endpoint(state, partial(_resume, paused)), methods=["POST"]),
     ]
 
 
@@ -67,7 +75,7 @@ async def _info(state: ServerState, request: Request) -> Response:
     )
 
 
-async def _agent(state: ServerState, request: Request) -> Response:
+async def _agent(paused: PausedRuns, state: ServerState, request: Request) -> Response:
     """Body: `{messages, instructions?, use_tools?, tool_choice?, temperature?, top_p?, ...}`."""
     state.authorize(request)
     body = await state.read_json(request)
@@ -92,24 +100,41 @@ async def _agent(state: ServerState, request: Request) -> Response:
         tool_choice=(checked.tool_choice if "tool_choice" in body else None) if tools else "auto",
         **{name: value for name, value in checked.sampling().items() if name in body},
     )
-    return EventStream(_events(agent, checked), state.to_error)
+    assert checked.messages is not None
+    return EventStream(_events(agent, agent.stream(checked.messages), paused), state.to_error)
 
 
-async def _events(agent: Agent, request: GenerationRequest) -> AsyncIterator[bytes]:
-    assert request.messages is not None  # checked by _agent
-    async with aclosing(as_generator(agent.stream(request.messages))) as events:
+async def _resume(paused: PausedRuns, state: ServerState, request: Request) -> Response:
+    """Body: `{run, approve: [call ids], deny: {call id: reason}}`; every pending call decided."""
+    state.authorize(request)
+    body = await state.read_json(request)
+    agent, run_state = paused.peek(body.get("run"))
+    approve, deny = read_decisions(body, run_state)
+    paused.take(body["run"])
+    events = agent.stream_resume(run_state, approve=approve, deny=deny)
+    return EventStream(_events(agent, events, paused), state.to_error)
+
+
+async def _events(
+    agent: Agent, stream: AsyncIterator[Event], paused: PausedRuns
+) -> AsyncIterator[bytes]:
+    async with aclosing(as_generator(stream)) as events:
         async for event in events:
-            yield data_frame(_event_data(event), event=event.kind)
+            yield data_frame(_event_data(event, agent, paused), event=event.kind)
 
 
-def _event_data(event: Event) -> Any:
+def _event_data(event: Event, agent: Agent, paused: PausedRuns) -> Any:
     if isinstance(event, RunFinished):
         result = event.result
-        return {
+        data = {
             "output": result.output,
             "steps": result.steps,
             "stop_reason": result.stop_reason,
             "usage": result.usage.to_wire(),
             "messages": [m.to_wire("function") for m in result.messages],
         }
+        if result.state is not None:
+            data["pending"] = [call.model_dump() for call in result.pending]
+            data["run"] = paused.put(agent, result.state)
+        return data
     return to_jsonable_python(event)

@@ -7,7 +7,9 @@ const SAMPLING = [
   "temperature", "top_p", "top_k", "max_tokens", "seed",
   "repetition_penalty", "frequency_penalty", "presence_penalty",
 ];
-const state = { info: null, history: [], controller: null, bubble: null, cards: new Map() };
+const state = {
+  info: null, history: [], controller: null, bubble: null, cards: new Map(), waiting: false,
+};
 
 function headers() {
   const out = { "Content-Type": "application/json" };
@@ -137,7 +139,7 @@ function toolCard(call) {
 function finishToolCard(record) {
   const card = state.cards.get(record.call.id) || toolCard(record.call);
   const ok = record.error === null;
-  card.classList.remove("running");
+  card.classList.remove("running", "waiting");
   card.classList.add(ok ? "ok" : "failed");
   const ms = (record.duration * 1000).toFixed(1);
   card.querySelector(".state").textContent = (ok ? "✓ done" : "✗ failed") + ` · ${ms} ms`;
@@ -163,10 +165,18 @@ function handle(event, data) {
       state.bubble.textContent += data.text;
       scrollDown();
       break;
-    case "tool_call_started":
+    case "tool_call_started": {
       dropEmptyBubble();
-      state.cards.set(data.call.id, toolCard(data.call));
+      const card = state.cards.get(data.call.id);
+      if (card) {
+        // An approved call, shown since the run paused: it runs now.
+        card.classList.replace("waiting", "running");
+        card.querySelector(".state").textContent = "running…";
+      } else {
+        state.cards.set(data.call.id, toolCard(data.call));
+      }
       break;
+    }
     case "tool_call_finished":
       finishToolCard(data.record);
       break;
@@ -175,6 +185,10 @@ function handle(event, data) {
       break;
     case "run_finished": {
       dropEmptyBubble();
+      if (data.stop_reason === "approval") {
+        askApproval(data);
+        break;
+      }
       // The system prompt is sent apart, so editing it applies to the next message.
       state.history = data.messages.filter((m) => m.role !== "system");
       const u = data.usage;
@@ -212,6 +226,52 @@ async function* events(response) {
   }
 }
 
+// A run paused for approval: each pending call gets a card with Approve and Deny (and a reason
+// for a no); once every call is decided, the decisions go to the server, which holds the run.
+function askApproval(data) {
+  const decisions = { run: data.run, approve: [], deny: {} };
+  let left = data.pending.length;
+  state.waiting = true;
+  for (const call of data.pending) {
+    const card = toolCard(call);
+    card.classList.replace("running", "waiting");
+    card.querySelector(".state").textContent = "waiting for approval";
+    state.cards.set(call.id, card);
+    const box = document.createElement("div");
+    box.className = "approval";
+    const reason = document.createElement("input");
+    reason.type = "text";
+    reason.className = "reason";
+    reason.placeholder = "reason, if you deny (optional)";
+    reason.setAttribute("aria-label", `reason to deny ${call.name}`);
+    const approve = document.createElement("button");
+    approve.type = "button";
+    approve.className = "approve";
+    approve.textContent = "Approve";
+    const deny = document.createElement("button");
+    deny.type = "button";
+    deny.className = "deny secondary";
+    deny.textContent = "Deny";
+    const decide = (approved) => {
+      approve.disabled = deny.disabled = reason.disabled = true;
+      if (approved) decisions.approve.push(call.id);
+      else decisions.deny[call.id] = reason.value.trim();
+      card.querySelector(".state").textContent = approved ? "approved" : "denied";
+      left -= 1;
+      if (left === 0) {
+        state.waiting = false;
+        streamRun("/playground/resume", decisions);
+      }
+    };
+    approve.addEventListener("click", () => decide(true));
+    deny.addEventListener("click", () => decide(false));
+    box.append(reason, approve, deny);
+    card.append(box);
+  }
+  addMeta(data.pending.length === 1 ? "1 call waits for approval" : `${data.pending.length} calls wait for approval`);
+  scrollDown();
+}
+
 async function send(text) {
   showError("");
   addMessage("user", text);
@@ -222,11 +282,15 @@ async function send(text) {
     tool_choice: $("tool_choice").value,
     ...sampling(),
   };
-  state.controller = new AbortController();
   state.cards.clear();
+  await streamRun("/playground/agent", body);
+}
+
+async function streamRun(url, body) {
+  state.controller = new AbortController();
   setBusy(true);
   try {
-    const response = await fetch("/playground/agent", {
+    const response = await fetch(url, {
       method: "POST",
       headers: headers(),
       body: JSON.stringify(body),
@@ -248,9 +312,10 @@ async function send(text) {
 }
 
 function setBusy(busy) {
-  $("send").disabled = busy;
+  $("send").disabled = busy || state.waiting;
   $("stop").hidden = !busy;
-  setStatus(busy ? "generating" : "ready", busy);
+  if (!busy && state.waiting) setStatus("waiting for approval");
+  else setStatus(busy ? "generating" : "ready", busy);
 }
 
 function shellQuote(text) {
@@ -332,6 +397,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("stop").addEventListener("click", () => state.controller && state.controller.abort());
   $("clear").addEventListener("click", () => {
     state.history = [];
+    state.waiting = false; // a run left waiting expires on the server
+    if (!state.controller || $("stop").hidden) setBusy(false);
     $("transcript").replaceChildren($("empty"));
     $("empty").hidden = false;
     $("usage").textContent = "";
