@@ -37,6 +37,7 @@ from agentkit.errors import (
     RepeatedToolCall,
     RequestValidationError,
     RunError,
+    RunInterrupted,
     RunStateError,
     SchemaGrammarError,
     ServerError,
@@ -73,6 +74,7 @@ from agentkit.runtimes import (
     WorkersAI,
     get_runtime,
 )
+from agentkit.sessions import HistoryLimit, MemorySession, Session, SQLiteSession
 from agentkit.state import RunState
 from agentkit.tools import (
     Tool,
@@ -101,7 +103,9 @@ __all__ = [
     "FunctionRuntime",
     "Generation",
     "GenerationRequest",
+    "HistoryLimit",
     "MaxStepsExceeded",
+    "MemorySession",
     "Message",
     "ModelBehaviorError",
     "ModelConnectionError",
@@ -122,13 +126,16 @@ __all__ = [
     "RequestValidationError",
     "RetryPolicy",
     "RunError",
+    "RunInterrupted",
     "RunResult",
     "RunState",
     "RunStateError",
     "Runtime",
+    "SQLiteSession",
     "SchemaGrammarError",
     "ScriptedRuntime",
     "ServerError",
+    "Session",
     "StopReason",
     "StreamChunk",
     "StreamInterrupted",

@@ -15,11 +15,11 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from pydantic import BaseModel
@@ -33,6 +33,9 @@ from agentkit.runtimes.base import Runtime
 from agentkit.tools import Tool, Toolset
 from agentkit.tools._threads import ThreadBatch, ThreadedCall
 from agentkit.usage import PriceTable, add_usage, cost
+
+if TYPE_CHECKING:
+    from agentkit.sessions.journal import RunJournal
 
 log = logging.getLogger("agentkit.agent")  # the Agent's logger: tool results are its to report
 
@@ -62,6 +65,8 @@ class _Run:
     cost: float | None = None
     output_retries: int = 0
     """Answers told they did not fit the output type (`agentkit.output`)."""
+    journal: RunJournal | None = None
+    """Where the run's progress is journaled, when it runs with a session."""
     awaiting: list[Any] = field(default_factory=list)
     """The calls of the last step held for a person's approval (`PendingCall`s, see
     `agentkit.approval`)."""
@@ -153,27 +158,40 @@ class ToolCalls:
     max_tool_output: int
     repeat_limit: int
     _limiter: anyio.CapacityLimiter | None
+    _clock: Callable[[], float] = staticmethod(time.perf_counter)
+    """Where a call's duration is read from; a durable workflow reads its own clock."""
 
     async def _dispatch(self, run: _Run, generation: Generation) -> None:
-        step = run.steps
         calls = [_json_ready(call) for call in generation.tool_calls]
         run.messages.append(Message.assistant(generation.response, calls))
-        records = [ToolCallRecord(step=step, call=call) for call in calls]
+        if run.journal is not None:
+            await run.journal.sync(run.messages, run.usage)
+        await self._run_calls(run, calls, generation.usage)
+
+    async def _run_calls(
+        self, run: _Run, calls: list[ToolCall], usage: Usage, told: Mapping[str, str] = {}
+    ) -> None:
+        """Run the calls of the step just taken; those in `told` do not run: the model is told
+        that text instead (a continued run's calls interrupted by a crash)."""
+        step = run.steps
+        records = [ToolCallRecord(step=step, call=call, error=told.get(call.id)) for call in calls]
         run.records.extend(records)
         stop: Exception | None = None
         held = False
         try:
             jobs: list[tuple[ToolCallRecord, Tool, dict[str, Any]]] = []
             for record in records:
-                job = self._prepare(run, record)
+                job = None if record.call.id in told else self._prepare(run, record)
                 if isinstance(job, Exception):
                     stop = stop or job
                 elif job is not None:
                     jobs.append((record, job[0], job[1]))
             jobs = self._hold(run, jobs)
-            await self._run_jobs(run, jobs)
+            async with run.journal.writing() if run.journal else nullcontext():
+                await self._run_jobs(run, jobs)
             for record in records:
-                stop = stop or self._count_failure(run, record)
+                if record.call.id not in told:
+                    stop = stop or self._count_failure(run, record)
             held = stop is None and bool(run.awaiting)
         finally:
             # Runs on cancellation too: every call in the transcript gets its result, but for
@@ -183,22 +201,25 @@ class ToolCalls:
                     continue
                 if record.output is None and record.error is None:
                     record.error = "cancelled: the run stopped before this call finished"
-                run.messages.append(
-                    Message.tool(
-                        _cut(record.output, self.max_tool_output)
-                        if record.output is not None
-                        else f"Error: {record.error}",
-                        tool_call_id=record.call.id,
-                        name=record.call.name,
-                    )
-                )
+                run.messages.append(self._result_message(record))
+        if run.journal is not None:
+            await run.journal.sync(run.messages, run.usage)
         if run.emit:
-            run.emit(StepFinished(step, generation.usage))
+            run.emit(StepFinished(step, usage))
         if stop is not None:
             reason: StopReason = "repeat" if isinstance(stop, RepeatedToolCall) else "tool_retries"
             assert isinstance(stop, (RepeatedToolCall, ToolRetriesExhausted))
             stop.run = run.result("", reason)
             raise _Stop(stop)
+
+    def _result_message(self, record: ToolCallRecord) -> Message:
+        return Message.tool(
+            _cut(record.output, self.max_tool_output)
+            if record.output is not None
+            else f"Error: {record.error}",
+            tool_call_id=record.call.id,
+            name=record.call.name,
+        )
 
     def _prepare(
         self, run: _Run, record: ToolCallRecord
@@ -269,6 +290,8 @@ class ToolCalls:
         self, run: _Run, jobs: list[tuple[ToolCallRecord, Tool, dict[str, Any]]]
     ) -> None:
         """Async tools each in a task; sync tools in one batch on worker threads."""
+        if run.journal is not None:  # stored before any of them acts
+            await run.journal.started([record.call for record, _, _ in jobs])
         if run.emit:
             for record, _, _ in jobs:  # in the order the model made the calls
                 run.emit(ToolCallStarted(record.step, record.call))
@@ -296,7 +319,7 @@ class ToolCalls:
         timeout = self._timeout(tool)
         value: Any = None
         error: BaseException | None = None
-        started = time.perf_counter()
+        started = self._clock()
         with run.tracing.tool_call(record, tool) if run.tracing else _NO_SPAN:
             try:
                 # No timeout, no cancel scope: it costs more than a fast tool itself.
@@ -309,7 +332,7 @@ class ToolCalls:
                 if _really_cancelled():
                     raise
                 error = exc  # not the run's cancellation: the tool failed
-            record.duration = time.perf_counter() - started
+            record.duration = self._clock() - started
             unhandled = self._file(run, record, tool, value, error)
         if unhandled is not None:
             raise unhandled
@@ -337,7 +360,8 @@ class ToolCalls:
                 unhandled = raised
                 batch.stop()  # the run ends with it: the other calls are given up
 
-        batch = ThreadBatch(calls, self._limiter, settled)
+        # With a journal, each result goes back as its call returns, to be stored at once.
+        batch = ThreadBatch(calls, self._limiter, settled, eager=run.journal is not None)
         await batch.run()
         if unhandled is not None:
             raise unhandled
@@ -378,6 +402,8 @@ class ToolCalls:
             return error
         if log.isEnabledFor(logging.DEBUG):
             log.debug("tool %s -> %s", tool.name, record.error or record.output)
+        if run.journal is not None:
+            run.journal.finished(self._result_message(record))
         if run.emit:
             run.emit(ToolCallFinished(record.step, record))
         return None

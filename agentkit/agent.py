@@ -37,6 +37,8 @@ from agentkit.output import output_spec
 from agentkit.results import OutputT, RunResult, StopReason, ToolCallRecord
 from agentkit.runtimes import get_runtime
 from agentkit.runtimes.base import Runtime
+from agentkit.sessions import Session
+from agentkit.sessions.runs import continue_interrupted, open_run
 from agentkit.telemetry import active as telemetry_active
 from agentkit.tools import Tool, Toolset, ToolSource
 from agentkit.usage import PriceTable, add_usage, check_prices, current_usage, model_name
@@ -213,47 +215,59 @@ class Agent(Approvals[OutputT]):
         self._limiter: anyio.CapacityLimiter | None = None
         self._entered = 0
 
+    _telemetry: Callable[[], Any] = staticmethod(telemetry_active)
+    """The instrumentation a run reports to; a durable workflow reports none (its model and
+    tool calls are traced where they run)."""
+
     # -- public API -------------------------------------------------------------------------
 
     async def run(
         self,
-        prompt: str | Sequence[Message],
+        prompt: str | Sequence[Message] | None = None,
         *,
         history: Sequence[Message] = (),
         transcript: list[Message] | None = None,
+        session: Session | None = None,
     ) -> RunResult[OutputT]:
         """Run until the model answers.
 
         Args:
-            prompt: the user's message, or messages to append after `history`.
+            prompt: the user's message, or messages to append after `history`. None, with a
+                session, continues the session's interrupted run (see docs/sessions.md).
             history: an earlier transcript to continue (e.g. `previous.messages`); not changed.
             transcript: instead of `history`, a list the run appends to in place as it goes.
                 It stays a valid conversation (every tool call answered) even when the run is
                 cancelled or stops with an error.
+            session: a `Session` (`agentkit.sessions`): the run starts from its conversation
+                and journals each step into it as it completes.
 
         Raises:
             RunError: a limit stopped the run, or the answer did not fit `output_type`
                 (`OutputValidationError`); `.run` holds the partial `RunResult`.
+            RunInterrupted: the session holds an interrupted run; continue it first.
         """
-        run = self._start(prompt, history, transcript)
+        run = await self._begin(prompt, history, transcript, session)
         return await self._execute(run, emit=None, stream=False)
 
     def run_sync(
         self,
-        prompt: str | Sequence[Message],
+        prompt: str | Sequence[Message] | None = None,
         *,
         history: Sequence[Message] = (),
         transcript: list[Message] | None = None,
+        session: Session | None = None,
     ) -> RunResult[OutputT]:
         """`run` for code that has no event loop."""
-        return anyio.run(partial(self.run, prompt, history=history, transcript=transcript))
+        run = partial(self.run, prompt, history=history, transcript=transcript, session=session)
+        return anyio.run(run)
 
     async def stream(
         self,
-        prompt: str | Sequence[Message],
+        prompt: str | Sequence[Message] | None = None,
         *,
         history: Sequence[Message] = (),
         transcript: list[Message] | None = None,
+        session: Session | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Run, yielding typed events as they happen; the last one is `RunFinished`. With an
         `output_type`, `PartialOutput` events show the answer as its JSON grows.
@@ -261,7 +275,7 @@ class Agent(Approvals[OutputT]):
         Use it as `async with contextlib.aclosing(agent.stream(...)) as events:` when you may
         stop early, so the run is cancelled cleanly.
         """
-        run = self._start(prompt, history, transcript)
+        run = await self._begin(prompt, history, transcript, session)
         async with aclosing(self._stream_run(run)) as events:
             async for event in events:
                 yield event
@@ -331,6 +345,30 @@ class Agent(Approvals[OutputT]):
 
     # -- the loop ---------------------------------------------------------------------------
 
+    async def _begin(
+        self,
+        prompt: str | Sequence[Message] | None,
+        history: Sequence[Message],
+        transcript: list[Message] | None,
+        session: Session | None,
+    ) -> _Run:
+        if self.toolset.running and not self._entered:
+            # Sources started by another run would be stopped by whichever run ends last, in
+            # a task that did not start them.
+            raise UserError(
+                "concurrent runs of an agent with tool sources (MCP servers) need the agent "
+                "entered first: `async with agent:`"
+            )
+        if session is None:
+            if prompt is None:
+                raise UserError("prompt: required for a run without a session")
+            return self._start(prompt, history, transcript)
+        if history:
+            raise UserError("a run with a session takes its history from the session")
+        if transcript is not None:
+            del transcript[:]
+        return await open_run(self, session, prompt, transcript)
+
     def _start(
         self,
         prompt: str | Sequence[Message],
@@ -357,14 +395,7 @@ class Agent(Approvals[OutputT]):
         self, run: _Run, *, emit: Callable[[Event], None] | None, stream: bool
     ) -> RunResult[OutputT]:
         run.emit = emit
-        if self.toolset.running and not self._entered:
-            # Sources started by another run would be stopped by whichever run ends last, in
-            # a task that did not start them.
-            raise UserError(
-                "concurrent runs of an agent with tool sources (MCP servers) need the agent "
-                "entered first: `async with agent:`"
-            )
-        run.tracing = telemetry_active()
+        run.tracing = self._telemetry()
         # Runs that this run's tools start (agents used as tools) add their usage to ours.
         outer = current_usage.get()
         scope = current_usage.set(run.nested)
@@ -379,13 +410,27 @@ class Agent(Approvals[OutputT]):
         except _Stop as stop:
             raise stop.error from None
         finally:
+            if run.journal is not None:
+                await run.journal.close(run.messages, run.usage, run.stop_reason or "error")
             current_usage.reset(scope)
             if outer is not None:
                 add_usage(outer, run.usage_by_model())
 
     async def _loop(self, run: _Run, stream: bool) -> RunResult[OutputT]:
+        if run.journal is not None and run.journal.resume is not None:
+            answered = await continue_interrupted(self, run)
+            if answered is not None:
+                # An answer made before the crash is settled as any other (an unfit one fixed).
+                output = self._output
+                settled = output.settle(run, answered.text, answered) if output else answered
+                if settled is not None:
+                    return cast("RunResult[OutputT]", settled)
+            if run.awaiting:  # a call the crash left unstarted needs approval
+                return cast("RunResult[OutputT]", self._paused(run))
         if run.resuming is not None:
             await self._resume_step(run)
+            if run.journal is not None:
+                await run.journal.sync(run.messages, run.usage)
         while run.steps < self.max_steps:
             # Per step: a tool source may have changed its tools since the last one.
             definitions = self.toolset.definitions(self._dialect) or None

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Collection, Mapping
-from contextlib import aclosing
+from contextlib import aclosing, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Generic
@@ -39,11 +39,13 @@ from agentkit.events import Event, StepFinished, ToolCallFinished
 from agentkit.model_api import Message, Usage
 from agentkit.results import OutputT, PendingCall, RunResult, StopReason, ToolCallRecord
 from agentkit.runtimes.base import Runtime
+from agentkit.sessions.base import Session
+from agentkit.sessions.runs import attach_paused
 from agentkit.state import RunState, digest
 from agentkit.tools import Tool
 from agentkit.usage import PriceTable
 
-__all__ = ["Approvals", "Decisions", "check_decisions", "denial", "fingerprint"]
+__all__ = ["Approvals", "Decisions", "check_decisions", "denial", "fingerprint", "release"]
 
 FINGERPRINTED_SETTINGS = ("output_type",)
 """Agent attributes that shape what a run produces: a state paused under one value is refused
@@ -123,6 +125,15 @@ def check_decisions(
     return Decisions(state, approved, deny)
 
 
+def release(state_id: str) -> None:
+    """Let the state `state_id` be resumed again in this process.
+
+    For an engine that replays a run's history (Temporal): the history, not this process,
+    is what makes its state single-use there.
+    """
+    _CONSUMED.pop(state_id, None)
+
+
 def denial(reason: str) -> str:
     """What the model is told of a denied call (as the call's error)."""
     reason = reason.strip()
@@ -152,6 +163,7 @@ class Approvals(ToolCalls, Generic[OutputT]):
         *,
         approve: Collection[str] = (),
         deny: Mapping[str, str] | None = None,
+        session: Session | None = None,
     ) -> RunResult[OutputT]:
         """Continue a run that paused for approval (`result.state`), with a decision on each
         pending call.
@@ -162,6 +174,8 @@ class Approvals(ToolCalls, Generic[OutputT]):
             deny: ids of the calls not to run, with the reason the model is told (the call's
                 result is the error `denied by the user: <reason>`; an empty reason says only
                 `denied by the user`).
+            session: the session the run paused in, if it ran with one: the resumed run
+                journals into it as the same run (see docs/sessions.md).
 
         Every pending call must be decided. The run goes on from where it stopped, with this
         agent's limits (a fresh `deadline`; `max_steps` counts the steps already made), and
@@ -173,7 +187,8 @@ class Approvals(ToolCalls, Generic[OutputT]):
                 (a tool missing or changed, another output type): each is named.
             RunError: a limit stopped the resumed run, as in `run`.
         """
-        return await self._execute(self._resumed(state, approve, deny), emit=None, stream=False)
+        run = await self._resumed_in(state, approve, deny, session)
+        return await self._execute(run, emit=None, stream=False)
 
     def resume_sync(
         self,
@@ -181,9 +196,11 @@ class Approvals(ToolCalls, Generic[OutputT]):
         *,
         approve: Collection[str] = (),
         deny: Mapping[str, str] | None = None,
+        session: Session | None = None,
     ) -> RunResult[OutputT]:
         """`resume` for code that has no event loop."""
-        return anyio.run(partial(self.resume, state, approve=approve, deny=deny))
+        resume = partial(self.resume, state, approve=approve, deny=deny, session=session)
+        return anyio.run(resume)
 
     async def stream_resume(
         self,
@@ -191,16 +208,29 @@ class Approvals(ToolCalls, Generic[OutputT]):
         *,
         approve: Collection[str] = (),
         deny: Mapping[str, str] | None = None,
+        session: Session | None = None,
     ) -> AsyncGenerator[Event, None]:
         """`resume`, yielding events as `stream` does: the decided calls' `ToolCallStarted` /
         `ToolCallFinished` (a denied call has only the latter), the paused step's
         `StepFinished`, then the next steps; the last event is `RunFinished`."""
-        run = self._resumed(state, approve, deny)
+        run = await self._resumed_in(state, approve, deny, session)
         async with aclosing(self._stream_run(run)) as events:
             async for event in events:
                 yield event
 
     # -- hooks of the loop ------------------------------------------------------------------
+
+    async def _resumed_in(
+        self,
+        state: RunState,
+        approve: Collection[str],
+        deny: Mapping[str, str] | None,
+        session: Session | None,
+    ) -> _Run:
+        run = self._resumed(state, approve, deny)
+        if session is not None:
+            await attach_paused(run, session, [call.id for call in state.pending])
+        return run
 
     def _resumed(
         self, state: RunState, approve: Collection[str], deny: Mapping[str, str] | None
@@ -296,7 +326,8 @@ class Approvals(ToolCalls, Generic[OutputT]):
             except ToolArgumentsError as exc:
                 record.error = f"invalid arguments for {call.name}: {exc}"
         try:
-            await self._run_jobs(run, jobs)
+            async with run.journal.writing() if run.journal else nullcontext():
+                await self._run_jobs(run, jobs)
         finally:
             # On cancellation too: every call of the step gets its result in the transcript.
             for record in records.values():

@@ -1,4 +1,4 @@
-"""The `agentkit` command: run | chat | serve | mcp | schema | validate."""
+"""The `agentkit` command: run | chat | serve | worker | mcp | schema | validate."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
 from functools import partial
 from pathlib import Path
@@ -22,9 +22,17 @@ from agentkit.mcp.options import add_mcp_options, mcp_sources
 from agentkit.model_api import SAMPLING_FIELDS, ModelRequest
 from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.runtimes.base import Runtime
+from agentkit.sessions import Session, history, interrupted_run
+from agentkit.sessions.options import add_session_options, open_session
 from agentkit.state import RunState
 from agentkit.telemetry.console import add_options as add_telemetry_options
 from agentkit.telemetry.console import configure as configure_telemetry
+from agentkit.temporal.options import (
+    add_run_options,
+    add_worker_arguments,
+    run_durable,
+    run_worker,
+)
 from agentkit.tools import Tool, ToolSource, validate_tool_definitions
 from agentkit.tools.loader import load_tools
 from agentkit.wire.workers_ai import generation_json_schema, request_json_schema
@@ -56,6 +64,7 @@ def _add_agent_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="show each tool call")
     add_telemetry_options(parser)
     add_mcp_options(parser)
+    add_session_options(parser)
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
@@ -82,14 +91,18 @@ def _output_schema(value: str | None) -> dict[str, Any] | None:
     return schema
 
 
-def _agent(args: argparse.Namespace) -> Agent[Any]:
-    tools: list[Tool | ToolSource] = [*(load_tools(args.tools) if args.tools else [])]
-    tools.extend(mcp_sources(args))
-    sampling = {
+def _sampling(args: argparse.Namespace) -> dict[str, Any]:
+    return {
         flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
         for flag, _ in _SAMPLING
         if getattr(args, flag[2:].replace("-", "_")) is not None
     }
+
+
+def _agent(args: argparse.Namespace) -> Agent[Any]:
+    tools: list[Tool | ToolSource] = [*(load_tools(args.tools) if args.tools else [])]
+    tools.extend(mcp_sources(args))
+    sampling = _sampling(args)
     # Unset flags leave the runtime's profile in charge (the embedded model's forced first
     # call and greedy sampling, for one).
     return Agent(
@@ -109,22 +122,24 @@ def _say(text: str) -> None:
 
 async def _run_once(
     agent: Agent[Any],
-    prompt: str,
+    prompt: str | None,
     args: argparse.Namespace,
     history: Sequence[Any] = (),
     resume: tuple[RunState, list[str], dict[str, str]] | None = None,
+    session: Session | None = None,
 ) -> RunResult[Any]:
     stream = getattr(args, "stream", False) or args.verbose
     if not stream:
         if resume is not None:
-            return await agent.resume(resume[0], approve=resume[1], deny=resume[2])
-        return await agent.run(prompt, history=history)
+            state, approve, deny = resume
+            return await agent.resume(state, approve=approve, deny=deny, session=session)
+        return await agent.run(prompt, history=history, session=session)
     result: RunResult[Any] | None = None
     printing = getattr(args, "stream", False) and not getattr(args, "json", False)
     source = (
-        agent.stream(prompt, history=history)
+        agent.stream(prompt, history=history, session=session)
         if resume is None
-        else agent.stream_resume(resume[0], approve=resume[1], deny=resume[2])
+        else agent.stream_resume(resume[0], approve=resume[1], deny=resume[2], session=session)
     )
     async with aclosing(source) as events:
         async for event in events:
@@ -144,22 +159,48 @@ async def _run_once(
     return result
 
 
+async def _continue_interrupted(
+    agent: Agent,
+    session: Session | None,
+    args: argparse.Namespace,
+    settle: Callable[[RunResult], Awaitable[RunResult]],
+) -> RunResult | None:
+    """Finish the session's run that a dead process left, before anything new."""
+    if session is None or (pending := await interrupted_run(session)) is None:
+        return None
+    unfinished = f"; not run again: {', '.join(pending.unfinished)}" if pending.unfinished else ""
+    _say(f"session {session.session_id}: continuing a run that was interrupted{unfinished}")
+    result = await settle(await _run_once(agent, None, args, session=session))
+    if not getattr(args, "stream", False) and result.stop_reason != "approval":
+        print(result.output)
+    return result
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.temporal:
+        return run_durable(args, _sampling(args), approval._ask, approval.EXIT_PAUSED)
     if (args.prompt is None) == (args.resume is None):
         raise UserError("agentkit run: give a prompt, or --resume FILE (not both)")
     agent = _agent(args)
+    session = open_session(args)
 
     async def go() -> RunResult[Any]:
         def resume(state: RunState, approve: list[str], deny: dict[str, str]) -> Any:
-            return _run_once(agent, "", args, resume=(state, approve, deny))
+            return _run_once(agent, "", args, resume=(state, approve, deny), session=session)
+
+        def settle(result: RunResult) -> Awaitable[RunResult]:
+            return approval.settle(result, args, resume, interactive=False)
 
         try:
             async with agent:  # starts the MCP servers, and stops them
+                continued = await _continue_interrupted(agent, session, args, settle)
+                if continued is not None and continued.stop_reason == "approval":
+                    return continued  # saved for --resume: the new prompt waits for it
                 if args.resume is not None:
                     result = await approval.from_file(args, resume)
                 else:
-                    result = await _run_once(agent, args.prompt, args)
-                return await approval.settle(result, args, resume, interactive=False)
+                    result = await _run_once(agent, args.prompt, args, session=session)
+                return await settle(result)
         finally:
             await agent.runtime.aclose()
 
@@ -177,14 +218,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_chat(args: argparse.Namespace) -> int:
     agent = _agent(args)
+    session = open_session(args)
 
     def resume(state: RunState, approve: list[str], deny: dict[str, str]) -> Any:
-        return _run_once(agent, "", args, resume=(state, approve, deny))
+        return _run_once(agent, "", args, resume=(state, approve, deny), session=session)
+
+    def settle(result: RunResult) -> Awaitable[RunResult]:
+        return approval.settle(result, args, resume, interactive=True)
 
     async def go() -> None:
-        history: list[Any] = []
+        earlier: list[Any] = []
         try:
             async with agent:
+                if session is not None:
+                    count = len(await history(session))
+                    where = f"{session.session_id} ({session.path})"
+                    _say(
+                        f"resumed session {where}: {count} messages"
+                        if count
+                        else f"new session {where}"
+                    )
+                    await _continue_interrupted(agent, session, args, settle)
                 while True:
                     try:
                         line = await anyio.to_thread.run_sync(input, "you> ")
@@ -194,11 +248,14 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                         return
                     if not line.strip():
                         continue
-                    result = await _run_once(agent, line, args, history)
-                    result = await approval.settle(result, args, resume, interactive=True)
+                    if session is not None:
+                        result = await _run_once(agent, line, args, session=session)
+                    else:
+                        result = await _run_once(agent, line, args, earlier)
+                    result = await settle(result)
                     if not args.stream:
                         print(result.output)
-                    history = result.messages
+                    earlier = result.messages
         finally:
             await agent.runtime.aclose()
 
@@ -268,7 +325,13 @@ def _parser() -> argparse.ArgumentParser:
         help="answer with a JSON object of this JSON Schema (a file, or inline JSON); "
         "prints the validated object",
     )
+    add_run_options(run)
     run.set_defaults(handler=_cmd_run)
+
+    worker = commands.add_parser("worker", help="run durable agent runs from a Temporal queue")
+    worker.add_argument("--runtime", default="local", choices=sorted(RUNTIMES))
+    add_worker_arguments(worker)
+    worker.set_defaults(handler=run_worker)
 
     chat = commands.add_parser("chat", help="chat in the terminal")
     _add_agent_options(chat)

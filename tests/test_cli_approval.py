@@ -229,3 +229,24 @@ def test_run_needs_a_prompt_or_a_state_to_resume(capsys: pytest.CaptureFixture[s
     assert capsys.readouterr().err == (
         "error: agentkit run: give a prompt, or --resume FILE (not both)\n"
     )
+
+
+def test_a_paused_run_of_a_session_resumes_into_it_in_another_process(
+    service: LoopbackServer, tools_file: Path, tmp_path: Path
+) -> None:
+    from agentkit import SQLiteSession
+
+    db = str(tmp_path / "s.db")
+    session = ["--session", "jobs", "--session-db", db, "--tools", str(tools_file)]
+    state = tmp_path / "paused.json"
+    done = agentkit(service, tmp_path, "run", "add 2 and 3", *session, "--state-file", str(state))
+    assert done.returncode == 3, done.stderr
+    assert SQLiteSession(db, "jobs").load_sync()[-1]["stop_reason"] == "approval"
+    argv = ["run", "--resume", str(state), "--approve", "call_A", *session]
+    resumed = agentkit(service, tmp_path, *argv)
+    assert (resumed.returncode, resumed.stdout) == (0, "The result is 5.\n"), resumed.stderr
+    entries = SQLiteSession(db, "jobs").load_sync()
+    assert len({e["run"] for e in entries}) == 1  # the same run, resumed
+    roles = [e["message"]["role"] for e in entries if e["kind"] == "message"]
+    assert roles == ["user", "assistant", "tool", "assistant"]
+    assert entries[-1] == {"kind": "end", "run": entries[0]["run"], "stop_reason": "answer"}

@@ -193,18 +193,24 @@ class _Worker:
 
 class ThreadBatch:
     """Run sync calls on worker threads; `settled(call)` is called on the event loop as each
-    call finishes or is given up (not for calls cut off by cancellation)."""
+    call finishes or is given up (not for calls cut off by cancellation).
+
+    With `eager`, every result goes back the moment its call returns, fast or not, at the cost
+    of a hop per call: for runs that journal each result as it finishes (sessions)."""
 
     def __init__(
         self,
         calls: Sequence[ThreadedCall],
         limiter: anyio.CapacityLimiter,
         settled: Callable[[ThreadedCall], None],
+        *,
+        eager: bool = False,
     ) -> None:
         self._queue = deque(calls)
         self._open = list(calls)  # not settled yet
         self._limiter = limiter
         self._settled = settled
+        self._eager = eager
         self._lock = threading.Lock()  # guards call states, the queue and worker handovers
         self._workers: list[_Worker] = []
         self._closed = False
@@ -376,5 +382,5 @@ class ThreadBatch:
                     call.state = _DONE
                     call.value, call.error, call.duration = value, error, ended - started
                     worker.done.append(call)
-            if ended - started >= BLOCKED_AFTER:
+            if self._eager or ended - started >= BLOCKED_AFTER:
                 return

@@ -1,0 +1,160 @@
+"""What crosses Temporal's wire: a run's input, the activities' inputs and outputs, the progress
+a query returns. Every type is a pydantic model, carried by `temporalio.contrib.pydantic`'s
+data converter; each is recorded in the workflow's history, so a field may be added (with a
+default) but not removed or renamed while runs that used it may still be replayed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from agentkit.model_api import FunctionDefinition, Generation, Message, ModelRequest, Usage
+from agentkit.results import PendingCall
+
+__all__ = [
+    "MAX_TOOL_OUTPUT",
+    "ActivityOptions",
+    "ApprovalCheck",
+    "Decisions",
+    "DescribeInput",
+    "Description",
+    "ModelCall",
+    "ModelOutcome",
+    "Progress",
+    "RunInput",
+    "ToolInput",
+    "ToolSpec",
+]
+
+MAX_TOOL_OUTPUT = 250_000
+"""The largest `max_tool_output` a durable run takes, in characters: at 4 bytes a character at
+most, one tool's output stays under Temporal's 2 MB limit on a payload."""
+
+
+class ActivityOptions(BaseModel):
+    """Timeouts and retries of a run's activities (seconds; attempts include the first)."""
+
+    model_timeout: float = Field(default=300.0, gt=0)
+    """How long one model call may take (start to close)."""
+    model_attempts: int = Field(default=3, ge=1)
+    """Attempts at a model call that failed for a reason worth retrying (a connection, a
+    timeout, a worker lost); a refused request is not retried."""
+    tool_timeout: float = Field(default=300.0, gt=0)
+    """How long a tool call may take unless the tool sets its own `timeout`."""
+    tool_attempts: int = Field(default=3, ge=1)
+    """Attempts at a call of a tool marked `idempotent`; any other tool runs at most once."""
+    heartbeat_timeout: float | None = Field(default=30.0, gt=0)
+    """A worker running a call says it is alive this often (a third of it, in fact); past it
+    the call is taken as lost and retried on another worker (if it may be). None: the call
+    is lost only at its own timeout."""
+    retry_interval: float = Field(default=1.0, gt=0)
+    """The first wait before a retry; each later one doubles, up to 30 times it."""
+
+
+class RunInput(BaseModel):
+    """One durable run: the prompt and the agent's settings. The tools and the model are the
+    workers' (registered by name), so this says only which of them to use."""
+
+    prompt: str | list[Message]
+    """The user's message, or messages to append after `history`."""
+    history: list[Message] = Field(default_factory=list)
+    """An earlier transcript to continue."""
+    runtime: str | None = None
+    """The registered runtime to use; None: the one the workers register first."""
+    tools: list[str] | None = None
+    """The registered tools to offer by name; None: all of them."""
+    instructions: str | None = None
+    max_steps: int = Field(default=10, ge=1)
+    final_answer_on_max_steps: bool = False
+    max_tool_retries: int = Field(default=2, ge=0)
+    max_tool_output: int = Field(default=20_000, ge=1, le=MAX_TOOL_OUTPUT)
+    repeat_limit: int = Field(default=3, ge=1)
+    max_concurrency: int = Field(default=8, ge=1)
+    tool_choice: str | None = None
+    reset_tool_choice: bool = True
+    name: str | None = None
+    sampling: dict[str, Any] = Field(default_factory=dict)
+    """Request fields sent with every call (`temperature`, `max_tokens`, ...)."""
+    activities: ActivityOptions = Field(default_factory=ActivityOptions)
+
+
+class DescribeInput(BaseModel):
+    runtime: str | None = None
+    tools: list[str] | None = None
+
+
+class ToolSpec(BaseModel):
+    """A registered tool, as the workflow sees it: its definition and how to call it."""
+
+    definition: FunctionDefinition
+    sequential: bool = False
+    idempotent: bool = False
+    timeout: float | None = None
+    max_retries: int | None = None
+    approval: Literal["never", "always", "predicate"] = "never"
+    """Whether its calls wait for a person: never, always, or when its predicate (which stays
+    on the workers, asked by an activity) says so."""
+
+
+class Description(BaseModel):
+    """What the workers offer a run, read once at its start (and kept in its history, so a
+    run in flight keeps the definitions it began with)."""
+
+    runtime: str
+    model: str
+    capabilities: dict[str, Any]
+    tool_choice: str = "auto"
+    """The runtime profile's tool choice."""
+    sampling: dict[str, Any] = Field(default_factory=dict)
+    """The runtime profile's sampling fields."""
+    tools: list[ToolSpec] = Field(default_factory=list)
+
+
+class ModelCall(BaseModel):
+    runtime: str
+    request: ModelRequest
+
+
+class ModelOutcome(BaseModel):
+    generation: Generation
+    raw_arguments: dict[str, str] = Field(default_factory=dict)
+    """Arguments the model wrote that were not JSON, by call id (the wire form of a call
+    leaves them out)."""
+
+
+class ToolInput(BaseModel):
+    name: str
+    arguments: dict[str, Any]
+    max_output: int
+    """The output is cut to this many characters before it is recorded (see `MAX_TOOL_OUTPUT`)."""
+
+
+class ApprovalCheck(BaseModel):
+    name: str
+    arguments: dict[str, Any]
+
+
+class Decisions(BaseModel):
+    """A person's decisions on calls waiting for approval: the `decide` signal's argument.
+    Decisions may come in several signals; the run goes on once every waiting call has one."""
+
+    approve: list[str] = Field(default_factory=list)
+    """Ids of the calls to run."""
+    deny: dict[str, str] = Field(default_factory=dict)
+    """Ids of the calls not to run, with the reason the model is told."""
+
+
+class Progress(BaseModel):
+    """A run's progress, as the `progress` query returns it."""
+
+    steps: int = 0
+    """Model calls made so far."""
+    tool_calls: int = 0
+    """Tool calls made so far (finished or not)."""
+    usage: Usage = Field(default_factory=Usage)
+    pending_approvals: list[PendingCall] = Field(default_factory=list)
+    """The tool calls waiting for a person's decision (id, tool, arguments), while the run
+    is paused for approval."""
+    done: bool = False
