@@ -20,6 +20,8 @@ from agentkit import (
     Capabilities,
     FunctionRuntime,
     MaxStepsExceeded,
+    MemorySession,
+    Message,
     ModelRequest,
     OutputValidationError,
     RunResult,
@@ -33,6 +35,7 @@ from agentkit import (
 )
 from agentkit.events import PartialOutput, RunFinished, TextDelta
 from agentkit.model_api import Generation
+from agentkit.sessions import Entry
 
 answer = ScriptedRuntime.answer
 call = ScriptedRuntime.call
@@ -437,3 +440,31 @@ async def test_a_run_paused_for_approval_resumes_to_the_validated_object() -> No
         await Agent(ScriptedRuntime(), tools=[refund], output_type=Person).resume(
             again.state, approve=[again.pending[0].id]
         )
+
+
+# -- sessions --------------------------------------------------------------------------------------
+
+
+def crashed_after(answer: str) -> list[Entry]:
+    """The journal of a run whose process died after the model answered."""
+    head: Entry = {"kind": "run", "run": "run_x", "pid": 1, "host": "elsewhere"}
+    said = [Message.user("Ada is 36."), Message.assistant(answer)]
+    return [
+        head,
+        *({"run": "run_x", "kind": "message", "message": m.model_dump(mode="json")} for m in said),
+    ]
+
+
+async def test_an_answer_made_before_a_crash_is_settled_against_the_output_type() -> None:
+    session = MemorySession()
+    await session.append(crashed_after('{"name": "Ada", "age": 36}'))
+    runtime = ScriptedRuntime([])
+    result = await Agent(runtime, output_type=Person).run(session=session)
+    assert result.output == Person(name="Ada", age=36) and runtime.requests == []
+    # An unfit one is told to the model, which fixes it.
+    session = MemorySession()
+    await session.append(crashed_after('{"name": "Ada"}'))
+    runtime = ScriptedRuntime(['{"name": "Ada", "age": 36}'])
+    result = await Agent(runtime, output_type=Person).run(session=session)
+    assert result.output.age == 36
+    assert "- age: is required" in runtime.requests[0].messages[-1].content
