@@ -628,3 +628,54 @@ async def test_the_local_runtime_refuses_a_schema_nested_too_deep_by_its_path(lo
     with pytest.raises(SchemaGrammarError) as caught:
         await local.generate(request)
     assert caught.value.path == "deep.parameters" + ".a" * MAX_DEPTH
+
+
+# -- counts past llama.cpp's repetition limit, dictionaries, nullable -------------------------
+
+
+def test_counts_past_llama_cpps_repetition_limit_are_held_exactly(accepts: Accepts) -> None:
+    # llama.cpp refuses `x{0,2600}` outright; the builder writes it in blocks.
+    text = schema_to_gbnf({"type": "string", "minLength": 1500, "maxLength": 2600})
+    for size, fits in ((1499, False), (1500, True), (2000, True), (2600, True), (2601, False)):
+        assert accepts(text, json.dumps("ab" * (size // 2) + "c" * (size % 2))) is fits, size
+    items = schema_to_gbnf({"type": "array", "items": {"type": "integer"}, "maxItems": 2100})
+    for size, fits in ((0, True), (1, True), (2100, True), (2101, False)):
+        assert accepts(items, json.dumps([7] * size)) is fits, size
+
+
+def test_a_dictionary_holds_its_size_bounds(accepts: Accepts) -> None:
+    text = schema_to_gbnf(
+        {
+            "type": "object",
+            "additionalProperties": {"type": "integer"},
+            "minProperties": 1,
+            "maxProperties": 2,
+        }
+    )
+    assert not accepts(text, "{}")
+    assert accepts(text, '{"a": 1}') and accepts(text, '{"a": 1, "b": 2}')
+    assert not accepts(text, '{"a": 1, "b": 2, "c": 3}')
+    with pytest.raises(SchemaGrammarError, match="maxProperties"):
+        schema_to_gbnf({"type": "object", "properties": {"a": {}}, "maxProperties": 1})
+
+
+def test_nullable_true_adds_null(accepts: Accepts) -> None:
+    text = schema_to_gbnf({"type": "string", "maxLength": 3, "nullable": True})
+    assert accepts(text, "null") and accepts(text, '"abc"') and not accepts(text, '"abcd"')
+
+
+def test_all_of_parts_join_their_properties_unless_extras_are_closed_elsewhere() -> None:
+    joined = schema_to_gbnf(
+        {
+            "type": "object",
+            "allOf": [
+                {"properties": {"a": {"type": "integer"}}, "required": ["a"]},
+                {"properties": {"b": {"type": "integer"}}, "required": ["b"]},
+            ],
+        }
+    )
+    assert '"\\"a\\": "' in joined and '"\\"b\\": "' in joined
+    with pytest.raises(SchemaGrammarError, match="additionalProperties applies"):
+        schema_to_gbnf(
+            {"additionalProperties": False, "allOf": [{"properties": {"a": {"type": "integer"}}}]}
+        )

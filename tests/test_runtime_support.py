@@ -177,6 +177,9 @@ async def test_the_local_runtime_honours_or_refuses_each_field(tmp_path: Any) ->
                 plan.lazy_grammar
                 != runtime._plan(runtime.check(request_using("tools"))).lazy_grammar
             )
+        elif field == "response_format":
+            assert plan.answer and plan.grammar and not plan.chat_format
+            assert "a JSON object" in plan.prompt
         elif field == "lora":
             assert plan.lora == "pirate"
         elif field == "raw_prompt":
@@ -187,5 +190,5 @@ async def test_the_local_runtime_honours_or_refuses_each_field(tmp_path: Any) ->
             assert plan.seed == 42
         else:
             assert plan.sampling != base.sampling, field
-    assert refused == ["response_format"]
+    assert refused == []
     await runtime.aclose()

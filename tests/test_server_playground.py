@@ -448,3 +448,45 @@ def test_an_allowed_origin_calls_the_api_with_cors(browser: Browser) -> None:
     assert answer.startswith("200 ")
     assert '"output":"It is 1517."' in answer
     assert calculator.runs == ["37 * 41"]
+
+
+def test_the_page_sets_a_schema_and_shows_the_answer_object(page: Page) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    }
+    model = LlamaCpp()
+    try:
+        with BackgroundServer(create_app(model)) as server:
+            page.goto(server.url + "/")
+            expect(page.locator("#status")).to_have_text("ready")
+            expect(page.locator("#schema")).to_be_hidden()
+            page.check("#use-schema")
+            page.fill("#schema", json.dumps(schema))
+            page.fill("#temperature", "0")
+            page.fill("#max_tokens", "40")
+            page.fill("#prompt", "Alice is 31 years old. Give her name and age.")
+            page.keyboard.press("Enter")
+            expect(page.locator("#status")).to_have_text("ready", timeout=60_000)
+            expect(page.locator("#error")).to_be_hidden()
+            answer = page.locator(".msg.assistant .bubble").last
+            expect(answer).to_have_class("bubble json")
+            text = answer.text_content() or ""
+            value = json.loads(text)
+            assert set(value) == {"name", "age"} and isinstance(value["age"], int)
+            assert "\n  " in text  # shown indented
+            # The curl command asks the API for the same format.
+            page.click("#copy-curl")
+            assert '"response_format"' in (page.locator("#curl").text_content() or "")
+            # A schema that is not JSON is reported before anything is sent.
+            page.fill("#schema", "{not json")
+            page.fill("#prompt", "again")
+            page.keyboard.press("Enter")
+            expect(page.locator("#error")).to_contain_text("JSON Schema: not valid JSON")
+            screenshot(page, "playground-schema.png")
+    finally:
+        closer = threading.Thread(target=anyio.run, args=(model.aclose,))
+        closer.start()
+        closer.join()

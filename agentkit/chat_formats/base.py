@@ -95,10 +95,22 @@ class ChatFormat(abc.ABC):
             UserError: no tools, `tool_choice` `none`, or a name that is not a tool's.
             SchemaGrammarError: a parameters schema the grammar cannot hold.
         """
-        chosen = _chosen(tools, tool_choice)
         builder = GrammarBuilder(
             checked_after=checked_after, max_string=max_string, max_items=max_items
         )
+        return builder.text(self.call_expression(builder, tools, tool_choice, parallel=parallel))
+
+    def call_expression(
+        self,
+        builder: GrammarBuilder,
+        tools: Sequence[FunctionDefinition],
+        tool_choice: str = "auto",
+        *,
+        parallel: bool = True,
+    ) -> str:
+        """The rules of `call_grammar`, added to `builder`; returns the expression of the calls
+        (so one grammar can offer calls beside other text, e.g. an answer object)."""
+        chosen = _chosen(tools, tool_choice)
         alternatives = []
         for tool in chosen:
             schema = normalize_definition({"name": tool.name, "parameters": tool.parameters})[0]
@@ -116,9 +128,9 @@ class ChatFormat(abc.ABC):
         ]
         one = builder.rule("one-call", " ".join(p for p in wrapped if p))
         if not parallel:
-            return builder.text(one)
+            return one
         more = f"( {gbnf_literal(self.call_separator)} {one} ){{0,{MAX_PARALLEL_CALLS - 1}}}"
-        return builder.text(f"{one} {more}")
+        return builder.rule("calls", f"{one} {more}")
 
     def check_tools(self, tools: Sequence[FunctionDefinition]) -> None:
         """Build each tool's call grammar now, so a schema the grammar cannot hold fails before

@@ -8,11 +8,15 @@ Every keyword that constrains a value is either held by the grammar or refused w
 `SchemaGrammarError`, naming the keyword and its path. Nothing silently becomes "any JSON":
 only `{}` and `true` mean any value. What the grammar holds:
 
-- `type` (one or a list), `enum`, `const` (any JSON value), `anyOf`, `oneOf` (as alternatives;
-  branches are expected to be disjoint), `allOf` (merged when the parts do not overlap),
-  local `$ref` into `$defs`/`definitions` (recursion allowed);
+- `type` (one or a list; `nullable: true` adds `null`), `enum`, `const` (any JSON value),
+  `anyOf`, `oneOf` (as alternatives; branches are expected to be disjoint), `allOf` (merged when
+  the parts do not overlap; their `properties` and `required` lists join), local `$ref` into
+  `$defs`/`definitions` or to `#` (recursion allowed; a builder given `max_ref_depth` unfolds a
+  recursive reference that many levels deep and leaves it out below: an optional property or
+  an array's items end there, a required one makes its branch impossible);
 - objects: `properties` in their order, `required` (optional ones may be left out),
-  `additionalProperties` (`false`, `true` or a schema). With `properties` and no
+  `additionalProperties` (`false`, `true` or a schema); `minProperties`/`maxProperties` of an
+  object with no declared properties (a dictionary). With `properties` and no
   `additionalProperties`, only the declared properties are written: extra keys would be
   dropped or refused by the tool anyway;
 - strings: `minLength`, `maxLength`, `format` `date`, `time`, `date-time`, `uuid` (other
@@ -96,8 +100,21 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+NEVER = "\0never"
+"""What `GrammarBuilder.visit` returns for a schema no value can fit within the bounds (a
+recursive reference past `max_ref_depth`); it never reaches a grammar's text."""
+
+
 class GrammarBuilder:
-    """Collects rules for one grammar; several schemas can share it (one rule per shape)."""
+    """Collects rules for one grammar; several schemas can share it (one rule per shape).
+
+    Args:
+        checked_after: keywords a grammar cannot hold are left to a validator, not refused.
+        max_string: the most characters of a string without its own `maxLength`.
+        max_items: the most items of an array without its own `maxItems`.
+        max_ref_depth: how many times one `$ref` may be open inside itself; None: no bound
+            (GBNF recursion, as deep as the model goes).
+    """
 
     def __init__(
         self,
@@ -105,13 +122,17 @@ class GrammarBuilder:
         checked_after: bool = False,
         max_string: int | None = None,
         max_items: int | None = None,
+        max_ref_depth: int | None = None,
     ) -> None:
         self.checked_after = checked_after
         self.max_string = max_string
         self.max_items = max_items
+        self.max_ref_depth = max_ref_depth
         self._rules: dict[str, str] = {}
         self._by_body: dict[str, str] = {}
-        self._refs: dict[tuple[int, str, str], str] = {}
+        self._refs: dict[tuple[Any, ...], str] = {}
+        self._open: list[str] = []
+        """The references being unfolded, outermost first (with `max_ref_depth`)."""
         self._depth = 0
 
     def rule(self, hint: str, body: str) -> str:
@@ -170,14 +191,21 @@ class GrammarBuilder:
         if not isinstance(schema, Mapping):
             raise SchemaGrammarError(path, "schema", f"must be an object (got {_json(schema)})")
         schema = self._merge_all_of(schema, path)
+        unheld = _UNHELD & schema.keys()
+        if not (schema.get("properties") or schema.get("required")):
+            unheld -= {"minProperties", "maxProperties"}  # held for a dictionary (see _object)
         if not self.checked_after:
-            for key in sorted(_UNHELD & schema.keys()):
+            for key in sorted(unheld):
                 raise SchemaGrammarError(
                     path,
                     key,
                     "cannot be held by a grammar (pass checked_after=True when a "
                     "validator checks the values afterwards)",
                 )
+        if schema.get("nullable") is True:
+            rest = {k: v for k, v in schema.items() if k != "nullable"}
+            inner = self.visit(rest, path, root, hint)
+            return "null" if inner == NEVER else self.rule(f"{hint}-or-null", f"{inner} | null")
         if "$ref" in schema:
             return self._ref(schema, path, root, hint)
         if "const" in schema:
@@ -204,7 +232,7 @@ class GrammarBuilder:
                 ]
                 if not branches:
                     raise SchemaGrammarError(path, key, "must list at least one schema")
-                return self.rule(hint, " | ".join(branches))
+                return self._either(hint, branches)
         kind = schema.get("type")
         if kind is None:
             kind = next((t for t, keys in _TYPE_HINTS if any(k in schema for k in keys)), None)
@@ -214,17 +242,43 @@ class GrammarBuilder:
             if not kind:
                 raise SchemaGrammarError(path, "type", "an empty list allows no value")
             alts = [self._typed(t, schema, path, root, f"{hint}-{t}") for t in kind]
-            return self.rule(hint, " | ".join(alts))
+            return self._either(hint, alts)
         return self._typed(kind, schema, path, root, hint)
+
+    def _either(self, hint: str, alternatives: list[str]) -> str:
+        kept = [a for a in alternatives if a != NEVER]
+        return self.rule(hint, " | ".join(kept)) if kept else NEVER
 
     def _merge_all_of(self, schema: Mapping[str, Any], path: str) -> Mapping[str, Any]:
         parts = schema.get("allOf")
         if parts is None:
             return schema
         merged = {k: v for k, v in schema.items() if k != "allOf"}
+        # additionalProperties is read against the properties of its own part only.
+        extras_from: Any = "self" if "additionalProperties" in schema else None
+        props_from: set[Any] = {"self"} if "properties" in schema else set()
         for i, part in enumerate(parts):
             if not isinstance(part, Mapping):
                 raise SchemaGrammarError(f"{path}.allOf[{i}]", "allOf", "parts must be objects")
+            if "properties" in part:
+                props_from.add(i)
+            if "additionalProperties" in part:
+                extras_from = i
+            part = dict(part)
+            # Objects described in parts: their properties (distinct names) and required lists
+            # join; the same type in both parts is one type.
+            props, more = merged.get("properties"), part.get("properties")
+            if (
+                isinstance(props, Mapping)
+                and isinstance(more, Mapping)
+                and not props.keys() & more.keys()
+            ):
+                part["properties"] = {**props, **more}
+                del merged["properties"]
+            if isinstance(merged.get("required"), list) and isinstance(part.get("required"), list):
+                part["required"] = list(dict.fromkeys(merged.pop("required") + part["required"]))
+            if "type" in part and part["type"] == merged.get("type"):
+                del merged["type"]
             clash = (part.keys() & merged.keys()) - _ANNOTATIONS
             if clash:
                 raise SchemaGrammarError(
@@ -233,25 +287,51 @@ class GrammarBuilder:
                     f"cannot be merged: {sorted(clash)} appear in more than one part",
                 )
             merged.update(part)
+        closed = extras_from is not None and merged["additionalProperties"] is not True
+        if closed and props_from - {extras_from}:
+            raise SchemaGrammarError(
+                path,
+                "allOf",
+                "cannot be merged: additionalProperties applies to the properties of its "
+                "own part only, and other parts declare properties",
+            )
         return merged
 
     def _ref(self, schema: Mapping[str, Any], path: str, root: Mapping[str, Any], hint: str) -> str:
-        ref = schema["$ref"]
-        match = re.fullmatch(r"#/(\$defs|definitions)/([^/]+)", str(ref))
-        target = match and (root.get(match.group(1)) or {}).get(match.group(2))
-        if not match or target is None:
+        ref = str(schema["$ref"])
+        match = re.fullmatch(r"#/(\$defs|definitions)/([^/]+)", ref)
+        target: Any = match and (root.get(match.group(1)) or {}).get(match.group(2))
+        if ref == "#":
+            target = root
+        if target is None:
             raise SchemaGrammarError(path, "$ref", f"{ref!r} points to no local definition")
         siblings = {k: v for k, v in schema.items() if k != "$ref" and k not in _ANNOTATIONS}
         # One rule per reference and siblings: a definition that refers to itself (with the
         # same siblings or none) refers to its own rule, as GBNF allows, instead of unfolding.
-        key = (id(root), ref, _json(siblings) if siblings else "")
+        # With a depth bound, what a reference allows depends on which references are open
+        # around it: one rule per such context, and none past the bound.
+        context: tuple[Any, ...] = ()
+        if self.max_ref_depth is not None:
+            if self._open.count(ref) >= self.max_ref_depth:
+                return NEVER
+            context = tuple(sorted({r: self._open.count(r) for r in self._open}.items()))
+        key = (id(root), ref, _json(siblings) if siblings else "", context)
         if key not in self._refs:
-            name = self.rule(match.group(2), f"__pending_{len(self._refs)}")
+            label = match.group(2) if match else "root-ref"
+            name = self.rule(label, f"__pending_{len(self._refs)}")
             self._refs[key] = name  # set first: the definition may refer to itself
             merged = {**target, **siblings} if siblings else target
-            body = self.visit(merged, f"{path}.$ref", root, f"{name}-body")
+            self._open.append(ref)
+            try:
+                body = self.visit(merged, f"{path}.$ref", root, f"{name}-body")
+            finally:
+                self._open.pop()
             del self._by_body[self._rules[name]]
-            self._rules[name] = body
+            if body == NEVER:
+                del self._rules[name]
+                self._refs[key] = NEVER
+            else:
+                self._rules[name] = body
         return self._refs[key]
 
     def _typed(
@@ -278,9 +358,8 @@ class GrammarBuilder:
             high = max(low, self.max_string)
         if low == 0 and high is None:
             return self.base("string")
-        char = self.base("char")
-        reps = f"{{{low},{'' if high is None else high}}}"
-        return self.rule(hint, f'"\\"" {char}{reps} "\\""')
+        chars = repeat(self.base("char"), low, high, path, "minLength")
+        return self.rule(hint, f'"\\"" {chars} "\\""')
 
     def _number(self, kind: str, schema: Mapping[str, Any], path: str, hint: str) -> str:
         bounds = {k: schema[k] for k in _NUMERIC if k in schema}
@@ -340,14 +419,36 @@ class GrammarBuilder:
         pairs = []
         for name, sub in props.items():
             value = self.visit(sub, f"{path}.{name}", root, f"{hint}-{name}")
+            if value == NEVER:
+                if name in required:
+                    return NEVER
+                continue  # an optional property past the depth bound is left out
             pairs.append((gbnf_literal(_json(name) + ": ") + " " + value, name in required))
         after = first = ""  # "" is the empty sequence
+        value = NEVER
         if extra_schema not in (None, False):
             value = self.visit(extra_schema, f"{path}.additionalProperties", root, f"{hint}-extra")
+        low = high = None
+        if not pairs:  # a dictionary: its size bounds are held
+            low = _count(schema, "minProperties", path)
+            high = _count(schema, "maxProperties", path)
+        if high is None and self.max_items is not None:
+            high = max(low or 0, self.max_items)
+        if value == NEVER or high == 0:
+            if low:
+                raise SchemaGrammarError(path, "minProperties", "asks for more than is allowed")
+        else:
             key = self._key_except(list(props), f"{hint}-key") if props else "string"
             extra = self.rule(f"{hint}-extra-pair", f'{key} ": " {value}')
-            after = self.rule(f"{hint}-extra-rest", f'( ", " {extra} )*')
-            first = f"( {extra} {after} )?"
+            more = repeat(
+                f'", " {extra}',
+                max((low or 0) - 1, 0),
+                None if high is None else high - 1,
+                path,
+                "minProperties",
+            )
+            after = self.rule(f"{hint}-extra-rest", more)
+            first = f"{extra} {after}" if low else f"( {extra} {after} )?"
         # Walking back from the last property: `after` is what may follow once something was
         # written (each pair behind a comma), `first` what may come while nothing is written.
         for pair, is_required in reversed(pairs):
@@ -394,6 +495,8 @@ class GrammarBuilder:
             self.visit(s, f"{path}.prefixItems[{i}]", root, f"{hint}-{i}")
             for i, s in enumerate(schema.get("prefixItems") or [])
         ]
+        if NEVER in prefix:
+            return NEVER
         items = schema.get("items", None if prefix else True)
         low = max((_count(schema, "minItems", path) or 0) - len(prefix), 0)
         high = _count(schema, "maxItems", path)
@@ -408,19 +511,64 @@ class GrammarBuilder:
             if items in (None, False)
             else self.visit(items, f"{path}.items", root, f"{hint}-item")
         )
+        if item == NEVER:  # items past the depth bound: the array ends here, if it may
+            if low > 0:
+                return NEVER
+            item = None
         if item is None or high == 0:
             if low > 0:
                 raise SchemaGrammarError(path, "minItems", "needs more items than are allowed")
             return self.rule(hint, _seq('"["', ' ", " '.join(prefix), '"]"'))
-        top = "" if high is None else str(high)
         if prefix:
-            more = f'( ", " {item} ){{{low},{top}}}'
+            more = repeat(f'", " {item}', low, high, path, "minItems")
             return self.rule(hint, _seq('"["', ' ", " '.join(prefix), more, '"]"'))
+        tail = None if high is None else high - 1
         if low == 0:
-            tail = "" if high is None else str(high - 1)
-            return self.rule(hint, f'"[" ( {item} ( ", " {item} ){{0,{tail}}} )? "]"')
-        tail = "" if high is None else str(high - 1)
-        return self.rule(hint, f'"[" {item} ( ", " {item} ){{{low - 1},{tail}}} "]"')
+            rest = repeat(f'", " {item}', 0, tail, path, "minItems")
+            return self.rule(hint, f'"[" ( {item} {rest} )? "]"')
+        rest = repeat(f'", " {item}', low - 1, tail, path, "minItems")
+        return self.rule(hint, f'"[" {item} {rest} "]"')
+
+
+REPEAT_BLOCK = 1000
+"""llama.cpp refuses a repetition count above 2000 (`x{0,5000}`): longer ones are written as
+blocks of this many."""
+
+
+def repeat(item: str, low: int, high: int | None, path: str, keyword: str) -> str:
+    """`( item ){low,high}` (None: no upper bound) in counts llama.cpp accepts.
+
+    A count past `REPEAT_BLOCK` is written in blocks of it: `x{2500}` as `(x{1000}){2} x{500}`,
+    and `x{0,m}` as `(x{1000}){0,c-1} x{0,999} | (x{1000}){c} x{0,r}` (m = 1000c + r), which
+    allows exactly the counts 0..m, each one way. An upper bound past a million (more than
+    any context holds) is no bound; a lower one is refused.
+
+    Raises:
+        SchemaGrammarError: `low` is more than a million (named as `keyword` at `path`).
+    """
+    block = REPEAT_BLOCK
+    if high is not None and high > block * block:
+        high = None
+    if high is not None and high <= block and low <= block:
+        return f"( {item} ){{{low},{high}}}" if (low, high) != (0, 1) else f"( {item} )?"
+    if high is None and low <= block:
+        return f"( {item} )*" if low == 0 else f"( {item} ){{{low},}}"
+    if low > block * block:
+        raise SchemaGrammarError(path, keyword, f"asks for {low:,}: more than any answer holds")
+    whole = f"( {item} ){{{block}}}"
+    groups, ones = divmod(low, block)
+    parts = [f"( {whole} ){{{groups}}}" if groups else "", f"( {item} ){{{ones}}}" if ones else ""]
+    if high is None:
+        parts.append(f"( {item} )*")
+    elif high > low:
+        more = high - low
+        if more <= block:
+            parts.append(f"( {item} ){{0,{more}}}")
+        else:
+            full, rest = divmod(more, block)
+            below = f"( {whole} ){{0,{full - 1}}} ( {item} ){{0,{block - 1}}}"
+            parts.append(f"( {below} | ( {whole} ){{{full}}} ( {item} ){{0,{rest}}} )")
+    return _seq(*parts)
 
 
 def _count(schema: Mapping[str, Any], key: str, path: str) -> int | None:
@@ -464,3 +612,10 @@ def schema_to_gbnf(schema: Mapping[str, Any] | bool, *, checked_after: bool = Fa
     builder = GrammarBuilder(checked_after=checked_after)
     root = schema if isinstance(schema, Mapping) else {}
     return builder.text(builder.visit(schema, "$", root, "schema"))
+
+
+def never_error(path: str, depth: int | None) -> SchemaGrammarError:
+    """The error for a schema whose every value nests a reference deeper than `depth`."""
+    return SchemaGrammarError(
+        path, "$ref", f"allows no value that nests its references at most {depth} levels deep"
+    )

@@ -6,14 +6,13 @@ import codecs
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import llama_cpp
 from llama_cpp.llama import Llama
-from llama_cpp.llama_grammar import LlamaGrammar
 
 from agentkit.model_api import FinishReason, StreamChunk, ToolCall
+from agentkit.runtimes._grammar_sampler import grammar_first_refusal
 
 __all__ = ["Output", "common_prefix", "sample"]
 
@@ -34,11 +33,6 @@ class Output:
     """Their text, uncut by stop strings."""
 
 
-@lru_cache(maxsize=64)
-def _grammar(text: str) -> LlamaGrammar:
-    return LlamaGrammar.from_string(text, verbose=False)
-
-
 def sample(
     llama: Llama,
     tokens: list[int],
@@ -50,12 +44,17 @@ def sample(
     out: Output,
     emit: Callable[[StreamChunk], None],
     cancelled: threading.Event,
+    *,
+    stream: bool = True,
+    hold: str | None = None,
 ) -> int | None:
     """Sample up to `budget` tokens after `tokens` into `out`.
 
-    Text is streamed as soon as it can no longer turn into a stop string or a watched trigger;
-    text under a grammar is a tool call, parsed at the end, and not streamed. Returns where a
-    watched trigger starts in `out.text`, if one was seen (sampling stops there).
+    With `stream`, text is streamed as soon as it can no longer turn into a stop string or a
+    watched trigger; a call written under a grammar is parsed at the end and not streamed. With
+    `hold`, nothing is streamed while the text written starts with it or could still grow into
+    it (a call's opening, under a grammar that allows a call or an answer object). Returns where
+    a watched trigger starts in `out.text`, if one was seen (sampling stops there).
     """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     held = (*stops, *watch)
@@ -85,7 +84,7 @@ def sample(
             at = out.text.find(trigger, since)
             if at != -1:
                 return at
-        if grammar is None:
+        if stream and not (hold and _may_be(out.text[start:], hold)):
             _flush(out, held, emit)
         if out.completion_tokens >= budget:
             out.finish_reason = "length"
@@ -101,12 +100,18 @@ def sample(
 def _tokens(
     llama: Llama, tokens: list[int], grammar: str | None, sampling: dict[str, Any]
 ) -> Iterator[int]:
-    compiled = _grammar(grammar) if grammar is not None else None
-    generator = llama.generate(tokens, grammar=compiled, **sampling)
+    undo = grammar_first_refusal(llama, grammar) if grammar is not None else None
+    generator = llama.generate(tokens, **sampling)
     try:
         yield from generator
     finally:
         generator.close()
+        if undo is not None:
+            undo()
+
+
+def _may_be(text: str, opening: str) -> bool:
+    return text.startswith(opening) or opening.startswith(text)
 
 
 def common_prefix(llama: Llama, tokens: list[int]) -> int:

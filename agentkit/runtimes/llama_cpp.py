@@ -14,6 +14,11 @@ Tool calls: the tools are written into the prompt in the model's chat format, an
 from their schemas holds every call to a well-formed, valid shape. With `tool_choice="auto"` the
 model writes freely until it starts a call (the format's trigger text); from there on the grammar
 holds. With `required` or a tool's name the grammar holds from the first token.
+
+Structured answers (`response_format`): the answer is held to a grammar compiled from the schema
+(`agentkit.chat_formats.answer`), and the prompt states the schema. With tools offered and
+`tool_choice="auto"`, one grammar allows either a call or the answer object, from the first
+token; `required` or a tool's name allow calls only (the answer comes on a later step).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import llama_cpp
 from llama_cpp.llama import Llama
 
 from agentkit.chat_formats import ChatFormat, check_tool_schemas, format_for_metadata, get_format
+from agentkit.chat_formats import answer as answers
 from agentkit.errors import ConfigurationError, FieldError, RequestValidationError
 from agentkit.model_api import FunctionDefinition, ModelRequest, StreamChunk, Usage
 from agentkit.runtimes._llama_decode import Output, common_prefix, sample
@@ -92,6 +98,11 @@ class _Plan:
     trigger: str | None = None
     chat_format: ChatFormat | None = None
     """Parses tool calls out of the output; None when no tools were offered."""
+    answer: bool = False
+    """`grammar` holds an answer object (`response_format`): its text is streamed as it grows."""
+    hold: str | None = None
+    """With `answer` and tools offered: text is held back while it may still be a call."""
+    tools: Sequence[FunctionDefinition] = ()
 
 
 EMBEDDED_PROFILE = Profile(tool_choice="required", sampling={"temperature": 0.0})
@@ -119,6 +130,7 @@ class LlamaCpp(Runtime):
         parallel_tool_calls=True,
         lora=True,
         raw=True,
+        response_format=True,
         schema_dialect="inline",
     )
 
@@ -169,6 +181,21 @@ class LlamaCpp(Runtime):
         """Every call is held to a grammar built from the tools' schemas: one that no grammar
         can hold raises `SchemaGrammarError` now, naming the tool and the path."""
         check_tool_schemas(tools)
+
+    def check_response_format(self, response_format: Mapping[str, Any]) -> None:
+        """Compile the answer grammar now (it is cached for the requests to come).
+
+        Keywords no grammar can hold (`pattern`, `multipleOf`, `uniqueItems`, ...) are left to
+        the validator that checks every answer afterwards (an Agent with an output type does);
+        everything else the schema says, the grammar holds.
+
+        Raises:
+            RequestValidationError: `response_format` is neither `json_object` nor
+                `json_schema`.
+            SchemaGrammarError: a keyword the grammar cannot hold even so (a non-whole number
+                bound, a `$ref` to nowhere, a recursion with no finite value), with its path.
+        """
+        answers.check_format(response_format)
 
     def __repr__(self) -> str:
         return f"LlamaCpp({str(self.model_path)!r})"
@@ -328,16 +355,30 @@ class LlamaCpp(Runtime):
             lora=request.lora,
             stops=fmt.stop,
         )
+        answer_format = request.response_format
         if request.raw_prompt is not None:
             plan.prompt = request.raw_prompt
+            if answer_format is not None:
+                plan.grammar, plan.answer = answers.answer_grammar(fmt, answer_format), True
             return plan
         tools = request.tools
         choice = request.tool_choice
-        plan.prompt = fmt.render(request.messages, tools, tool_choice=choice)
+        messages = request.messages
+        if answer_format is not None:
+            messages = answers.with_instructions(fmt, messages, answer_format)
+        plan.prompt = fmt.render(messages, tools, tool_choice=choice)
+        parallel = bool(request.parallel_tool_calls)
+        if answer_format is not None and (not tools or choice in ("none", "auto")):
+            plan.grammar = answers.answer_grammar(
+                fmt, answer_format, tools, choice, parallel=parallel
+            )
+            plan.answer = True
+            if tools and choice == "auto":
+                plan.chat_format, plan.hold, plan.tools = fmt, fmt.call_trigger, tools
+            return plan
         if not tools or choice == "none":
             return plan
         plan.chat_format = fmt
-        parallel = bool(request.parallel_tool_calls)
         if choice == "auto":
             plan.lazy_grammar = fmt.call_grammar(tools, "auto", parallel=parallel)
             plan.trigger = fmt.call_trigger
@@ -385,7 +426,18 @@ class LlamaCpp(Runtime):
         grammar = plan.grammar
         watch = () if grammar else tuple(t for t in (plan.trigger,) if t)
         found = sample(
-            llama, tokens, grammar, plan.sampling, plan.stops, watch, budget, out, emit, cancelled
+            llama,
+            tokens,
+            grammar,
+            plan.sampling,
+            plan.stops,
+            watch,
+            budget,
+            out,
+            emit,
+            cancelled,
+            stream=grammar is None or plan.answer,
+            hold=plan.hold,
         )
         if found is not None and plan.lazy_grammar is not None and not cancelled.is_set():
             # The model began a call: take back the trigger and write the call under the grammar.
@@ -407,9 +459,15 @@ class LlamaCpp(Runtime):
                     out,
                     emit,
                     cancelled,
+                    stream=False,
                 )
-        if grammar is not None and plan.chat_format is not None:
-            answer, out.calls = plan.chat_format.parse(out.text[out.emitted :])
+        written = out.text[out.emitted :]
+        # Under an answer grammar the text is the answer object unless the model began a call.
+        calls_written = plan.chat_format is not None and (
+            not plan.answer or answers.is_call(plan.chat_format, written, plan.tools)
+        )
+        if grammar is not None and calls_written and plan.chat_format is not None:
+            answer, out.calls = plan.chat_format.parse(written)
             if out.calls:
                 out.text = out.text[: out.emitted] + answer
                 out.finish_reason = "tool_calls"

@@ -32,6 +32,7 @@ from agentkit import telemetry
 from agentkit.model_api import DEFAULT_MODEL, ModelRequest, Usage
 from agentkit.runtimes.base import Runtime
 from agentkit.server import openai_compat
+from agentkit.server.answers import check_answer_format
 from agentkit.server.core import CURRENT_REQUEST, ServerState, check_token, endpoint, internal_error
 from agentkit.server.deadlines import DEFAULT_BODY_TIMEOUT, BodyDeadline
 from agentkit.server.errors import BAD_INPUT, NO_ROUTE, ApiError, envelope
@@ -161,6 +162,7 @@ async def _run(state: ServerState, request: Request) -> Response:
     state.check_model(request.path_params["model"])
     wire_request = workers_ai.GenerationRequest.build(await state.read_json(request))
     model_request = state.runtime.check(wire_request)
+    check_answer_format(state, model_request)
     if wire_request.stream:
         return EventStream(_workers_frames(state, model_request), state.to_error)
     generation = await state.generate(request, model_request)
@@ -190,6 +192,7 @@ async def _chat_completions(state: ServerState, request: Request) -> Response:
     state.check_model(model)
     chat = openai_wire.decode_request(body)
     model_request = state.runtime.check(chat.request)
+    check_answer_format(state, model_request)
     request_id = request.scope["state"]["request_id"]
     if chat.stream:
         frames = openai_compat.completion_frames(

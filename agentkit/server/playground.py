@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from agentkit.agent import Agent
 from agentkit.events import Event, RunFinished
+from agentkit.server.answers import check_answer_format
 from agentkit.server.core import ServerState, endpoint
 from agentkit.server.errors import BAD_INPUT, ApiError
 from agentkit.server.paused import PausedRuns, read_decisions
@@ -76,7 +77,8 @@ async def _info(state: ServerState, request: Request) -> Response:
 
 
 async def _agent(paused: PausedRuns, state: ServerState, request: Request) -> Response:
-    """Body: `{messages, instructions?, use_tools?, tool_choice?, temperature?, top_p?, ...}`."""
+    """Body: `{messages, instructions?, use_tools?, tool_choice?, response_format?, temperature?,
+    top_p?, ...}`."""
     state.authorize(request)
     body = await state.read_json(request)
     instructions = body.pop("instructions", None) or None
@@ -99,9 +101,25 @@ async def _agent(paused: PausedRuns, state: ServerState, request: Request) -> Re
         # out, the runtime's profile decides.
         tool_choice=(checked.tool_choice if "tool_choice" in body else None) if tools else "auto",
         **{name: value for name, value in checked.sampling().items() if name in body},
+        **_answer_format(state, checked),
     )
     assert checked.messages is not None
     return EventStream(_events(agent, agent.stream(checked.messages), paused), state.to_error)
+
+
+def _answer_format(state: ServerState, checked: GenerationRequest) -> dict[str, Any]:
+    """`response_format` for the agent, when the page set a schema (checked as on the API)."""
+    if checked.response_format is None:
+        return {}
+    if not state.runtime.capabilities.response_format:
+        raise ApiError(
+            400,
+            BAD_INPUT,
+            f"Bad input: response_format: the {state.runtime.name} runtime "
+            "cannot hold its answer to a format",
+        )
+    check_answer_format(state, checked.to_model(state.runtime.name))
+    return {"response_format": checked.response_format}
 
 
 async def _resume(paused: PausedRuns, state: ServerState, request: Request) -> Response:

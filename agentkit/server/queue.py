@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing, asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
 
-from agentkit.model_api import Generation, ModelRequest, StreamChunk
+from agentkit.model_api import FunctionDefinition, Generation, ModelRequest, StreamChunk
 from agentkit.runtimes.base import Runtime
 from agentkit.server.errors import OUT_OF_CAPACITY, ApiError
 
@@ -72,6 +72,12 @@ class QueuedRuntime(Runtime):
         self.name = runtime.name
         self.capabilities = runtime.capabilities
         self.profile = runtime.profile
+
+    def check_tools(self, tools: Sequence[FunctionDefinition]) -> None:
+        self.runtime.check_tools(tools)
+
+    def check_response_format(self, response_format: Mapping[str, Any]) -> None:
+        self.runtime.check_response_format(response_format)
 
     async def handle_generate(self, request: ModelRequest) -> Generation:
         async with self.queue.slot():

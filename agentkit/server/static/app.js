@@ -189,6 +189,7 @@ function handle(event, data) {
         askApproval(data);
         break;
       }
+      showAnswer();
       // The system prompt is sent apart, so editing it applies to the next message.
       state.history = data.messages.filter((m) => m.role !== "system");
       const u = data.usage;
@@ -223,6 +224,34 @@ async function* events(response) {
       }
       if (data.length) yield [name, JSON.parse(data.join("\n"))];
     }
+  }
+}
+
+// The answer format the settings ask for: undefined (text), or response_format.
+function responseFormat() {
+  if (!$("use-schema").checked) return undefined;
+  const text = $("schema").value.trim();
+  if (!text) return { type: "json_object" };
+  let schema;
+  try {
+    schema = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`JSON Schema: not valid JSON (${error.message})`);
+  }
+  return { type: "json_schema", json_schema: schema };
+}
+
+// A JSON answer, once whole, shown indented (the last assistant bubble).
+function showAnswer() {
+  const bubbles = document.querySelectorAll("#transcript .msg.assistant .bubble");
+  const bubble = bubbles[bubbles.length - 1];
+  if (!bubble || !$("use-schema").checked) return;
+  try {
+    const value = JSON.parse(bubble.textContent);
+    bubble.textContent = JSON.stringify(value, null, 2);
+    bubble.classList.add("json");
+  } catch {
+    // cut off (max_tokens) or not JSON: left as it came
   }
 }
 
@@ -274,6 +303,13 @@ function askApproval(data) {
 
 async function send(text) {
   showError("");
+  let format;
+  try {
+    format = responseFormat();
+  } catch (error) {
+    showError(error.message);
+    return;
+  }
   addMessage("user", text);
   const body = {
     messages: [...state.history, { role: "user", content: text }],
@@ -282,6 +318,7 @@ async function send(text) {
     tool_choice: $("tool_choice").value,
     ...sampling(),
   };
+  if (format) body.response_format = format;
   state.cards.clear();
   await streamRun("/playground/agent", body);
 }
@@ -331,6 +368,12 @@ function curlCommand() {
   messages.push(...state.history);
   messages.push({ role: "user", content: $("prompt").value.trim() || "Hello!" });
   const body = { messages, ...sampling() };
+  try {
+    const format = responseFormat();
+    if (format) body.response_format = format;
+  } catch {
+    // an unparsable schema is reported when a message is sent
+  }
   if ($("use-tools").checked && info.tools.length) {
     body.tools = info.tools;
     if ($("tool_choice").value !== "auto") body.tool_choice = $("tool_choice").value;
@@ -405,6 +448,9 @@ document.addEventListener("DOMContentLoaded", () => {
     showError("");
   });
   $("copy-curl").addEventListener("click", copyCurl);
+  $("use-schema").addEventListener("change", () => {
+    $("schema-box").hidden = !$("use-schema").checked;
+  });
   $("token").addEventListener("change", loadInfo);
   setStatus("connecting…");
   loadInfo().catch((error) => showError(String(error)));

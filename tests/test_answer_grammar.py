@@ -1,0 +1,313 @@
+"""Structured answers on the local runtime: `response_format` held by a grammar, on the real
+embedded model (SmolLM2-135M-Instruct), greedy and sampled, with and without tools offered."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+
+import anyio
+import jsonschema
+import pytest
+from answer_schemas import ANSWER_SCHEMAS, JSON_OBJECT_PROMPT
+
+from agentkit import GenerationRequest, Message, RequestValidationError, SchemaGrammarError
+from agentkit.chat_formats import answer, get_format
+from agentkit.model_api import FunctionDefinition, ModelRequest
+from agentkit.runtimes.llama_cpp import LlamaCpp
+
+WEATHER = FunctionDefinition(
+    name="get_weather",
+    description="The current weather in a city.",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string", "description": "The city.", "maxLength": 40}},
+        "required": ["city"],
+    },
+)
+SEEDS = (11, 22, 33)
+MAX_TOKENS = 160  # the largest answer here (the invoice) is about 120 tokens
+
+
+@pytest.fixture(scope="module")
+def runtime(model_path: Path) -> Iterator[LlamaCpp]:
+    local = LlamaCpp(model_path)
+    yield local
+    anyio.run(local.aclose)
+
+
+def fmt(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": schema}
+
+
+def request(prompt: str, schema: dict[str, Any], **fields: Any) -> ModelRequest:
+    fields.setdefault("max_tokens", MAX_TOKENS)
+    return ModelRequest(messages=[Message.user(prompt)], response_format=fmt(schema), **fields)
+
+
+# -- every schema, every way of sampling ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(ANSWER_SCHEMAS))
+async def test_every_answer_fits_its_schema(runtime: LlamaCpp, name: str) -> None:
+    prompt, schema = ANSWER_SCHEMAS[name]
+    runtime.check_response_format(fmt(schema))
+    samplings = [{"temperature": 0.0}] + [{"temperature": 0.8, "seed": s} for s in SEEDS]
+    for sampling in samplings:
+        generation = await runtime.generate(request(prompt, schema, **sampling))
+        assert generation.finish_reason == "stop", (sampling, generation.response)
+        assert not generation.tool_calls
+        jsonschema.validate(json.loads(generation.response), schema)
+
+
+@pytest.mark.parametrize("name", list(ANSWER_SCHEMAS))
+async def test_with_a_tool_offered_the_answer_is_a_valid_call_or_a_valid_object(
+    runtime: LlamaCpp, name: str
+) -> None:
+    prompt, schema = ANSWER_SCHEMAS[name]
+    samplings = [{"temperature": 0.0}] + [{"temperature": 0.8, "seed": s} for s in SEEDS]
+    for sampling in samplings:
+        generation = await runtime.generate(
+            request(prompt, schema, tools=[WEATHER], tool_choice="auto", **sampling)
+        )
+        assert generation.finish_reason in ("stop", "tool_calls"), generation.response
+        if generation.tool_calls:
+            assert generation.finish_reason == "tool_calls"
+            for call in generation.tool_calls:
+                assert call.name == "get_weather"
+                jsonschema.validate(call.arguments, WEATHER.parameters)
+        else:
+            jsonschema.validate(json.loads(generation.response), schema)
+
+
+# -- calls and answers under one grammar -----------------------------------------------------
+
+
+async def test_a_weather_question_with_the_tool_offered_becomes_a_call(runtime: LlamaCpp) -> None:
+    _, schema = ANSWER_SCHEMAS["flat-object"]
+    generation = await runtime.generate(
+        request(
+            "What is the weather in Paris? Use the tool.",
+            schema,
+            tools=[WEATHER],
+            tool_choice="auto",
+            temperature=0.0,
+        )
+    )
+    assert [c.name for c in generation.tool_calls] == ["get_weather"]
+    assert generation.response == ""
+    assert generation.finish_reason == "tool_calls"
+
+
+async def test_after_the_tool_answered_the_answer_is_the_object(runtime: LlamaCpp) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 30}, "celsius": {"type": "number"}},
+        "required": ["city", "celsius"],
+        "additionalProperties": False,
+    }
+    generation = await runtime.generate(
+        request(
+            "What is the weather in Paris?",
+            schema,
+            tools=[WEATHER],
+            tool_choice="none",
+            temperature=0.0,
+        ).model_copy(
+            update={
+                "messages": [
+                    Message.user("What is the weather in Paris?"),
+                    Message.model_validate(
+                        {
+                            "role": "assistant",
+                            "content": "",
+                            "tool_calls": [
+                                {"id": "c1", "name": "get_weather", "arguments": {"city": "Paris"}}
+                            ],
+                        }
+                    ),
+                    Message.model_validate(
+                        {"role": "tool", "tool_call_id": "c1", "content": '{"celsius": 21}'}
+                    ),
+                ]
+            }
+        )
+    )
+    assert not generation.tool_calls
+    value = json.loads(generation.response)
+    jsonschema.validate(value, schema)
+
+
+async def test_required_tool_choice_still_calls(runtime: LlamaCpp) -> None:
+    _, schema = ANSWER_SCHEMAS["flat-object"]
+    generation = await runtime.generate(
+        request(
+            "Weather in Rome?", schema, tools=[WEATHER], tool_choice="required", temperature=0.0
+        )
+    )
+    assert [c.name for c in generation.tool_calls] == ["get_weather"]
+
+
+async def test_json_object_mode_gives_an_object(runtime: LlamaCpp) -> None:
+    wire = GenerationRequest.build(
+        messages=[{"role": "user", "content": JSON_OBJECT_PROMPT}],
+        response_format={"type": "json_object"},
+        max_tokens=60,
+        temperature=0,
+    )
+    generation = await runtime.generate(wire)
+    assert isinstance(json.loads(generation.response), dict)
+
+
+async def test_the_answer_streams_as_it_grows_and_joins_to_the_whole(runtime: LlamaCpp) -> None:
+    prompt, schema = ANSWER_SCHEMAS["nested-object"]
+    chunks = []
+    async with aclosing(runtime.stream(request(prompt, schema, temperature=0.0))) as stream:
+        async for chunk in stream:
+            if chunk.response:
+                chunks.append(chunk.response)
+    whole = await runtime.generate(request(prompt, schema, temperature=0.0))
+    assert len(chunks) > 5  # the object arrives piece by piece, not at the end
+    assert "".join(chunks) == whole.response
+    jsonschema.validate(json.loads(whole.response), schema)
+
+
+async def test_the_openai_shape_is_read_too(runtime: LlamaCpp) -> None:
+    prompt, schema = ANSWER_SCHEMAS["enum"]
+    response_format = {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}
+    generation = await runtime.generate(
+        ModelRequest(
+            messages=[Message.user(prompt)],
+            response_format=response_format,
+            max_tokens=30,
+            temperature=0.0,
+        )
+    )
+    jsonschema.validate(json.loads(generation.response), schema)
+
+
+# -- checks before any request ---------------------------------------------------------------
+
+
+def test_a_malformed_response_format_is_refused_by_field(runtime: LlamaCpp) -> None:
+    with pytest.raises(RequestValidationError, match=r"response_format\.type"):
+        runtime.check_response_format({"type": "xml"})
+    with pytest.raises(RequestValidationError, match=r"response_format\.json_schema"):
+        runtime.check_response_format({"type": "json_schema", "json_schema": "a schema"})
+
+
+def test_a_schema_no_grammar_can_hold_fails_naming_keyword_and_path(runtime: LlamaCpp) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"price": {"type": "number", "minimum": 0.5}},
+    }
+    with pytest.raises(SchemaGrammarError) as caught:
+        runtime.check_response_format(fmt(schema))
+    assert caught.value.keyword == "minimum"
+    assert caught.value.path == "$.price.minimum"
+    with pytest.raises(SchemaGrammarError, match=r"\$\.friend: keyword '\$ref'"):
+        runtime.check_response_format(
+            fmt({"type": "object", "properties": {"friend": {"$ref": "#/$defs/nobody"}}})
+        )
+
+
+def test_keywords_left_to_the_validator_pass_the_runtime_but_not_a_strict_check() -> None:
+    schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]+$"}}}
+    answer.check_format(fmt(schema))  # the Agent validates the answer afterwards
+    with pytest.raises(SchemaGrammarError) as caught:
+        answer.check_format(fmt(schema), checked_after=False)
+    assert (caught.value.keyword, caught.value.path) == ("pattern", "$.code")
+
+
+def test_a_recursion_with_no_finite_value_is_refused() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"next": {"$ref": "#"}},
+        "required": ["next"],
+    }
+    with pytest.raises(SchemaGrammarError, match=r"nests its references at most 3 levels"):
+        answer.check_format(fmt(schema))
+
+
+def test_recursion_unfolds_to_the_bound_and_no_deeper() -> None:
+    _, schema = ANSWER_SCHEMAS["recursive-ref"]
+    grammar = answer.answer_grammar(get_format("chatml"), fmt(schema))
+    assert grammar.count("-body ::=") == answer.MAX_REF_DEPTH
+    assert '-children ::= "[" "]"' in grammar  # the deepest level has no children
+
+
+def test_grammars_are_compiled_once_per_schema() -> None:
+    answer.clear_grammar_cache()
+    chatml = get_format("chatml")
+    _, schema = ANSWER_SCHEMAS["pydantic-invoice"]
+    first = answer.answer_grammar(chatml, fmt(schema))
+    again = answer.answer_grammar(chatml, {"type": "json_schema", "json_schema": dict(schema)})
+    with_tools = answer.answer_grammar(chatml, fmt(schema), [WEATHER], "auto")
+    info = answer.grammar_cache_info()
+    assert again is first
+    assert (info.hits, info.misses) == (1, 2)
+    assert with_tools.startswith("root ::= one-call | answer")
+    assert '"<tool_call>\\n' in with_tools
+
+
+def test_checking_the_chosen_token_picks_what_masking_the_vocabulary_picks(
+    model_path: Path,
+) -> None:
+    import llama_cpp
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    from agentkit.runtimes._grammar_sampler import grammar_first_refusal
+
+    llama = llama_cpp.Llama(model_path=str(model_path), n_ctx=1024, verbose=False)
+    chatml = get_format("chatml")
+    try:
+        for name in ("pydantic-invoice", "one-of-shapes", "date-time"):
+            prompt, schema = ANSWER_SCHEMAS[name]
+            grammar = answer.answer_grammar(chatml, fmt(schema))
+            text = chatml.render(
+                answer.with_instructions(chatml, [Message.user(prompt)], fmt(schema))
+            )
+            tokens = llama.tokenize(text.encode(), special=True)
+            options: dict[str, Any] = {"temp": 0.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
+
+            def first(generator: Iterator[int], n: int = 40) -> list[int]:
+                out = []
+                for token in generator:
+                    if llama_cpp.llama_vocab_is_eog(llama._model.vocab, token) or len(out) == n:
+                        break
+                    out.append(token)
+                generator.close()  # type: ignore[attr-defined]
+                return out
+
+            masked = first(
+                llama.generate(tokens, grammar=LlamaGrammar.from_string(grammar), **options)
+            )
+            undo = grammar_first_refusal(llama, grammar)
+            try:
+                checked = first(llama.generate(tokens, **options))
+            finally:
+                undo()
+            assert checked == masked, name
+    finally:
+        llama.close()
+
+
+def test_a_call_is_told_from_an_answer_in_both_formats() -> None:
+    llama3, chatml = get_format("llama3"), get_format("chatml")
+    call = '{"name": "get_weather", "parameters": {"city": "Paris"}}'
+    assert answer.is_call(llama3, call, [WEATHER])
+    assert not answer.is_call(llama3, '{"name": "Alice", "age": 31}', [WEATHER])
+    assert not answer.is_call(
+        llama3, '{"name": "get_weather", "parameters": {}, "x": 1}', [WEATHER]
+    )
+    assert answer.is_call(
+        chatml, '<tool_call>\n{"name": "get_weather", "arguments": {}}', [WEATHER]
+    )
+    assert not answer.is_call(chatml, '{"name": "get_weather", "arguments": {}}', [WEATHER])
+    grammar = answer.answer_grammar(
+        llama3, fmt(ANSWER_SCHEMAS["flat-object"][1]), [WEATHER], "auto"
+    )
+    assert grammar.startswith("root ::= one-call | answer")
