@@ -63,6 +63,8 @@ class _Run:
     tracing: Any = None  # the telemetry in force, None when off
     stop_reason: StopReason | None = None
     cost: float | None = None
+    output_retries: int = 0
+    """Answers told they did not fit the output type (`agentkit.output`)."""
     journal: RunJournal | None = None
     """Where the run's progress is journaled, when it runs with a session."""
     awaiting: list[Any] = field(default_factory=list)
@@ -82,6 +84,7 @@ class _Run:
         self.cost = None if self.prices is None else cost(by_model, self.prices)
         return RunResult.model_construct(
             output=output,
+            text=output,
             messages=list(self.messages),
             tool_calls=list(self.records),
             usage=self.usage,

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, cast, overload
 
 import anyio
 
@@ -33,7 +33,8 @@ from agentkit.approval import Approvals
 from agentkit.errors import DeadlineExceeded, MaxStepsExceeded, TruncatedToolCall, UserError
 from agentkit.events import Event, RunFinished, StepFinished, StepStarted, TextDelta
 from agentkit.model_api import FunctionDefinition, Generation, Message, ModelRequest, StreamChunk
-from agentkit.results import RunResult, StopReason, ToolCallRecord
+from agentkit.output import output_spec
+from agentkit.results import OutputT, RunResult, StopReason, ToolCallRecord
 from agentkit.runtimes import get_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.sessions import Session
@@ -54,7 +55,7 @@ _CALL_START = re.compile(
 )
 
 
-class Agent(Approvals):
+class Agent(Approvals[OutputT]):
     """A model, some tools and the loop between them.
 
     Args:
@@ -84,6 +85,13 @@ class Agent(Approvals):
         name: the agent's name, in traces (`invoke_agent {name}`).
         prices: model names to `ModelPrice`s (per million tokens), so that `RunResult.cost`
             can say what a run cost.
+        output_type: the type of the final answer, instead of text: a pydantic model, a
+            dataclass, a TypedDict, a scalar or `list[...]` type, or a JSON Schema dict (its
+            value returned as parsed JSON). `RunResult.output` is then the validated value
+            (see docs/structured-output.md); a schema the runtime cannot hold its model to
+            fails here, naming the keyword and its path.
+        max_output_retries: answers that do not fit `output_type` the model is told about
+            and may fix; one more raises `OutputValidationError`.
         **sampling: request fields sent with every call (`temperature`, `max_tokens`, ...),
             over the runtime profile's own.
 
@@ -97,11 +105,48 @@ class Agent(Approvals):
     `resume`, `resume_sync` and `stream_resume` continue it (see `agentkit.approval`).
     """
 
+    @overload
+    def __init__(
+        self: Agent[Any],
+        runtime: Runtime | str,
+        tools: Iterable[Tool | ToolSource | Callable[..., Any]] = (),
+        *,
+        output_type: Mapping[str, Any],
+        **options: Any,
+    ) -> None: ...
+
+    @overload
     def __init__(
         self,
         runtime: Runtime | str,
         tools: Iterable[Tool | ToolSource | Callable[..., Any]] = (),
         *,
+        output_type: type[OutputT] | None = None,
+        max_output_retries: int = 1,
+        instructions: str | None = None,
+        max_steps: int = 10,
+        final_answer_on_max_steps: bool = False,
+        deadline: float | None = None,
+        max_concurrency: int = 8,
+        tool_timeout: float | None = None,
+        max_tool_retries: int = 2,
+        raise_tool_errors: bool = False,
+        max_tool_output: int = 20_000,
+        repeat_limit: int = 3,
+        tool_choice: str | None = None,
+        reset_tool_choice: bool = True,
+        name: str | None = None,
+        prices: PriceTable | None = None,
+        **sampling: Any,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        runtime: Runtime | str,
+        tools: Iterable[Tool | ToolSource | Callable[..., Any]] = (),
+        *,
+        output_type: Any = None,
+        max_output_retries: int = 1,
         instructions: str | None = None,
         max_steps: int = 10,
         final_answer_on_max_steps: bool = False,
@@ -160,6 +205,13 @@ class Agent(Approvals):
         self._dialect = self.runtime.capabilities.schema_dialect
         # Built now, so a broken tool, or one the runtime cannot offer, fails here.
         self.runtime.check_tools(self.toolset.definitions(self._dialect))
+        self.output_type = output_type
+        self._output = output_spec(output_type, self.runtime, max_retries=max_output_retries)
+        if self._output is not None:
+            if self._fields.get("response_format") is not None:
+                raise UserError("pass output_type or response_format, not both")
+            if self._output.enforced:
+                self._fields["response_format"] = self._output.response_format
         self._limiter: anyio.CapacityLimiter | None = None
         self._entered = 0
 
@@ -176,7 +228,7 @@ class Agent(Approvals):
         history: Sequence[Message] = (),
         transcript: list[Message] | None = None,
         session: Session | None = None,
-    ) -> RunResult:
+    ) -> RunResult[OutputT]:
         """Run until the model answers.
 
         Args:
@@ -190,7 +242,8 @@ class Agent(Approvals):
                 and journals each step into it as it completes.
 
         Raises:
-            RunError: a limit stopped the run; `.run` holds the partial `RunResult`.
+            RunError: a limit stopped the run, or the answer did not fit `output_type`
+                (`OutputValidationError`); `.run` holds the partial `RunResult`.
             RunInterrupted: the session holds an interrupted run; continue it first.
         """
         run = await self._begin(prompt, history, transcript, session)
@@ -203,7 +256,7 @@ class Agent(Approvals):
         history: Sequence[Message] = (),
         transcript: list[Message] | None = None,
         session: Session | None = None,
-    ) -> RunResult:
+    ) -> RunResult[OutputT]:
         """`run` for code that has no event loop."""
         run = partial(self.run, prompt, history=history, transcript=transcript, session=session)
         return anyio.run(run)
@@ -216,7 +269,8 @@ class Agent(Approvals):
         transcript: list[Message] | None = None,
         session: Session | None = None,
     ) -> AsyncGenerator[Event, None]:
-        """Run, yielding typed events as they happen; the last one is `RunFinished`.
+        """Run, yielding typed events as they happen; the last one is `RunFinished`. With an
+        `output_type`, `PartialOutput` events show the answer as its JSON grows.
 
         Use it as `async with contextlib.aclosing(agent.stream(...)) as events:` when you may
         stop early, so the run is cancelled cleanly.
@@ -266,7 +320,7 @@ class Agent(Approvals):
         if self._owns_runtime:
             await self.runtime.aclose()
 
-    async def __aenter__(self) -> Agent:
+    async def __aenter__(self) -> Agent[OutputT]:
         """Start the tool sources (MCP servers) for every run until the block ends."""
         try:
             await self.toolset.__aenter__()
@@ -326,8 +380,10 @@ class Agent(Approvals):
         messages = transcript if transcript is not None else []
         history = list(history) or list(messages)
         del messages[:]
-        if self.instructions and not (history and history[0].role == "system"):
-            messages.append(Message.system(self.instructions))
+        output = self._output
+        instructions = output.instructions(self.instructions) if output else self.instructions
+        if instructions and not (history and history[0].role == "system"):
+            messages.append(Message.system(instructions))
         messages.extend(history)
         if isinstance(prompt, str):
             messages.append(Message.user(prompt))
@@ -337,7 +393,7 @@ class Agent(Approvals):
 
     async def _execute(
         self, run: _Run, *, emit: Callable[[Event], None] | None, stream: bool
-    ) -> RunResult:
+    ) -> RunResult[OutputT]:
         run.emit = emit
         run.tracing = self._telemetry()
         # Runs that this run's tools start (agents used as tools) add their usage to ours.
@@ -360,13 +416,17 @@ class Agent(Approvals):
             if outer is not None:
                 add_usage(outer, run.usage_by_model())
 
-    async def _loop(self, run: _Run, stream: bool) -> RunResult:
+    async def _loop(self, run: _Run, stream: bool) -> RunResult[OutputT]:
         if run.journal is not None and run.journal.resume is not None:
             answered = await continue_interrupted(self, run)
             if answered is not None:
-                return answered
+                # An answer made before the crash is settled as any other (an unfit one fixed).
+                output = self._output
+                settled = output.settle(run, answered.text, answered) if output else answered
+                if settled is not None:
+                    return cast("RunResult[OutputT]", settled)
             if run.awaiting:  # a call the crash left unstarted needs approval
-                return self._paused(run)
+                return cast("RunResult[OutputT]", self._paused(run))
         if run.resuming is not None:
             await self._resume_step(run)
             if run.journal is not None:
@@ -376,26 +436,39 @@ class Agent(Approvals):
             definitions = self.toolset.definitions(self._dialect) or None
             generation = await self._step(run, definitions, stream)
             if not generation.tool_calls:
-                return self._answer(run, generation, "answer", offered=definitions is not None)
+                offered = definitions is not None
+                result = self._answer(run, generation, "answer", offered=offered)
+                if result is not None:
+                    return result
+                continue  # the answer did not fit the output type: the model fixes it
             await self._dispatch(run, generation)
             if run.awaiting:
-                return self._paused(run)
+                return cast("RunResult[OutputT]", self._paused(run))
         if not self.final_answer_on_max_steps:
             raise MaxStepsExceeded(self.max_steps, run.result("", "max_steps"))
-        generation = await self._step(run, None, stream)
-        return self._answer(run, generation, "final_answer", offered=False)
+        while True:  # ends: each unfit answer spends one of max_output_retries
+            generation = await self._step(run, None, stream)
+            result = self._answer(run, generation, "final_answer", offered=False)
+            if result is not None:
+                return result
 
     def _answer(
         self, run: _Run, generation: Generation, reason: StopReason, *, offered: bool
-    ) -> RunResult:
-        """The run's result from an answer; a tool call cut off by `max_tokens` is none."""
+    ) -> RunResult[OutputT] | None:
+        """The run's result from an answer; a tool call cut off by `max_tokens` is none, and
+        an answer that does not fit the output type is None (told to the model)."""
         text = generation.response
         truncated = generation.finish_reason == "length"
-        if truncated and offered and _CALL_START.match(text):
+        output = self._output
+        cut_call = truncated and offered and _CALL_START.match(text)
+        if cut_call and not (output and output.begins_answer(text, self.toolset.names)):
             max_tokens = self._fields.get("max_tokens")
             raise _Stop(TruncatedToolCall(max_tokens, text, run.result("", "truncated_call")))
         run.messages.append(Message.assistant(text))
-        return run.result(text, reason, truncated)
+        result = run.result(text, reason, truncated)
+        if output is None:
+            return cast("RunResult[OutputT]", result)
+        return output.settle(run, text, result)
 
     async def _step(
         self, run: _Run, tools: list[FunctionDefinition] | None, stream: bool
@@ -415,10 +488,13 @@ class Agent(Approvals):
         )
         if stream:
             chunks: list[StreamChunk] = []
+            watch = self._output.watcher(step, emit) if self._output and emit else None
             async for chunk in run.runtime.stream(request):
                 chunks.append(chunk)
                 if emit and chunk.response:
                     emit(TextDelta(step, chunk.response))
+                    if watch:
+                        watch(chunk.response)
             generation = StreamChunk.join(chunks)
         else:
             generation = await run.runtime.generate(request)

@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator, Callable, Collection, Mapping
 from contextlib import aclosing, nullcontext
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Generic
 
 import anyio
 from pydantic_core import to_jsonable_python
@@ -37,7 +37,7 @@ from agentkit.errors import (
 )
 from agentkit.events import Event, StepFinished, ToolCallFinished
 from agentkit.model_api import Message, Usage
-from agentkit.results import PendingCall, RunResult, StopReason, ToolCallRecord
+from agentkit.results import OutputT, PendingCall, RunResult, StopReason, ToolCallRecord
 from agentkit.runtimes.base import Runtime
 from agentkit.sessions.base import Session
 from agentkit.sessions.runs import attach_paused
@@ -140,7 +140,7 @@ def denial(reason: str) -> str:
     return f"denied by the user: {reason}" if reason else "denied by the user"
 
 
-class Approvals(ToolCalls):
+class Approvals(ToolCalls, Generic[OutputT]):
     """The approval half of `Agent`: pausing for a person and resuming."""
 
     runtime: Runtime
@@ -149,7 +149,7 @@ class Approvals(ToolCalls):
 
     async def _execute(
         self, run: _Run, *, emit: Callable[[Event], None] | None, stream: bool
-    ) -> RunResult:
+    ) -> RunResult[OutputT]:
         raise NotImplementedError  # the Agent's
 
     def _stream_run(self, run: _Run) -> AsyncGenerator[Event, None]:
@@ -164,7 +164,7 @@ class Approvals(ToolCalls):
         approve: Collection[str] = (),
         deny: Mapping[str, str] | None = None,
         session: Session | None = None,
-    ) -> RunResult:
+    ) -> RunResult[OutputT]:
         """Continue a run that paused for approval (`result.state`), with a decision on each
         pending call.
 
@@ -197,7 +197,7 @@ class Approvals(ToolCalls):
         approve: Collection[str] = (),
         deny: Mapping[str, str] | None = None,
         session: Session | None = None,
-    ) -> RunResult:
+    ) -> RunResult[OutputT]:
         """`resume` for code that has no event loop."""
         resume = partial(self.resume, state, approve=approve, deny=deny, session=session)
         return anyio.run(resume)

@@ -71,6 +71,26 @@ def _runtime(args: argparse.Namespace) -> Runtime:
     return get_runtime(args.runtime, model=args.model, progress=sys.stderr.isatty())
 
 
+def _output_schema(value: str | None) -> dict[str, Any] | None:
+    """`--output-schema`: inline JSON, or a file holding it."""
+    if value is None:
+        return None
+    inline = value.lstrip().startswith("{")
+    try:
+        text = value if inline else Path(value).read_text()
+        schema = json.loads(text)
+    except OSError as exc:
+        raise UserError(f"--output-schema: cannot read {value}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        where = "" if inline else f" in {value}"
+        raise UserError(f"--output-schema: not JSON{where}: {exc.msg} at {exc.pos}") from None
+    if not isinstance(schema, dict):
+        raise UserError(
+            f"--output-schema: a JSON Schema is an object (got {type(schema).__name__})"
+        )
+    return schema
+
+
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:
     return {
         flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
@@ -79,7 +99,7 @@ def _sampling(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _agent(args: argparse.Namespace) -> Agent:
+def _agent(args: argparse.Namespace) -> Agent[Any]:
     tools: list[Tool | ToolSource] = [*(load_tools(args.tools) if args.tools else [])]
     tools.extend(mcp_sources(args))
     sampling = _sampling(args)
@@ -91,6 +111,7 @@ def _agent(args: argparse.Namespace) -> Agent:
         instructions=args.instructions,
         max_steps=args.max_steps,
         tool_choice=args.tool_choice,
+        output_type=_output_schema(getattr(args, "output_schema", None)),
         **sampling,
     )
 
@@ -100,20 +121,20 @@ def _say(text: str) -> None:
 
 
 async def _run_once(
-    agent: Agent,
+    agent: Agent[Any],
     prompt: str | None,
     args: argparse.Namespace,
     history: Sequence[Any] = (),
     resume: tuple[RunState, list[str], dict[str, str]] | None = None,
     session: Session | None = None,
-) -> RunResult:
+) -> RunResult[Any]:
     stream = getattr(args, "stream", False) or args.verbose
     if not stream:
         if resume is not None:
             state, approve, deny = resume
             return await agent.resume(state, approve=approve, deny=deny, session=session)
         return await agent.run(prompt, history=history, session=session)
-    result: RunResult | None = None
+    result: RunResult[Any] | None = None
     printing = getattr(args, "stream", False) and not getattr(args, "json", False)
     source = (
         agent.stream(prompt, history=history, session=session)
@@ -163,7 +184,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     agent = _agent(args)
     session = open_session(args)
 
-    async def go() -> RunResult:
+    async def go() -> RunResult[Any]:
         def resume(state: RunState, approve: list[str], deny: dict[str, str]) -> Any:
             return _run_once(agent, "", args, resume=(state, approve, deny), session=session)
 
@@ -186,7 +207,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = anyio.run(go)
     if args.json:
         print(result.model_dump_json(indent=2))
-    elif not args.stream and result.stop_reason != "approval":
+    elif result.stop_reason == "approval":
+        pass  # a paused run has no answer yet
+    elif args.output_schema is not None:  # after a streamed answer: the validated object
+        print(json.dumps(result.output, ensure_ascii=False, indent=2))
+    elif not args.stream:
         print(result.output)
     return approval.EXIT_PAUSED if result.stop_reason == "approval" else 0
 
@@ -294,6 +319,12 @@ def _parser() -> argparse.ArgumentParser:
     approval.add_options(run, run=True)
     run.add_argument("--stream", action="store_true", help="print the answer as it comes")
     run.add_argument("--json", action="store_true", help="print the whole RunResult as JSON")
+    run.add_argument(
+        "--output-schema",
+        metavar="FILE|JSON",
+        help="answer with a JSON object of this JSON Schema (a file, or inline JSON); "
+        "prints the validated object",
+    )
     add_run_options(run)
     run.set_defaults(handler=_cmd_run)
 

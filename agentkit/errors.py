@@ -17,7 +17,8 @@ AgentKitError
 │   ├── ToolRetriesExhausted
 │   ├── RepeatedToolCall
 │   └── ModelBehaviorError
-│       └── TruncatedToolCall      a tool call cut off by max_tokens
+│       ├── TruncatedToolCall      a tool call cut off by max_tokens
+│       └── OutputValidationError  the answer did not fit the output type, retries spent
 └── TransportError                 talking to a model failed
     ├── ModelConnectionError
     ├── ModelTimeout
@@ -60,6 +61,7 @@ __all__ = [
     "ModelHTTPError",
     "ModelTimeout",
     "NotFound",
+    "OutputValidationError",
     "RateLimited",
     "RepeatedToolCall",
     "RequestValidationError",
@@ -317,6 +319,29 @@ class TruncatedToolCall(ModelBehaviorError):
         super().__init__(
             f"the model's tool call was cut off at max_tokens={max_tokens} before it was "
             f"complete; raise max_tokens. It ended: {text[-120:]!r}",
+            run,
+        )
+
+
+class OutputValidationError(ModelBehaviorError):
+    """The final answer did not fit the Agent's `output_type`, after `retries` attempts to
+    have the model fix it. `errors` names each failing field; `text` is the last answer."""
+
+    def __init__(
+        self,
+        errors: Sequence[FieldError],
+        text: str,
+        retries: int,
+        run: RunResult | None = None,
+    ) -> None:
+        self.errors = list(errors)
+        self.text = text
+        self.retries = retries
+        shown = text if len(text) <= 200 else text[:197] + "..."
+        super().__init__(
+            f"the answer does not fit the output type after {retries} "
+            f"{'retry' if retries == 1 else 'retries'}: {_join(self.errors)}. "
+            f"It was: {shown!r}",
             run,
         )
 

@@ -6,6 +6,9 @@ StepStarted(2) ...                                            StepFinished(n)
 RunFinished(result)
 ```
 
+An Agent with an `output_type` also yields `PartialOutput` among the text deltas of a step,
+each time the answer's JSON has grown into a different value.
+
 Tool calls of one step run concurrently, so their finished events come in completion order;
 the transcript keeps the order the model emitted them in.
 """
@@ -13,7 +16,9 @@ the transcript keeps the order the model emitted them in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal
+
+from typing_extensions import TypeVar
 
 from agentkit.model_api import ToolCall, Usage
 
@@ -22,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Event",
+    "PartialOutput",
     "RunFinished",
     "StepFinished",
     "StepStarted",
@@ -46,6 +52,19 @@ class TextDelta:
     step: int
     text: str
     kind: Literal["text_delta"] = "text_delta"
+
+
+@dataclass(frozen=True)
+class PartialOutput:
+    """The structured answer so far, parsed from its incomplete JSON: objects and arrays
+    closed where the text stops, a string cut where it stops, a number once it is whole, keys
+    without a value yet left out. Only for an Agent with an `output_type`; unvalidated
+    (`RunFinished` has the validated value). A non-object output (an `int`, a `list`) is shown
+    unwrapped."""
+
+    step: int
+    value: Any
+    kind: Literal["partial_output"] = "partial_output"
 
 
 @dataclass(frozen=True)
@@ -75,13 +94,25 @@ class StepFinished:
     kind: Literal["step_finished"] = "step_finished"
 
 
-@dataclass(frozen=True)
-class RunFinished:
-    """The run ended: with an answer, or paused for approval (`result.stop_reason ==
-    "approval"`, `result.pending`, `result.state`)."""
+_ResultT = TypeVar("_ResultT", default=Any)
 
-    result: RunResult
+
+@dataclass(frozen=True)
+class RunFinished(Generic[_ResultT]):
+    """The run ended: with an answer (the validated value in `result.output`, for an Agent
+    with an `output_type`), or paused for approval (`result.stop_reason == "approval"`,
+    `result.pending`, `result.state`)."""
+
+    result: RunResult[_ResultT]
     kind: Literal["run_finished"] = "run_finished"
 
 
-Event = StepStarted | TextDelta | ToolCallStarted | ToolCallFinished | StepFinished | RunFinished
+Event = (
+    StepStarted
+    | TextDelta
+    | PartialOutput
+    | ToolCallStarted
+    | ToolCallFinished
+    | StepFinished
+    | RunFinished[Any]
+)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
+from typing_extensions import TypeVar
 
 from agentkit.model_api import Message, ToolCall, Usage
 
 if TYPE_CHECKING:
     from agentkit.state import RunState
 
-__all__ = ["PendingCall", "RunResult", "StopReason", "ToolCallRecord"]
+__all__ = ["OutputT", "PendingCall", "RunResult", "StopReason", "ToolCallRecord"]
+
+OutputT = TypeVar("OutputT", default=str)
+"""The type of a run's output: `str` (the answer's text) unless the Agent has an `output_type`."""
 
 StopReason = Literal[
     "answer",
@@ -22,11 +26,13 @@ StopReason = Literal[
     "tool_retries",
     "repeat",
     "truncated_call",
+    "invalid_output",
 ]
 """Why a run stopped: the model answered; it answered in the tools-less call made after
 `max_steps`; it paused for a person to approve tool calls (`approval`: `RunResult.pending`
-lists them, `RunResult.state` resumes it); one of the limits stopped it; or a tool call was cut
-off by `max_tokens` (`truncated_call`). The limits and `truncated_call` come with an error that
+lists them, `RunResult.state` resumes it); one of the limits stopped it; a tool call was cut
+off by `max_tokens` (`truncated_call`); the answer did not fit the output type
+(`invalid_output`). The limits, `truncated_call` and `invalid_output` come with an error that
 carries the partial run."""
 
 
@@ -64,11 +70,18 @@ class ToolCallRecord(BaseModel):
         return self.error is None
 
 
-class RunResult(BaseModel):
-    """Everything a run produced; `model_dump_json()` / `model_validate_json()` round-trip it."""
+class RunResult(BaseModel, Generic[OutputT]):
+    """Everything a run produced; `model_dump_json()` / `model_validate_json()` round-trip it
+    (a structured run's as `RunResult[Person].model_validate_json(...)`).
 
-    output: str = ""
-    """The final answer."""
+    `RunResult` alone is `RunResult[str]`; an Agent with an `output_type` returns
+    `RunResult[ThatType]`. The partial run an error carries is a plain `RunResult`.
+    """
+
+    output: OutputT = ""  # type: ignore[assignment]  # a str, unless OutputT says otherwise
+    """The final answer: its text, or with an `output_type` the validated value."""
+    text: str = ""
+    """The final answer as the model wrote it (the JSON text, for a structured answer)."""
     messages: list[Message] = Field(default_factory=list)
     """The whole transcript, ready to continue the conversation (`agent.run(..., history=)`)."""
     tool_calls: list[ToolCallRecord] = Field(default_factory=list)

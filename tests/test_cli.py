@@ -75,6 +75,20 @@ def test_a_missing_tools_file_is_one_clear_line() -> None:
     assert line.startswith("error: ") and "tools/nope.py" in line
 
 
+def test_output_schema_prints_the_object_from_the_embedded_model() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "celsius": {"type": "integer"}},
+        "required": ["city", "celsius"],
+    }
+    prompt = "Oslo is cold today: -3 degrees."
+    done = agentkit("run", prompt, "--output-schema", json.dumps(schema), "--max-tokens", "60")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert set(record) == {"city", "celsius"} and isinstance(record["celsius"], int)
+    assert record["city"] == "Oslo"
+
+
 # -- sessions: on a loopback Workers AI service (fast), then once on the embedded model -------
 
 CALCULATOR = str(ROOT / "tools" / "calculator.py")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,22 @@ def test_local_assistant_example_runs_on_the_embedded_model() -> None:
     assert done.returncode == 0, done.stderr
     assert '  calculate({"expression":"37 * 41"}) -> 1517' in done.stdout.splitlines()
     assert "assistant> 1517" in done.stdout
+
+
+def test_extract_record_example_runs_on_the_embedded_model() -> None:
+    done = subprocess.run(
+        [sys.executable, "examples/extract_record.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("text> Maria Lopez ordered 3 boxes")
+    # The record is a valid Order (bounds included), and the model read the text right.
+    example = runpy.run_path(str(ROOT / "examples" / "extract_record.py"))
+    (record,) = [line.removeprefix("json: ") for line in lines if line.startswith("json: ")]
+    order = example["Order"].model_validate_json(record)
+    assert (order.customer, order.quantity, order.city) == ("Maria Lopez", 3, "Lisbon")
+    assert "customer: Maria Lopez" in lines

@@ -9,11 +9,17 @@ Sampling fields map one to one (`max_tokens`, `temperature`, `top_p`, `seed`,
 `frequency_penalty`, `presence_penalty`). `top_k` and `repetition_penalty`, which OpenAI lacks,
 are sent under those names only when set: vLLM and llama.cpp's server read them, OpenAI rejects
 them with a 400 that names the field. `extra_body` adds or overrides any field of every request.
+
+An answer schema (`response_format` of type `json_schema`) is sent as
+`{name, schema, strict: true}` when strict mode can hold it without changing its meaning (the
+same test as strict tools: every property required, no keyword strict mode lacks), objects then
+closed (`additionalProperties: false`); otherwise with `strict: false`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -30,11 +36,28 @@ from agentkit.runtimes._http import (
 )
 from agentkit.runtimes._salvage import LeakGuard, salvage_tool_calls
 from agentkit.runtimes.base import Capabilities, Runtime
+from agentkit.tools.formats import strict_problems, to_strict
 from agentkit.wire import openai as wire
 
-__all__ = ["OPENAI_URL", "OpenAICompatible"]
+__all__ = ["OPENAI_URL", "OpenAICompatible", "openai_response_format"]
 
 OPENAI_URL = "https://api.openai.com/v1"
+_FORMAT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def openai_response_format(response_format: Mapping[str, Any]) -> dict[str, Any]:
+    """agentkit's `response_format` as OpenAI takes it: a bare schema becomes
+    `{name, schema, strict}`, strict when the schema allows it (then in strict form)."""
+    schema = response_format.get("json_schema")
+    if response_format.get("type") != "json_schema" or not isinstance(schema, Mapping):
+        return dict(response_format)
+    if "schema" in schema:  # already in OpenAI's shape
+        return dict(response_format)
+    title = schema.get("title")
+    name = title if isinstance(title, str) and _FORMAT_NAME.match(title) else "response"
+    strict = not strict_problems(schema)
+    body = to_strict(schema) if strict else dict(schema)
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": body, "strict": strict}}
 
 
 def _tool_names(request: ModelRequest) -> set[str]:
@@ -171,6 +194,9 @@ class OpenAICompatible(Runtime):
         return f"OpenAICompatible(base_url={self.base_url!r}, model={self.model!r})"
 
     def _body(self, request: ModelRequest, *, stream: bool = False) -> dict[str, Any]:
+        if request.response_format is not None:
+            fmt = openai_response_format(request.response_format)
+            request = request.model_copy(update={"response_format": fmt})
         return {**wire.encode_request(request, self.model, stream=stream), **self.extra_body}
 
     @property

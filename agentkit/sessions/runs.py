@@ -208,7 +208,7 @@ async def discard_interrupted(session: Session) -> InterruptedRun | None:
 
 
 async def open_run(
-    agent: Agent,
+    agent: Agent[Any],
     session: Session,
     prompt: str | Sequence[Message] | None,
     transcript: list[Message] | None,
@@ -233,7 +233,7 @@ async def open_run(
 
 
 async def _take_over(
-    agent: Agent,
+    agent: Agent[Any],
     session: Session,
     entries: list[Entry],
     logs: dict[str, _Log],
@@ -306,7 +306,7 @@ async def attach_paused(run: _Run, session: Session, pending: Sequence[str]) -> 
 
 
 def _start(
-    agent: Agent,
+    agent: Agent[Any],
     prompt: str | Sequence[Message],
     history: list[Message],
     transcript: list[Message] | None,
@@ -337,7 +337,7 @@ def _records(messages: list[Message]) -> list[ToolCallRecord]:
     return records
 
 
-async def continue_interrupted(agent: Agent, run: _Run) -> RunResult | None:
+async def continue_interrupted(agent: Agent[Any], run: _Run) -> RunResult | None:
     """Settle the interrupted step of a continued run before its next model call; the run's
     result if the model had already answered, else None."""
     journal = run.journal
