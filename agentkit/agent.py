@@ -431,9 +431,14 @@ class Agent(Approvals[OutputT]):
             await self._resume_step(run)
             if run.journal is not None:
                 await run.journal.sync(run.messages, run.usage)
+        answer_now = False
         while run.steps < self.max_steps:
             # Per step: a tool source may have changed its tools since the last one.
             definitions = self.toolset.definitions(self._dialect) or None
+            if answer_now:
+                # A model told it repeats itself has what it needs: with an output type, the
+                # one way left to say so is the answer object, so that is all it may write.
+                definitions = None
             generation = await self._step(run, definitions, stream)
             if not generation.tool_calls:
                 offered = definitions is not None
@@ -444,6 +449,9 @@ class Agent(Approvals[OutputT]):
             await self._dispatch(run, generation)
             if run.awaiting:
                 return cast("RunResult[OutputT]", self._paused(run))
+            answer_now = self._output is not None and any(
+                id(r) in run.nudged for r in run.records if r.step == run.steps
+            )
         if not self.final_answer_on_max_steps:
             raise MaxStepsExceeded(self.max_steps, run.result("", "max_steps"))
         while True:  # ends: each unfit answer spends one of max_output_retries

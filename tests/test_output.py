@@ -268,6 +268,18 @@ async def test_tools_first_then_the_object() -> None:
     assert all(r.tools and r.response_format for r in runtime.requests)
 
 
+async def test_a_model_told_it_repeats_a_call_is_then_asked_for_the_object_only() -> None:
+    # A small model held to "a call or the object" may call on and on; once told it repeats
+    # itself, it has what it needs, and its next step may write only the answer.
+    runtime = ScriptedRuntime([call("add", a=2, b=3)] * 3 + [answer('{"result": 5}')])
+    result = await Agent(runtime, tools=[add], output_type=int).run("What is 2 + 3?")
+    assert result.output == 5
+    assert "3 times in a row" in (result.tool_calls[-1].error or "")
+    *calling, last = runtime.requests
+    assert all(r.tools for r in calling)
+    assert (last.tools, last.response_format is not None) == ([], True)
+
+
 async def test_the_final_answer_after_max_steps_is_validated_too() -> None:
     runtime = ScriptedRuntime(
         [call("add", a=1, b=1), '{"result": "two"}', '{"result": 2}'], capabilities=UNENFORCED
