@@ -18,6 +18,7 @@ from pathlib import Path
 
 import anyio
 
+from agentkit.approval import parse_denials
 from agentkit.errors import RunStateError, UserError
 from agentkit.results import PendingCall, RunResult
 from agentkit.state import RunState
@@ -125,16 +126,6 @@ async def settle(
     return result
 
 
-def _parse_denials(items: list[str]) -> dict[str, str]:
-    deny = {}
-    for item in items:
-        call_id, _, reason = item.partition("=")
-        if not call_id:
-            raise UserError(f"--deny: expected ID or ID=REASON (got {item!r})")
-        deny[call_id] = reason
-    return deny
-
-
 async def from_file(args: argparse.Namespace, resume: Resume) -> RunResult:
     """Resume the run saved in `args.resume` with the decisions of `--approve` / `--deny`
     (undecided calls are asked on a terminal, or approved by `--approve-all`). The file is
@@ -145,7 +136,7 @@ async def from_file(args: argparse.Namespace, resume: Resume) -> RunResult:
     except OSError as exc:
         raise UserError(f"--resume: cannot read {path}: {exc.strerror}") from None
     approve = list(args.approve)
-    deny = _parse_denials(args.deny)
+    deny = parse_denials(args.deny)
     undecided = [c for c in state.pending if c.id not in approve and c.id not in deny]
     if undecided and args.approve_all:
         approve += [c.id for c in undecided]

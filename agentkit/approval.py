@@ -34,6 +34,7 @@ from agentkit.errors import (
     RunStateError,
     ToolArgumentsError,
     ToolRetriesExhausted,
+    UserError,
 )
 from agentkit.events import Event, StepFinished, ToolCallFinished
 from agentkit.model_api import Message, Usage
@@ -45,7 +46,15 @@ from agentkit.state import RunState, digest
 from agentkit.tools import Tool
 from agentkit.usage import PriceTable
 
-__all__ = ["Approvals", "Decisions", "check_decisions", "denial", "fingerprint", "release"]
+__all__ = [
+    "Approvals",
+    "Decisions",
+    "check_decisions",
+    "denial",
+    "fingerprint",
+    "parse_denials",
+    "release",
+]
 
 FINGERPRINTED_SETTINGS = ("output_type",)
 """Agent attributes that shape what a run produces: a state paused under one value is refused
@@ -123,6 +132,21 @@ def check_decisions(
     if problems:
         raise RunStateError(problems)
     return Decisions(state, approved, deny)
+
+
+def parse_denials(items: list[str]) -> dict[str, str]:
+    """`--deny` values, `ID` or `ID=REASON`, as `resume`'s `deny`.
+
+    Raises:
+        UserError: an item with no id.
+    """
+    deny = {}
+    for item in items:
+        call_id, _, reason = item.partition("=")
+        if not call_id:
+            raise UserError(f"--deny: expected ID or ID=REASON (got {item!r})")
+        deny[call_id] = reason
+    return deny
 
 
 def release(state_id: str) -> None:

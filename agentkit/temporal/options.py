@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from agentkit.approval import parse_denials
 from agentkit.errors import ConfigurationError, UserError
 
 __all__ = ["add_run_options", "add_worker_arguments", "run_durable", "run_worker"]
@@ -96,7 +97,7 @@ def run_durable(
         client = await durable.connect(args.temporal, namespace=args.namespace)
         if args.resume is not None:
             handle = client.get_workflow_handle(args.resume)
-            deny = _denials(args.deny)
+            deny = parse_denials(args.deny)
             if args.approve or deny:
                 await durable.decide(handle, approve=args.approve, deny=deny)
         else:
@@ -118,16 +119,6 @@ def run_durable(
         return paused_status
     print(result.model_dump_json(indent=2) if args.json else result.output)
     return 0
-
-
-def _denials(items: list[str]) -> dict[str, str]:
-    deny = {}
-    for item in items:
-        call_id, _, reason = item.partition("=")
-        if not call_id:
-            raise UserError(f"--deny: expected ID or ID=REASON (got {item!r})")
-        deny[call_id] = reason
-    return deny
 
 
 async def _follow(durable: Any, handle: Any, args: argparse.Namespace, ask: Ask) -> Any:
