@@ -5,6 +5,8 @@ vocabulary (49,152 entries for SmolLM2) through the grammar before choosing. Her
 without the grammar chooses first; only when the grammar refuses its choice does the whole
 vocabulary go through the grammar, and the chain choose again from what is left (llama.cpp's
 own `common_sampler` works the same way). For greedy decoding the result is the same token.
+Greedy, a refused choice is followed by the next highest logits, one token each, before the
+whole vocabulary: the first the grammar allows is the masked argmax.
 For sampling it is the same distribution: a token the grammar allows is drawn with its
 unconstrained probability plus the refused mass times its share among the allowed ones, which
 is its probability under the masked distribution.
@@ -22,6 +24,9 @@ import numpy as np
 from llama_cpp.llama import Llama
 
 __all__ = ["grammar_first_refusal"]
+
+_RUNNERS_UP = 32
+"""Greedy: how many of the next highest logits are tried one by one after a refused choice."""
 
 _TOKEN = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
 assert _TOKEN.itemsize == ctypes.sizeof(llama_cpp.llama_token_data)
@@ -71,12 +76,22 @@ class _Sampler:
         llama_cpp.llama_sampler_apply(self.grammar, ctypes.byref(array))
         return bool(one[0].logit != -math.inf)
 
+    def _runner_up(self, logits: np.ndarray[Any, Any]) -> int | None:
+        """Greedy: the highest-logit token the grammar allows among the next highest, if any
+        (ties go to the lower id, as with argmax)."""
+        top = np.sort(np.argpartition(logits, -_RUNNERS_UP)[-_RUNNERS_UP:])
+        for token in top[np.argsort(-logits[top], kind="stable")][1:]:
+            if self._allowed(int(token)):
+                return int(token)
+        return None
+
     def sample(self, ctx: Any, idx: int = -1) -> int:
         pointer = llama_cpp.llama_get_logits_ith(ctx.ctx, idx)
         logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
         token = self._choose(logits, grammar=False)
         if not self._allowed(token):
-            token = self._choose(logits, grammar=True)
+            runner_up = self._runner_up(logits) if self.argmax else None
+            token = runner_up if runner_up is not None else self._choose(logits, grammar=True)
         llama_cpp.llama_sampler_accept(self.grammar, token)
         llama_cpp.llama_sampler_accept(self.chain.sampler, token)
         return token
