@@ -18,6 +18,7 @@ step's results are filed again, all of them, in the order the model made the cal
 
 from __future__ import annotations
 
+import abc
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Collection, Mapping
 from contextlib import aclosing, nullcontext
@@ -171,13 +172,14 @@ class Approvals(ToolCalls, Generic[OutputT]):
     prices: PriceTable | None
     _model: str
 
+    # The Agent's own, which resuming goes on with.
+    @abc.abstractmethod
     async def _execute(
         self, run: _Run, *, emit: Callable[[Event], None] | None, stream: bool
-    ) -> RunResult[OutputT]:
-        raise NotImplementedError  # the Agent's
+    ) -> RunResult[OutputT]: ...
 
-    def _stream_run(self, run: _Run) -> AsyncGenerator[Event, None]:
-        raise NotImplementedError  # the Agent's
+    @abc.abstractmethod
+    def _stream_run(self, run: _Run) -> AsyncGenerator[Event, None]: ...
 
     # -- public API -------------------------------------------------------------------------
 
