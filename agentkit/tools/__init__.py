@@ -4,7 +4,8 @@ from agentkit.tools.arguments import ValidatedArguments
 from agentkit.tools.formats import DefinitionProblem
 from agentkit.tools.signature import ToolDefinitionWarning
 from agentkit.tools.source import ToolSource
-from agentkit.tools.tool import Approval, Tool, Toolset, tool, validate_tool_definitions
+from agentkit.tools.tool import Approval, Tool, tool, validate_tool_definitions
+from agentkit.tools.toolset import Toolset
 
 __all__ = [
     "Approval",

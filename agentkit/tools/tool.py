@@ -1,4 +1,4 @@
-"""`Tool`, the `@tool` decorator and `Toolset`.
+"""`Tool` and the `@tool` decorator.
 
 A tool's schema (in every dialect) and its one argument validator are built once, when the tool
 is built; the meta-schema check runs then too, so a broken tool fails at import.
@@ -9,9 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack
-from types import TracebackType
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, overload
 
 import jsonschema_rs
@@ -19,7 +17,7 @@ from pydantic import ValidationError
 from pydantic_core import SchemaValidator
 
 from agentkit._validation import field_errors, show
-from agentkit.errors import FieldError, ToolArgumentsError, ToolDefinitionError, UserError
+from agentkit.errors import FieldError, ToolArgumentsError, ToolDefinitionError
 from agentkit.model_api import FunctionDefinition, SchemaDialect
 from agentkit.tools.arguments import ValidatedArguments, parse_near_json, schema_errors
 from agentkit.tools.formats import (
@@ -31,9 +29,8 @@ from agentkit.tools.formats import (
     workers_ai_ready,
 )
 from agentkit.tools.signature import read_signature
-from agentkit.tools.source import ToolSource
 
-__all__ = ["Approval", "Tool", "Toolset", "tool", "validate_tool_definitions"]
+__all__ = ["Approval", "Tool", "tool", "validate_tool_definitions"]
 
 Approval = bool | Callable[[dict[str, Any]], bool]
 """Whether a tool's calls wait for a person: always, never, or when a predicate of the
@@ -411,126 +408,6 @@ def tool(
         return Tool.from_function(fn, **options)  # type: ignore[arg-type]
 
     return decorate
-
-
-class Toolset:
-    """Tools by name; plain functions are wrapped with `@tool`; duplicate names are refused.
-
-    `ToolSource`s (MCP servers) may be mixed in: their tools join the set while the toolset
-    is entered (`async with toolset:`, which the agent does), and follow their changes.
-    """
-
-    def __init__(self, tools: Iterable[Tool | ToolSource | Callable[..., Any]] = ()) -> None:
-        self._tools: dict[str, Tool] = {}
-        self._sources: list[ToolSource] = []
-        self._definitions: dict[str, list[FunctionDefinition]] = {}
-        self._versions: tuple[int, ...] = ()
-        self._entered = 0
-        self._stack: AsyncExitStack | None = None
-        for item in tools:
-            if isinstance(item, ToolSource):
-                self.add_source(item)
-            else:
-                self.add(item)
-
-    def add(self, item: Tool | Callable[..., Any]) -> Tool:
-        """Add a tool (or a function, wrapped).
-
-        Raises:
-            ToolDefinitionError: a tool of that name is already there.
-        """
-        made = item if isinstance(item, Tool) else Tool.from_function(item)
-        if made.name in self._tools:
-            raise ToolDefinitionError(made.name, ["another tool already has this name"])
-        self._tools[made.name] = made
-        self._definitions.clear()
-        return made
-
-    def add_source(self, source: ToolSource) -> None:
-        """Add a source of tools, started when the toolset is entered."""
-        if self._entered:
-            raise UserError(f"{source.name}: cannot add a tool source to a running toolset")
-        self._sources.append(source)
-        self._definitions.clear()
-
-    @property
-    def sources(self) -> list[ToolSource]:
-        return list(self._sources)
-
-    @property
-    def running(self) -> bool:
-        """Whether the sources are started (the toolset is entered)."""
-        return self._entered > 0 and bool(self._sources)
-
-    def get(self, name: str) -> Tool | None:
-        found = self._tools.get(name)
-        if found is None and self._entered:
-            for source in self._sources:
-                found = source.tools.get(name)
-                if found is not None:
-                    break
-        return found
-
-    @property
-    def names(self) -> list[str]:
-        return [t.name for t in self]
-
-    def definitions(self, dialect: SchemaDialect = "full") -> list[FunctionDefinition]:
-        """Every tool's definition in a dialect (built once per dialect, and again when a
-        source's tools change).
-
-        Raises:
-            ToolDefinitionError: a source offers a tool whose name another tool has.
-        """
-        if self._sources:
-            versions = tuple(s.version for s in self._sources) if self._entered else ()
-            if versions != self._versions:
-                self._definitions.clear()
-                self._versions = versions
-        found = self._definitions.get(dialect)
-        if found is None:
-            seen: set[str] = set()
-            found = []
-            for t in self:
-                if t.name in seen:
-                    raise ToolDefinitionError(t.name, ["another tool already has this name"])
-                seen.add(t.name)
-                found.append(t.definition(dialect))
-            self._definitions[dialect] = found
-        return found
-
-    async def __aenter__(self) -> Toolset:
-        """Start every source (once: nested entries only count)."""
-        if self._entered == 0 and self._sources:
-            async with AsyncExitStack() as stack:
-                for source in self._sources:
-                    await stack.enter_async_context(source)
-                self._stack = stack.pop_all()
-        self._entered += 1
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._entered -= 1
-        if self._entered == 0 and self._stack is not None:
-            stack, self._stack = self._stack, None
-            await stack.aclose()
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
-
-    def __iter__(self) -> Iterator[Tool]:
-        yield from self._tools.values()
-        if self._entered:
-            for source in self._sources:
-                yield from source.tools.values()
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
 
 
 def validate_tool_definitions(definitions: Iterable[Mapping[str, Any]]) -> list[DefinitionProblem]:
