@@ -119,6 +119,20 @@ def time_total(function: Callable[[], Any], repeat: int) -> float:
     return best
 
 
+async def seconds_per_token(local: Any, request: Any, tokens: int) -> float:
+    """Seconds per decoded token of a streamed generation, from its first chunk to its last;
+    the request must generate exactly `tokens` tokens."""
+    first = last = 0.0
+    count = 0
+    async for chunk in local.stream(request):
+        last = time.perf_counter()
+        first = first or last
+        if chunk.usage is not None:
+            count = chunk.usage.completion_tokens
+    assert count == tokens, count
+    return (last - first) / (tokens - 1)
+
+
 def at_least(ratio: float | None, bound: float) -> bool:
     return ratio is not None and ratio >= bound
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from benchmarks._common import Budget, Check, Row, Unavailable
+from benchmarks._common import Budget, Check, Row, Unavailable, seconds_per_token
 
 PROMPT = "Write a long story about a lighthouse keeper and the sea."
 
@@ -38,15 +38,7 @@ def _decode(budget: Budget, llama_cpp: Any, local_class: Any) -> Row:
         request = GenerationRequest.build(
             prompt=text, raw=True, temperature=0, max_tokens=tokens, stream=True
         )
-        first = last = 0.0
-        count = 0
-        async for chunk in local.stream(request):
-            last = time.perf_counter()
-            first = first or last
-            if chunk.usage is not None:
-                count = chunk.usage.completion_tokens
-        assert count == tokens, count
-        return (last - first) / (tokens - 1)
+        return await seconds_per_token(local, request, tokens)
 
     def through_raw(tokens: int) -> float:
         first = last = 0.0

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from benchmarks._common import Budget, Check, Row, Unavailable
+from benchmarks._common import Budget, Check, Row, Unavailable, seconds_per_token
 
 PROMPT = "Write a long story about a lighthouse keeper and the sea."
 # Answers that cannot end before max_tokens, so both sides decode the same number of tokens.
@@ -71,15 +71,7 @@ async def _per_token(local: Any, schema: dict[str, Any] | None, tokens: int) -> 
     request = ModelRequest(
         messages=[Message.user(PROMPT)], temperature=0.0, max_tokens=tokens, **fields
     )
-    first = last = 0.0
-    count = 0
-    async for chunk in local.stream(request):
-        last = time.perf_counter()
-        first = first or last
-        if chunk.usage is not None:
-            count = chunk.usage.completion_tokens
-    assert count == tokens, count
-    return (last - first) / (tokens - 1)
+    return await seconds_per_token(local, request, tokens)
 
 
 def _decode(budget: Budget, local: Any, label: str, schema: dict[str, Any]) -> Row:
