@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import cloudflare
 import httpx
+import openai
 
 from agentkit import tool
 
@@ -19,6 +21,22 @@ def add(a: int, b: int) -> int:
         b: The second number.
     """
     return a + b
+
+
+ACCOUNT = "acc"
+"""The account id in the SDKs' URLs (our server takes any)."""
+
+
+def cloudflare_sdk(url: str, token: str) -> cloudflare.Cloudflare:
+    """The official `cloudflare` SDK, pointed at a server on loopback, no retries."""
+    return cloudflare.Cloudflare(api_token=token, base_url=url + "/client/v4", max_retries=0)
+
+
+def openai_sdk(url: str, token: str) -> openai.OpenAI:
+    """The official `openai` SDK, pointed at a server's OpenAI-compatible routes, no retries."""
+    return openai.OpenAI(
+        api_key=token, base_url=f"{url}/client/v4/accounts/{ACCOUNT}/ai/v1", max_retries=0
+    )
 
 
 def mocked_client(

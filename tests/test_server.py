@@ -18,6 +18,7 @@ import cloudflare
 import httpx
 import openai
 import pytest
+from helpers import ACCOUNT, cloudflare_sdk, openai_sdk
 from starlette.testclient import TestClient
 
 from agentkit import (
@@ -35,7 +36,6 @@ from agentkit.cli import main as cli_main
 from agentkit.model_api import DEFAULT_MODEL
 from agentkit.server.background import BackgroundServer
 
-ACCOUNT = "acc"
 TOKEN = "test-token-123"
 WEATHER = {
     "name": "get_weather",
@@ -49,13 +49,11 @@ WEATHER = {
 
 
 def cf_client(server: BackgroundServer, token: str = TOKEN) -> cloudflare.Cloudflare:
-    return cloudflare.Cloudflare(api_token=token, base_url=server.url + "/client/v4", max_retries=0)
+    return cloudflare_sdk(server.url, token)
 
 
 def oa_client(server: BackgroundServer, token: str = TOKEN) -> openai.OpenAI:
-    return openai.OpenAI(
-        api_key=token, base_url=f"{server.url}/client/v4/accounts/{ACCOUNT}/ai/v1", max_retries=0
-    )
+    return openai_sdk(server.url, token)
 
 
 def run_url(server: BackgroundServer | None = None, model: str = DEFAULT_MODEL) -> str:

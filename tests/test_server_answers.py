@@ -14,13 +14,13 @@ import openai
 import pydantic
 import pytest
 from answer_schemas import ANSWER_SCHEMAS
+from helpers import ACCOUNT, cloudflare_sdk, openai_sdk
 
 from agentkit.model_api import DEFAULT_MODEL
 from agentkit.runtimes.llama_cpp import LlamaCpp
 from agentkit.server import create_app
 from agentkit.server.background import BackgroundServer
 
-ACCOUNT = "acc"
 TOKEN = "answer-test-token"
 PROMPT, SCHEMA = ANSWER_SCHEMAS["nested-object"]
 MESSAGES = [{"role": "user", "content": PROMPT}]
@@ -50,14 +50,12 @@ def server() -> Iterator[BackgroundServer]:
 
 @pytest.fixture
 def cf(server: BackgroundServer) -> cloudflare.Cloudflare:
-    return cloudflare.Cloudflare(api_token=TOKEN, base_url=server.url + "/client/v4", max_retries=0)
+    return cloudflare_sdk(server.url, TOKEN)
 
 
 @pytest.fixture
 def oa(server: BackgroundServer) -> openai.OpenAI:
-    return openai.OpenAI(
-        api_key=TOKEN, base_url=f"{server.url}/client/v4/accounts/{ACCOUNT}/ai/v1", max_retries=0
-    )
+    return openai_sdk(server.url, TOKEN)
 
 
 # -- Workers AI: /ai/run ---------------------------------------------------------------------

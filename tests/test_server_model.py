@@ -20,6 +20,7 @@ import cloudflare
 import httpx
 import openai
 import pytest
+from helpers import ACCOUNT, cloudflare_sdk, openai_sdk
 
 from agentkit import Agent, tool
 from agentkit.model_api import DEFAULT_MODEL
@@ -29,7 +30,6 @@ from agentkit.server import create_app
 from agentkit.server.background import BackgroundServer
 
 ROOT = Path(__file__).resolve().parents[1]
-ACCOUNT = "acc"
 TOKEN = "model-test-token"
 WEATHER = {
     "name": "get_weather",
@@ -69,14 +69,12 @@ def server(runtime: LlamaCpp) -> Iterator[BackgroundServer]:
 
 @pytest.fixture
 def cf(server: BackgroundServer) -> cloudflare.Cloudflare:
-    return cloudflare.Cloudflare(api_token=TOKEN, base_url=server.url + "/client/v4", max_retries=0)
+    return cloudflare_sdk(server.url, TOKEN)
 
 
 @pytest.fixture
 def oa(server: BackgroundServer) -> openai.OpenAI:
-    return openai.OpenAI(
-        api_key=TOKEN, base_url=f"{server.url}/client/v4/accounts/{ACCOUNT}/ai/v1", max_retries=0
-    )
+    return openai_sdk(server.url, TOKEN)
 
 
 def test_cloudflare_sdk_prompt(cf: cloudflare.Cloudflare) -> None:
