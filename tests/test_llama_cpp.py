@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-import numpy as np
 import pytest
+from helpers import write_lora
 
 from agentkit import (
     Agent,
@@ -28,27 +28,6 @@ from agentkit import (
 from agentkit.runtimes.llama_cpp import LlamaCpp
 
 POEM = [{"role": "user", "content": "Write a short poem about the sea."}]
-
-
-def write_lora(path: Path, *, rank: int = 8, scale: float = 0.5, seed: int = 0) -> Path:
-    """A LoRA adapter for SmolLM2-135M: random low-rank updates of every attention query."""
-    import gguf
-
-    rng = np.random.default_rng(seed)
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_string("general.type", "adapter")
-    writer.add_string("adapter.type", "lora")
-    writer.add_float32("adapter.lora.alpha", float(rank))
-    for layer in range(30):  # SmolLM2-135M: 30 blocks, 576 wide
-        a = rng.normal(0, scale, (rank, 576)).astype(np.float32)
-        b = rng.normal(0, scale, (576, rank)).astype(np.float32)
-        writer.add_tensor(f"blk.{layer}.attn_q.weight.lora_a", a)
-        writer.add_tensor(f"blk.{layer}.attn_q.weight.lora_b", b)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -253,6 +253,36 @@ def test_a_full_queue_answers_429_with_code_3040(serve: Callable[..., Background
     assert waiting[0].json()["result"]["response"] == "released"
 
 
+def test_a_runtime_with_slots_serves_that_many_at_once_then_queues_then_refuses(
+    serve: Callable[..., BackgroundServer],
+) -> None:
+    runtime = HangingRuntime()
+    runtime.slots = 2
+    server = serve(runtime, max_queue=1)
+    with (
+        httpx.stream("POST", run_url(server), json={"prompt": "1", "stream": True}) as first,
+        httpx.stream("POST", run_url(server), json={"prompt": "2", "stream": True}) as second,
+    ):
+        # Both stream at once: each holds a slot.
+        streams = [first.iter_lines(), second.iter_lines()]
+        assert [next(lines) for lines in streams] == ['data: {"response":"Hello"}'] * 2
+        waiting: list[httpx.Response] = []
+        third = threading.Thread(
+            target=lambda: waiting.append(httpx.post(run_url(server), json={"prompt": "3"}))
+        )
+        third.start()
+        while app_waiting(server) < 1:
+            time.sleep(0.01)
+        fourth = httpx.post(run_url(server), json={"prompt": "4"})
+        runtime.release.set()
+    third.join(10)
+    assert fourth.status_code == 429
+    error = fourth.json()["errors"][0]
+    assert error["code"] == 3040
+    assert "all 2 slot(s)" in error["message"] and "max_queue=1" in error["message"]
+    assert waiting[0].json()["result"]["response"] == "released"
+
+
 def app_waiting(server: BackgroundServer) -> int:
     """How many requests wait in the server's queue."""
     app: Any = server._server.config.app

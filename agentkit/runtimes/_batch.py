@@ -37,6 +37,12 @@ __all__ = ["LORA_TURN", "Engine", "Job", "Slot"]
 LORA_TURN = 16
 """Decode steps one adapter's sequences get while another adapter's wait."""
 
+PIECE = 63
+"""The most prompt tokens of one sequence a step evaluates. llama.cpp's CPU flash attention
+computes a sequence's queries one by one below 64 of them and in tiles from 64 on, and the two
+round differently: in pieces under 64, a token's numbers are the same however its prompt was
+split, whatever else the batch holds, and whatever the slot had cached."""
+
 MIN_SHARED = 32
 """A prefix held by another slot is copied when it is this many tokens longer than one's own."""
 
@@ -124,6 +130,10 @@ class Engine:
         params.n_seq_max = parallel
         params.kv_unified = kv_unified
         params.n_threads = params.n_threads_batch = n_threads
+        if "flash_attn" not in options:
+            # Flash attention computes each token's attention on its own: a sequence's numbers
+            # do not depend on how its prompt was split or on what else is in the batch.
+            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         self.ctx = llama_cpp.llama_init_from_model(self.llama.model, params)
         if not self.ctx:
             self.llama.close()
@@ -137,6 +147,8 @@ class Engine:
         self.adapters: dict[str, Any] = {}
         self.active_lora: str | None = None
         self.lora_steps = 0
+        self.widest = 0
+        """The most sequences one step has served (reset by whoever reads it)."""
         self.waiting: deque[Job] = deque()
         self.running: list[_Running] = []
         self.condition = threading.Condition()
@@ -320,13 +332,14 @@ class Engine:
         group = self._group()
         batch = self.batch
         entries: list[tuple[_Running, int]] = []  # (sequence, batch index) with logits
-        n = 0
+        n = served = 0
         # Generating sequences first (one token each), then prompts, as much as fits.
         for running in sorted(group, key=lambda r: len(r.todo) > 1):
-            take = min(len(running.todo), self.n_batch - n)
+            take = min(len(running.todo), PIECE, self.n_batch - n)
             if take <= 0:
                 break
             slot = running.slot
+            served += 1
             for i in range(take):
                 batch.token[n] = running.todo[i]
                 batch.pos[n] = len(slot.cache) + i
@@ -342,6 +355,7 @@ class Engine:
         if n == 0:
             return
         batch.n_tokens = n
+        self.widest = max(self.widest, served)
         status = llama_cpp.llama_decode(self.ctx, batch)
         if status != 0:
             error = RuntimeError(f"llama_decode failed with status {status} on {n} tokens")
