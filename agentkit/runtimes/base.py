@@ -36,7 +36,7 @@ from agentkit.model_api import (
 )
 from agentkit.wire.workers_ai import GenerationRequest
 
-__all__ = ["Capabilities", "Profile", "Runtime", "SchemaDialect"]
+__all__ = ["DEFAULT_PARALLEL", "Capabilities", "Profile", "Runtime", "SchemaDialect"]
 
 _REASONS = {
     "tools": "this runtime cannot call tools",
@@ -92,6 +92,11 @@ class Profile:
     """Sampling fields (`temperature`, ...) used unless the Agent sets them."""
 
 
+DEFAULT_PARALLEL = 4
+"""Slots the local runtime generates in at once unless told otherwise (llama.cpp's server has
+as many by default)."""
+
+
 class Runtime(abc.ABC):
     """A model behind one request type. Implementations must be safe to call concurrently.
 
@@ -103,6 +108,9 @@ class Runtime(abc.ABC):
     """Short name used in messages: `local`, `workers-ai`, `openai`, `scripted`, ..."""
     capabilities: Capabilities = Capabilities()
     profile: Profile = Profile()
+    slots: int = 1
+    """Generations the runtime runs at once; a server in front of it lets this many through
+    and queues the rest."""
 
     @abc.abstractmethod
     def handle_stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:

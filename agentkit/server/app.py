@@ -110,7 +110,9 @@ def create_app(
         check_token(api_token)
     allowed_origins = [o if o == ANY else check_origin(o) for o in allowed_origins]
     state = ServerState(
-        runtime=QueuedRuntime(telemetry.traced_runtime(runtime), ModelQueue(max_queue)),
+        runtime=QueuedRuntime(
+            telemetry.traced_runtime(runtime), ModelQueue(max_queue, runtime.slots)
+        ),
         models=served_models(runtime, models),
         tools=tools if isinstance(tools, Toolset) else Toolset(tools),
         max_body=max_body,

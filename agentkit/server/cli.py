@@ -14,7 +14,7 @@ import uvicorn
 from agentkit.errors import ConfigurationError
 from agentkit.mcp.options import add_mcp_options, mcp_sources
 from agentkit.runtimes import RUNTIMES, get_runtime
-from agentkit.runtimes.base import Runtime
+from agentkit.runtimes.base import DEFAULT_PARALLEL, Runtime
 from agentkit.server.app import DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUE, create_app, served_models
 from agentkit.server.core import check_token
 from agentkit.server.deadlines import (
@@ -61,7 +61,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a model name to answer to (repeatable; default: @cf/meta/llama-3.1-8b-instruct "
         "and @agentkit/<runtime>)",
     )
-    parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE, metavar="N")
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        metavar="N",
+        help="local runtime: requests generated at once, in one batch "
+        f"(default: {DEFAULT_PARALLEL}); more wait in the queue",
+    )
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=DEFAULT_MAX_QUEUE,
+        metavar="N",
+        help="requests that may wait while every slot is busy; past it, 429",
+    )
     parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES")
     parser.add_argument("--max-steps", type=int, default=8, help="playground agent steps")
     parser.add_argument(
@@ -110,7 +123,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
-    return get_runtime(args.runtime, model=args.model, progress=sys.stderr.isatty())
+    options = {} if args.parallel is None else {"parallel": args.parallel}
+    return get_runtime(args.runtime, model=args.model, progress=sys.stderr.isatty(), **options)
 
 
 def _is_loopback(host: str) -> bool:
@@ -128,6 +142,13 @@ def _check(args: argparse.Namespace) -> None:
             bound = 0 if name == "max_queue" else 1
             flag = "--" + name.replace("_", "-")
             raise ConfigurationError(f"{flag}: must be >= {bound} (got {getattr(args, name)})")
+    if args.parallel is not None:
+        if args.runtime != "local":
+            raise ConfigurationError(
+                f"--parallel: only the local runtime has slots (got --runtime {args.runtime})"
+            )
+        if args.parallel < 1:
+            raise ConfigurationError(f"--parallel: must be >= 1 (got {args.parallel})")
     if args.max_body < 1:
         raise ConfigurationError(f"--max-body: must be >= 1 (got {args.max_body})")
     if not 0 <= args.port <= 65535:

@@ -1,4 +1,5 @@
-"""One model, one generation at a time: a bounded queue in front of the runtime."""
+"""A bounded queue in front of the runtime: as many generations as it has slots, a waiting line
+for the rest."""
 
 from __future__ import annotations
 
@@ -18,24 +19,28 @@ T = TypeVar("T")
 
 
 class ModelQueue:
-    """Lets one request use the model while at most `max_waiting` others wait, in order.
+    """Lets `slots` requests use the model at once while at most `max_waiting` others wait, in
+    order.
 
-    A request that finds the queue full is refused at once with HTTP 429, code 3040 (out of
-    capacity): the answer clients retry with backoff.
+    A request that finds the slots and the waiting line full is refused at once with HTTP 429,
+    code 3040 (out of capacity): the answer clients retry with backoff.
     """
 
-    def __init__(self, max_waiting: int) -> None:
+    def __init__(self, max_waiting: int, slots: int = 1) -> None:
         if max_waiting < 0:
             raise ValueError(f"max_queue: must be >= 0 (got {max_waiting})")
+        if slots < 1:
+            raise ValueError(f"slots: must be >= 1 (got {slots})")
         self.max_waiting = max_waiting
+        self.slots = slots
         # A semaphore, not a lock: a stream may be closed from another task than its opener.
-        self._semaphore = anyio.Semaphore(1)
+        self._semaphore = anyio.Semaphore(slots)
         self.waiting = 0
         """Requests waiting for the model right now."""
 
     @property
     def busy(self) -> bool:
-        """The model is generating for someone."""
+        """Every slot is generating for someone."""
         return self._semaphore.value == 0
 
     @asynccontextmanager
@@ -49,8 +54,9 @@ class ModelQueue:
             raise ApiError(
                 429,
                 OUT_OF_CAPACITY,
-                f"out of capacity: the model is busy and {self.waiting} request(s) are "
-                f"waiting (max_queue={self.max_waiting}); retry later",
+                f"out of capacity: all {self.slots} slot(s) of the model are busy and "
+                f"{self.waiting} request(s) are waiting (max_queue={self.max_waiting}); "
+                "retry later",
             )
         self.waiting += 1
         try:

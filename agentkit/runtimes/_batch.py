@@ -1,0 +1,391 @@
+"""Continuous batching: many generations share one llama.cpp context, one decode step at a time.
+
+One thread owns the context. Each generation gets a slot: a sequence id of its own in the KV
+cache. Every step puts the next token of each generating sequence, and as much of the prompts
+being read as fits, into one batch; one `llama_decode` computes them all; each sequence then
+samples its token from its own logits with its own sampler. Generations that arrive join at the
+next step, and those that end (or whose client left) free their slot at once.
+
+A slot keeps its tokens in the cache after its generation ends, so a conversation's next step,
+sent to the slot that holds its beginning, evaluates only what is new. With a unified cache, a
+prefix another slot holds (a shared system prompt, the tool definitions) is copied rather than
+evaluated again.
+
+LoRA adapters apply to the whole context, so one step serves the sequences of one adapter (or
+none); groups take turns, `LORA_TURN` steps at a time while another group waits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import llama_cpp
+from llama_cpp.llama import Llama
+
+from agentkit.errors import ConfigurationError
+from agentkit.runtimes._sampling import TokenSampler
+
+__all__ = ["LORA_TURN", "Engine", "Job", "Slot"]
+
+LORA_TURN = 16
+"""Decode steps one adapter's sequences get while another adapter's wait."""
+
+MIN_SHARED = 32
+"""A prefix held by another slot is copied when it is this many tokens longer than one's own."""
+
+
+class Job(Protocol):
+    """One generation, as the engine drives it (the runtime implements it)."""
+
+    prompt: str
+    lora: str | None
+    cancelled: threading.Event
+
+    def begin(self, tokens: list[int], cached: int) -> TokenSampler:
+        """The prompt's tokens are known (`cached` of them already in the slot's cache): check
+        them and return the sampler of the first part."""
+
+    def take(self, token: int) -> list[int] | bool:
+        """The next token: False to go on, True when the generation is over, or the tokens the
+        sequence must hold before the next part (whose sampler `sampler()` gives)."""
+
+    def sampler(self) -> TokenSampler:
+        """The sampler of the part that begins now."""
+
+    def end_of_turn(self) -> None:
+        """The model ended its turn."""
+
+    def finish(self) -> tuple[str, list[int]]:
+        """The generation is over: send what is left; return the text the slot now holds and
+        its tokens (for the request that continues it)."""
+
+    def fail(self, error: BaseException) -> None:
+        """The generation cannot go on."""
+
+
+@dataclass
+class Slot:
+    """One sequence of the KV cache."""
+
+    seq: int
+    cache: list[int] = field(default_factory=list)
+    """The tokens the cache holds for this sequence, from position 0."""
+    lora: str | None = None
+    """The adapter they were computed with."""
+    text: str = ""
+    tokens: list[int] = field(default_factory=list)
+    """The last prompt and answer, and the tokens it was read as."""
+    used: float = 0.0
+
+
+@dataclass
+class _Running:
+    job: Job
+    slot: Slot
+    sampler: TokenSampler
+    todo: list[int]
+    """Tokens to put into the cache before sampling: the prompt, then each sampled token."""
+
+
+class Engine:
+    """The model, its context, its slots, and the thread that steps them."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        n_ctx: int,
+        parallel: int,
+        n_threads: int,
+        n_batch: int,
+        kv_unified: bool,
+        loras: Mapping[str, Path],
+        options: Mapping[str, Any],
+    ) -> None:
+        self.n_ctx = n_ctx
+        self.parallel = parallel
+        self.n_batch = max(n_batch, parallel)
+        self.kv_unified = kv_unified
+        self.loras = loras
+        # The Llama object loads the weights and reads text; the context is our own.
+        self.llama = Llama(
+            model_path=str(model_path), n_ctx=64, n_batch=64, verbose=False, **options
+        )
+        params = type(self.llama.context_params).from_buffer_copy(self.llama.context_params)
+        params.n_ctx = n_ctx * parallel
+        params.n_batch = params.n_ubatch = self.n_batch
+        params.n_seq_max = parallel
+        params.kv_unified = kv_unified
+        params.n_threads = params.n_threads_batch = n_threads
+        self.ctx = llama_cpp.llama_init_from_model(self.llama.model, params)
+        if not self.ctx:
+            self.llama.close()
+            raise ConfigurationError(
+                f"llama.cpp could not make a context of {n_ctx} tokens x {parallel} slots"
+            )
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.vocab = llama_cpp.llama_model_get_vocab(self.llama.model)
+        self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self.slots = [Slot(seq) for seq in range(parallel)]
+        self.adapters: dict[str, Any] = {}
+        self.active_lora: str | None = None
+        self.lora_steps = 0
+        self.waiting: deque[Job] = deque()
+        self.running: list[_Running] = []
+        self.condition = threading.Condition()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, name="agentkit-llama", daemon=True)
+        self.thread.start()
+
+    # -- the caller's side ------------------------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        """Queue a generation; it joins the batch when a slot is free."""
+        with self.condition:
+            if self.stopping:
+                raise ConfigurationError("the runtime is closed")
+            self.waiting.append(job)
+            self.condition.notify()
+
+    def wake(self) -> None:
+        """Look at the jobs again (one was cancelled)."""
+        with self.condition:
+            self.condition.notify()
+
+    def close(self) -> None:
+        """Stop the thread, end the generations still running, free the model."""
+        with self.condition:
+            self.stopping = True
+            self.condition.notify()
+        self.thread.join()
+        for adapter in self.adapters.values():
+            llama_cpp.llama_adapter_lora_free(adapter)
+        self.adapters.clear()
+        llama_cpp.llama_batch_free(self.batch)
+        llama_cpp.llama_free(self.ctx)
+        self.llama.close()
+
+    # -- the engine's thread ----------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self.condition:
+                while not (self.stopping or self.running or self.waiting):
+                    self.condition.wait()
+                if self.stopping:
+                    break
+                self._drop_cancelled()
+                admitted: list[Job] = []
+                while self.waiting and len(self.running) + len(admitted) < self.parallel:
+                    admitted.append(self.waiting.popleft())
+                if not (self.running or admitted):
+                    continue
+            for job in admitted:
+                self._admit(job)
+            if self.running:
+                self._step()
+        closed = ConfigurationError("the runtime was closed")
+        for job in [r.job for r in self.running] + list(self.waiting):
+            job.fail(closed)
+        self.running.clear()
+        self.waiting.clear()
+
+    def _drop_cancelled(self) -> None:
+        self.waiting = deque(job for job in self.waiting if not job.cancelled.is_set())
+        for running in [r for r in self.running if r.job.cancelled.is_set()]:
+            self._release(running)
+
+    def _release(self, running: _Running) -> None:
+        running.sampler.close()
+        running.slot.used = time.monotonic()
+        self.running.remove(running)
+
+    def _free_slots(self) -> list[Slot]:
+        busy = {id(r.slot) for r in self.running}
+        return [slot for slot in self.slots if id(slot) not in busy]
+
+    def _admit(self, job: Job) -> None:
+        try:
+            slot, tokens = self._choose_slot(job)
+            if slot.lora != job.lora:
+                self._forget(slot, job.lora)
+            self._share_prefix(slot, tokens)
+            kept = _common(slot.cache, tokens)
+            if kept == len(tokens):
+                kept -= 1  # the last prompt token is evaluated again, for its logits
+            llama_cpp.llama_memory_seq_rm(self.memory, slot.seq, kept, -1)
+            del slot.cache[kept:]
+            sampler = job.begin(tokens, kept)
+        except Exception as exc:
+            job.fail(exc)
+            return
+        self.running.append(_Running(job, slot, sampler, tokens[kept:]))
+
+    def _choose_slot(self, job: Job) -> tuple[Slot, list[int]]:
+        """The free slot whose cache holds the longest beginning of the prompt, and the prompt's
+        tokens (read on from that slot's last text when the prompt continues it)."""
+        free = self._free_slots()
+        mine = [s for s in free if s.lora == job.lora]
+        continued = [s for s in mine if s.text and job.prompt.startswith(s.text)]
+        if continued:
+            slot = max(continued, key=lambda s: len(s.text))
+            rest = job.prompt[len(slot.text) :].encode()
+            return slot, slot.tokens + self.llama.tokenize(rest, add_bos=False, special=True)
+        tokens = self._tokenize(job.prompt)
+        best = max(mine, key=lambda s: (_common(s.cache, tokens), -s.used), default=None)
+        if best is not None and _common(best.cache, tokens) > 0:
+            return best, tokens
+        return min(free, key=lambda s: s.used), tokens
+
+    def _tokenize(self, text: str) -> list[int]:
+        # A prompt that already starts with the BOS token's text must not get a second one.
+        llama = self.llama
+        bos = llama.detokenize([llama.token_bos()], special=True).decode(errors="ignore")
+        add_bos = not (bos and text.startswith(bos))
+        tokens: list[int] = llama.tokenize(text.encode(), add_bos=add_bos, special=True)
+        return tokens
+
+    def _forget(self, slot: Slot, lora: str | None) -> None:
+        llama_cpp.llama_memory_seq_rm(self.memory, slot.seq, 0, -1)
+        slot.cache, slot.lora, slot.text, slot.tokens = [], lora, "", []
+
+    def _share_prefix(self, slot: Slot, tokens: list[int]) -> None:
+        """With a unified cache, take a longer beginning of the prompt from another slot: the
+        cells are shared, nothing is evaluated again."""
+        if not self.kv_unified:
+            return
+        own = _common(slot.cache, tokens)
+        donor = max(
+            (s for s in self.slots if s is not slot and s.lora == slot.lora),
+            key=lambda s: _common(s.cache, tokens),
+            default=None,
+        )
+        if donor is None:
+            return
+        shared = min(_common(donor.cache, tokens), len(tokens) - 1)
+        if shared < own + MIN_SHARED:
+            return
+        llama_cpp.llama_memory_seq_rm(self.memory, slot.seq, 0, -1)
+        llama_cpp.llama_memory_seq_cp(self.memory, donor.seq, slot.seq, 0, shared)
+        slot.cache = donor.cache[:shared]
+        slot.text, slot.tokens = "", []
+
+    def _use_lora(self, name: str | None) -> None:
+        if name == self.active_lora:
+            return
+        if name is not None and name not in self.adapters:
+            adapter = llama_cpp.llama_adapter_lora_init(
+                self.llama.model, str(self.loras[name]).encode()
+            )
+            if adapter is None:
+                raise ConfigurationError(f"loras[{name!r}]: not a LoRA adapter for this model")
+            self.adapters[name] = adapter
+        if name is None:
+            llama_cpp.llama_set_adapters_lora(self.ctx, None, 0, None)
+        else:
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self.adapters[name])
+            scales = (ctypes.c_float * 1)(1.0)
+            llama_cpp.llama_set_adapters_lora(self.ctx, adapters, 1, scales)
+        self.active_lora = name
+        self.lora_steps = 0
+
+    def _group(self) -> list[_Running]:
+        """The sequences this step serves: one adapter's, taking turns."""
+        loras: list[str | None] = []
+        for running in self.running:  # in order of arrival
+            if running.job.lora not in loras:
+                loras.append(running.job.lora)
+        lora = self.active_lora
+        if lora not in loras or (len(loras) > 1 and self.lora_steps >= LORA_TURN):
+            after = loras.index(lora) + 1 if lora in loras else 0
+            lora = loras[after % len(loras)]
+        try:
+            self._use_lora(lora)
+        except ConfigurationError as exc:
+            for running in [r for r in self.running if r.job.lora == lora]:
+                running.job.fail(exc)
+                self._release(running)
+            return []
+        self.lora_steps += 1
+        return [r for r in self.running if r.job.lora == lora]
+
+    def _step(self) -> None:
+        group = self._group()
+        batch = self.batch
+        entries: list[tuple[_Running, int]] = []  # (sequence, batch index) with logits
+        n = 0
+        # Generating sequences first (one token each), then prompts, as much as fits.
+        for running in sorted(group, key=lambda r: len(r.todo) > 1):
+            take = min(len(running.todo), self.n_batch - n)
+            if take <= 0:
+                break
+            slot = running.slot
+            for i in range(take):
+                batch.token[n] = running.todo[i]
+                batch.pos[n] = len(slot.cache) + i
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = slot.seq
+                batch.logits[n] = 0
+                n += 1
+            slot.cache.extend(running.todo[:take])
+            del running.todo[:take]
+            if not running.todo:
+                batch.logits[n - 1] = 1
+                entries.append((running, n - 1))
+        if n == 0:
+            return
+        batch.n_tokens = n
+        status = llama_cpp.llama_decode(self.ctx, batch)
+        if status != 0:
+            error = RuntimeError(f"llama_decode failed with status {status} on {n} tokens")
+            for running in group:
+                llama_cpp.llama_memory_seq_rm(self.memory, running.slot.seq, 0, -1)
+                running.slot.cache, running.slot.text, running.slot.tokens = [], "", []
+                running.job.fail(error)
+                self._release(running)
+            return
+        for running, index in entries:
+            self._sampled(running, index)
+
+    def _sampled(self, running: _Running, index: int) -> None:
+        job, slot = running.job, running.slot
+        try:
+            token = running.sampler.sample(self.ctx, index)
+            if llama_cpp.llama_vocab_is_eog(self.vocab, token):
+                job.end_of_turn()
+                done: list[int] | bool = True
+            else:
+                done = job.take(token)
+            if done is False:
+                running.todo.append(token)
+                return
+            if done is True:
+                slot.text, slot.tokens = job.finish()
+                self._release(running)
+                return
+            # A new part: the sequence holds `done` before it samples again.
+            kept = min(_common(slot.cache, done), len(done) - 1)
+            llama_cpp.llama_memory_seq_rm(self.memory, slot.seq, kept, -1)
+            del slot.cache[kept:]
+            running.todo = done[kept:]
+            running.sampler.close()
+            running.sampler = job.sampler()
+        except Exception as exc:
+            job.fail(exc)
+            self._release(running)
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -1,0 +1,150 @@
+"""One request to the local model: its plan, and its generation as the batching engine drives it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from agentkit.chat_formats import ChatFormat
+from agentkit.chat_formats import answer as answers
+from agentkit.errors import FieldError, RequestValidationError
+from agentkit.model_api import FunctionDefinition, StreamChunk, Usage
+from agentkit.runtimes._llama_decode import Output, Text
+from agentkit.runtimes._sampling import Sampling, TokenSampler
+
+__all__ = ["LlamaJob", "Plan"]
+
+
+@dataclass
+class Plan:
+    """What one request asks of the model, worked out before any token is generated."""
+
+    prompt: str
+    field: str
+    """The request field the prompt came from: `prompt` or `messages`."""
+    sampling: Sampling
+    max_tokens: int
+    lora: str | None
+    stops: tuple[str, ...] = ()
+    grammar: str | None = None
+    """Holds from the first token (`required`, or one named tool)."""
+    lazy_grammar: str | None = None
+    """Holds from the moment the output contains `trigger` (`auto`)."""
+    trigger: str | None = None
+    chat_format: ChatFormat | None = None
+    """Parses tool calls out of the output; None when no tools were offered."""
+    answer: bool = False
+    """`grammar` holds an answer object (`response_format`): its text is streamed as it grows."""
+    hold: str | None = None
+    """With `answer` and tools offered: text is held back while it may still be a call."""
+    tools: Sequence[FunctionDefinition] = ()
+
+
+class LlamaJob:
+    """A generation: the engine hands it tokens, it writes text and chunks.
+
+    `emit` receives each chunk, then an exception if the generation failed, then None.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        model: object,
+        n_ctx: int,
+        tokenize: Callable[[str], list[int]],
+        detokenize: Callable[[int], bytes],
+        emit: Callable[[StreamChunk | BaseException | None], None],
+    ) -> None:
+        self.plan = plan
+        self.prompt = plan.prompt
+        self.lora = plan.lora
+        self.cancelled = threading.Event()
+        self.model, self.n_ctx = model, n_ctx
+        self.tokenize, self.detokenize, self.emit = tokenize, detokenize, emit
+        self.out = Output()
+        self.grammar = plan.grammar
+        self.text = plan.prompt
+        self.tokens: list[int] = []
+        self.prompt_tokens = self.cached = self.budget = 0
+
+    def begin(self, tokens: list[int], cached: int) -> TokenSampler:
+        plan = self.plan
+        if len(tokens) >= self.n_ctx:
+            raise RequestValidationError(
+                [
+                    FieldError(
+                        plan.field,
+                        f"the prompt is {len(tokens)} tokens, more than the context of "
+                        f"{self.n_ctx} tokens holds",
+                    )
+                ]
+            )
+        self.tokens = tokens
+        self.prompt_tokens, self.cached = len(tokens), cached
+        self.budget = min(plan.max_tokens, self.n_ctx - len(tokens))
+        watch = () if self.grammar else tuple(t for t in (plan.trigger,) if t)
+        self.part = self._part(watch, stream=self.grammar is None or plan.answer, hold=plan.hold)
+        return self.sampler()
+
+    def _part(self, watch: tuple[str, ...], *, stream: bool, hold: str | None = None) -> Text:
+        return Text(
+            self.out,
+            self.detokenize,
+            stops=self.plan.stops,
+            watch=watch,
+            budget=self.budget,
+            emit=self.emit,
+            stream=stream,
+            hold=hold,
+        )
+
+    def sampler(self) -> TokenSampler:
+        return TokenSampler(self.model, self.plan.sampling, self.grammar)
+
+    def take(self, token: int) -> list[int] | bool:
+        if not self.part.take(token):
+            return False
+        found, out = self.part.found, self.out
+        if found is None or self.plan.lazy_grammar is None:
+            return True
+        # The model began a call: take back the trigger and write the call under the grammar.
+        prose = out.text[:found]
+        out.text = prose
+        self.text += prose
+        self.tokens = self.tokens + self.tokenize(prose)
+        if out.completion_tokens >= self.budget:
+            return True
+        self.grammar = self.plan.lazy_grammar
+        self.part = self._part((), stream=False)
+        return self.tokens
+
+    def end_of_turn(self) -> None:
+        self.part.end_of_turn()
+
+    def finish(self) -> tuple[str, list[int]]:
+        plan, out = self.plan, self.out
+        written = out.text[out.emitted :]
+        # Under an answer grammar the text is the answer object unless the model began a call.
+        calls_written = plan.chat_format is not None and (
+            not plan.answer or answers.is_call(plan.chat_format, written, plan.tools)
+        )
+        if self.grammar is not None and calls_written and plan.chat_format is not None:
+            answer, out.calls = plan.chat_format.parse(written)
+            if out.calls:
+                out.text = out.text[: out.emitted] + answer
+                out.finish_reason = "tool_calls"
+        rest = out.text[out.emitted :]
+        if rest:
+            self.emit(StreamChunk(response=rest))
+        if out.calls:
+            self.emit(StreamChunk(tool_calls=out.calls))
+        usage = Usage.of(self.prompt_tokens, out.completion_tokens, self.cached)
+        self.emit(StreamChunk(usage=usage, finish_reason=out.finish_reason))
+        self.emit(None)
+        return self.text + out.decoded, self.tokens + out.sampled
+
+    def fail(self, error: BaseException) -> None:
+        self.emit(error)
+        self.emit(None)

@@ -1,0 +1,156 @@
+"""One sequence's sampler: its own chain (penalties, top-k, top-p, temperature, seed) and, when
+asked, its own grammar, checked on the chosen token rather than on the vocabulary.
+
+The chain is llama-cpp-python's, in its order, so a seed gives what it gave before batching.
+With a grammar, the chain without it chooses first; only when the grammar refuses that choice
+does the whole vocabulary (49,152 entries for SmolLM2) go through the grammar, and the chain
+choose again from what is left (llama.cpp's own `common_sampler` works the same way). Greedy,
+a refused choice is followed by the next highest logits, one token each, before the whole
+vocabulary: the first the grammar allows is the masked argmax. Sampled, the result has the
+masked distribution: a token the grammar allows is drawn with its unconstrained probability
+plus the refused mass times its share among the allowed ones.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import llama_cpp
+import numpy as np
+
+__all__ = ["Sampling", "TokenSampler"]
+
+_RUNNERS_UP = 32
+"""Greedy: how many of the next highest logits are tried one by one after a refused choice."""
+
+_PENALTY_WINDOW = 64
+"""Penalties look at this many of the latest tokens (llama-cpp-python's `last_n_tokens_size`)."""
+
+_TOKEN = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
+assert _TOKEN.itemsize == ctypes.sizeof(llama_cpp.llama_token_data)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How one request samples its tokens."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    seed: int | None = None
+    """None draws a fresh seed."""
+
+    @property
+    def greedy(self) -> bool:
+        """The choice is the highest logit: greedy and no penalty moves a logit."""
+        return self.temperature == 0.0 and (
+            self.repetition_penalty,
+            self.frequency_penalty,
+            self.presence_penalty,
+        ) == (1.0, 0.0, 0.0)
+
+
+class TokenSampler:
+    """Chooses one sequence's tokens from the logits llama.cpp computed for it."""
+
+    def __init__(self, model: Any, sampling: Sampling, grammar: str | None = None) -> None:
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
+        self.argmax = sampling.greedy
+        self.chain = self._chain(sampling)
+        self.grammar: Any = None
+        if grammar is not None:
+            vocab = llama_cpp.llama_model_get_vocab(model)
+            self.grammar = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+            if not self.grammar:
+                self.close()
+                raise ValueError(f"llama.cpp refused the grammar:\n{grammar}")
+            self.ids = np.arange(self.n_vocab, dtype=np.intc)
+            self.data = np.empty(self.n_vocab, dtype=_TOKEN)
+            self.one = (llama_cpp.llama_token_data * 1)()
+
+    def _chain(self, s: Sampling) -> Any:
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        add = llama_cpp.llama_sampler_chain_add
+        add(
+            chain,
+            llama_cpp.llama_sampler_init_penalties(
+                self.n_vocab,
+                _PENALTY_WINDOW,
+                max(s.repetition_penalty, 1e-3),
+                s.frequency_penalty,
+                s.presence_penalty,
+            ),
+        )
+        if s.temperature == 0.0:
+            add(chain, llama_cpp.llama_sampler_init_greedy())
+            return chain
+        seed = s.seed if s.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
+        add(chain, llama_cpp.llama_sampler_init_top_k(s.top_k))
+        add(chain, llama_cpp.llama_sampler_init_typical(1.0, 1))
+        add(chain, llama_cpp.llama_sampler_init_top_p(s.top_p, 1))
+        add(chain, llama_cpp.llama_sampler_init_min_p(0.0, 1))
+        add(chain, llama_cpp.llama_sampler_init_temp(s.temperature))
+        add(chain, llama_cpp.llama_sampler_init_dist(seed))
+        return chain
+
+    def sample(self, ctx: Any, index: int) -> int:
+        """The next token from the logits of batch entry `index`; the chain and the grammar
+        take it in."""
+        if self.grammar is None and not self.argmax:
+            # llama.cpp applies the chain and takes the token in.
+            return int(llama_cpp.llama_sampler_sample(self.chain, ctx, index))
+        pointer = llama_cpp.llama_get_logits_ith(ctx, index)
+        logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+        token = self._choose(logits, grammar=False)
+        if self.grammar is not None:
+            if not self._allowed(token):
+                runner_up = self._runner_up(logits) if self.argmax else None
+                token = runner_up if runner_up is not None else self._choose(logits, grammar=True)
+            llama_cpp.llama_sampler_accept(self.grammar, token)
+        llama_cpp.llama_sampler_accept(self.chain, token)
+        return token
+
+    def _choose(self, logits: np.ndarray[Any, Any], grammar: bool) -> int:
+        if self.argmax and not grammar:
+            return int(np.argmax(logits))
+        data = self.data
+        data["id"], data["logit"], data["p"] = self.ids, logits, 0.0
+        array = llama_cpp.llama_token_data_array(
+            data=data.ctypes.data_as(llama_cpp.llama_token_data_p),
+            size=self.n_vocab,
+            selected=-1,
+            sorted=False,
+        )
+        if grammar:
+            llama_cpp.llama_sampler_apply(self.grammar, ctypes.byref(array))
+        llama_cpp.llama_sampler_apply(self.chain, ctypes.byref(array))
+        return int(data["id"][array.selected])
+
+    def _allowed(self, token: int) -> bool:
+        one = self.one
+        one[0].id = token  # type: ignore[assignment]  # ctypes converts the int
+        one[0].logit, one[0].p = 0.0, 0.0
+        array = llama_cpp.llama_token_data_array(data=one, size=1, selected=-1, sorted=False)
+        llama_cpp.llama_sampler_apply(self.grammar, ctypes.byref(array))
+        return bool(one[0].logit != -math.inf)
+
+    def _runner_up(self, logits: np.ndarray[Any, Any]) -> int | None:
+        """Greedy: the highest-logit token the grammar allows among the next highest, if any
+        (ties go to the lower id, as with argmax)."""
+        top = np.sort(np.argpartition(logits, -_RUNNERS_UP)[-_RUNNERS_UP:])
+        for token in top[np.argsort(-logits[top], kind="stable")][1:]:
+            if self._allowed(int(token)):
+                return int(token)
+        return None
+
+    def close(self) -> None:
+        for sampler in (self.grammar, self.chain):
+            if sampler:
+                llama_cpp.llama_sampler_free(sampler)
+        self.grammar = self.chain = None
