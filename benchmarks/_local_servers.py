@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -45,7 +46,7 @@ def agentkit(model: Path, *, slots: int, threads: int, max_queue: int) -> Conten
     entry = [sys.executable, "-c", "import sys; from agentkit.cli import main; sys.exit(main())"]
     options = help_text([*entry, "serve"])
     extra = ["--parallel", str(slots)] if "--parallel" in options else []
-    told = threads if "--threads" in options else None
+    told = threads if "--threads" in options else None  # None: the runtime's, every core
     if told:
         extra += ["--threads", str(told)]
     api = "/client/v4/accounts/local/ai/v1"
@@ -78,7 +79,7 @@ def llama_server(model: Path, *, slots: int, threads: int, n_ctx: int) -> Conten
             f"{binary} --help does not run (a shared build needs its .so.0 libraries on "
             f"LD_LIBRARY_PATH): {options[-300:].strip()}"
         )
-    quiet = ["--no-webui"] if "--no-webui" in options else []
+    quiet = ["--no-webui"] if re.search(r"--no-webui(?![-\w])", options) else []
     name = f"{LLAMA_SERVER} --parallel {slots}"
 
     def start(port: int) -> ServerProcess:
@@ -89,7 +90,7 @@ def llama_server(model: Path, *, slots: int, threads: int, n_ctx: int) -> Conten
     return Contender(LLAMA_SERVER, name, start, "/v1/chat/completions", "smollm2", threads)
 
 
-def llama_cpp_python(model: Path, *, threads: int | None, n_ctx: int) -> Contender:
+def llama_cpp_python(model: Path, *, threads: int, n_ctx: int) -> Contender:
     """llama-cpp-python's server, one request at a time; raises Unavailable without its extra."""
     missing = [name for name in SERVER_DEPS if importlib.util.find_spec(name) is None]
     if missing:
@@ -99,14 +100,13 @@ def llama_cpp_python(model: Path, *, threads: int | None, n_ctx: int) -> Contend
         )
 
     def start(port: int) -> ServerProcess:
-        # The threads agentkit was given, or llama-cpp-python's defaults as agentkit's local
-        # runtime has them. interrupt_requests off: with it on (the default) a streaming
-        # request that sees another waiting for the model sends [DONE] and stops, so all but
-        # one client get a cut stream.
+        # Threads for the prompt and for decoding alike, as llama-server's -t and agentkit's
+        # local runtime set them (its own default decodes on half the cores). interrupt_requests
+        # off: with it on (the default) a streaming request that sees another waiting for the
+        # model sends [DONE] and stops, so all but one client get a cut stream.
         argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(model)]
         argv += ["--n_ctx", str(n_ctx), "--interrupt_requests", "False"]
-        if threads:
-            argv += ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
+        argv += ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
         argv += ["--host", "127.0.0.1", "--port", str(port)]
         return ServerProcess(LLAMA_CPP_PYTHON, argv, port, "/v1/models")
 

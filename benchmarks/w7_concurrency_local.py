@@ -8,6 +8,7 @@ llama-server, and what the figures mean.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,9 +23,12 @@ SLOTS = 4
 """Continuous-batching slots of agentkit and llama-server at every client count (at 8 clients,
 four wait)."""
 MAX_TOKENS = 128
+QUICK_TOKENS = 32
+"""max_tokens of a --quick run: on 2 busy cores a smoke run must stay short."""
 N_CTX = 8192
 THREADS = 2
-"""llama-server's `-t`; agentkit's `--threads` (and so llama-cpp-python's) once it has one."""
+"""llama-server's `-t` and llama-cpp-python's `--n_threads`/`--n_threads_batch`; agentkit's
+`--threads` if it has one (its local runtime uses every core otherwise)."""
 MAX_QUEUE = 64
 """agentkit's `--max-queue`: far above the clients, so that none is ever answered 429."""
 ENOUGH = 0.9
@@ -80,7 +84,10 @@ Measured = list[tuple[Batch, list[int]]]
 
 
 def _session(
-    contender: Contender, repeats: Callable[[int], int], count: Callable[[str], int]
+    contender: Contender,
+    repeats: Callable[[int], int],
+    count: Callable[[str], int],
+    max_tokens: int,
 ) -> dict[int, Measured]:
     """Start the server, warm it up, send every client count its batches, stop it."""
     server = contender.start(free_port())
@@ -106,7 +113,7 @@ def _session(
         prompts = iter(PROMPTS)
         for n in CLIENTS:
             for _ in range(repeats(n)):
-                done = batch([next(prompts) for _ in range(n)], MAX_TOKENS)
+                done = batch([next(prompts) for _ in range(n)], max_tokens)
                 tokens = [
                     r.usage_tokens if r.usage_tokens is not None else count(r.text)
                     for r in done.replies
@@ -139,7 +146,7 @@ def run(budget: Budget) -> list[Row]:
         ),
         (
             LLAMA_CPP_PYTHON,
-            lambda: servers.llama_cpp_python(model, threads=ours.threads, n_ctx=N_CTX),
+            lambda: servers.llama_cpp_python(model, threads=THREADS, n_ctx=N_CTX),
         ),
     ]
     for key, make in makers:
@@ -148,6 +155,7 @@ def run(budget: Budget) -> list[Row]:
         except Unavailable as exc:
             missing[key] = str(exc)
     count = token_counter(model)
+    max_tokens = QUICK_TOKENS if budget.quick else MAX_TOKENS
 
     def repeats(n: int) -> int:
         """Batches per client count and round: at least four requests each, full runs."""
@@ -162,7 +170,7 @@ def run(budget: Budget) -> list[Row]:
             if contender.key in missing:
                 continue
             try:
-                session = _session(contender, repeats, count)
+                session = _session(contender, repeats, count, max_tokens)
             except RuntimeError as exc:
                 if contender is ours:
                     raise
@@ -171,22 +179,22 @@ def run(budget: Budget) -> list[Row]:
             for n, batches in session.items():
                 runs[contender.key][n].extend(batches)
     figures = {
-        key: {n: _figures(batches) for n, batches in per_n.items()}
+        key: {n: _figures(batches, max_tokens) for n, batches in per_n.items()}
         for key, per_n in runs.items()
         if key not in missing
     }
     names = {c.key: c.name for c in contenders}
     rows = _rows(names, figures)
-    rows[0].notes += _notes(contenders, figures, missing, count, runs)
-    rows[0].checks.append(_sanity(names, figures))
+    rows[0].notes += _notes(contenders, figures, missing, count, runs, max_tokens)
+    rows[0].checks.append(_sanity(names, figures, max_tokens))
     return rows + _ratios(figures)
 
 
-def _figures(batches: Measured) -> Figures:
+def _figures(batches: Measured, max_tokens: int) -> Figures:
     replies = [r for b, _ in batches for r in b.replies]
     tokens = [t for _, ts in batches for t in ts]
     errors = [r.error for r in replies if r.error]
-    early = sum(1 for t in tokens if t < ENOUGH * MAX_TOKENS)
+    early = sum(1 for t in tokens if t < ENOUGH * max_tokens)
     ttft = [r.ttft for r in replies if r.ttft is not None]
     return Figures([b for b, _ in batches], tokens, ttft, errors, early)
 
@@ -283,7 +291,9 @@ def _ratios(figures: dict[str, dict[int, Figures]]) -> list[Row]:
     return [*rows, row]
 
 
-def _sanity(names: dict[str, str], figures: dict[str, dict[int, Figures]]) -> Check:
+def _sanity(
+    names: dict[str, str], figures: dict[str, dict[int, Figures]], max_tokens: int
+) -> Check:
     """Every server streamed every request to (nearly) max_tokens, without an error."""
     bad = []
     for key, per_n in figures.items():
@@ -292,7 +302,7 @@ def _sanity(names: dict[str, str], figures: dict[str, dict[int, Figures]]) -> Ch
         if errors or early:
             bad.append(f"{names[key]}: {errors} errors, {early} stopped early")
     return Check(
-        f"every request streams >= {ENOUGH:.0%} of {MAX_TOKENS} tokens, no errors",
+        f"every request streams >= {ENOUGH:.0%} of {max_tokens} tokens, no errors",
         not bad,
         "; ".join(bad) or "all did",
     )
@@ -304,13 +314,16 @@ def _notes(
     missing: dict[str, str],
     count_tokens: Callable[[str], int],
     runs: dict[str, dict[int, Measured]],
+    max_tokens: int,
 ) -> list[str]:
     notes = [
-        f"greedy, max_tokens {MAX_TOKENS}, n_ctx {N_CTX}; throughput = completion tokens of all "
+        f"greedy, max_tokens {max_tokens}, n_ctx {N_CTX}; throughput = completion tokens of all "
         "clients / wall time from the first request sent to the last stream's end; TTFT to the "
         "first content-bearing chunk; threads: "
-        + ", ".join(
-            f"{c.name} {c.threads}" if c.threads else f"{c.name} llama-cpp-python's default"
+        + "; ".join(
+            f"{c.name}: {c.threads}"
+            if c.threads
+            else f"{c.name}: its runtime's default, every core ({os.cpu_count()})"
             for c in contenders
         )
     ]
