@@ -260,10 +260,14 @@ def test_checking_the_chosen_token_picks_what_masking_the_vocabulary_picks(
     import llama_cpp
     from llama_cpp.llama_grammar import LlamaGrammar
 
-    from agentkit.runtimes._grammar_sampler import grammar_first_refusal
+    from agentkit.runtimes._sampling import Sampling, TokenSampler
 
     llama = llama_cpp.Llama(model_path=str(model_path), n_ctx=1024, verbose=False)
     chatml = get_format("chatml")
+
+    def ended(token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(llama._model.vocab, token))
+
     try:
         for name in ("pydantic-invoice", "one-of-shapes", "date-time"):
             prompt, schema = ANSWER_SCHEMAS[name]
@@ -273,24 +277,27 @@ def test_checking_the_chosen_token_picks_what_masking_the_vocabulary_picks(
             )
             tokens = llama.tokenize(text.encode(), special=True)
             options: dict[str, Any] = {"temp": 0.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
+            masked = []
+            generator = llama.generate(tokens, grammar=LlamaGrammar.from_string(grammar), **options)
+            for token in generator:
+                if ended(token) or len(masked) == 40:
+                    break
+                masked.append(token)
+            generator.close()
 
-            def first(generator: Iterator[int], n: int = 40) -> list[int]:
-                out = []
-                for token in generator:
-                    if llama_cpp.llama_vocab_is_eog(llama._model.vocab, token) or len(out) == n:
-                        break
-                    out.append(token)
-                generator.close()  # type: ignore[attr-defined]
-                return out
-
-            masked = first(
-                llama.generate(tokens, grammar=LlamaGrammar.from_string(grammar), **options)
-            )
-            undo = grammar_first_refusal(llama, grammar)
+            sampler = TokenSampler(llama.model, Sampling(temperature=0.0), grammar)
+            checked: list[int] = []
+            llama.reset()
+            llama.eval(tokens)
             try:
-                checked = first(llama.generate(tokens, **options))
+                while len(checked) < 40:
+                    token = sampler.sample(llama.ctx, -1)
+                    if ended(token):
+                        break
+                    checked.append(token)
+                    llama.eval([token])
             finally:
-                undo()
+                sampler.close()
             assert checked == masked, name
     finally:
         llama.close()

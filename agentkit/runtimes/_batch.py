@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import llama_cpp
 from llama_cpp.llama import Llama
 
-from agentkit.errors import ConfigurationError
+from agentkit.errors import ConfigurationError, TransportError
 from agentkit.runtimes._sampling import TokenSampler
 
 __all__ = ["LORA_TURN", "Engine", "Job", "Slot"]
@@ -74,6 +74,10 @@ class Job(Protocol):
 
     def fail(self, error: BaseException) -> None:
         """The generation cannot go on."""
+
+    def deliver(self) -> None:
+        """Hand over what the step produced (called once per step, after every sequence's
+        token is taken)."""
 
 
 @dataclass
@@ -199,10 +203,16 @@ class Engine:
                     admitted.append(self.waiting.popleft())
                 if not (self.running or admitted):
                     continue
-            for job in admitted:
-                self._admit(job)
-            if self.running:
-                self._step()
+            try:
+                for job in admitted:
+                    self._admit(job)
+                if self.running:
+                    self._step()
+            except Exception as exc:  # a fault of the engine's own: end what runs, go on
+                for running in list(self.running):
+                    self._forget(running.slot, running.slot.lora)
+                    running.job.fail(exc)
+                    self._release(running)
         closed = ConfigurationError("the runtime was closed")
         for job in [r.job for r in self.running] + list(self.waiting):
             job.fail(closed)
@@ -358,15 +368,19 @@ class Engine:
         self.widest = max(self.widest, served)
         status = llama_cpp.llama_decode(self.ctx, batch)
         if status != 0:
-            error = RuntimeError(f"llama_decode failed with status {status} on {n} tokens")
+            error = TransportError(
+                f"llama.cpp could not decode a step of {n} tokens (status {status})",
+                retryable=True,
+            )
             for running in group:
-                llama_cpp.llama_memory_seq_rm(self.memory, running.slot.seq, 0, -1)
-                running.slot.cache, running.slot.text, running.slot.tokens = [], "", []
+                self._forget(running.slot, running.slot.lora)
                 running.job.fail(error)
                 self._release(running)
             return
         for running, index in entries:
             self._sampled(running, index)
+        for running, _ in entries:
+            running.job.deliver()
 
     def _sampled(self, running: _Running, index: int) -> None:
         job, slot = running.job, running.slot

@@ -44,7 +44,8 @@ class Plan:
 class LlamaJob:
     """A generation: the engine hands it tokens, it writes text and chunks.
 
-    `emit` receives each chunk, then an exception if the generation failed, then None.
+    `emit` receives each chunk, then an exception if the generation failed, then None;
+    `deliver` hands over what was emitted (the engine calls it once a step).
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class LlamaJob:
         tokenize: Callable[[str], list[int]],
         detokenize: Callable[[int], bytes],
         emit: Callable[[StreamChunk | BaseException | None], None],
+        deliver: Callable[[], None],
     ) -> None:
         self.plan = plan
         self.prompt = plan.prompt
@@ -63,6 +65,7 @@ class LlamaJob:
         self.cancelled = threading.Event()
         self.model, self.n_ctx = model, n_ctx
         self.tokenize, self.detokenize, self.emit = tokenize, detokenize, emit
+        self.deliver = deliver
         self.out = Output()
         self.grammar = plan.grammar
         self.text = plan.prompt

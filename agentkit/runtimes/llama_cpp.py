@@ -25,6 +25,8 @@ token; `required` or a tool's name allow calls only (the answer comes on a later
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.metadata
 import os
 import sys
@@ -37,6 +39,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import llama_cpp  # noqa: F401  # the local extra: without it, this import is what fails
 
 from agentkit.chat_formats import ChatFormat, check_tool_schemas, format_for_metadata, get_format
 from agentkit.chat_formats import answer as answers
@@ -82,6 +85,45 @@ def _embedded_or_none() -> Path | None:
 EMBEDDED_PROFILE = Profile(tool_choice="required", sampling={"temperature": 0.0})
 """The embedded 135M model calls tools reliably only when the first step must call one and
 sampling is greedy; after the tools answered, the Agent goes back to `auto`."""
+
+
+Item = StreamChunk | BaseException | None
+
+
+class _Inbox:
+    """Chunks from the engine's thread to the consumer. The engine never waits for the event
+    loop: on asyncio, the chunks of one decode step are handed over together when the step is
+    over (`deliver`: one wake-up of the loop per step, no thread in between); elsewhere the
+    consumer waits for the queue in a worker thread."""
+
+    def __init__(self) -> None:
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # another event loop than asyncio's (trio)
+            self.loop = None
+        self.ready = asyncio.Event()
+        self.queue: SimpleQueue[Item] = SimpleQueue()
+
+    def put(self, item: Item) -> None:
+        self.queue.put(item)
+        if item is None:
+            self.deliver()  # the last one: no step comes after it
+
+    def deliver(self) -> None:
+        if self.loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: no one is waiting
+                self.loop.call_soon_threadsafe(self.ready.set)
+
+    async def get(self) -> Item:
+        while True:
+            try:
+                return self.queue.get_nowait()
+            except Empty:
+                if self.loop is None:
+                    return await anyio.to_thread.run_sync(self.queue.get, abandon_on_cancel=True)
+            self.ready.clear()
+            if self.queue.empty():
+                await self.ready.wait()
 
 
 class LlamaCpp(Runtime):
@@ -218,9 +260,7 @@ class LlamaCpp(Runtime):
         engine = self._engine
         if engine is None:
             engine = await anyio.to_thread.run_sync(self._load)
-        # The engine's thread never waits for the event loop: it drops each chunk into a
-        # queue, and this side picks them up (waiting in a worker thread only when it is empty).
-        queue: SimpleQueue[StreamChunk | BaseException | None] = SimpleQueue()
+        inbox = _Inbox()
         llama = engine.llama
 
         def tokenize(text: str) -> list[int]:
@@ -236,15 +276,13 @@ class LlamaCpp(Runtime):
             n_ctx=self.n_ctx,
             tokenize=tokenize,
             detokenize=detokenize,
-            emit=queue.put,
+            emit=inbox.put,
+            deliver=inbox.deliver,
         )
         engine.submit(job)
         try:
             while True:
-                try:
-                    item = queue.get_nowait()
-                except Empty:
-                    item = await anyio.to_thread.run_sync(queue.get, abandon_on_cancel=True)
+                item = await inbox.get()
                 if item is None:
                     return
                 if isinstance(item, BaseException):
