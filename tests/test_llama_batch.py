@@ -224,6 +224,7 @@ async def test_grammar_held_calls_and_answers_stay_valid_in_a_batch(batched: Lla
     together = await at_once(batched, requests)
     assert widest(batched) == 4
     assert outputs(together) == outputs(alone)
+
     def calls(generations: list[Generation]) -> list[list[tuple[str, object]]]:
         return [[(c.name, c.arguments) for c in g.tool_calls] for g in generations]
 
