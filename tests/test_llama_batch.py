@@ -354,3 +354,31 @@ def test_the_openai_sdk_streams_four_answers_at_once_from_serve(
         thread.join(120)
     assert [together[s] for s in SUBJECTS[:4]] == alone
     assert widest(batched) >= 2
+
+
+async def test_with_a_unified_cache_a_shared_beginning_is_copied_not_evaluated(
+    model_path: Path,
+) -> None:
+    def ask(question: str) -> GenerationRequest:
+        return GenerationRequest.build(
+            messages=[Message.system("You answer with one tool call."), Message.user(question)],
+            tools=DEFINITIONS,
+            tool_choice="required",
+            temperature=0,
+            max_tokens=60,
+        )
+
+    first, second, third = ask("What is 2 + 2?"), ask("Weather in Paris?"), ask("Weather in Rome?")
+    for unified in (False, True):
+        local = LlamaCpp(model_path, parallel=2, kv_unified=unified)
+        await local.generate(first)  # one slot now holds the system prompt and the tools
+        together = await at_once(local, [second, third])
+        await local.aclose()
+        cached = sorted(g.usage.cached_prompt_tokens or 0 for g in together)
+        prompt = together[0].usage.prompt_tokens
+        # One request continues in the slot that holds the beginning; the other is in the
+        # empty slot, and gets the beginning copied only when the cache is unified.
+        assert cached[1] > prompt / 2
+        assert (cached[0] > prompt / 2) is unified
+        for generation in together:
+            assert [c.name for c in generation.tool_calls] == ["get_weather"]
