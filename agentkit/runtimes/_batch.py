@@ -170,11 +170,6 @@ class Engine:
             self.waiting.append(job)
             self.condition.notify()
 
-    def wake(self) -> None:
-        """Look at the jobs again (one was cancelled)."""
-        with self.condition:
-            self.condition.notify()
-
     def close(self) -> None:
         """Stop the thread, end the generations still running, free the model."""
         with self.condition:
@@ -214,9 +209,11 @@ class Engine:
                     running.job.fail(exc)
                     self._release(running)
         closed = ConfigurationError("the runtime was closed")
-        for job in [r.job for r in self.running] + list(self.waiting):
+        for running in list(self.running):
+            running.job.fail(closed)
+            self._release(running)
+        for job in self.waiting:
             job.fail(closed)
-        self.running.clear()
         self.waiting.clear()
 
     def _drop_cancelled(self) -> None:
