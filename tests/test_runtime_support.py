@@ -187,7 +187,7 @@ async def test_the_local_runtime_honours_or_refuses_each_field(tmp_path: Any) ->
         elif field == "max_tokens":
             assert plan.max_tokens == 17
         elif field == "seed":
-            assert plan.seed == 42
+            assert plan.sampling.seed == 42
         else:
             assert plan.sampling != base.sampling, field
     assert refused == []
