@@ -7,8 +7,10 @@ install it when it is missing.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -116,9 +118,23 @@ def run_durable(
 
     result = anyio.run(go)
     if result is None:
-        return paused_status
+        return _leave_without_teardown(paused_status)
     print(result.model_dump_json(indent=2) if args.json else result.output)
-    return 0
+    return _leave_without_teardown(0)
+
+
+def _leave_without_teardown(status: int) -> int:
+    """The Temporal client's native threads can outlive the command and call into Python while
+    the interpreter is being torn down, which aborts the process (temporalio/sdk-python#300).
+    Once the command is done, the process ends at exit without that teardown, with `status`."""
+
+    def leave() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+    atexit.register(leave)
+    return status
 
 
 async def _follow(durable: Any, handle: Any, args: argparse.Namespace, ask: Ask) -> Any:
