@@ -119,7 +119,6 @@ class Engine:
         loras: Mapping[str, Path],
         options: Mapping[str, Any],
     ) -> None:
-        self.n_ctx = n_ctx
         self.parallel = parallel
         self.n_batch = max(n_batch, parallel)
         self.kv_unified = kv_unified
