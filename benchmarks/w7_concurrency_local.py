@@ -1,8 +1,8 @@
 """W7: the local model served to 1-8 streaming clients: agentkit, llama-server, llama-cpp-python.
 
-Each server in turn on a free 127.0.0.1 port; one httpx client for all; aggregate completion
-tokens/s and time to first token per client count. docs/benchmarks.md (W7) says how to get
-llama-server, and what the figures mean.
+The three servers are up at once, each on a free 127.0.0.1 port, and take turns batch by batch;
+one httpx client for all; aggregate completion tokens/s and time to first token per client
+count. docs/benchmarks.md (W7) says how to get llama-server, and what the figures mean.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from benchmarks import _local_servers as servers
 from benchmarks._common import Budget, Check, Row, Unavailable
 from benchmarks._local_servers import AGENTKIT, LLAMA_CPP_PYTHON, LLAMA_SERVER, Contender
-from benchmarks._streaming import Batch, free_port, stream_batch
+from benchmarks._streaming import Batch, ServerProcess, free_port, stream_batch
 
 CLIENTS = (1, 2, 4, 8)
 SLOTS = 4
@@ -34,8 +34,8 @@ MAX_QUEUE = 64
 ENOUGH = 0.9
 """A request that generated fewer than this share of MAX_TOKENS stopped early."""
 # Stories the model tells at length: greedy, each runs to max_tokens rather than to EOS. Every
-# request of a server's session gets its own prompt, so no prompt cache turns a later request's
-# first token into a lookup.
+# request a server gets has a prompt of its own, so no prompt cache turns a later request's first
+# token into a lookup; every server gets the same prompts in the same order.
 SUBJECTS = (
     "a lighthouse keeper and the sea",
     "a dragon who learns to bake bread",
@@ -46,7 +46,20 @@ SUBJECTS = (
     "an astronaut stranded on the moon",
     "a fox who opens a small shop",
 )
-SETTINGS = ("in winter", "long ago", "in a distant city")
+SETTINGS = (
+    "in winter",
+    "long ago",
+    "in a distant city",
+    "in the mountains",
+    "by a quiet lake",
+    "in a busy market",
+    "at the end of summer",
+    "on a small island",
+    "in a forest of tall pines",
+    "during a great storm",
+    "under a red sky",
+    "in a forgotten valley",
+)
 PROMPTS = [f"Write a long story about {s}, {t}." for t in SETTINGS for s in SUBJECTS]
 WARMUP = "Write a long story about a cat who sails around the world."
 
@@ -83,45 +96,28 @@ Measured = list[tuple[Batch, list[int]]]
 """Batches at one client count, each with its requests' completion tokens."""
 
 
-def _session(
-    contender: Contender,
-    repeats: Callable[[int], int],
-    count: Callable[[str], int],
-    max_tokens: int,
-) -> dict[int, Measured]:
-    """Start the server, warm it up, send every client count its batches, stop it."""
+def _batch(server: ServerProcess, contender: Contender, prompts: list[str], tokens: int) -> Batch:
+    return asyncio.run(
+        stream_batch(
+            server.base_url,
+            contender.path,
+            contender.model,
+            prompts,
+            max_tokens=tokens,
+            include_usage=True,
+        )
+    )
+
+
+def _start(contender: Contender) -> ServerProcess:
+    """The contender's server, started and warmed up."""
     server = contender.start(free_port())
-    out: dict[int, Measured] = {n: [] for n in CLIENTS}
-    try:
-        server.start()
-
-        def batch(prompts: list[str], max_tokens: int) -> Batch:
-            return asyncio.run(
-                stream_batch(
-                    server.base_url,
-                    contender.path,
-                    contender.model,
-                    prompts,
-                    max_tokens=max_tokens,
-                    include_usage=True,
-                )
-            )
-
-        warm = batch([WARMUP], 16)
-        if any(r.error for r in warm.replies):
-            raise RuntimeError(f"{contender.name}: warm-up failed: {warm.replies[0].error}")
-        prompts = iter(PROMPTS)
-        for n in CLIENTS:
-            for _ in range(repeats(n)):
-                done = batch([next(prompts) for _ in range(n)], max_tokens)
-                tokens = [
-                    r.usage_tokens if r.usage_tokens is not None else count(r.text)
-                    for r in done.replies
-                ]
-                out[n].append((done, tokens))
-    finally:
+    server.start()
+    warm = _batch(server, contender, [WARMUP], 16)
+    if any(r.error for r in warm.replies):
         server.stop()
-    return out
+        raise RuntimeError(f"{contender.name}: warm-up failed: {warm.replies[0].error}")
+    return server
 
 
 def run(budget: Budget) -> list[Row]:
@@ -158,26 +154,42 @@ def run(budget: Budget) -> list[Row]:
     max_tokens = QUICK_TOKENS if budget.quick else MAX_TOKENS
 
     def repeats(n: int) -> int:
-        """Batches per client count and round: at least four requests each, full runs."""
-        return 1 if budget.quick else max(1, 4 // n)
+        """Batches per client count and round: at least four requests each, two at 4 and 8
+        clients, where the targets are tightest. A --quick run sends one."""
+        return 1 if budget.quick else max(2, 4 // n)
 
-    assert sum(n * repeats(n) for n in CLIENTS) <= len(PROMPTS)
+    rounds = budget.n(3, 1)
+    assert rounds * sum(n * repeats(n) for n in CLIENTS) <= len(PROMPTS)
     runs: dict[str, dict[int, Measured]] = {c.key: {n: [] for n in CLIENTS} for c in contenders}
-    for round_ in range(budget.n(3, 1)):
-        # One server at a time; the order turns each round so that no server always goes first.
-        turn = round_ % len(contenders)
-        for contender in contenders[turn:] + contenders[:turn]:
-            if contender.key in missing:
-                continue
+    # Every server stays up for the whole run, idle while another is measured, and the servers
+    # take turns batch by batch: a slower or faster spell of the machine falls on all of them
+    # alike, instead of on whichever server it happened to be running.
+    up: list[tuple[Contender, ServerProcess]] = []
+    try:
+        for contender in contenders:
             try:
-                session = _session(contender, repeats, count, max_tokens)
+                up.append((contender, _start(contender)))
             except RuntimeError as exc:
                 if contender is ours:
                     raise
                 missing[contender.key] = str(exc)
-                continue
-            for n, batches in session.items():
-                runs[contender.key][n].extend(batches)
+        prompts = iter(PROMPTS)
+        turn = 0
+        for _ in range(rounds):
+            for n in CLIENTS:
+                for _ in range(repeats(n)):
+                    batch_prompts = [next(prompts) for _ in range(n)]
+                    turn += 1
+                    for contender, server in up[turn % len(up) :] + up[: turn % len(up)]:
+                        done = _batch(server, contender, batch_prompts, max_tokens)
+                        tokens = [
+                            r.usage_tokens if r.usage_tokens is not None else count(r.text)
+                            for r in done.replies
+                        ]
+                        runs[contender.key][n].append((done, tokens))
+    finally:
+        for _, server in up:
+            server.stop()
     figures = {
         key: {n: _figures(batches, max_tokens) for n, batches in per_n.items()}
         for key, per_n in runs.items()
