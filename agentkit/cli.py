@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 
@@ -30,6 +30,7 @@ from agentkit.telemetry.console import configure as configure_telemetry
 from agentkit.temporal.options import (
     add_run_options,
     add_worker_arguments,
+    end_process,
     run_durable,
     run_worker,
 )
@@ -37,7 +38,7 @@ from agentkit.tools import Tool, ToolSource, validate_tool_definitions
 from agentkit.tools.loader import load_tools
 from agentkit.wire.workers_ai import generation_json_schema, request_json_schema
 
-__all__ = ["main"]
+__all__ = ["main", "script"]
 
 
 def _number(name: str) -> type[int] | type[float]:
@@ -397,5 +398,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
+def script() -> NoReturn:
+    """The `agentkit` command's process: `main`, then the end of the process."""
+    end_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    script()

@@ -7,23 +7,23 @@ install it when it is missing.
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 
 from agentkit.approval import parse_denials
 from agentkit.errors import ConfigurationError, UserError
 
-__all__ = ["add_run_options", "add_worker_arguments", "run_durable", "run_worker"]
+__all__ = ["add_run_options", "add_worker_arguments", "end_process", "run_durable", "run_worker"]
 
 _HINT = "pip install 'agentkit[temporal]'"
 _POLL = 0.2  # seconds between looks at a run's pending approvals
+_client_made = False  # `run_durable` made a Temporal client in this process (see `end_process`)
 
 
 def _sdk() -> Any:
@@ -96,7 +96,9 @@ def run_durable(
     durable = _sdk()
 
     async def go() -> Any:
+        global _client_made
         client = await durable.connect(args.temporal, namespace=args.namespace)
+        _client_made = True
         if args.resume is not None:
             handle = client.get_workflow_handle(args.resume)
             deny = parse_denials(args.deny)
@@ -118,23 +120,23 @@ def run_durable(
 
     result = anyio.run(go)
     if result is None:
-        return _leave_without_teardown(paused_status)
+        return paused_status
     print(result.model_dump_json(indent=2) if args.json else result.output)
-    return _leave_without_teardown(0)
+    return 0
 
 
-def _leave_without_teardown(status: int) -> int:
-    """The Temporal client's native threads can outlive the command and call into Python while
-    the interpreter is being torn down, which aborts the process (temporalio/sdk-python#300).
-    Once the command is done, the process ends at exit without that teardown, with `status`."""
+def end_process(status: int) -> NoReturn:
+    """End the `agentkit` command's process with `status`.
 
-    def leave() -> None:
+    After `run_durable` made a Temporal client, the process ends without the interpreter's
+    teardown: the client's native threads can outlive the command and call into Python while the
+    interpreter is torn down, which aborts the process (temporalio/sdk-python#300).
+    """
+    if _client_made:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
-
-    atexit.register(leave)
-    return status
+    sys.exit(status)
 
 
 async def _follow(durable: Any, handle: Any, args: argparse.Namespace, ask: Ask) -> Any:
