@@ -203,10 +203,7 @@ class Engine:
                 if self.running:
                     self._step()
             except Exception as exc:  # a fault of the engine's own: end what runs, go on
-                for running in list(self.running):
-                    self._forget(running.slot, running.slot.lora)
-                    running.job.fail(exc)
-                    self._release(running)
+                self._abandon(list(self.running), exc)
         closed = ConfigurationError("the runtime was closed")
         for running in list(self.running):
             running.job.fail(closed)
@@ -218,6 +215,13 @@ class Engine:
     def _drop_cancelled(self) -> None:
         self.waiting = deque(job for job in self.waiting if not job.cancelled.is_set())
         for running in [r for r in self.running if r.job.cancelled.is_set()]:
+            self._release(running)
+
+    def _abandon(self, runnings: list[_Running], error: BaseException) -> None:
+        """End these generations with `error`; what their slots cached cannot be trusted."""
+        for running in runnings:
+            self._forget(running.slot, running.slot.lora)
+            running.job.fail(error)
             self._release(running)
 
     def _release(self, running: _Running) -> None:
@@ -368,10 +372,7 @@ class Engine:
                 f"llama.cpp could not decode a step of {n} tokens (status {status})",
                 retryable=True,
             )
-            for running in group:
-                self._forget(running.slot, running.slot.lora)
-                running.job.fail(error)
-                self._release(running)
+            self._abandon(group, error)
             return
         for running, index in entries:
             self._sampled(running, index)
