@@ -13,6 +13,7 @@ from pathlib import Path
 
 import anyio
 import jsonschema
+import llama_cpp
 import pytest
 from helpers import openai_sdk, write_lora
 
@@ -54,6 +55,22 @@ def widest(runtime: LlamaCpp) -> int:
     assert engine is not None
     widest, engine.widest = engine.widest, 0
     return widest
+
+
+def graphs_reused(runtime: LlamaCpp) -> int:
+    """How many of llama.cpp's passes so far ran on the graph of the pass before: a pass over
+    the same sequences in the same shape as the last one."""
+    engine = runtime._engine
+    assert engine is not None
+    return int(llama_cpp.llama_perf_context(engine.ctx).n_reused)
+
+
+def hand_out_slots(runtime: LlamaCpp, order: tuple[int, ...]) -> None:
+    """Make `order` the slots' order from least to most recently used."""
+    engine = runtime._engine
+    assert engine is not None
+    for rank, seq in enumerate(order):
+        engine.slots[seq].used = float(rank)
 
 
 async def streamed(runtime: LlamaCpp, request: GenerationRequest) -> Generation:
@@ -111,6 +128,37 @@ async def test_a_seed_gives_the_same_tokens_in_a_batch_as_alone(batched: LlamaCp
     assert outputs(together) == outputs(alone)
     # Same prompt, other seeds: the seeds, not the prompts, make the answers differ.
     assert len({g.response for g in alone}) >= 3
+
+
+@pytest.mark.parametrize(
+    ("order", "subjects"),
+    [((3, 1, 2, 0), ("violin", "glacier", "owl", "bridge")), ((0, 2, 3, 1), ("meadow", "tower"))],
+    ids=["four-in-reverse", "two-apart"],
+)
+async def test_requests_stepping_together_take_one_pass_a_step(
+    batched: LlamaCpp, order: tuple[int, ...], subjects: tuple[str, ...]
+) -> None:
+    """Each step of a steady batch is one llama.cpp pass, on the same graph as the step before:
+    four requests given the slots from last to first, or two given slots apart from each
+    other if they went by least recent use alone (with a cache buffer per slot, llama.cpp
+    computes consecutive sequence ids in one pass and splits a step wherever they are not)."""
+    # Every slot holds a story, so each new prompt shares as much with one slot as another.
+    await at_once(
+        batched, [GenerationRequest.build(messages=story(s), max_tokens=4) for s in SUBJECTS[:4]]
+    )
+    widest(batched)
+    hand_out_slots(batched, order)
+    requests = [
+        GenerationRequest.build(messages=story(subject), temperature=0, max_tokens=40)
+        for subject in subjects
+    ]
+    before = graphs_reused(batched)
+    together = await at_once(batched, requests)
+    assert widest(batched) == len(subjects)
+    assert all(g.usage.completion_tokens == 40 for g in together)
+    # 39 steps of generation after the prompts: all but a few (requests joining, the first
+    # step after the prompts) run on the graph of the step before.
+    assert graphs_reused(batched) - before >= 30
 
 
 async def test_sampling_options_stay_with_their_own_request(batched: LlamaCpp) -> None:

@@ -44,7 +44,9 @@ round differently: in pieces under 64, a token's numbers are the same however it
 split, whatever else the batch holds, and whatever the slot had cached."""
 
 MIN_SHARED = 32
-"""A prefix held by another slot is copied when it is this many tokens longer than one's own."""
+"""A prefix held by another slot is copied when it is this many tokens longer than one's own;
+a free slot holding a beginning this much shorter than the best one's may be chosen instead,
+to keep the running sequences' ids consecutive."""
 
 
 class Job(Protocol):
@@ -252,7 +254,9 @@ class Engine:
 
     def _choose_slot(self, job: Job) -> tuple[Slot, list[int]]:
         """The free slot whose cache holds the longest beginning of the prompt, and the prompt's
-        tokens (read on from that slot's last text when the prompt continues it)."""
+        tokens (read on from that slot's last text when the prompt continues it). Among slots
+        whose beginnings are about as long, the one that keeps the running sequences' ids
+        consecutive, so that a step stays one pass."""
         free = self._free_slots()
         mine = [s for s in free if s.lora == job.lora]
         continued = [s for s in mine if s.text and job.prompt.startswith(s.text)]
@@ -261,10 +265,23 @@ class Engine:
             rest = job.prompt[len(slot.text) :].encode()
             return slot, slot.tokens + self.llama.tokenize(rest, add_bos=False, special=True)
         tokens = self._tokenize(job.prompt)
-        best = max(mine, key=lambda s: (_common(s.cache, tokens), -s.used), default=None)
-        if best is not None and _common(best.cache, tokens) > 0:
-            return best, tokens
-        return min(free, key=lambda s: s.used), tokens
+        kept = {s.seq: _common(s.cache, tokens) for s in mine}
+        most = max(kept.values(), default=0)
+        # A beginning up to MIN_SHARED tokens shorter costs those tokens once; a slot apart
+        # from the running ones costs a second pass at every step they share.
+        near = [s for s in mine if kept[s.seq] > 0 and kept[s.seq] + MIN_SHARED >= most]
+        busy = {r.slot.seq for r in self.running}
+        return min(
+            near or free,
+            key=lambda s: (self._passes(busy | {s.seq}), -kept.get(s.seq, 0), s.used),
+        ), tokens
+
+    def _passes(self, seqs: set[int]) -> int:
+        """The passes llama.cpp computes a step of these sequences in: with a cache buffer per
+        slot, one per run of consecutive sequence ids; with a unified cache, one."""
+        if self.kv_unified:
+            return 1
+        return sum(1 for seq in seqs if seq - 1 not in seqs)
 
     def _tokenize(self, text: str) -> list[int]:
         # A prompt that already starts with the BOS token's text must not get a second one.
@@ -342,14 +359,21 @@ class Engine:
         group = self._group()
         batch = self.batch
         entries: list[tuple[_Running, int]] = []  # (sequence, batch index) with logits
-        n = served = 0
         # Generating sequences first (one token each), then prompts, as much as fits.
+        takes: list[tuple[_Running, int]] = []
+        room = self.n_batch
         for running in sorted(group, key=lambda r: len(r.todo) > 1):
-            take = min(len(running.todo), PIECE, self.n_batch - n)
+            take = min(len(running.todo), PIECE, room)
             if take <= 0:
                 break
+            takes.append((running, take))
+            room -= take
+        # In sequence order: with a cache buffer per slot, llama.cpp computes consecutive
+        # sequence ids in one pass and splits the step wherever the next id is not the next.
+        takes.sort(key=lambda t: t[0].slot.seq)
+        n = 0
+        for running, take in takes:
             slot = running.slot
-            served += 1
             for i in range(take):
                 batch.token[n] = running.todo[i]
                 batch.pos[n] = len(slot.cache) + i
@@ -365,7 +389,7 @@ class Engine:
         if n == 0:
             return
         batch.n_tokens = n
-        self.widest = max(self.widest, served)
+        self.widest = max(self.widest, len(takes))
         status = llama_cpp.llama_decode(self.ctx, batch)
         if status != 0:
             error = TransportError(
