@@ -291,12 +291,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    text = Path(args.file).read_text()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        # JSON Lines: one object a line, with the definitions under "function" (as BFCL).
-        data = [json.loads(line) for line in text.splitlines() if line.strip()]
+    data = _json_or_lines(args.file)
     if isinstance(data, dict):
         data = [data]
     definitions: list[Any] = []
@@ -308,6 +303,35 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(problem)
     print(f"{len(definitions)} definitions, {len(problems)} problems", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _json_or_lines(path: str) -> Any:
+    """A JSON file's value, or a JSON Lines file's values (one object a line, as BFCL's files,
+    with the definitions under "function")."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"validate: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"validate: {path} is not UTF-8 text (byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as whole:
+        lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        if not lines:
+            raise UserError(f"validate: {path} is empty") from None
+        values = []
+        for n, line in lines:
+            try:
+                values.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                # Lines after a first one that parses: JSON Lines with a bad line.
+                error, where = (exc, f"line {n}") if values else (whole, f"line {whole.lineno}")
+                raise UserError(
+                    f"validate: {path} is not JSON or JSON Lines: {error.msg} at {where}, "
+                    f"column {error.colno}"
+                ) from None
+        return values
 
 
 def _parser() -> argparse.ArgumentParser:

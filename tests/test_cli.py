@@ -183,3 +183,80 @@ def test_chat_on_the_embedded_model_resumes_its_session_in_a_new_process(tmp_pat
     assert second.returncode == 0, second.stderr
     assert "resumed session local" in second.stderr and ": 2 messages" in second.stderr
     assert SQLiteSession.sessions(db) == {"local": 8}
+
+
+def test_validate_names_every_problem_in_a_json_or_json_lines_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weather = {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "The city."}},
+            "required": ["city"],
+        },
+    }
+    broken = {
+        "type": "function",
+        "function": {
+            "name": "bad name!",
+            "description": "Count.",
+            "parameters": {
+                "type": "object",
+                "properties": {"n": {"type": "integer", "minimum": "zero", "description": "N."}},
+            },
+        },
+    }
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([weather, broken]))
+    assert main(["validate", str(tools)]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        "$[1].function.name: 'bad name!' is not a valid function name (letters, digits, _ and -, "
+        "at most 64); renamed to 'bad_name_'",
+        '$[1].function.parameters: $.properties.n.minimum: "zero" is not of type "number"',
+    ]
+    assert "2 definitions, 2 problems" in err
+    # JSON Lines, the definitions under "function" (as BFCL's files): all of them are read.
+    lines = tmp_path / "tools.jsonl"
+    lines.write_text(
+        "".join(
+            json.dumps({"function": [{**weather, "name": name}]}) + "\n"
+            for name in ("weather_now", "weather_tomorrow", "weather_week")
+        )
+    )
+    assert main(["validate", str(lines)]) == 0
+    assert "3 definitions, 0 problems" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (None, "cannot read {file}: No such file or directory"),
+        (
+            '[\n{"name": "a",\n "parameters": {]\n',
+            "{file} is not JSON or JSON Lines: Expecting "
+            "property name enclosed in double quotes at line 3, column 17",
+        ),
+        (
+            '{"function": []}\n{"function": []}\n{"function": oops}\n',
+            "{file} is not JSON or JSON Lines: Expecting value at line 3, column 14",
+        ),
+        ("", "{file} is empty"),
+        (b"\xff\xfe[]", "{file} is not UTF-8 text (byte 0)"),
+    ],
+    ids=["missing", "bad-json", "bad-line", "empty", "not-utf8"],
+)
+def test_validate_says_what_is_wrong_with_a_file_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | bytes | None, error: str
+) -> None:
+    file = tmp_path / "tools.json"
+    if isinstance(content, bytes):
+        file.write_bytes(content)
+    elif content is not None:
+        file.write_text(content)
+    assert main(["validate", str(file)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"error: validate: {error.format(file=file)}\n"
