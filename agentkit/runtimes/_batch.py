@@ -21,7 +21,8 @@ import ctypes
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -125,10 +126,18 @@ class Engine:
         self.n_batch = max(n_batch, parallel)
         self.kv_unified = kv_unified
         self.loras = loras
-        # The Llama object loads the weights and reads text; the context is our own.
-        self.llama = Llama(
-            model_path=str(model_path), n_ctx=64, n_batch=64, verbose=False, **options
-        )
+        # The Llama object reads text (its vocabulary only); the weights and the context are our
+        # own, loaded with the model parameters it worked out from the options. Its context of
+        # a vocabulary has no trained length, which llama.cpp would warn about on stderr.
+        with _llama_silent():
+            self.llama = Llama(
+                model_path=str(model_path),
+                n_ctx=64,
+                n_batch=64,
+                verbose=False,
+                **{**options, "vocab_only": True},
+            )
+        self.model = _load_weights(model_path, self.llama)
         params = type(self.llama.context_params).from_buffer_copy(self.llama.context_params)
         params.n_ctx = n_ctx * parallel
         params.n_batch = params.n_ubatch = self.n_batch
@@ -139,14 +148,15 @@ class Engine:
             # Flash attention computes each token's attention on its own: a sequence's numbers
             # do not depend on how its prompt was split or on what else is in the batch.
             params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
-        self.ctx = llama_cpp.llama_init_from_model(self.llama.model, params)
+        self.ctx = llama_cpp.llama_init_from_model(self.model, params)
         if not self.ctx:
+            llama_cpp.llama_model_free(self.model)
             self.llama.close()
             raise ConfigurationError(
                 f"llama.cpp could not make a context of {n_ctx} tokens x {parallel} slots"
             )
         self.memory = llama_cpp.llama_get_memory(self.ctx)
-        self.vocab = llama_cpp.llama_model_get_vocab(self.llama.model)
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self.slots = [Slot(seq) for seq in range(parallel)]
         self.adapters: dict[str, Any] = {}
@@ -182,6 +192,7 @@ class Engine:
         self.adapters.clear()
         llama_cpp.llama_batch_free(self.batch)
         llama_cpp.llama_free(self.ctx)
+        llama_cpp.llama_model_free(self.model)
         self.llama.close()
 
     # -- the engine's thread ----------------------------------------------------------------
@@ -320,9 +331,7 @@ class Engine:
         if name == self.active_lora:
             return
         if name is not None and name not in self.adapters:
-            adapter = llama_cpp.llama_adapter_lora_init(
-                self.llama.model, str(self.loras[name]).encode()
-            )
+            adapter = llama_cpp.llama_adapter_lora_init(self.model, str(self.loras[name]).encode())
             if adapter is None:
                 raise ConfigurationError(f"loras[{name!r}]: not a LoRA adapter for this model")
             self.adapters[name] = adapter
@@ -438,3 +447,39 @@ def _common(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
+
+
+@llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+def _drop_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    pass
+
+
+@contextmanager
+def _llama_silent() -> Iterator[None]:
+    """llama.cpp's log set aside for a moment (the log is global: another thread's llama.cpp
+    messages in that moment are dropped too)."""
+    previous, data = llama_cpp.llama_log_callback(), ctypes.c_void_p()
+    llama_cpp.llama_log_get(ctypes.byref(previous), ctypes.byref(data))
+    llama_cpp.llama_log_set(_drop_log, None)
+    try:
+        yield
+    finally:
+        llama_cpp.llama_log_set(previous, data)
+
+
+def _load_weights(model_path: Path, llama: Llama) -> Any:
+    """The model's weights, loaded with the parameters `llama` derived from its options.
+
+    On a build with AMX, llama.cpp moves the weights it can into an AMX buffer, and its AMX
+    matrix product crashes the process on some machines (a segmentation fault in
+    `ggml_backend_amx_mul_mat`, reported upstream and not fixed). The weights then stay in
+    plain CPU buffers: llama.cpp's other kernels compute the same model."""
+    params = type(llama.model_params).from_buffer_copy(llama.model_params)
+    params.vocab_only = False
+    if b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info():
+        params.use_extra_bufts = False
+    model = llama_cpp.llama_model_load_from_file(str(model_path).encode(), params)
+    if not model:
+        llama.close()
+        raise ConfigurationError(f"llama.cpp could not load the model {model_path}")
+    return model

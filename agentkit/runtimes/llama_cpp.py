@@ -272,7 +272,7 @@ class LlamaCpp(Runtime):
 
         job = LlamaJob(
             self._plan(request),
-            model=llama.model,
+            model=engine.model,
             n_ctx=self.n_ctx,
             tokenize=tokenize,
             detokenize=detokenize,
