@@ -152,7 +152,11 @@ def create_app(
             Middleware(SitePolicy, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins),
             Middleware(BodyDeadline, timeout=body_timeout),
         ],
-        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        exception_handlers={
+            HTTPException: _http_error,
+            ApiError: _api_error,
+            Exception: _internal_error,
+        },
         lifespan=lifespan,
     )
     app.state.agentkit = state
@@ -234,6 +238,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         error = ApiError(exc.status_code, NO_ROUTE, f"{exc.detail}: {request.method}")
     return JSONResponse(error.body(), status_code=error.status, headers=exc.headers)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    # An error of the server's own making that escaped a route it does not wrap (/mcp, whose
+    # body the MCP SDK reads: past the body deadline, a 408).
+    assert isinstance(exc, ApiError)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
