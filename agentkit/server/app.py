@@ -80,6 +80,7 @@ def create_app(
     allowed_hosts: Iterable[str] = (),
     allowed_origins: Iterable[str] = (),
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    approve_all: bool = False,
 ) -> Starlette:
     """The server as an ASGI application, for `uvicorn`, tests or embedding.
 
@@ -98,6 +99,8 @@ def create_app(
         allowed_origins: origins (`scheme://host[:port]`) whose pages may call the server,
             with CORS; requests from any other origin get 403.
         body_timeout: seconds a client may take to send a request body; past it, 408.
+        approve_all: `/mcp` runs the calls of tools that require approval without asking; by
+            default it asks the client, with MCP elicitation, and refuses if it cannot.
 
     Raises:
         ValueError: a bound below its minimum, a malformed origin, or an `api_token` with
@@ -133,7 +136,7 @@ def create_app(
     if mcp:
         from agentkit.mcp.server import MCPEndpoint
 
-        mcp_endpoint = MCPEndpoint(state.tools, partial(_refusal, state))
+        mcp_endpoint = MCPEndpoint(state.tools, partial(_refusal, state), approve_all=approve_all)
         routes.append(Route("/mcp", mcp_endpoint, methods=["GET", "POST", "DELETE"]))
         lifetimes.append(mcp_endpoint.run())
 
