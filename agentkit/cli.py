@@ -272,7 +272,7 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
     tools = load_tools(args.tools)
     # stdout carries the protocol: anything said goes to stderr.
     _say(f"agentkit mcp: serving {', '.join(t.name for t in tools)} over stdio")
-    anyio.run(partial(serve_stdio, tools, name=args.name))
+    anyio.run(partial(serve_stdio, tools, name=args.name, approve_all=args.approve_all))
     return 0
 
 
@@ -382,6 +382,12 @@ def _parser() -> argparse.ArgumentParser:
     mcp = commands.add_parser("mcp", help="serve tools to MCP clients over stdio")
     mcp.add_argument("--tools", nargs="+", required=True, metavar="FILE", help="tool files")
     mcp.add_argument("--name", default="agentkit", help="the server's name (default: agentkit)")
+    mcp.add_argument(
+        "--approve-all",
+        action="store_true",
+        help="run tools that require approval without asking the client (by default the "
+        "client is asked, and a client that cannot be asked is refused)",
+    )
     mcp.set_defaults(handler=_cmd_mcp)
 
     schema = commands.add_parser("schema", help="print JSON schemas")

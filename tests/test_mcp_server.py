@@ -115,16 +115,19 @@ async def test_a_tools_own_timeout_and_an_exception_are_is_error_results() -> No
 
 
 @contextmanager
-def served(**options: Any) -> Iterator[str]:
-    app = create_app(ScriptedRuntime(), tools=[CALCULATOR], mcp=True, **options)
+def served(tools: list[Any] | None = None, **options: Any) -> Iterator[str]:
+    app = create_app(ScriptedRuntime(), tools=tools or [CALCULATOR], mcp=True, **options)
     with LoopbackServer(app=app, lifespan="on") as server:
         yield f"{server.url}/mcp"
 
 
-def sdk_client(url: str, token: str | None = TOKEN) -> tuple[httpx2.AsyncClient, Client]:
+def sdk_client(
+    url: str, token: str | None = TOKEN, **options: Any
+) -> tuple[httpx2.AsyncClient, Client]:
+    """An HTTP client and the SDK's MCP client over it; `options` go to `Client`."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     http = httpx2.AsyncClient(headers=headers)
-    return http, Client(streamable_http_client(url, http_client=http))
+    return http, Client(streamable_http_client(url, http_client=http), **options)
 
 
 async def test_the_sdk_client_uses_the_servers_mcp_route_with_the_token() -> None:

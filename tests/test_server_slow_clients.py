@@ -152,3 +152,22 @@ def test_a_slow_model_is_not_cut_off_by_the_body_deadline(
     sock.settimeout(10)
     assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
     sock.close()
+
+
+def test_a_stalled_mcp_body_gets_408_and_the_connection_closed() -> None:
+    # /mcp hands the request to the MCP SDK, which reads the body itself: the deadline must
+    # still end in a 408, as on the other routes.
+    app = create_app(ScriptedRuntime(), mcp=True, body_timeout=DEADLINE)
+    with BackgroundServer(app, header_timeout=DEADLINE, lifespan="on") as running:
+        sock = connect(running)
+        sock.sendall(
+            (
+                POST.format(path="/mcp")
+                + "Accept: application/json, text/event-stream\r\nContent-Length: 100\r\n\r\n"
+            ).encode()
+        )
+        sock.sendall(b'{"jsonrpc": "2.0", ')
+        error = body_of(until_closed(sock))
+    assert error["errors"] == [
+        {"code": 3003, "message": "Request timed out: the body was not complete within 1 s"}
+    ]

@@ -80,6 +80,7 @@ def create_app(
     allowed_hosts: Iterable[str] = (),
     allowed_origins: Iterable[str] = (),
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    approve_all: bool = False,
 ) -> Starlette:
     """The server as an ASGI application, for `uvicorn`, tests or embedding.
 
@@ -98,6 +99,8 @@ def create_app(
         allowed_origins: origins (`scheme://host[:port]`) whose pages may call the server,
             with CORS; requests from any other origin get 403.
         body_timeout: seconds a client may take to send a request body; past it, 408.
+        approve_all: `/mcp` runs the calls of tools that require approval without asking; by
+            default it asks the client, with MCP elicitation, and refuses if it cannot.
 
     Raises:
         ValueError: a bound below its minimum, a malformed origin, or an `api_token` with
@@ -133,7 +136,7 @@ def create_app(
     if mcp:
         from agentkit.mcp.server import MCPEndpoint
 
-        mcp_endpoint = MCPEndpoint(state.tools, partial(_refusal, state))
+        mcp_endpoint = MCPEndpoint(state.tools, partial(_refusal, state), approve_all=approve_all)
         routes.append(Route("/mcp", mcp_endpoint, methods=["GET", "POST", "DELETE"]))
         lifetimes.append(mcp_endpoint.run())
 
@@ -152,7 +155,11 @@ def create_app(
             Middleware(SitePolicy, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins),
             Middleware(BodyDeadline, timeout=body_timeout),
         ],
-        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        exception_handlers={
+            HTTPException: _http_error,
+            ApiError: _api_error,
+            Exception: _internal_error,
+        },
         lifespan=lifespan,
     )
     app.state.agentkit = state
@@ -234,6 +241,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         error = ApiError(exc.status_code, NO_ROUTE, f"{exc.detail}: {request.method}")
     return JSONResponse(error.body(), status_code=error.status, headers=exc.headers)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    # An error of the server's own making that escaped a route it does not wrap (/mcp, whose
+    # body the MCP SDK reads: past the body deadline, a 408).
+    assert isinstance(exc, ApiError)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

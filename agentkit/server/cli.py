@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also serve the tools over MCP (Streamable HTTP) at /mcp, behind the same token",
     )
+    parser.add_argument(
+        "--approve-all",
+        action="store_true",
+        help="with --mcp: run tools that require approval without asking the MCP client "
+        "(by default the client is asked, and a client that cannot be asked is refused)",
+    )
     add_mcp_options(parser)
     parser.add_argument(
         "--model-name",
@@ -137,6 +143,8 @@ def _is_loopback(host: str) -> bool:
 
 
 def _check(args: argparse.Namespace) -> None:
+    if args.approve_all and not args.mcp:
+        raise ConfigurationError("--approve-all: applies to /mcp only; add --mcp")
     for name in ("max_queue", "max_steps"):
         if getattr(args, name) < (0 if name == "max_queue" else 1):
             bound = 0 if name == "max_queue" else 1
@@ -211,6 +219,7 @@ def main(args: argparse.Namespace) -> int:
             allowed_hosts=_allowed_hosts(args),
             allowed_origins=args.allowed_origins,
             body_timeout=args.body_timeout,
+            approve_all=args.approve_all,
         )
         names = ", ".join(served_models(runtime, args.model_names))
         shown = f"[{args.host}]" if ":" in args.host else args.host
