@@ -6,10 +6,12 @@ The page-level attack in a real browser is in test_server_playground.py."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 from test_server import TOKEN, BackgroundServer, run_url
@@ -285,3 +287,65 @@ def test_a_token_is_compared_as_bytes(client: Callable[..., TestClient]) -> None
     assert envelope(wrong, 401, 10000) == "Authentication error: the token is not valid"
     right = app.post(run_url(), json={"prompt": "hi"}, headers={"Authorization": f"Bearer {TOKEN}"})
     assert right.status_code == 200
+
+
+# -- JSON inside strings: a call's arguments ------------------------------------------------
+
+DEEP = "[" * 5000 + "]" * 5000
+CALL_SHAPES = {
+    "legacy": {"name": "calculate", "arguments": DEEP},
+    "function": {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "calculate", "arguments": DEEP},
+    },
+}
+
+
+def with_deep_arguments(call: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "messages": [
+            {"role": "user", "content": "What is 37 * 41?"},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "1517"},
+            {"role": "user", "content": "And again?"},
+        ]
+    }
+
+
+@pytest.mark.parametrize("shape", sorted(CALL_SHAPES))
+@pytest.mark.parametrize(
+    ("path", "extra"),
+    [
+        (run_url(), {}),
+        (run_url(), {"stream": True}),
+        ("/client/v4/accounts/a/ai/v1/chat/completions", {"model": "@agentkit/function"}),
+        (
+            "/client/v4/accounts/a/ai/v1/chat/completions",
+            {"model": "@agentkit/function", "stream": True},
+        ),
+        ("/playground/agent", {}),
+    ],
+)
+def test_arguments_nested_past_the_limit_are_400_naming_the_field(
+    serve: Callable[..., BackgroundServer],
+    caplog: pytest.LogCaptureFixture,
+    shape: str,
+    path: str,
+    extra: dict[str, Any],
+) -> None:
+    calculator = Calculator()
+    server = serve(calculator.runtime, tools=[calculator.tool])
+    body = with_deep_arguments(CALL_SHAPES[shape]) | extra
+    answer = httpx.post(server.url + path, json=body, timeout=30)
+    message = envelope(answer, 400, 5006)
+    assert message.startswith(
+        "Bad input: messages[1].tool_calls[0].arguments: nests deeper than 64 levels (got "
+    )
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert calculator.runs == [] and calculator.runtime.requests == []
+    # Nesting within the limit is a call like any other.
+    shallow = json.dumps({"expression": [[["37 * 41"]]]})
+    call = json.loads(json.dumps(CALL_SHAPES[shape]).replace(json.dumps(DEEP), json.dumps(shallow)))
+    fine = httpx.post(server.url + path, json=with_deep_arguments(call) | extra, timeout=30)
+    assert fine.status_code == 200, fine.text
