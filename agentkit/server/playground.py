@@ -37,7 +37,24 @@ from agentkit.wire.workers_ai import GenerationRequest
 __all__ = ["playground_routes"]
 
 STATIC = Path(__file__).parent / "static"
-_NO_CACHE = {"cache-control": "no-cache"}
+_PAGE_HEADERS = {
+    "cache-control": "no-cache",
+    # The page approves tool calls with a click: no other site may frame it under a decoy.
+    "x-frame-options": "DENY",
+    # Only the page's own files run and style it, and it talks to this server alone.
+    "content-security-policy": "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "connect-src 'self'",
+            "img-src 'self'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    ),
+}
 
 
 def playground_routes(state: ServerState) -> list[BaseRoute]:
@@ -46,7 +63,7 @@ def playground_routes(state: ServerState) -> list[BaseRoute]:
     paused = PausedRuns()
 
     async def page(request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", headers=_NO_CACHE)
+        return FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
 
     return [
         Route("/", page, methods=["GET"]),
