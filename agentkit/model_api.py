@@ -24,9 +24,11 @@ from pydantic import (
 
 __all__ = [
     "DEFAULT_MODEL",
+    "MAX_JSON_DEPTH",
     "SAMPLING_FIELDS",
     "FunctionDefinition",
     "Generation",
+    "JSONTooDeep",
     "Message",
     "ModelRequest",
     "Role",
@@ -36,6 +38,7 @@ __all__ = [
     "ToolChoice",
     "ToolShape",
     "Usage",
+    "json_depth",
     "parse_arguments",
 ]
 
@@ -58,10 +61,39 @@ def _new_call_id() -> str:
     return "call_" + secrets.token_hex(12)
 
 
+MAX_JSON_DEPTH = 64
+"""The deepest nesting of arrays and objects taken from outside, in a request body or in the
+arguments string of a call: no call needs more, and deeper JSON exhausts Python's recursion."""
+
+
+class JSONTooDeep(ValueError):
+    """JSON nested deeper than `MAX_JSON_DEPTH`."""
+
+    def __init__(self) -> None:
+        super().__init__(f"nests deeper than {MAX_JSON_DEPTH} levels")
+
+
+def json_depth(data: Any) -> int:
+    """How deep `data` nests (a scalar is 0), counted without recursion and only as far as
+    one level past `MAX_JSON_DEPTH`."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_JSON_DEPTH:
+                children = item.values() if isinstance(item, dict) else item
+                stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def parse_arguments(arguments: Any) -> dict[str, Any]:
     """Tool-call arguments as a dict, from an object or a JSON string (empty means none).
 
+    Every arguments string read from a client or a model goes through here.
+
     Raises:
+        JSONTooDeep: the string nests deeper than `MAX_JSON_DEPTH`.
         ValueError: the string is not JSON, or the JSON is not an object.
     """
     if arguments is None or arguments == "":
@@ -69,13 +101,24 @@ def parse_arguments(arguments: Any) -> dict[str, Any]:
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments)
+        except RecursionError:
+            raise JSONTooDeep() from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"arguments are not valid JSON: {exc.msg} at {exc.pos}") from None
+        if json_depth(arguments) > MAX_JSON_DEPTH:
+            raise JSONTooDeep()
         if isinstance(arguments, str):  # encoded twice: a JSON string holding the JSON object
             return parse_arguments(arguments)
     if not isinstance(arguments, Mapping):
         raise ValueError(f"arguments must be a JSON object (got {type(arguments).__name__})")
     return dict(arguments)
+
+
+class _TooDeep(str):
+    """An arguments string nested past the limit, kept until the field's validator refuses it,
+    so that the error's path ends in `arguments`."""
+
+    __slots__ = ()
 
 
 class _Model(BaseModel):
@@ -113,10 +156,19 @@ class ToolCall(_Model):
         if not isinstance(raw, Mapping):
             try:
                 data["arguments"] = parse_arguments(raw)
+            except JSONTooDeep:
+                data["arguments"] = _TooDeep(raw)  # refused by `_arguments`, which names it
             except ValueError:
                 data["arguments"] = {}
                 data["raw_arguments"] = raw if isinstance(raw, str) else json.dumps(raw)
         return data
+
+    @field_validator("arguments", mode="before")
+    @classmethod
+    def _arguments(cls, value: Any) -> Any:
+        if isinstance(value, _TooDeep):
+            raise JSONTooDeep()
+        return value
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> ToolCall:

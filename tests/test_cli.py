@@ -159,6 +159,41 @@ def test_run_first_finishes_a_run_a_dead_process_left_in_the_session(
     assert out == "The result is Old.\nThe result is New.\n"
 
 
+@pytest.mark.parametrize("command", ["run", "chat"])
+def test_a_sessions_file_that_is_not_sqlite_is_one_clear_line(
+    workers_ai: LoopbackServer, tmp_path: Path, command: str
+) -> None:
+    db = tmp_path / "notes.txt"
+    db.write_text("not a database\n" * 100)
+    argv = [command, *(["hi"] if command == "run" else []), "--runtime", "workers-ai"]
+    done = subprocess.run(
+        [sys.executable, "-m", "agentkit.cli", *argv, "--session", "s", "--session-db", str(db)],
+        input="hi\n", cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: {db}: not a SQLite database, or a damaged one (SQLite: file is not a database)"
+    )
+    assert "Traceback" not in done.stderr
+
+
+def test_a_session_name_that_is_not_utf8_is_one_clear_line(
+    workers_ai: LoopbackServer, tmp_path: Path
+) -> None:
+    # A name in another encoding: Python reads the byte it cannot decode as a lone surrogate.
+    argv = [b"run", b"hi", b"--runtime", b"workers-ai", b"--session", b"caf\xe9"]
+    done = subprocess.run(
+        [sys.executable, "-m", "agentkit.cli", *argv, b"--session-db", bytes(tmp_path / "s.db")],
+        cwd=ROOT, capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.decode().strip().splitlines() == [
+        "error: --session: must be text UTF-8 can encode, without unpaired surrogates "
+        "(got 'caf\\udce9')"
+    ]
+    assert not (tmp_path / "s.db").exists()
+
+
 def test_chat_on_the_embedded_model_resumes_its_session_in_a_new_process(tmp_path: Path) -> None:
     db = str(tmp_path / "s.db")
     args = ["chat", "--session", "local", "--session-db", db, "--max-tokens", "8"]

@@ -4,9 +4,11 @@ page sends the decisions; in process (what the server answers) and in Chromium (
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 from test_server_playground import browser, page, screenshot  # noqa: F401  (fixtures)
@@ -124,6 +126,62 @@ def test_the_store_is_bounded_in_number_and_age() -> None:
     now[0] = 61
     assert len(store) == 0
     assert {second, third}.isdisjoint({first})
+
+
+def pause(server: BackgroundServer, headers: dict[str, str]) -> dict[str, Any]:
+    """A run of the travel agent, paused for approval; its `run_finished` data."""
+    answer = httpx.post(server.url + "/playground/agent", json=QUESTION, headers=headers)
+    assert answer.status_code == 200, answer.text
+    kind, finished = frames(answer.text)[-1]
+    assert kind == "run_finished" and finished["stop_reason"] == "approval"
+    return finished
+
+
+def resume(server: BackgroundServer, paused: dict[str, Any], headers: dict[str, str]) -> int:
+    decisions = {"run": paused["run"], "deny": {p["id"]: "no" for p in paused["pending"]}}
+    answer = httpx.post(server.url + "/playground/resume", json=decisions, headers=headers)
+    return answer.status_code
+
+
+@pytest.mark.parametrize("token", [None, "test-token-123"])
+def test_a_caller_pausing_many_runs_pushes_out_only_its_own(
+    serve: Callable[..., BackgroundServer], caplog: pytest.LogCaptureFixture, token: str | None
+) -> None:
+    server = serve(FunctionRuntime(travel_model), tools=[book, get_weather], api_token=token)
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+    playground = {"Origin": server.url, **auth}  # the page, from the server's own origin
+    script = dict(auth)  # a local program: no Origin
+    waiting = pause(server, playground)
+    flood = [pause(server, script) for _ in range(PausedRuns().limit + 1)]
+    assert resume(server, waiting, playground) == 200
+    assert resume(server, flood[-1], script) == 200
+    assert resume(server, flood[0], script) == 404
+    pushed_out = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    cap = PausedRuns().per_caller
+    assert len(pushed_out) == len(flood) - cap
+    assert pushed_out[0] == (
+        f"paused runs: a caller past its cap of {cap} waiting runs pushed out its oldest "
+        f"({cap + 1} were waiting)"
+    )
+    if token:
+        assert token not in caplog.text
+
+
+def test_past_the_global_bound_the_caller_holding_the_most_gives_way() -> None:
+    store = PausedRuns(limit=4, per_caller=3)
+    agent: Any = object()
+    state = RunState(messages=[], tool_calls=[], pending=[], steps=1)
+    a1, b1 = store.put(agent, state, "a"), store.put(agent, state, "b")
+    a2, a3, c1 = (
+        store.put(agent, state, "a"),
+        store.put(agent, state, "a"),
+        store.put(agent, state, "c"),
+    )
+    assert len(store) == 4
+    for kept in (b1, a2, a3, c1):
+        store.peek(kept)
+    with pytest.raises(ApiError):
+        store.peek(a1)
 
 
 def test_the_page_approves_one_call_and_denies_the_other_with_a_reason(page: Page) -> None:  # noqa: F811

@@ -183,3 +183,39 @@ def test_a_surrogate_pair_is_text_not_an_error(client: Callable[..., TestClient]
     answer = client(runtime).post(run_url(), content=b'{"prompt": "\\ud83d\\ude00"}')
     assert answer.status_code == 200
     assert answer.json()["result"]["response"] == "\U0001f600"
+
+
+# JSON inside a string: a call's `arguments` (both tool-call shapes), nested up to far past the
+# limit, in an assistant message before the user's turn.
+def _call_with(shape: str, arguments: str) -> dict[str, Any]:
+    if shape == "legacy":
+        return {"name": "echo", "arguments": arguments}
+    return {"id": "c1", "type": "function", "function": {"name": "echo", "arguments": arguments}}
+
+
+nested_arguments = st.tuples(
+    st.sampled_from(["legacy", "function"]),
+    st.integers(1, 6000).map(lambda n: "[" * n + "]" * n)
+    | st.integers(1, 6000).map(lambda n: '{"a":' * n + "1" + "}" * n),
+    st.booleans(),
+).map(
+    lambda c: {
+        "model": DEFAULT_MODEL,
+        "stream": c[2],
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "", "tool_calls": [_call_with(c[0], c[1])]},
+            {"role": "tool", "tool_call_id": "c1", "content": "x"},
+            {"role": "user", "content": "again"},
+        ],
+    }
+)
+
+
+@FUZZ
+@given(path=st.sampled_from(POSTS), body=nested_arguments)
+def test_nested_json_in_arguments_is_answered_without_a_500(
+    app: TestClient, path: str, body: dict[str, Any]
+) -> None:
+    check(app.post(path, content=json.dumps(body), headers={"content-type": "application/json"}))
+    still_answers(app)

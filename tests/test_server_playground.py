@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 from environment import CHROMIUM, require_chromium
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -77,7 +78,9 @@ def page(browser: Browser) -> Iterator[Page]:
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
-    # Chromium logs each HTTP error answer (401, 400...) as a console error: those are expected.
+    # A Content-Security-Policy violation is a console error too, so the page must run as the
+    # policy allows. Chromium logs each HTTP error answer (401, 400...) as a console error:
+    # those are expected.
     opened.on(
         "console",
         lambda m: (
@@ -425,6 +428,37 @@ def test_a_page_on_another_origin_cannot_run_the_tools(browser: Browser, page: P
         expect(page.locator(".toolcall .result")).to_have_text("1517")
         expect(page.locator(".msg.assistant .bubble")).to_have_text("It is 1517.")
         assert calculator.runs == ["37 * 41"]
+
+
+def test_a_page_on_another_origin_cannot_frame_the_playground(browser: Browser) -> None:
+    # Framed, the page's Approve buttons could be clicked through a decoy (clickjacking).
+    with BackgroundServer(create_app(ScriptedRuntime())) as server:
+        framing = f'<iframe name="victim" src="{server.url}/" width="800" height="600"></iframe>'
+        app = Starlette(routes=[Route("/", lambda request: HTMLResponse(framing))])
+        with BackgroundServer(app) as site:
+            context = browser.new_context()
+            hostile = context.new_page()
+            refusals: list[str] = []
+            hostile.on("console", lambda m: refusals.append(m.text))
+            hostile.goto(site.url + "/")  # waits for the frame to load, or to fail
+            victim = hostile.frame(name="victim")
+            assert victim is not None
+            assert victim.locator("#send").count() == 0
+            context.close()
+    assert any("frame-ancestors 'none'" in r or "X-Frame-Options" in r for r in refusals)
+
+
+def test_the_page_is_sent_with_a_content_security_policy(
+    serve: Callable[..., BackgroundServer],
+) -> None:
+    server = serve(ScriptedRuntime())
+    answer = httpx.get(server.url + "/")
+    assert answer.headers["x-frame-options"] == "DENY"
+    directives = answer.headers["content-security-policy"].split("; ")
+    policy = {name: value for name, _, value in (d.partition(" ") for d in directives)}
+    assert policy["frame-ancestors"] == "'none'"
+    assert policy["default-src"] == "'none'"
+    assert policy["script-src"] == policy["style-src"] == policy["connect-src"] == "'self'"
 
 
 def test_an_allowed_origin_calls_the_api_with_cors(browser: Browser) -> None:

@@ -6,11 +6,19 @@ The page-level attack in a real browser is in test_server_playground.py."""
 from __future__ import annotations
 
 import json
+import logging
+import signal
+import socket
 import subprocess
-from collections.abc import Callable
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from loopback import LoopbackServer
 from starlette.testclient import TestClient
 from test_server import TOKEN, BackgroundServer, run_url
 
@@ -100,8 +108,9 @@ def test_allowed_hosts_add_names(client: Callable[..., TestClient]) -> None:
     app = client(ScriptedRuntime(["a", "b"]), allowed_hosts=["box.lan"])
     assert app.post(run_url(), json={"prompt": "hi"}, headers={"Host": "box.lan:8787"}).is_success
     envelope(app.post(run_url(), json={"prompt": "hi"}, headers={"Host": "other.lan"}), 403, 10000)
-    anyhost = client(ScriptedRuntime(["a"]), allowed_hosts=["*"])
-    assert anyhost.post(run_url(), json={"prompt": "hi"}, headers={"Host": "x.example"}).is_success
+    anyhost = client(ScriptedRuntime(["a"]), allowed_hosts=["*"], api_token=TOKEN)
+    auth = {"Host": "x.example", "Authorization": f"Bearer {TOKEN}"}
+    assert anyhost.post(run_url(), json={"prompt": "hi"}, headers=auth).is_success
 
 
 # -- Origin: other web pages ------------------------------------------------------------------
@@ -285,3 +294,197 @@ def test_a_token_is_compared_as_bytes(client: Callable[..., TestClient]) -> None
     assert envelope(wrong, 401, 10000) == "Authentication error: the token is not valid"
     right = app.post(run_url(), json={"prompt": "hi"}, headers={"Authorization": f"Bearer {TOKEN}"})
     assert right.status_code == 200
+
+
+# -- wildcards: `agentkit serve` refuses them without a token -------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+WILDCARDS = {
+    "origin": (["--allow-origin", "*"], "--insecure-allow-any-origin"),
+    "host": (["--allowed-host", "*"], "--insecure-allow-any-host"),
+}
+
+
+def serve_command(*args: str, port: int = 0) -> list[str]:
+    """`agentkit serve` with the calculator on a Workers AI service (`service`'s loopback)."""
+    tools = ["--tools", str(ROOT / "tools" / "calculator.py")]
+    return [sys.executable, "-m", "agentkit.cli", "serve", "--runtime", "workers-ai", *tools,
+            "--port", str(port), *args]  # fmt: skip
+
+
+@pytest.fixture
+def served(
+    tmp_path: Path, service: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., tuple[str, Path]]]:
+    """`served(*args)`: a real `agentkit serve` process, its URL and its output's file."""
+    monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "acc")
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "cf-token")
+    monkeypatch.setenv("CLOUDFLARE_BASE_URL", service.url + "/client/v4")
+    monkeypatch.delenv("AGENTKIT_API_TOKEN", raising=False)
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str) -> tuple[str, Path]:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        output = tmp_path / f"serve-{port}.log"
+        with output.open("wb") as log:
+            process = subprocess.Popen(
+                serve_command(*args, port=port), cwd=tmp_path, stdout=log, stderr=log
+            )
+        processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, output.read_text()
+            try:
+                httpx.get(url + "/")
+                return url, output
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, "agentkit serve did not start"
+                time.sleep(0.2)
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) == 0
+
+
+def test_create_app_refuses_a_wildcard_without_a_token_and_warns_with_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for setting, kind in (("allowed_origins", "origin"), ("allowed_hosts", "host")):
+        with pytest.raises(ValueError, match=rf"{setting}: '\*' without api_token: ") as refused:
+            create_app(ScriptedRuntime(), **{setting: ["*"]})
+        assert f"or pass insecure_allow_any_{kind}=True to accept the risk" in str(refused.value)
+        create_app(ScriptedRuntime(), **{setting: ["*"], f"insecure_allow_any_{kind}": True})
+        create_app(ScriptedRuntime(), api_token=TOKEN, **{setting: ["*"]})
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [w.split(":")[0] for w in warnings] == [
+        "any origin is allowed ('*')", "any origin is allowed ('*')",
+        "any Host is answered ('*')", "any Host is answered ('*')",
+    ]  # fmt: skip
+    assert [w.rpartition("; ")[2] for w in warnings] == [
+        "no API token stands in the way", "only the API token stands in the way"
+    ] * 2  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(WILDCARDS))
+def test_a_wildcard_without_a_token_refuses_to_start(
+    served: Callable[..., tuple[str, Path]], kind: str
+) -> None:
+    wildcard, insecure = WILDCARDS[kind]
+    try:
+        done = subprocess.run(serve_command(*wildcard), capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"agentkit serve {' '.join(wildcard)} started without a token")
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    flag = wildcard[0]
+    assert line.startswith(f"error: {flag} '*' without --api-token: ")
+    assert "run the tools" in line
+    assert f"set --api-token, name the {kind}s to trust instead of '*', or pass {insecure}" in line
+
+
+def test_the_insecure_flags_start_a_server_that_answers_any_page_and_host(
+    served: Callable[..., tuple[str, Path]],
+) -> None:
+    url, output = served(
+        *WILDCARDS["origin"][0], WILDCARDS["origin"][1], *WILDCARDS["host"][0],
+        WILDCARDS["host"][1],
+    )  # fmt: skip
+    question = {"messages": [{"role": "user", "content": "What is 2 + 3?"}]}
+    rebound = httpx.post(url + "/playground/agent", json=question, headers={"Host": "evil.example"})
+    assert rebound.status_code == 200
+    assert '"output":"The result is 5."' in rebound.text
+    preflight = httpx.options(
+        url + "/playground/agent",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "https://evil.example"
+    log = output.read_text()
+    assert "WARNING: any origin is allowed ('*'): every web page" in log
+    assert "WARNING: any Host is answered ('*'): any web page" in log
+    assert log.count("no API token stands in the way") == 2
+
+
+def test_a_wildcard_with_a_token_starts_and_warns(
+    served: Callable[..., tuple[str, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTKIT_API_TOKEN", TOKEN)
+    url, output = served(*WILDCARDS["origin"][0], *WILDCARDS["host"][0])
+    question = {"messages": [{"role": "user", "content": "What is 2 + 3?"}]}
+    evil = {"Host": "evil.example", "Origin": "https://evil.example"}
+    refused = httpx.post(url + "/playground/agent", json=question, headers=evil)
+    assert envelope(refused, 401, 10000).startswith("Authentication error")
+    evil["Authorization"] = f"Bearer {TOKEN}"
+    assert httpx.post(url + "/playground/agent", json=question, headers=evil).status_code == 200
+    log = output.read_text()
+    assert "WARNING: any origin is allowed ('*')" in log
+    assert "WARNING: any Host is answered ('*')" in log
+    assert log.count("only the API token stands in the way") == 2
+    assert TOKEN not in log
+
+
+# -- JSON inside strings: a call's arguments ------------------------------------------------
+
+DEEP = "[" * 5000 + "]" * 5000
+CALL_SHAPES = {
+    "legacy": {"name": "calculate", "arguments": DEEP},
+    "function": {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "calculate", "arguments": DEEP},
+    },
+}
+
+
+def with_deep_arguments(call: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "messages": [
+            {"role": "user", "content": "What is 37 * 41?"},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "1517"},
+            {"role": "user", "content": "And again?"},
+        ]
+    }
+
+
+@pytest.mark.parametrize("shape", sorted(CALL_SHAPES))
+@pytest.mark.parametrize(
+    ("path", "extra"),
+    [
+        (run_url(), {}),
+        (run_url(), {"stream": True}),
+        ("/client/v4/accounts/a/ai/v1/chat/completions", {"model": "@agentkit/function"}),
+        (
+            "/client/v4/accounts/a/ai/v1/chat/completions",
+            {"model": "@agentkit/function", "stream": True},
+        ),
+        ("/playground/agent", {}),
+    ],
+)
+def test_arguments_nested_past_the_limit_are_400_naming_the_field(
+    serve: Callable[..., BackgroundServer],
+    caplog: pytest.LogCaptureFixture,
+    shape: str,
+    path: str,
+    extra: dict[str, Any],
+) -> None:
+    calculator = Calculator()
+    server = serve(calculator.runtime, tools=[calculator.tool])
+    body = with_deep_arguments(CALL_SHAPES[shape]) | extra
+    answer = httpx.post(server.url + path, json=body, timeout=30)
+    message = envelope(answer, 400, 5006)
+    assert message.startswith(
+        "Bad input: messages[1].tool_calls[0].arguments: nests deeper than 64 levels (got "
+    )
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert calculator.runs == [] and calculator.runtime.requests == []
+    # Nesting within the limit is a call like any other.
+    shallow = json.dumps({"expression": [[["37 * 41"]]]})
+    call = json.loads(json.dumps(CALL_SHAPES[shape]).replace(json.dumps(DEEP), json.dumps(shallow)))
+    fine = httpx.post(server.url + path, json=with_deep_arguments(call) | extra, timeout=30)
+    assert fine.status_code == 200, fine.text

@@ -3,6 +3,7 @@ and continuing a run from a journal (crashes for real are in test_sessions_crash
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from helpers import add
 
 from agentkit import (
     Agent,
+    ConfigurationError,
     FunctionRuntime,
     HistoryLimit,
     MaxStepsExceeded,
@@ -454,6 +456,42 @@ def test_the_sqlite_file_is_in_wal_mode_and_clear_touches_one_session(tmp_path: 
     assert SQLiteSession.sessions(tmp_path / "none.db") == {}
     with pytest.raises(UserError, match="synchronous: must be FULL or NORMAL"):
         SQLiteSession(tmp_path / "x.db", "a", synchronous="OFF")  # type: ignore[arg-type]
+
+
+NOT_SQLITE = {
+    "random bytes": random.Random(7).randbytes(8192),
+    "a text file": b"alice: hello\nbob: hi\n" * 200,
+}
+
+
+@pytest.mark.parametrize("content", sorted(NOT_SQLITE))
+async def test_a_sessions_file_that_is_not_sqlite_is_an_error_naming_it(
+    tmp_path: Path, content: str
+) -> None:
+    path = tmp_path / "sessions.db"
+    path.write_bytes(NOT_SQLITE[content])
+    session = SQLiteSession(path, "alice")
+    attempts = [
+        session.load, lambda: session.append([{"kind": "a", "run": "r"}]), session.clear,
+        lambda: anyio.to_thread.run_sync(SQLiteSession.sessions, path),
+    ]  # fmt: skip
+    for attempt in attempts:
+        with pytest.raises(ConfigurationError) as refused:
+            await attempt()
+        assert str(refused.value) == (
+            f"{path}: not a SQLite database, or a damaged one (SQLite: file is not a database)"
+        )
+    assert path.read_bytes() == NOT_SQLITE[content]  # left as it was
+
+
+@pytest.mark.parametrize("name", ["\ud800", "chat \udcff", "\udfff\ud800"])
+def test_a_session_name_utf8_cannot_encode_is_refused_by_name(tmp_path: Path, name: str) -> None:
+    with pytest.raises(UserError) as refused:
+        SQLiteSession(tmp_path / "sessions.db", name)
+    assert str(refused.value) == (
+        f"session_id: must be text UTF-8 can encode, without unpaired surrogates (got {name!r})"
+    )
+    assert not (tmp_path / "sessions.db").exists()
 
 
 async def test_a_prompt_of_several_messages_is_journaled_whole() -> None:

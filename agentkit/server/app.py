@@ -38,7 +38,7 @@ from agentkit.server.deadlines import DEFAULT_BODY_TIMEOUT, BodyDeadline
 from agentkit.server.errors import BAD_INPUT, NO_ROUTE, ApiError, envelope
 from agentkit.server.playground import playground_routes
 from agentkit.server.queue import ModelQueue, QueuedRuntime, as_generator
-from agentkit.server.security import ANY, SitePolicy, check_origin
+from agentkit.server.security import ANY, SitePolicy, check_origin, wildcards
 from agentkit.server.sse import DONE, EventStream, data_frame
 from agentkit.tools import Tool, Toolset, ToolSource
 from agentkit.wire import openai as openai_wire
@@ -81,6 +81,8 @@ def create_app(
     allowed_origins: Iterable[str] = (),
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     approve_all: bool = False,
+    insecure_allow_any_origin: bool = False,
+    insecure_allow_any_host: bool = False,
 ) -> Starlette:
     """The server as an ASGI application, for `uvicorn`, tests or embedding.
 
@@ -101,17 +103,24 @@ def create_app(
         body_timeout: seconds a client may take to send a request body; past it, 408.
         approve_all: `/mcp` runs the calls of tools that require approval without asking; by
             default it asks the client, with MCP elicitation, and refuses if it cannot.
+        insecure_allow_any_origin: accept `allowed_origins=["*"]` without an `api_token`.
+        insecure_allow_any_host: accept `allowed_hosts=["*"]` without an `api_token`.
 
     Raises:
-        ValueError: a bound below its minimum, a malformed origin, or an `api_token` with
+        ValueError: a bound below its minimum, a malformed origin, an `api_token` with
             characters other than printable ASCII (which no browser or HTTP library sends
-            unchanged).
+            unchanged), or `"*"` in `allowed_origins` or `allowed_hosts` without an
+            `api_token` (or the matching `insecure_*` flag). With a token, `"*"` is logged
+            as a warning.
     """
     if max_body < 1:
         raise ValueError(f"max_body: must be >= 1 (got {max_body})")
     if api_token is not None:
         check_token(api_token)
     allowed_origins = [o if o == ANY else check_origin(o) for o in allowed_origins]
+    allowed_hosts = list(allowed_hosts)
+    accepted = {"origin": insecure_allow_any_origin, "host": insecure_allow_any_host}
+    _check_wildcards(allowed_hosts, allowed_origins, api_token, accepted)
     state = ServerState(
         runtime=QueuedRuntime(
             telemetry.traced_runtime(runtime), ModelQueue(max_queue, runtime.slots)
@@ -164,6 +173,26 @@ def create_app(
     )
     app.state.agentkit = state
     return app
+
+
+_WILDCARD = {"origin": "any origin is allowed ('*')", "host": "any Host is answered ('*')"}
+
+
+def _check_wildcards(
+    hosts: list[str], origins: list[str], api_token: str | None, accepted: dict[str, bool]
+) -> None:
+    """Refuse a `"*"` that leaves nothing between the tools and every web page; warn of one
+    that leaves only the token."""
+    for kind, risk in wildcards(hosts, origins).items():
+        setting = f"allowed_{kind}s"
+        if api_token is None and not accepted[kind]:
+            raise ValueError(
+                f"{setting}: '*' without api_token: {risk}; set api_token, name the {kind}s "
+                f"to trust instead of '*', or pass insecure_allow_any_{kind}=True to accept "
+                "the risk"
+            )
+        guard = "only the API token" if api_token else "no API token"
+        log.warning("%s: %s; %s stands in the way", _WILDCARD[kind], risk, guard)
 
 
 async def _run(state: ServerState, request: Request) -> Response:

@@ -23,7 +23,7 @@ from agentkit.server.deadlines import (
     DEFAULT_KEEP_ALIVE,
     protocol,
 )
-from agentkit.server.security import ANY, check_origin
+from agentkit.server.security import ANY, check_origin, wildcards
 from agentkit.telemetry.console import add_options as add_telemetry_options
 from agentkit.tools import Tool, ToolSource
 from agentkit.tools.loader import load_tools
@@ -101,6 +101,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a web origin (scheme://host[:port]) whose pages may call the server, with CORS "
         "(repeatable)",
     )
+    for kind, flag in (("origin", "--allow-origin"), ("host", "--allowed-host")):
+        parser.add_argument(
+            f"--insecure-allow-any-{kind}",
+            action="store_true",
+            help=f"accept {flag} '*' without --api-token: any web page may then use the "
+            "model and run the tools",
+        )
     parser.add_argument(
         "--header-timeout",
         type=float,
@@ -165,6 +172,14 @@ def _check(args: argparse.Namespace) -> None:
         if not getattr(args, name) > 0:
             flag = "--" + name.replace("_", "-")
             raise ConfigurationError(f"{flag}: must be > 0 (got {getattr(args, name)})")
+    for kind, risk in wildcards(args.allowed_hosts, args.allowed_origins).items():
+        if not args.api_token and not getattr(args, f"insecure_allow_any_{kind}"):
+            flag = "--allow-origin" if kind == "origin" else "--allowed-host"
+            raise ConfigurationError(
+                f"{flag} '*' without --api-token: {risk}; set --api-token, name the {kind}s "
+                f"to trust instead of '*', or pass --insecure-allow-any-{kind} to accept the "
+                "risk"
+            )
     try:
         if args.api_token:
             check_token(args.api_token)
@@ -220,6 +235,8 @@ def main(args: argparse.Namespace) -> int:
             allowed_origins=args.allowed_origins,
             body_timeout=args.body_timeout,
             approve_all=args.approve_all,
+            insecure_allow_any_origin=args.insecure_allow_any_origin,
+            insecure_allow_any_host=args.insecure_allow_any_host,
         )
         names = ", ".join(served_models(runtime, args.model_names))
         shown = f"[{args.host}]" if ":" in args.host else args.host

@@ -14,7 +14,7 @@ import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from agentkit.model_api import Generation, ModelRequest
+from agentkit.model_api import MAX_JSON_DEPTH, Generation, ModelRequest, json_depth
 from agentkit.server.errors import (
     ABORTED,
     AUTHENTICATION,
@@ -162,10 +162,6 @@ def check_token(token: str) -> str:
     return token
 
 
-_MAX_DEPTH = 64
-"""The deepest nesting of arrays and objects a body may have; no request needs more."""
-
-
 def parse_json(body: bytes) -> dict[str, Any]:
     """`body` as a JSON object; anything else is a 400 (code 5006) saying what is wrong.
 
@@ -175,14 +171,14 @@ def parse_json(body: bytes) -> dict[str, Any]:
     try:
         data = workers_ai.loads(body)
     except RecursionError:
-        raise _bad(f"the body nests deeper than {_MAX_DEPTH} levels") from None
+        raise _bad(f"the body nests deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:  # also JSONDecodeError, UnicodeDecodeError, long numbers
         raise _bad(f"the body is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         kind = type(data).__name__ if data is not None else "null"
         raise _bad(f"the body must be a JSON object (got {kind})")
-    if _depth(data) > _MAX_DEPTH:
-        raise _bad(f"the body nests deeper than {_MAX_DEPTH} levels")
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise _bad(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
     if b"\\u" in body:  # only an escape can make a surrogate
         try:
             json.dumps(data, ensure_ascii=False).encode()
@@ -190,19 +186,6 @@ def parse_json(body: bytes) -> dict[str, Any]:
             lone = exc.object[exc.start]
             raise _bad(f"the body holds an unpaired surrogate ({lone!a})") from None
     return data
-
-
-def _depth(data: Any) -> int:
-    """How deep `data` nests, without recursion."""
-    deepest, stack = 0, [(data, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            if depth <= _MAX_DEPTH:
-                children = item.values() if isinstance(item, dict) else item
-                stack.extend((child, depth + 1) for child in children)
-    return deepest
 
 
 def _bad(why: str) -> ApiError:

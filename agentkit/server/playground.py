@@ -29,7 +29,7 @@ from agentkit.events import Event, RunFinished
 from agentkit.server.answers import check_answer_format
 from agentkit.server.core import ServerState, endpoint
 from agentkit.server.errors import BAD_INPUT, ApiError
-from agentkit.server.paused import PausedRuns, read_decisions
+from agentkit.server.paused import PausedRuns, caller, read_decisions
 from agentkit.server.queue import as_generator
 from agentkit.server.sse import EventStream, data_frame
 from agentkit.wire.workers_ai import GenerationRequest
@@ -37,7 +37,24 @@ from agentkit.wire.workers_ai import GenerationRequest
 __all__ = ["playground_routes"]
 
 STATIC = Path(__file__).parent / "static"
-_NO_CACHE = {"cache-control": "no-cache"}
+_PAGE_HEADERS = {
+    "cache-control": "no-cache",
+    # The page approves tool calls with a click: no other site may frame it under a decoy.
+    "x-frame-options": "DENY",
+    # Only the page's own files run and style it, and it talks to this server alone.
+    "content-security-policy": "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "connect-src 'self'",
+            "img-src 'self'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    ),
+}
 
 
 def playground_routes(state: ServerState) -> list[BaseRoute]:
@@ -46,7 +63,7 @@ def playground_routes(state: ServerState) -> list[BaseRoute]:
     paused = PausedRuns()
 
     async def page(request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", headers=_NO_CACHE)
+        return FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
 
     return [
         Route("/", page, methods=["GET"]),
@@ -104,7 +121,10 @@ async def _agent(paused: PausedRuns, state: ServerState, request: Request) -> Re
         **_answer_format(state, checked),
     )
     assert checked.messages is not None
-    return EventStream(_events(agent, agent.stream(checked.messages), paused), state.to_error)
+    events = agent.stream(checked.messages)
+    return EventStream(
+        _events(agent, events, paused, caller(request, state.api_token)), state.to_error
+    )
 
 
 def _answer_format(state: ServerState, checked: GenerationRequest) -> dict[str, Any]:
@@ -130,18 +150,20 @@ async def _resume(paused: PausedRuns, state: ServerState, request: Request) -> R
     approve, deny = read_decisions(body, run_state)
     paused.take(body["run"])
     events = agent.stream_resume(run_state, approve=approve, deny=deny)
-    return EventStream(_events(agent, events, paused), state.to_error)
+    return EventStream(
+        _events(agent, events, paused, caller(request, state.api_token)), state.to_error
+    )
 
 
 async def _events(
-    agent: Agent, stream: AsyncIterator[Event], paused: PausedRuns
+    agent: Agent, stream: AsyncIterator[Event], paused: PausedRuns, who: str
 ) -> AsyncIterator[bytes]:
     async with aclosing(as_generator(stream)) as events:
         async for event in events:
-            yield data_frame(_event_data(event, agent, paused), event=event.kind)
+            yield data_frame(_event_data(event, agent, paused, who), event=event.kind)
 
 
-def _event_data(event: Event, agent: Agent, paused: PausedRuns) -> Any:
+def _event_data(event: Event, agent: Agent, paused: PausedRuns, who: str) -> Any:
     if isinstance(event, RunFinished):
         result = event.result
         data = {
@@ -153,6 +175,6 @@ def _event_data(event: Event, agent: Agent, paused: PausedRuns) -> Any:
         }
         if result.state is not None:
             data["pending"] = [call.model_dump() for call in result.pending]
-            data["run"] = paused.put(agent, result.state)
+            data["run"] = paused.put(agent, result.state, who)
         return data
     return to_jsonable_python(event)

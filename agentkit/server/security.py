@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentkit.server.errors import AUTHENTICATION, BAD_INPUT, ApiError
 
-__all__ = ["ANY", "LOOPBACK_HOSTS", "SitePolicy", "check_origin"]
+__all__ = ["ANY", "LOOPBACK_HOSTS", "SitePolicy", "check_origin", "wildcards"]
 
 ANY = "*"
 """In `allowed_hosts`: serve any `Host` (turns the Host check off)."""
@@ -50,6 +50,25 @@ def check_origin(origin: str) -> str:
     if parts.query or parts.fragment or "@" in parts.netloc:
         raise ValueError(f"allowed origin: must be scheme://host[:port] (got {origin!r})")
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def wildcards(allowed_hosts: Iterable[str], allowed_origins: Iterable[str]) -> dict[str, str]:
+    """The checks that `"*"` turns off, `host` and `origin`, each with what it lets in.
+
+    Without a token nothing else stands between such a server and every page the user opens,
+    so `agentkit serve` and `create_app` refuse them unless told the risk is accepted.
+    """
+    found: dict[str, str] = {}
+    if ANY in {o.strip() for o in allowed_origins}:
+        found["origin"] = (
+            "every web page the browser opens may call this server, use the model and run the tools"
+        )
+    if ANY in {h.strip() for h in allowed_hosts}:
+        found["host"] = (
+            "any web page may reach this server under a name of its own (DNS rebinding), use "
+            "the model and run the tools"
+        )
+    return found
 
 
 def _hostname(host: str) -> str:

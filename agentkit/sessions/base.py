@@ -29,6 +29,7 @@ __all__ = [
     "HistoryLimit",
     "Session",
     "check_entries",
+    "check_session_id",
     "estimate_tokens",
     "limit_history",
     "order_results",
@@ -63,6 +64,25 @@ class Session(Protocol):
     async def clear(self) -> None:
         """Forget every entry of this session."""
         ...
+
+
+def check_session_id(session_id: str, field: str = "session_id") -> str:
+    """`session_id` if a store can keep it: not empty, and text UTF-8 can encode (a name read
+    from bytes in another encoding holds lone surrogates, which no file or database takes).
+
+    Raises:
+        UserError: naming `field` and the value.
+    """
+    if not session_id:
+        raise UserError(f"{field}: must not be empty")
+    try:
+        session_id.encode()
+    except UnicodeEncodeError:
+        raise UserError(
+            f"{field}: must be text UTF-8 can encode, without unpaired surrogates "
+            f"(got {session_id!r})"
+        ) from None
+    return session_id
 
 
 def check_entries(entries: Sequence[Entry]) -> list[str]:

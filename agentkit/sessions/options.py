@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from agentkit.sessions.base import check_session_id
 from agentkit.sessions.sqlite import SQLiteSession
 
 __all__ = ["DB_VARIABLE", "add_session_options", "default_db", "open_session"]
@@ -42,5 +43,6 @@ def open_session(args: argparse.Namespace) -> SQLiteSession | None:
     """The session the options name, or None without `--session`."""
     if not args.session:
         return None
+    check_session_id(args.session, "--session")
     path = Path(args.session_db).expanduser() if args.session_db else default_db()
     return SQLiteSession(path, args.session)

@@ -21,8 +21,8 @@ from typing import Literal, TypeVar
 
 import anyio.to_thread
 
-from agentkit.errors import UserError
-from agentkit.sessions.base import Entry, HistoryLimit, check_entries
+from agentkit.errors import ConfigurationError, UserError
+from agentkit.sessions.base import Entry, HistoryLimit, check_entries, check_session_id
 
 __all__ = ["SQLiteSession"]
 
@@ -58,8 +58,7 @@ class SQLiteSession:
         timeout: float = 30.0,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
     ) -> None:
-        if not session_id:
-            raise UserError("session_id: must not be empty")
+        check_session_id(session_id)
         if synchronous not in ("FULL", "NORMAL"):
             raise UserError(f"synchronous: must be FULL or NORMAL (got {synchronous!r})")
         self.path = Path(path)
@@ -120,6 +119,8 @@ class SQLiteSession:
                 ).fetchall()
             except sqlite3.OperationalError:  # no table yet
                 return {}
+            except sqlite3.DatabaseError as exc:
+                raise _not_sqlite(path, exc) from None
         return {name: count for name, count in rows}
 
     # -- plumbing -------------------------------------------------------------------------
@@ -128,7 +129,12 @@ class SQLiteSession:
         with self._lock:
             if self._connection is None:
                 self._connection = self._connect()
-            return work(self._connection, self.session_id)
+            try:
+                return work(self._connection, self.session_id)
+            except sqlite3.OperationalError:  # busy, full, read-only: not the file's fault
+                raise
+            except sqlite3.DatabaseError as exc:
+                raise _not_sqlite(self.path, exc) from None
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,6 +149,11 @@ class SQLiteSession:
                 raise UserError(f"{self.path}: SQLite could not use WAL mode (got {mode!r})")
             connection.execute(f"PRAGMA synchronous = {self.synchronous}")
             _transaction(connection, lambda: [connection.execute(s) for s in _SCHEMA])
+        except sqlite3.DatabaseError as exc:
+            connection.close()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
+            raise _not_sqlite(self.path, exc) from None
         except BaseException:
             connection.close()
             raise
@@ -150,6 +161,10 @@ class SQLiteSession:
 
     def __repr__(self) -> str:
         return f"SQLiteSession({str(self.path)!r}, {self.session_id!r})"
+
+
+def _not_sqlite(path: str | Path, exc: sqlite3.DatabaseError) -> ConfigurationError:
+    return ConfigurationError(f"{path}: not a SQLite database, or a damaged one (SQLite: {exc})")
 
 
 def _select(connection: sqlite3.Connection, session: str) -> list[tuple[str]]:
