@@ -317,7 +317,13 @@ def few_shot(question: str) -> list[Message]:
     """Earlier turns in which the assistant used the calculator, then a new question."""
     history: list[Message] = []
     for n, (asked, expression, value) in enumerate(
-        [("What is 2 + 2?", "2 + 2", "4"), ("What is 9 * 7?", "9 * 7", "63")]
+        # Three turns, not two: with two, whether greedy decoding begins a call for the new
+        # question came down to rounding that differs from one CPU to another.
+        [
+            ("What is 2 + 2?", "2 + 2", "4"),
+            ("What is 9 * 7?", "9 * 7", "63"),
+            ("What is 15 * 3?", "15 * 3", "45"),
+        ]
     ):
         call = ToolCall(id=f"call_{n}", name="calculate", arguments={"expression": expression})
         history += [
