@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks._common import Unavailable
+from benchmarks._plain_cpu import amx_build
 from benchmarks._streaming import ServerProcess, help_text
 
 LLAMA_SERVER_VARIABLE = "AGENTKIT_LLAMA_SERVER"
@@ -80,6 +81,8 @@ def llama_server(model: Path, *, slots: int, threads: int, n_ctx: int) -> Conten
             f"LD_LIBRARY_PATH): {options[-300:].strip()}"
         )
     quiet = ["--no-webui"] if re.search(r"--no-webui(?![-\w])", options) else []
+    if amx_build() and "--no-repack" in options:
+        quiet.append("--no-repack")  # the weights where agentkit keeps them (see _plain_cpu)
     name = f"{LLAMA_SERVER} --parallel {slots}"
 
     def start(port: int) -> ServerProcess:
@@ -104,7 +107,7 @@ def llama_cpp_python(model: Path, *, threads: int, n_ctx: int) -> Contender:
         # local runtime set them (its own default decodes on half the cores). interrupt_requests
         # off: with it on (the default) a streaming request that sees another waiting for the
         # model sends [DONE] and stops, so all but one client get a cut stream.
-        argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(model)]
+        argv = [sys.executable, "-m", "benchmarks._plain_cpu", "--model", str(model)]
         argv += ["--n_ctx", str(n_ctx), "--interrupt_requests", "False"]
         argv += ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
         argv += ["--host", "127.0.0.1", "--port", str(port)]

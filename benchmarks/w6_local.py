@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 
 from benchmarks._common import Budget, Check, Row, Unavailable, seconds_per_token
+from benchmarks._plain_cpu import plain_cpu_weights
 
 PROMPT = "Write a long story about a lighthouse keeper and the sea."
 
@@ -30,7 +31,8 @@ def _decode(budget: Budget, llama_cpp: Any, local_class: Any) -> Row:
     from agentkit import GenerationRequest
 
     local = local_class()
-    raw = llama_cpp.Llama(model_path=str(local.model_path), n_ctx=local.n_ctx, verbose=False)
+    with plain_cpu_weights():
+        raw = llama_cpp.Llama(model_path=str(local.model_path), n_ctx=local.n_ctx, verbose=False)
     text = f"<|im_start|>user\n{PROMPT}<|im_end|>\n<|im_start|>assistant\n"
     tokens = budget.n(256, 64)
 
