@@ -226,7 +226,7 @@ def local_app() -> Iterator[TestClient]:
         yield c
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     path=st.sampled_from(POSTS),
     schema=heavy_schemas,

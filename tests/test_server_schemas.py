@@ -1,6 +1,6 @@
 """Schemas that once froze or broke `agentkit serve` on the embedded model, over HTTP on
-127.0.0.1: references that refer to each other, bounds past what llama.cpp's grammar parser
-takes in one repetition, and schemas too large for the model's context. Each is compiled or
+127.0.0.1: a long compile, bounds past what llama.cpp's grammar parser takes in one repetition,
+and schemas too large for the model's context or the grammar's budget. Each is compiled or
 refused (a 400 naming the keyword or the sizes) before any token, on every route that takes a
 schema, while other requests are answered."""
 
@@ -54,7 +54,6 @@ BOUNDS = {
     "maxLength 999,999": {"type": "string", "maxLength": 999_999},
     "minLength 1,000,000": {"type": "string", "minLength": 1_000_000},
     "maxItems 999,999": {"type": "array", "items": {"type": "integer"}, "maxItems": 999_999},
-    "minItems 999,999": {"type": "array", "items": {"type": "integer"}, "minItems": 999_999},
 }
 
 
@@ -149,17 +148,6 @@ async def test_a_schema_being_compiled_does_not_hold_up_other_requests(
 
 
 @pytest.mark.parametrize("route", ROUTES)
-@pytest.mark.parametrize("n", [6, 7])
-def test_definitions_that_refer_to_each_other_are_compiled(
-    server: BackgroundServer, route: str, n: int
-) -> None:
-    answer = post(server, route, intertwined(n))
-    assert answer.status_code == 200, answer.text
-    if route == "playground":
-        assert "event: error" not in answer.text
-
-
-@pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("bound", list(BOUNDS))
 def test_bounds_past_one_repetition_of_the_grammar_parser_are_held(
     server: BackgroundServer, route: str, bound: str
@@ -170,16 +158,6 @@ def test_bounds_past_one_repetition_of_the_grammar_parser_are_held(
         assert "event: error" not in answer.text and '"code":5000' not in answer.text
     else:
         assert "llama.cpp" not in answer.text
-
-
-@pytest.mark.parametrize("route", ["run-messages", "chat"])
-def test_a_lower_bound_no_answer_can_reach_is_refused_by_name(
-    server: BackgroundServer, route: str
-) -> None:
-    message = refusal(post(server, route, {"type": "string", "minLength": 1_000_001}))
-    assert message == (
-        "Bad input: $: keyword 'minLength' asks for 1,000,001: more than any answer holds"
-    )
 
 
 @pytest.mark.parametrize("route", ROUTES)
