@@ -16,6 +16,7 @@ from answer_schemas import ANSWER_SCHEMAS, JSON_OBJECT_PROMPT
 
 from agentkit import GenerationRequest, Message, RequestValidationError, SchemaGrammarError
 from agentkit.chat_formats import answer, get_format
+from agentkit.chat_formats import grammar as grammar_module
 from agentkit.model_api import FunctionDefinition, ModelRequest
 from agentkit.runtimes.llama_cpp import LlamaCpp
 
@@ -319,3 +320,46 @@ def test_a_call_is_told_from_an_answer_in_both_formats() -> None:
         llama3, fmt(ANSWER_SCHEMAS["flat-object"][1]), [WEATHER], "auto"
     )
     assert grammar.startswith("root ::= one-call | answer")
+
+
+def intertwined(n: int) -> dict[str, Any]:
+    """`n` definitions, each an object whose properties refer to every definition."""
+    props = {f"p{j}": {"$ref": f"#/$defs/D{j}"} for j in range(n)}
+    defs = {f"D{i}": {"type": "object", "properties": props} for i in range(n)}
+    return {"$ref": "#/$defs/D0", "$defs": defs}
+
+
+@pytest.mark.parametrize("n", [2, 6])
+def test_definitions_that_refer_to_each_other_unfold_level_by_level(n: int) -> None:
+    grammar = answer.answer_grammar(get_format("chatml"), fmt(intertwined(n)))
+    levels = min(answer.MAX_REF_DEPTH * n, grammar_module.MAX_REF_NESTING)
+    assert grammar.count("-body ::=") == levels  # one rule per level, whichever definition
+    assert grammar.count("\n") < 40 * levels
+    assert '-body ::= "{" "}"' in grammar  # the deepest level refers to nothing
+
+
+def test_a_schema_past_the_rule_budget_is_refused_where_it_got_there() -> None:
+    wide = {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(6_000)}}
+    with pytest.raises(SchemaGrammarError) as caught:
+        answer.answer_grammar(get_format("chatml"), fmt({"properties": {"wide": wide}}))
+    assert (caught.value.path, caught.value.keyword) == ("$.wide", "properties")
+    assert "past 10,000 rules and values" in str(caught.value)
+
+
+def test_an_enum_past_the_rule_budget_is_refused_by_name() -> None:
+    schema = {"type": "object", "properties": {"pick": {"enum": list(range(12_000))}}}
+    with pytest.raises(SchemaGrammarError) as caught:
+        answer.check_format(fmt(schema))
+    assert (caught.value.path, caught.value.keyword) == ("$.pick", "enum")
+
+
+def test_a_schema_too_long_for_a_message_is_refused_with_its_size() -> None:
+    schema = {"type": "string", "enum": [f"value-{i}" for i in range(20_000)]}
+    with pytest.raises(RequestValidationError) as caught:
+        answer.check_format(fmt(schema))
+    (error,) = caught.value.errors
+    assert error.path == "response_format.json_schema"
+    assert "would take 268,991 characters, more than the 131,072 a message holds" in str(error)
+    chatml = get_format("chatml")
+    with pytest.raises(RequestValidationError):  # and as the runtime writes the prompt
+        answer.with_instructions(chatml, [Message.system("Be brief.")], fmt(schema))

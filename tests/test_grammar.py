@@ -386,6 +386,37 @@ def test_a_property_name_longer_than_the_recursion_limit_is_held(accepts: Accept
     assert not accepts(grammar, '{"b": "x"}')
 
 
+_BOUNDED = {
+    "Length": ({"type": "string"}, '"ab"'),
+    "Items": ({"type": "array", "items": {"type": "integer"}}, "[1, 2]"),
+    "Properties": ({"type": "object", "additionalProperties": {"type": "integer"}}, '{"a": 1}'),
+}
+
+
+@pytest.mark.parametrize(
+    ("side", "kind", "bound"),
+    [
+        ("max", "Length", 999_999),
+        ("max", "Length", 1_000_000),
+        ("min", "Length", 999_999),
+        ("min", "Length", 1_000_000),
+        ("max", "Items", 666_667),
+        ("max", "Items", 999_999),
+        ("max", "Items", 1_000_000),
+    ],
+)
+def test_llama_cpp_takes_the_grammar_of_any_bound_up_to_a_million(
+    accepts: Accepts, side: str, kind: str, bound: int
+) -> None:
+    # llama.cpp refuses a repetition of a group whose helper rules times the count pass 2000
+    # (and a `?` counts once): the bounded value sits in an optional property.
+    schema, sample = _BOUNDED[kind]
+    wrapped = {"type": "object", "properties": {"x": {**schema, f"{side}{kind}": bound}}}
+    grammar = schema_to_gbnf(wrapped)
+    assert accepts(grammar, f'{{"x": {sample}}}' if side == "max" else "{}")
+    assert accepts(schema_to_gbnf({**schema, f"{side}{kind}": bound}), sample) == (side == "max")
+
+
 def test_checked_after_keeps_the_rest_of_the_schema(accepts: Accepts) -> None:
     schema = {
         "type": "object",

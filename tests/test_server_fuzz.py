@@ -219,3 +219,73 @@ def test_nested_json_in_arguments_is_answered_without_a_500(
 ) -> None:
     check(app.post(path, content=json.dumps(body), headers={"content-type": "application/json"}))
     still_answers(app)
+
+
+# -- schemas that take a grammar's compiler to its limits, on the embedded model --------------
+
+
+def _intertwined(n: int) -> dict[str, Any]:
+    props = {f"p{j}": {"$ref": f"#/$defs/D{j}"} for j in range(n)}
+    defs = {f"D{i}": {"type": "object", "properties": props} for i in range(n)}
+    return {"$ref": "#/$defs/D0", "$defs": defs}
+
+
+_BOUNDED = {
+    "Length": {"type": "string"},
+    "Items": {"type": "array", "items": {"type": "integer"}},
+    "Properties": {"type": "object", "additionalProperties": {"type": "integer"}},
+}
+heavy_schemas = st.one_of(
+    st.tuples(
+        st.sampled_from(list(_BOUNDED)),
+        st.sampled_from(["min", "max"]),
+        st.integers(0, 2_000_000) | st.sampled_from([2_000, 2_001, 999_999, 1_000_000]),
+    ).map(lambda b: {**_BOUNDED[b[0]], f"{b[1]}{b[0]}": b[2]}),
+    st.integers(1, 9).map(_intertwined),
+    st.integers(1_000, 25_000).map(lambda n: {"enum": [f"v{i}" for i in range(n)]}),
+    st.integers(100, 6_000).map(lambda n: {"anyOf": [{"const": i} for i in range(n)]}),
+    st.integers(100, 21_000).map(
+        lambda n: {"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(n)}}
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def local_app() -> Iterator[TestClient]:
+    from conftest import LOCAL_URL
+
+    from agentkit.runtimes.llama_cpp import LlamaCpp
+    from agentkit.server import create_app
+
+    model = LlamaCpp()
+    with TestClient(create_app(model), base_url=LOCAL_URL) as c:
+        yield c
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    path=st.sampled_from(POSTS),
+    schema=heavy_schemas,
+    as_tool=st.booleans(),
+    stream=st.booleans(),
+)
+def test_schemas_at_the_grammar_limits_are_answered_without_a_500(
+    local_app: TestClient, path: str, schema: dict[str, Any], as_tool: bool, stream: bool
+) -> None:
+    body: dict[str, Any] = {"messages": [{"role": "user", "content": "Fill it in."}]}
+    body["max_tokens"] = 2
+    if path != "/playground/agent":
+        body["stream"] = stream
+    if path == CHAT:
+        body["model"] = DEFAULT_MODEL
+    if as_tool and path != "/playground/agent":  # the playground offers the server's tools
+        wrapped = {"type": "object", "properties": {"x": schema}}
+        parameters = schema if "$defs" in schema else wrapped
+        body["tools"] = [{"name": "fill", "description": "Fill it in.", "parameters": parameters}]
+        if path == CHAT:
+            body["tools"] = [{"type": "function", "function": body["tools"][0]}]
+    else:
+        body["response_format"] = {"type": "json_schema", "json_schema": schema}
+    check(local_app.post(path, json=body))
+    answer = local_app.post(run_url(), json={"prompt": "hi", "max_tokens": 2})
+    assert answer.status_code == 200, answer.text

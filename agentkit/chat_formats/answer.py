@@ -36,7 +36,7 @@ from agentkit.chat_formats.base import MAX_ITEMS, MAX_STRING, ChatFormat
 from agentkit.chat_formats.chatml import ChatMLFormat
 from agentkit.chat_formats.grammar import NEVER, GrammarBuilder, never_error
 from agentkit.errors import FieldError, RequestValidationError
-from agentkit.model_api import FunctionDefinition, Message
+from agentkit.model_api import MAX_TEXT, FunctionDefinition, Message
 
 __all__ = [
     "MAX_REF_DEPTH",
@@ -186,19 +186,41 @@ def with_instructions(
     text = instructions(response_format)
     out = list(messages)
     if out and out[0].role == "system":
+        _fits(f"{out[0].content}\n\n{text}")
         out[0] = out[0].model_copy(update={"content": f"{out[0].content}\n\n{text}"})
         return out
     default = getattr(fmt, "system_prompt", None)
-    return [Message.system(f"{default}\n\n{text}" if default else text), *out]
+    text = f"{default}\n\n{text}" if default else text
+    _fits(text)
+    return [Message.system(text), *out]
+
+
+def _fits(system: str) -> None:
+    """Refuse a schema whose text makes the system message longer than a message may be."""
+    if len(system) <= MAX_TEXT:
+        return
+    raise RequestValidationError(
+        [
+            FieldError(
+                "response_format.json_schema",
+                f"is too large for the model's context: the system message that shows it to "
+                f"the model would take {len(system):,} characters, more than the "
+                f"{MAX_TEXT:,} a message holds",
+            )
+        ]
+    )
 
 
 def check_format(response_format: Mapping[str, Any], *, checked_after: bool = True) -> None:
     """Compile the answer grammar now, so a schema no grammar can hold fails before any request.
 
     Raises:
-        RequestValidationError: `response_format` has neither shape.
-        SchemaGrammarError: naming the keyword and its path.
+        RequestValidationError: `response_format` has neither shape, or its schema is too
+            large to be shown to the model (the sizes named).
+        SchemaGrammarError: naming the keyword and its path; a schema whose grammar would
+            pass `MAX_RULES` rules names the place it got there.
     """
+    _fits(instructions(response_format))
     answer_grammar(_CHECKER, response_format, checked_after=checked_after)
 
 

@@ -40,12 +40,19 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from agentkit.chat_formats._cycles import ref_cycles, ref_target
 from agentkit.chat_formats._gbnf import class_char, gbnf_literal, int_range
 from agentkit.errors import SchemaGrammarError
 
 __all__ = ["SchemaGrammarError", "gbnf_literal", "schema_to_gbnf"]
 
 MAX_INT_DIGITS = 16
+MAX_RULES = 10_000
+"""The most rules (and `enum` values) one grammar may hold. Past it the schema is refused: a
+grammar that large takes seconds to build and to load into llama.cpp, and its schema does not
+fit a small model's context anyway."""
+MAX_REF_NESTING = 12
+"""The most levels references that refer to each other unfold to, with a `max_ref_depth`."""
 MAX_DEPTH = 64
 """Schemas nested deeper than this (properties in properties, items in items, ...) are refused:
 no call needs it, and the builder would otherwise run into Python's recursion limit."""
@@ -114,7 +121,11 @@ class GrammarBuilder:
         max_string: the most characters of a string without its own `maxLength`.
         max_items: the most items of an array without its own `maxItems`.
         max_ref_depth: how many times one `$ref` may be open inside itself; None: no bound
-            (GBNF recursion, as deep as the model goes).
+            (GBNF recursion, as deep as the model goes). References that refer to each other
+            (a cycle of n definitions) may be open `max_ref_depth` * n times in all, at most
+            `MAX_REF_NESTING`: one rule per definition and level, not one per combination of
+            the levels of each, which grows exponentially with n.
+        max_rules: past this many rules (and `enum` values), `SchemaGrammarError`.
     """
 
     def __init__(
@@ -124,14 +135,22 @@ class GrammarBuilder:
         max_string: int | None = None,
         max_items: int | None = None,
         max_ref_depth: int | None = None,
+        max_rules: int = MAX_RULES,
     ) -> None:
         self.checked_after = checked_after
+        self.max_rules = max_rules
+        self._spent = 0
+        self._at = ("$", "schema")
+        """Where the walk is (path, keyword): the place a grammar that grows too large names."""
+        self._names: dict[str, int] = {}
+        self._cycles: dict[int, dict[str, tuple[int, int]]] = {}
+        self._roots: dict[int, Mapping[str, Any]] = {}
         self.max_string = max_string
         self.max_items = max_items
         self.max_ref_depth = max_ref_depth
         self._rules: dict[str, str] = {}
         self._by_body: dict[str, str] = {}
-        self._refs: dict[tuple[Any, ...], str] = {}
+        self._refs: dict[tuple[int, str, str, int], str] = {}
         self._open: list[str] = []
         """The references being unfolded, outermost first (with `max_ref_depth`)."""
         self._depth = 0
@@ -142,10 +161,16 @@ class GrammarBuilder:
         if found:
             return found
         base = re.sub(r"[^a-zA-Z0-9]+", "-", hint).strip("-").lower() or "r"
-        name, n = base, 1
+        # The next number to try for each base: a schema with thousands of properties names
+        # thousands of rules after one hint, and trying 2, 3, ... each time is quadratic.
+        name, n = base, self._names.get(base, 1)
+        if n > 1:
+            name = f"{base}-{n}"
         while name in self._rules or name in _BASE_RULES or name == "root":
             n += 1
             name = f"{base}-{n}"
+        self._names[base] = n + 1
+        self._spend(1, *self._at)
         self._rules[name] = body
         self._by_body[body] = name
         return name
@@ -178,6 +203,8 @@ class GrammarBuilder:
         """
         if self._depth >= MAX_DEPTH:
             raise SchemaGrammarError(path, "schema", f"nests deeper than {MAX_DEPTH} levels")
+        self._at = (path, "schema")
+        self._spend(0, path, "schema")
         self._depth += 1
         try:
             return self._visit(schema, path, root, hint)
@@ -215,6 +242,7 @@ class GrammarBuilder:
             values = schema["enum"]
             if not isinstance(values, list) or not values:
                 raise SchemaGrammarError(path, "enum", "must be a non-empty list")
+            self._spend(len(values), path, "enum")
             kept = [v for v in values if _fits_type(v, schema.get("type"))]
             if not kept:
                 raise SchemaGrammarError(path, "enum", "no value has the schema's type")
@@ -245,6 +273,16 @@ class GrammarBuilder:
             alts = [self._typed(t, schema, path, root, f"{hint}-{t}") for t in kind]
             return self._either(hint, alts)
         return self._typed(kind, schema, path, root, hint)
+
+    def _spend(self, count: int, path: str, keyword: str) -> None:
+        self._spent += count
+        if self._spent > self.max_rules:
+            raise SchemaGrammarError(
+                path,
+                keyword,
+                f"takes the grammar past {self.max_rules:,} rules and values: the schema is "
+                "too large (or its references too intertwined) to be held",
+            )
 
     def _either(self, hint: str, alternatives: list[str]) -> str:
         kept = [a for a in alternatives if a != NEVER]
@@ -301,21 +339,26 @@ class GrammarBuilder:
     def _ref(self, schema: Mapping[str, Any], path: str, root: Mapping[str, Any], hint: str) -> str:
         ref = str(schema["$ref"])
         match = re.fullmatch(r"#/(\$defs|definitions)/([^/]+)", ref)
-        target: Any = match and (root.get(match.group(1)) or {}).get(match.group(2))
-        if ref == "#":
-            target = root
+        target = ref_target(root, ref)
         if target is None:
             raise SchemaGrammarError(path, "$ref", f"{ref!r} points to no local definition")
         siblings = {k: v for k, v in schema.items() if k != "$ref" and k not in _ANNOTATIONS}
         # One rule per reference and siblings: a definition that refers to itself (with the
         # same siblings or none) refers to its own rule, as GBNF allows, instead of unfolding.
-        # With a depth bound, what a reference allows depends on which references are open
-        # around it: one rule per such context, and none past the bound.
-        context: tuple[Any, ...] = ()
+        # With a depth bound, what a reference on a cycle allows depends on how many of its
+        # cycle's references are open around it (those of other cycles cannot be reached from
+        # it again): one rule per level, and none past the bound.
+        context = 0
         if self.max_ref_depth is not None:
-            if self._open.count(ref) >= self.max_ref_depth:
-                return NEVER
-            context = tuple(sorted({r: self._open.count(r) for r in self._open}.items()))
+            if id(root) not in self._cycles:
+                self._cycles[id(root)] = ref_cycles(root)
+            cycles = self._cycles[id(root)]
+            if ref in cycles:
+                number, size = cycles[ref]
+                context = sum(cycles.get(r, (-1, 0))[0] == number for r in self._open)
+                if context >= min(self.max_ref_depth * size, MAX_REF_NESTING):
+                    return NEVER
+        self._roots.setdefault(id(root), root)  # kept, so no other schema takes its id
         key = (id(root), ref, _json(siblings) if siblings else "", context)
         if key not in self._refs:
             label = match.group(2) if match else "root-ref"
@@ -359,7 +402,7 @@ class GrammarBuilder:
             high = max(low, self.max_string)
         if low == 0 and high is None:
             return self.base("string")
-        chars = repeat(self.base("char"), low, high, path, "minLength")
+        chars = self.repeat(self.base("char"), low, high, path, "minLength")
         return self.rule(hint, f'"\\"" {chars} "\\""')
 
     def _number(self, kind: str, schema: Mapping[str, Any], path: str, hint: str) -> str:
@@ -440,6 +483,7 @@ class GrammarBuilder:
                     return NEVER
                 continue  # an optional property past the depth bound is left out
             pairs.append((gbnf_literal(_json(name) + ": ") + " " + value, name in required))
+        self._at = (path, "properties")
         after = first = ""  # "" is the empty sequence
         value = NEVER
         if extra_schema not in (None, False):
@@ -456,8 +500,8 @@ class GrammarBuilder:
         else:
             key = self._key_except(list(props), f"{hint}-key") if props else "string"
             extra = self.rule(f"{hint}-extra-pair", f'{key} ": " {value}')
-            more = repeat(
-                f'", " {extra}',
+            more = self.repeat(
+                self.rule(f"{hint}-extra-next", f'", " {extra}'),
                 max((low or 0) - 1, 0),
                 None if high is None else high - 1,
                 path,
@@ -535,56 +579,63 @@ class GrammarBuilder:
             if low > 0:
                 raise SchemaGrammarError(path, "minItems", "needs more items than are allowed")
             return self.rule(hint, _seq('"["', ' ", " '.join(prefix), '"]"'))
+        next_item = self.rule(f"{hint}-next", f'", " {item}')
         if prefix:
-            more = repeat(f'", " {item}', low, high, path, "minItems")
+            more = self.repeat(next_item, low, high, path, "minItems")
             return self.rule(hint, _seq('"["', ' ", " '.join(prefix), more, '"]"'))
         tail = None if high is None else high - 1
         if low == 0:
-            rest = repeat(f'", " {item}', 0, tail, path, "minItems")
+            rest = self.repeat(next_item, 0, tail, path, "minItems")
             return self.rule(hint, f'"[" ( {item} {rest} )? "]"')
-        rest = repeat(f'", " {item}', low - 1, tail, path, "minItems")
+        rest = self.repeat(next_item, low - 1, tail, path, "minItems")
         return self.rule(hint, f'"[" {item} {rest} "]"')
+
+    def repeat(self, item: str, low: int, high: int | None, path: str, keyword: str) -> str:
+        """`item{low,high}` (None: no upper bound) in a form llama.cpp accepts; `item` is a
+        rule's name.
+
+        llama.cpp's parser refuses a repetition whose lower count is past 2000, and one of a
+        parenthesized group when the rules the group brings in (the group itself, the helper
+        rules of repetitions inside it, one per optional item, and rule names it mentions
+        first) times the count (the upper one when there is one; `?` counts 1) is past 2000. So
+        only a rule's name is ever repeated, and counts past `REPEAT_BLOCK` are
+        written in blocks (rules of `REPEAT_BLOCK` items): `x{2500}` as `b{2} x{500}`, and
+        `x{0,m}` as `b{0,c-1} x{0,999} | b{c} x{0,r}` (m = 1000c + r), which allows exactly the
+        counts 0..m, each one way. An upper bound past a million (more than any context holds)
+        is no bound; a lower one is refused.
+
+        Raises:
+            SchemaGrammarError: `low` is more than a million (named as `keyword` at `path`).
+        """
+        block = REPEAT_BLOCK
+        if high is not None and high > block * block:
+            high = None
+        if high is not None and high <= block and low <= block:
+            return f"{item}{{{low},{high}}}" if (low, high) != (0, 1) else f"{item}?"
+        if high is None and low <= block:
+            return f"{item}*" if low == 0 else f"{item}{{{low},}}"
+        if low > block * block:
+            raise SchemaGrammarError(path, keyword, f"asks for {low:,}: more than any answer holds")
+        whole = self.rule(f"{item}-block", f"{item}{{{block}}}")
+        groups, ones = divmod(low, block)
+        parts = [f"{whole}{{{groups}}}" if groups else "", f"{item}{{{ones}}}" if ones else ""]
+        if high is None:
+            parts.append(f"{item}*")
+        elif high > low:
+            more = high - low
+            if more <= block:
+                parts.append(f"{item}{{0,{more}}}")
+            else:
+                full, rest = divmod(more, block)
+                below = f"{whole}{{0,{full - 1}}} {item}{{0,{block - 1}}}"
+                parts.append(f"( {below} | {whole}{{{full}}} {item}{{0,{rest}}} )")
+        # A rule of its own: a group around it with `?` would count all the helper rules llama.cpp
+        # writes for these repetitions as the group's, past what it accepts.
+        return self.rule(f"{item}-many", _seq(*parts))
 
 
 REPEAT_BLOCK = 1000
-"""llama.cpp refuses a repetition count above 2000 (`x{0,5000}`): longer ones are written as
-blocks of this many."""
-
-
-def repeat(item: str, low: int, high: int | None, path: str, keyword: str) -> str:
-    """`( item ){low,high}` (None: no upper bound) in counts llama.cpp accepts.
-
-    A count past `REPEAT_BLOCK` is written in blocks of it: `x{2500}` as `(x{1000}){2} x{500}`,
-    and `x{0,m}` as `(x{1000}){0,c-1} x{0,999} | (x{1000}){c} x{0,r}` (m = 1000c + r), which
-    allows exactly the counts 0..m, each one way. An upper bound past a million (more than
-    any context holds) is no bound; a lower one is refused.
-
-    Raises:
-        SchemaGrammarError: `low` is more than a million (named as `keyword` at `path`).
-    """
-    block = REPEAT_BLOCK
-    if high is not None and high > block * block:
-        high = None
-    if high is not None and high <= block and low <= block:
-        return f"( {item} ){{{low},{high}}}" if (low, high) != (0, 1) else f"( {item} )?"
-    if high is None and low <= block:
-        return f"( {item} )*" if low == 0 else f"( {item} ){{{low},}}"
-    if low > block * block:
-        raise SchemaGrammarError(path, keyword, f"asks for {low:,}: more than any answer holds")
-    whole = f"( {item} ){{{block}}}"
-    groups, ones = divmod(low, block)
-    parts = [f"( {whole} ){{{groups}}}" if groups else "", f"( {item} ){{{ones}}}" if ones else ""]
-    if high is None:
-        parts.append(f"( {item} )*")
-    elif high > low:
-        more = high - low
-        if more <= block:
-            parts.append(f"( {item} ){{0,{more}}}")
-        else:
-            full, rest = divmod(more, block)
-            below = f"( {whole} ){{0,{full - 1}}} ( {item} ){{0,{block - 1}}}"
-            parts.append(f"( {below} | ( {whole} ){{{full}}} ( {item} ){{0,{rest}}} )")
-    return _seq(*parts)
+"""The most items one repetition in a grammar counts; longer ones are written in blocks."""
 
 
 def _count(schema: Mapping[str, Any], key: str, path: str) -> int | None:

@@ -44,7 +44,7 @@ import llama_cpp  # noqa: F401  # the local extra: without it, this import is wh
 from agentkit.chat_formats import ChatFormat, check_tool_schemas, format_for_metadata, get_format
 from agentkit.chat_formats import answer as answers
 from agentkit.errors import ConfigurationError, FieldError, RequestValidationError
-from agentkit.model_api import FunctionDefinition, ModelRequest, StreamChunk
+from agentkit.model_api import MAX_TEXT, FunctionDefinition, ModelRequest, StreamChunk
 from agentkit.runtimes._batch import Engine
 from agentkit.runtimes._llama_job import LlamaJob, Plan
 from agentkit.runtimes._sampling import Sampling
@@ -217,12 +217,30 @@ class LlamaCpp(Runtime):
         that validator; without it they are refused. Everything else the schema says, the
         grammar holds.
 
+        The schema is shown to the model in the system message: one whose text takes the
+        whole context is refused before its grammar is compiled. A text of fewer bytes than
+        the context has tokens fits; a longer one is counted with the model's tokenizer (the
+        model is loaded for it).
+
         Raises:
             RequestValidationError: `response_format` is neither `json_object` nor
-                `json_schema`.
+                `json_schema`, or its schema is too large for the context (the sizes named).
             SchemaGrammarError: a keyword the grammar cannot hold even so (a `$ref` to
-                nowhere, a recursion with no finite value), with its path.
+                nowhere, a recursion with no finite value), or a schema whose grammar passes
+                the rule budget; with its path.
         """
+        text = answers.instructions(response_format)
+        # A token is at least a byte: a short text fits without loading the model to count.
+        # Past MAX_TEXT characters, `check_format` refuses it by its length.
+        if self.n_ctx <= len(text.encode()) and len(text) <= MAX_TEXT:
+            llama = self._load().llama
+            tokens = len(llama.tokenize(text.encode(), add_bos=False, special=False))
+            if tokens >= self.n_ctx:
+                why = (
+                    f"is too large for the model's context: shown to the model it takes "
+                    f"{tokens:,} tokens, and the context holds {self.n_ctx:,}"
+                )
+                raise RequestValidationError([FieldError("response_format.json_schema", why)])
         answers.check_format(response_format, checked_after=validated)
 
     def __repr__(self) -> str:
@@ -270,8 +288,10 @@ class LlamaCpp(Runtime):
         def detokenize(token: int) -> bytes:
             return llama.detokenize([token], special=True)
 
+        # Rendering the prompt and compiling grammars can take a while: not on the event loop.
+        plan = await anyio.to_thread.run_sync(self._plan, request)
         job = LlamaJob(
-            self._plan(request),
+            plan,
             model=engine.model,
             n_ctx=self.n_ctx,
             tokenize=tokenize,

@@ -13,23 +13,34 @@ a stream can only carry text.
 
 from __future__ import annotations
 
+from functools import partial
+
+import anyio
+
 from agentkit.model_api import ModelRequest
 from agentkit.server.core import ServerState
 
 __all__ = ["check_answer_format"]
 
 
-def check_answer_format(state: ServerState, request: ModelRequest) -> None:
-    """Refuse, before generating, an answer format the served runtime cannot honour.
+async def check_answer_format(state: ServerState, request: ModelRequest) -> None:
+    """Refuse, before generating, an answer format (or tools) the served runtime cannot honour.
 
     The local runtime holds the answer to a grammar; a keyword no grammar can hold (`pattern`,
     `multipleOf`, ...) would be left to a validator, and a server's client runs none of ours:
     so here such a keyword is refused, by name and path, rather than silently not enforced.
+    The tools' schemas are compiled too. Compiling takes a worker thread, so other requests
+    are answered meanwhile; a schema too large for the grammar's budget is refused.
 
     Raises:
         RequestValidationError: `response_format` is neither `json_object` nor `json_schema`.
         SchemaGrammarError: (local runtime) a keyword the grammar cannot hold.
     """
+    runtime = state.runtime
+    if request.tools:
+        await anyio.to_thread.run_sync(runtime.check_tools, request.tools)
     if request.response_format is None:
         return
-    state.runtime.check_response_format(request.response_format, validated=False)
+    await anyio.to_thread.run_sync(
+        partial(runtime.check_response_format, request.response_format, validated=False)
+    )

@@ -200,7 +200,7 @@ async def _run(state: ServerState, request: Request) -> Response:
     state.check_model(request.path_params["model"])
     wire_request = workers_ai.GenerationRequest.build(await state.read_json(request))
     model_request = state.runtime.check(wire_request)
-    check_answer_format(state, model_request)
+    await check_answer_format(state, model_request)
     if wire_request.stream:
         return EventStream(_workers_frames(state, model_request), state.to_error)
     generation = await state.generate(request, model_request)
@@ -230,7 +230,7 @@ async def _chat_completions(state: ServerState, request: Request) -> Response:
     state.check_model(model)
     chat = openai_wire.decode_request(body)
     model_request = state.runtime.check(chat.request)
-    check_answer_format(state, model_request)
+    await check_answer_format(state, model_request)
     request_id = request.scope["state"]["request_id"]
     if chat.stream:
         frames = openai_compat.completion_frames(

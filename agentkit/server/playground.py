@@ -118,7 +118,7 @@ async def _agent(paused: PausedRuns, state: ServerState, request: Request) -> Re
         # out, the runtime's profile decides.
         tool_choice=(checked.tool_choice if "tool_choice" in body else None) if tools else "auto",
         **{name: value for name, value in checked.sampling().items() if name in body},
-        **_answer_format(state, checked),
+        **await _answer_format(state, checked),
     )
     assert checked.messages is not None
     events = agent.stream(checked.messages)
@@ -127,7 +127,7 @@ async def _agent(paused: PausedRuns, state: ServerState, request: Request) -> Re
     )
 
 
-def _answer_format(state: ServerState, checked: GenerationRequest) -> dict[str, Any]:
+async def _answer_format(state: ServerState, checked: GenerationRequest) -> dict[str, Any]:
     """`response_format` for the agent, when the page set a schema (checked as on the API)."""
     if checked.response_format is None:
         return {}
@@ -138,7 +138,7 @@ def _answer_format(state: ServerState, checked: GenerationRequest) -> dict[str, 
             f"Bad input: response_format: the {state.runtime.name} runtime "
             "cannot hold its answer to a format",
         )
-    check_answer_format(state, checked.to_model(state.runtime.name))
+    await check_answer_format(state, checked.to_model(state.runtime.name))
     return {"response_format": checked.response_format}
 
 

@@ -72,7 +72,6 @@ class EventStream(Response):
             try:
                 first = await anext(frames, b"")
             except Exception as exc:
-                tg.cancel_scope.cancel()
                 error = self.to_error(exc)
                 _log(error, exc)
                 answer = JSONResponse(
@@ -80,7 +79,8 @@ class EventStream(Response):
                     status_code=error.status,
                     headers=error.headers(),
                 )
-                await answer(scope, receive, send)
+                await answer(scope, receive, send)  # then stop watching: cancelled first, the
+                tg.cancel_scope.cancel()  # answer's body would never be sent
                 return
             await send(
                 {

@@ -1,0 +1,214 @@
+"""Schemas that once froze or broke `agentkit serve` on the embedded model, over HTTP on
+127.0.0.1: a long compile, bounds past what llama.cpp's grammar parser takes in one repetition,
+and schemas too large for the model's context or the grammar's budget. Each is compiled or
+refused (a 400 naming the keyword or the sizes) before any token, on every route that takes a
+schema, while other requests are answered."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from test_server import run_url
+
+from agentkit.model_api import DEFAULT_MODEL
+from agentkit.runtimes.llama_cpp import LlamaCpp
+from agentkit.server import create_app
+from agentkit.server.background import BackgroundServer
+
+TOKEN = "schema-test-token"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+CHAT = "/client/v4/accounts/acc/ai/v1/chat/completions"
+QUESTION = [{"role": "user", "content": "Describe a thing."}]
+
+
+def intertwined(n: int) -> dict[str, Any]:
+    """`n` definitions, each an object whose properties refer to every definition."""
+    props = {f"p{j}": {"$ref": f"#/$defs/D{j}"} for j in range(n)}
+    defs = {f"D{i}": {"type": "object", "properties": props} for i in range(n)}
+    return {"$ref": "#/$defs/D0", "$defs": defs}
+
+
+def many_properties(n: int) -> dict[str, Any]:
+    return {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(n)}}
+
+
+LARGE = {
+    "a 20,000-value enum": {
+        "type": "object",
+        "properties": {"pick": {"enum": [f"value-{i}" for i in range(20_000)]}},
+    },
+    "5,000 anyOf branches": {
+        "type": "object",
+        "properties": {"x": {"anyOf": [{"const": f"c{i}"} for i in range(5_000)]}},
+    },
+    "6,000 properties": many_properties(6_000),
+    "20,000 properties": many_properties(20_000),
+}
+BOUNDS = {
+    "maxLength 999,999": {"type": "string", "maxLength": 999_999},
+    "minLength 1,000,000": {"type": "string", "minLength": 1_000_000},
+    "maxItems 999,999": {"type": "array", "items": {"type": "integer"}, "maxItems": 999_999},
+}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[BackgroundServer]:
+    model = LlamaCpp()
+    with BackgroundServer(create_app(model, api_token=TOKEN)) as running:
+        yield running
+    anyio.run(model.aclose)
+
+
+def fmt(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": schema}
+
+
+def post(server: BackgroundServer, route: str, schema: dict[str, Any], **more: Any) -> Any:
+    """`schema` as the answer's format on `route`; the answer (a stream read whole)."""
+    body: dict[str, Any] = {"response_format": fmt(schema), "max_tokens": 4, **more}
+    if route == "run-prompt":
+        body["prompt"] = "Describe a thing."
+    else:
+        body["messages"] = QUESTION
+    if route == "chat":
+        body["model"] = DEFAULT_MODEL
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "thing", "schema": schema},
+        }
+    path = {"chat": CHAT, "playground": "/playground/agent"}.get(route, run_url())
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=None) as client:
+        return client.post(path, json=body)
+
+
+ROUTES = ["run-prompt", "run-messages", "chat", "playground"]
+
+
+def refusal(answer: Any) -> str:
+    assert answer.status_code == 400, answer.text
+    (error,) = answer.json()["errors"]
+    assert error["code"] == 5006
+    return str(error["message"])
+
+
+async def test_a_schema_being_checked_does_not_hold_up_other_requests() -> None:
+    # Six definitions that refer to each other, then a keyword no grammar holds: checked on
+    # the event loop, it held every request up until its refusal (a small body, read at once).
+    # Now it is checked on a worker thread, on a fresh server that loads the model there first
+    # to count the schema's tokens, while the other request is answered.
+    schema = {
+        "type": "object",
+        "properties": {
+            "tree": intertwined(6),
+            "code": {"type": "string", "pattern": "^[A-Z]+$"},
+        },
+    }
+    schema["$defs"] = schema["properties"]["tree"].pop("$defs")  # type: ignore[attr-defined]
+    body = json.dumps({"messages": QUESTION, "response_format": fmt(schema)}).encode()
+    model = LlamaCpp()
+    with BackgroundServer(create_app(model, api_token=TOKEN)) as server:
+        finished, info, hostile_answer = await _race(server, body)
+    await model.aclose()
+    assert info.status_code == 200
+    assert finished == ["info", "hostile"]
+    assert hostile_answer.startswith(b"HTTP/1.1 400")
+    assert b"$.code: keyword 'pattern' cannot be held by a grammar" in hostile_answer
+
+
+async def _race(server: BackgroundServer, body: bytes) -> tuple[list[str], Any, bytes]:
+    """Send `body` to /ai/run, then ask for /playground/info; the order they finish in."""
+    host = server.url.removeprefix("http://")
+    head = (
+        f"POST {run_url()} HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {TOKEN}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        "expect: 100-continue\r\nconnection: close\r\n\r\n"
+    ).encode()
+    finished: list[str] = []
+    hostile_answer = b""
+
+    async def hostile(stream: Any) -> None:
+        nonlocal hostile_answer
+        async with stream:
+            while True:
+                try:
+                    hostile_answer += await stream.receive()
+                except anyio.EndOfStream:
+                    break
+                if "hostile" not in finished:  # answered: its first bytes are here
+                    finished.append("hostile")
+
+    async with (
+        httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=None) as other,
+        anyio.create_task_group() as group,
+    ):
+        await other.get("/playground/info")  # its connection is open before the race
+        stream = await anyio.connect_tcp("127.0.0.1", int(host.rsplit(":", 1)[1]))
+        await stream.send(head)
+        assert b"100 Continue" in await stream.receive()  # its handler is reading the body
+        await stream.send(body)  # the whole request is out before the other one
+        group.start_soon(hostile, stream)
+        await anyio.sleep(0.2)  # for its handler to take the body (not a bound on anything)
+        info = await other.get("/playground/info")
+        finished.append("info")
+    return finished, info, hostile_answer
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("bound", list(BOUNDS))
+def test_bounds_past_one_repetition_of_the_grammar_parser_are_held(
+    server: BackgroundServer, route: str, bound: str
+) -> None:
+    answer = post(server, route, BOUNDS[bound])
+    assert answer.status_code == 200, answer.text
+    if route == "playground":
+        assert "event: error" not in answer.text and '"code":5000' not in answer.text
+    else:
+        assert "llama.cpp" not in answer.text
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("shape", list(LARGE))
+def test_a_schema_too_large_for_the_context_is_refused_with_its_size(
+    server: BackgroundServer, route: str, shape: str
+) -> None:
+    message = refusal(post(server, route, LARGE[shape]))
+    assert message.startswith(
+        "Bad input: response_format.json_schema: is too large for the model's context: "
+    )
+    assert re.search(
+        r"would take [0-9,]+ characters, more than the 131,072 a message holds", message
+    ) or re.search(r"it takes [0-9,]+ tokens, and the context holds 4,096", message), message
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_streamed_request_is_refused_before_the_stream_starts(
+    server: BackgroundServer, stream: bool
+) -> None:
+    answer = post(server, "chat", LARGE["6,000 properties"], stream=stream)
+    assert "too large for the model's context" in refusal(answer)
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("route", ["run-messages", "chat"])
+def test_a_tool_schema_past_the_grammar_budget_is_refused_by_name(
+    server: BackgroundServer, route: str
+) -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "record",
+            "description": "Record the fields.",
+            "parameters": many_properties(6_000),
+        },
+    }
+    if route == "run-messages":
+        tool = tool["function"]
+    answer = post(server, route, {"type": "object"}, tools=[tool], stream=True)
+    message = refusal(answer)
+    assert "keyword 'properties' takes the grammar past 10,000 rules and values" in message
