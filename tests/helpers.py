@@ -78,3 +78,25 @@ def write_lora(path: Path, *, rank: int = 8, scale: float = 0.5, seed: int = 0) 
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def raw_llama(model_path: Path, **options: Any) -> Any:
+    """llama-cpp-python's own `Llama` on `model_path`, as a reference to compare with. On a
+    llama.cpp build with AMX its weights stay out of AMX buffers, where the local runtime keeps
+    them too: llama.cpp's AMX matrix product crashes the process on some machines."""
+    import llama_cpp
+    import llama_cpp.llama_cpp as bindings
+
+    amx = b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+    original = bindings.llama_model_default_params
+
+    def defaults() -> Any:
+        params = original()
+        params.use_extra_bufts = params.use_extra_bufts and not amx
+        return params
+
+    bindings.llama_model_default_params = defaults
+    try:
+        return llama_cpp.Llama(model_path=str(model_path), verbose=False, **options)
+    finally:
+        bindings.llama_model_default_params = original

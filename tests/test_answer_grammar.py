@@ -13,6 +13,7 @@ import anyio
 import jsonschema
 import pytest
 from answer_schemas import ANSWER_SCHEMAS, JSON_OBJECT_PROMPT
+from helpers import raw_llama
 
 from agentkit import GenerationRequest, Message, RequestValidationError, SchemaGrammarError
 from agentkit.chat_formats import answer, get_format
@@ -263,7 +264,7 @@ def test_checking_the_chosen_token_picks_what_masking_the_vocabulary_picks(
 
     from agentkit.runtimes._sampling import Sampling, TokenSampler
 
-    llama = llama_cpp.Llama(model_path=str(model_path), n_ctx=1024, verbose=False)
+    llama = raw_llama(model_path, n_ctx=1024)
     chatml = get_format("chatml")
 
     def ended(token: int) -> bool:

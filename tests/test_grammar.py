@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import jsonschema
 import pytest
+from helpers import raw_llama
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -583,7 +584,7 @@ MODEL_SCHEMAS: list[tuple[str, str, dict[str, Any]]] = [
 
 @pytest.fixture(scope="module")
 def model(model_path: Path) -> Iterator[Any]:
-    llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=2048, verbose=False)
+    llm = raw_llama(model_path, n_ctx=2048)
     yield llm
     llm.close()
 
