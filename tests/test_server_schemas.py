@@ -101,12 +101,14 @@ async def test_a_schema_being_checked_does_not_hold_up_other_requests() -> None:
     # Six definitions that refer to each other, then a keyword no grammar holds: checked on
     # the event loop, it held every request up until its refusal (a small body, read at once).
     # Now it is checked on a worker thread, on a fresh server that loads the model there first
-    # to count the schema's tokens, while the other request is answered.
+    # to count the schema's tokens (its text is longer than the context has tokens), while the
+    # other request is answered.
+    note = "Letters of the harbour's signal flags, read from the top down. " * 80
     schema = {
         "type": "object",
         "properties": {
             "tree": intertwined(6),
-            "code": {"type": "string", "pattern": "^[A-Z]+$"},
+            "code": {"type": "string", "pattern": "^[A-Z]+$", "description": note},
         },
     }
     schema["$defs"] = schema["properties"]["tree"].pop("$defs")  # type: ignore[attr-defined]
