@@ -408,7 +408,30 @@ class _Output(_Model):
     @field_validator("tool_calls", mode="before")
     @classmethod
     def _calls(cls, value: Any) -> Any:
-        return [] if value is None else value
+        if value is None:
+            return []
+        return [_deep_as_text(call) for call in value] if isinstance(value, list) else value
+
+
+def _deep_as_text(call: Any) -> Any:
+    """A model's call whose arguments nest past the limit keeps them as text, as it keeps
+    arguments that are not JSON: the Agent tells the model, where a client's call in a
+    request's messages is refused (`ToolCall`)."""
+    if not isinstance(call, Mapping):
+        return call
+    function = call.get("function")
+    raw = function.get("arguments") if isinstance(function, Mapping) else call.get("arguments")
+    if not isinstance(raw, str):
+        return call
+    try:
+        parse_arguments(raw)
+    except JSONTooDeep:
+        name = function.get("name") if isinstance(function, Mapping) else call.get("name")
+        kept = {k: v for k, v in call.items() if k not in ("function", "type")}
+        return {**kept, "name": name, "arguments": {}, "raw_arguments": raw}
+    except ValueError:
+        pass
+    return call
 
 
 class Generation(_Output):

@@ -132,6 +132,19 @@ def test_arguments_as_string_double_encoded_or_broken() -> None:
         parse_arguments("[1, 2]")
 
 
+def test_a_models_call_nested_past_the_limit_keeps_its_arguments_as_text() -> None:
+    deep = "[" * 100 + "]" * 100
+    for call in (
+        {"name": "f", "arguments": deep},
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": deep}},
+    ):
+        (made,) = Generation.from_wire({"response": "", "tool_calls": [call]}).tool_calls
+        assert (made.name, made.arguments, made.arguments_json()) == ("f", {}, deep)
+    # A client's call in a request is refused instead, naming the field.
+    with pytest.raises(ValueError, match="nests deeper than 64 levels"):
+        ToolCall.from_wire({"name": "f", "arguments": deep})
+
+
 def test_assistant_content_is_never_null_on_the_wire() -> None:
     request = GenerationRequest.build(
         messages=[
