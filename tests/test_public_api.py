@@ -32,3 +32,11 @@ def test_errors_form_one_tree() -> None:
             assert issubclass(obj, agentkit.AgentKitError), name
     # ToolRetry is control flow, not an error.
     assert not issubclass(agentkit.ToolRetry, agentkit.AgentKitError)
+
+
+def test_stream_events_are_exported() -> None:
+    # What `agent.stream` yields is matched on by every user of it.
+    from agentkit import events
+
+    assert set(events.__all__) <= set(agentkit.__all__)
+    assert agentkit.TextDelta is events.TextDelta
