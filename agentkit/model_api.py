@@ -421,7 +421,9 @@ def _deep_as_text(call: Any) -> Any:
         return call
     function = call.get("function")
     raw = function.get("arguments") if isinstance(function, Mapping) else call.get("arguments")
-    if not isinstance(raw, str):
+    # Nesting past the limit takes that many brackets: a plain count spares nearly every call
+    # a second parse (ToolCall parses it once more).
+    if not isinstance(raw, str) or raw.count("[") + raw.count("{") <= MAX_JSON_DEPTH:
         return call
     try:
         parse_arguments(raw)

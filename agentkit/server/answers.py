@@ -13,8 +13,6 @@ a stream can only carry text.
 
 from __future__ import annotations
 
-from functools import partial
-
 import anyio
 
 from agentkit.model_api import ModelRequest
@@ -36,11 +34,12 @@ async def check_answer_format(state: ServerState, request: ModelRequest) -> None
         RequestValidationError: `response_format` is neither `json_object` nor `json_schema`.
         SchemaGrammarError: (local runtime) a keyword the grammar cannot hold.
     """
-    runtime = state.runtime
+    if request.tools or request.response_format is not None:
+        await anyio.to_thread.run_sync(_check, state, request)
+
+
+def _check(state: ServerState, request: ModelRequest) -> None:
     if request.tools:
-        await anyio.to_thread.run_sync(runtime.check_tools, request.tools)
-    if request.response_format is None:
-        return
-    await anyio.to_thread.run_sync(
-        partial(runtime.check_response_format, request.response_format, validated=False)
-    )
+        state.runtime.check_tools(request.tools)
+    if request.response_format is not None:
+        state.runtime.check_response_format(request.response_format, validated=False)
