@@ -18,7 +18,30 @@ print(result.output)
 ```
 """
 
-from agentkit.agent import Agent, RunResult, StopReason, ToolCallRecord
+from agentkit.agent import (
+    Agent,
+    AgentRun,
+    AgentSettings,
+    ModelResponse,
+    PendingCall,
+    RunContext,
+    RunHooks,
+    RunResult,
+    RunState,
+    StopReason,
+    ToolCallRecord,
+    ToolResults,
+)
+from agentkit.agent.events import (
+    Event,
+    PartialOutput,
+    RunFinished,
+    StepFinished,
+    StepStarted,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+)
 from agentkit.errors import (
     AgentKitError,
     AuthError,
@@ -39,8 +62,10 @@ from agentkit.errors import (
     RunError,
     RunInterrupted,
     RunStateError,
+    RunStopped,
     SchemaGrammarError,
     ServerError,
+    StopRun,
     StreamInterrupted,
     ToolArgumentsError,
     ToolDefinitionError,
@@ -51,16 +76,6 @@ from agentkit.errors import (
     UnsupportedFeature,
     UserError,
 )
-from agentkit.events import (
-    Event,
-    PartialOutput,
-    RunFinished,
-    StepFinished,
-    StepStarted,
-    TextDelta,
-    ToolCallFinished,
-    ToolCallStarted,
-)
 from agentkit.model_api import (
     FunctionDefinition,
     Generation,
@@ -70,7 +85,6 @@ from agentkit.model_api import (
     ToolCall,
     Usage,
 )
-from agentkit.results import PendingCall
 from agentkit.runtimes import (
     Capabilities,
     FunctionRuntime,
@@ -85,7 +99,6 @@ from agentkit.runtimes import (
     get_runtime,
 )
 from agentkit.sessions import HistoryLimit, MemorySession, Session, SQLiteSession
-from agentkit.state import RunState
 from agentkit.tools import (
     Tool,
     ToolDefinitionWarning,
@@ -103,6 +116,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Agent",
     "AgentKitError",
+    "AgentRun",
+    "AgentSettings",
     "AuthError",
     "BadRequest",
     "Capabilities",
@@ -123,6 +138,7 @@ __all__ = [
     "ModelHTTPError",
     "ModelPrice",
     "ModelRequest",
+    "ModelResponse",
     "ModelTimeout",
     "NoRecording",
     "NotFound",
@@ -137,12 +153,15 @@ __all__ = [
     "RepeatedToolCall",
     "RequestValidationError",
     "RetryPolicy",
+    "RunContext",
     "RunError",
     "RunFinished",
+    "RunHooks",
     "RunInterrupted",
     "RunResult",
     "RunState",
     "RunStateError",
+    "RunStopped",
     "Runtime",
     "SQLiteSession",
     "SchemaGrammarError",
@@ -152,6 +171,7 @@ __all__ = [
     "StepFinished",
     "StepStarted",
     "StopReason",
+    "StopRun",
     "StreamChunk",
     "StreamInterrupted",
     "TextDelta",
@@ -163,6 +183,7 @@ __all__ = [
     "ToolCallStarted",
     "ToolDefinitionError",
     "ToolDefinitionWarning",
+    "ToolResults",
     "ToolRetriesExhausted",
     "ToolRetry",
     "ToolSource",

@@ -43,10 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from agentkit.results import RunResult
+from typing import Any, Protocol
 
 __all__ = [
     "AgentKitError",
@@ -68,8 +65,10 @@ __all__ = [
     "RunError",
     "RunInterrupted",
     "RunStateError",
+    "RunStopped",
     "SchemaGrammarError",
     "ServerError",
+    "StopRun",
     "StreamInterrupted",
     "ToolArgumentsError",
     "ToolDefinitionError",
@@ -254,10 +253,39 @@ class ToolRetry(Exception):  # control flow, named for what the tool asks
         super().__init__(message)
 
 
+class PartialRun(Protocol):
+    """The partial run a `RunError` carries: an `agentkit.RunResult` (`stop_reason` says why
+    it stopped)."""
+
+    @property
+    def output(self) -> Any: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def messages(self) -> Sequence[Any]: ...
+    @property
+    def tool_calls(self) -> Sequence[Any]: ...
+    @property
+    def usage(self) -> Any: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def stop_reason(self) -> str: ...
+
+
+class StopRun(Exception):  # control flow, named for what the hook asks
+    """Raised by a run hook (`agentkit.RunHooks`) to stop the run; the run raises
+    `RunStopped` with `message` and the partial run."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
 class RunError(AgentKitError):
     """A run stopped without an answer. `run` holds everything that happened until then."""
 
-    def __init__(self, message: str, run: RunResult | None = None) -> None:
+    def __init__(self, message: str, run: PartialRun | None = None) -> None:
         self.run = run
         super().__init__(message)
 
@@ -265,7 +293,7 @@ class RunError(AgentKitError):
 class MaxStepsExceeded(RunError):
     """The model was still calling tools after `max_steps` steps."""
 
-    def __init__(self, max_steps: int, run: RunResult | None = None) -> None:
+    def __init__(self, max_steps: int, run: PartialRun | None = None) -> None:
         self.max_steps = max_steps
         super().__init__(f"no answer after max_steps={max_steps} steps", run)
 
@@ -273,7 +301,7 @@ class MaxStepsExceeded(RunError):
 class DeadlineExceeded(RunError):
     """The whole run took longer than its deadline."""
 
-    def __init__(self, deadline: float, run: RunResult | None = None) -> None:
+    def __init__(self, deadline: float, run: PartialRun | None = None) -> None:
         self.deadline = deadline
         super().__init__(f"run exceeded its deadline of {deadline:g} s", run)
 
@@ -281,7 +309,7 @@ class DeadlineExceeded(RunError):
 class ToolRetriesExhausted(RunError):
     """A tool kept receiving invalid arguments (or asking to retry) beyond its budget."""
 
-    def __init__(self, tool: str, retries: int, last_error: str, run: RunResult | None = None):
+    def __init__(self, tool: str, retries: int, last_error: str, run: PartialRun | None = None):
         self.tool = tool
         self.retries = retries
         self.last_error = last_error
@@ -294,7 +322,7 @@ class RepeatedToolCall(RunError):
     """The model repeated the same call even after being told it was repeating itself."""
 
     def __init__(
-        self, tool: str, arguments: dict[str, Any], times: int, run: RunResult | None = None
+        self, tool: str, arguments: dict[str, Any], times: int, run: PartialRun | None = None
     ):
         self.tool = tool
         self.arguments = arguments
@@ -302,6 +330,14 @@ class RepeatedToolCall(RunError):
         super().__init__(
             f"the model called {tool} with the same arguments {times} times in a row", run
         )
+
+
+class RunStopped(RunError):
+    """A hook stopped the run (it raised `StopRun`); `reason` is the hook's message."""
+
+    def __init__(self, reason: str, run: PartialRun | None = None) -> None:
+        self.reason = reason
+        super().__init__(f"a hook stopped the run: {reason}", run)
 
 
 class ModelBehaviorError(RunError):
@@ -312,7 +348,7 @@ class TruncatedToolCall(ModelBehaviorError):
     """The generation reached `max_tokens` in the middle of a tool call: the call is
     incomplete, and it is no answer either. Raise `max_tokens` (or simplify the tool)."""
 
-    def __init__(self, max_tokens: int | None, text: str, run: RunResult | None = None) -> None:
+    def __init__(self, max_tokens: int | None, text: str, run: PartialRun | None = None) -> None:
         self.max_tokens = max_tokens
         self.text = text
         """The cut-off generation."""
@@ -332,7 +368,7 @@ class OutputValidationError(ModelBehaviorError):
         errors: Sequence[FieldError],
         text: str,
         retries: int,
-        run: RunResult | None = None,
+        run: PartialRun | None = None,
     ) -> None:
         self.errors = list(errors)
         self.text = text

@@ -11,7 +11,9 @@ reading the step from the transcript, so a process that continues the run gets t
 3. `notify(text="a")`, `notify(text="b")`    not idempotent, sequential: one after the other
 4. the answer, quoting every tool result
 
-Each tool appends a line to FOLDER/<tool>.log when it acts (its side effect). PAUSE names where
+Each tool appends a line to FOLDER/<tool>.log when it acts (its side effect); `notify` also
+appends to FOLDER/deps.log what its `RunContext` says (the process's deps, the call id, the
+run id). PAUSE names where
 the process stops for the test to kill it: `model:N` (the model's Nth step, once the steps
 before it are complete), or `TOOL:N` (inside the Nth call of TOOL, after its side effect). There
 the process writes FOLDER/paused and sleeps. The run's result is printed as JSON.
@@ -27,7 +29,15 @@ import sys
 import time
 from pathlib import Path
 
-from agentkit import Agent, FunctionRuntime, Generation, ModelRequest, SQLiteSession, tool
+from agentkit import (
+    Agent,
+    FunctionRuntime,
+    Generation,
+    ModelRequest,
+    RunContext,
+    SQLiteSession,
+    tool,
+)
 from agentkit.runtimes.scripted import ScriptedRuntime
 
 DB, SESSION, FOLDER, MODE = sys.argv[1:5]
@@ -81,13 +91,14 @@ def save(key: str, value: str) -> str:
 
 
 @tool(sequential=True)
-def notify(text: str) -> str:
+def notify(text: str, ctx: RunContext[str]) -> str:
     """Send a notification.
 
     Args:
         text: What to say.
     """
     effect("notify", text)
+    effect("deps", f"{text} {ctx.deps} {ctx.tool_call_id} {ctx.run_id}")
     checkpoint("notify")
     return f"sent {text}"
 
@@ -126,7 +137,7 @@ def model(request: ModelRequest) -> Generation | str:
 session = SQLiteSession(DB, SESSION)
 agent = Agent(FunctionRuntime(model), tools=[charge, save, notify], max_steps=6)
 if MODE == "start":
-    result = agent.run_sync("Process the order.", session=session)
+    result = agent.run_sync("Process the order.", session=session, deps="first process")
 else:
-    result = agent.run_sync(session=session)
+    result = agent.run_sync(session=session, deps="second process")
 print(result.model_dump_json())

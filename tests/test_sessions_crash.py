@@ -142,6 +142,20 @@ def test_killed_inside_a_tool_that_is_not_idempotent_the_model_is_told_and_it_ne
     assert result["output"].startswith("done: charged 5 | saved order | Error: interrupted")
 
 
+def test_a_run_continued_after_a_kill_gives_its_tools_the_new_process_deps(
+    tmp_path: Path,
+) -> None:
+    assert kill_when_paused(worker(tmp_path, "start", "notify:1"), tmp_path) == "notify"
+    result = finish(worker(tmp_path, "continue"))
+    run_id = anyio.run(SQLiteSession(tmp_path / "s.db", "orders").load)[0]["run"]
+    # Deps are never stored: each process gives its own, the run's id stays the same.
+    assert effects(tmp_path, "deps") == [
+        f"a first process call_3_0 {run_id}",
+        f"b second process call_3_1 {run_id}",
+    ]
+    assert result["output"].startswith("done: charged 5 | saved order | Error: interrupted")
+
+
 def test_killed_inside_an_idempotent_tool_it_runs_again(tmp_path: Path) -> None:
     assert kill_when_paused(worker(tmp_path, "start", "save:1"), tmp_path) == "save"
     pending = session_state(SQLiteSession(tmp_path / "s.db", "orders"))

@@ -17,7 +17,6 @@ import pytest
 from helpers import add
 
 from agentkit import tool
-from agentkit._tool_calls import _cut
 from agentkit.errors import BadRequest, ModelConnectionError, ModelTimeout
 from agentkit.results import RunResult
 from agentkit.runtimes import ScriptedRuntime
@@ -33,6 +32,7 @@ from agentkit.temporal import (
     start_run,
 )
 from agentkit.temporal import result as result_of
+from agentkit.tools.calls import cut_output
 
 
 def _queue() -> str:
@@ -271,7 +271,7 @@ async def test_a_large_tool_output_reaches_the_history_cut_as_the_model_sees_it(
         result = await result_of(handle)
         history = await handle.fetch_history()
     output = result.tool_calls[0].output or ""
-    assert output == _cut("x" * 3_000_000, 1000)  # as the in-process loop cuts it
+    assert output == cut_output("x" * 3_000_000, 1000)  # as the in-process loop cuts it
     seen = next(m.content for m in runtime.requests[1].messages if m.role == "tool")
     assert seen == output
     assert len(history.to_json()) < 100_000
@@ -412,3 +412,28 @@ async def test_a_model_call_that_fails_for_a_passing_reason_is_retried_a_refused
             await run(client, "again", task_queue=queue, activities=options)
     assert caught.value.kind == "BadRequest" and "messages: too long" in str(caught.value)
     runtime.assert_complete()  # one attempt at the refused request, not three
+
+
+async def test_a_tool_taking_a_run_context_gets_the_worker_s_deps(temporal_server: Any) -> None:
+    from agentkit import RunContext
+
+    @tool
+    def where(city: str, ctx: RunContext[dict[str, str]]) -> str:
+        """Find the office in a city.
+
+        Args:
+            city: The city.
+        """
+        return f"{ctx.deps['office']} in {city}, call {ctx.tool_call_id}, step {ctx.step}"
+
+    client = await connect(temporal_server.address)
+    runtime = ScriptedRuntime([ScriptedRuntime.call("where", city="Oslo"), "found"])
+    queue = _queue()
+    deps = {"office": "the worker's office"}
+    async with Worker(client, task_queue=queue, runtimes=runtime, tools=[where], deps=deps):
+        handle = await start_run(client, "Where?", task_queue=queue)
+        result = await handle.result()
+    record = result.tool_calls[0]
+    assert record.output == f"the worker's office in Oslo, call {record.call.id}, step 1"
+    # Only the city crossed the wire as an argument: the context is the worker's own.
+    assert record.call.arguments == {"city": "Oslo"}

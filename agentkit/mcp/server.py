@@ -32,9 +32,9 @@ from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agentkit._tool_calls import _really_cancelled
 from agentkit.errors import ToolArgumentsError, ToolRetry
 from agentkit.tools import Tool, Toolset
+from agentkit.tools.calls import really_cancelled
 
 __all__ = ["MCPEndpoint", "build_server", "serve_stdio"]
 
@@ -146,7 +146,7 @@ async def _run(tool: Tool, values: dict[str, Any]) -> types.CallToolResult:
     except BaseException as exc:
         # A CancelledError of the tool's own (not this request being cancelled), or another
         # escape from its code: the call failed, and the client's session goes on.
-        if isinstance(exc, KeyboardInterrupt) or _really_cancelled():
+        if isinstance(exc, KeyboardInterrupt) or really_cancelled():
             raise
         log.warning("tool %s raised %s", name, type(exc).__name__, exc_info=exc)
         detail = f": {exc}" if str(exc) else ""

@@ -24,8 +24,8 @@ from typing import Any
 from starlette.requests import Request
 
 from agentkit.agent import Agent
+from agentkit.agent.results import RunState
 from agentkit.server.errors import BAD_INPUT, ApiError
-from agentkit.state import RunState
 
 __all__ = ["PausedRuns", "caller", "read_decisions"]
 

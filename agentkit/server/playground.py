@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from agentkit.agent import Agent
-from agentkit.events import Event, RunFinished
+from agentkit.agent.events import Event, RunFinished
 from agentkit.server.answers import check_answer_format
 from agentkit.server.core import ServerState, endpoint
 from agentkit.server.errors import BAD_INPUT, ApiError

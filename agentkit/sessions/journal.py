@@ -6,17 +6,16 @@ finishes. Before a step's tool calls start, a `started` entry names them, so tha
 a call that may have acted is told from one that never began. When the run ends in its process,
 normally or with an error, an `end` entry closes it; a run without one was interrupted.
 
-Tool results come from the event loop's side of a call, synchronously; a writer task per step
-sends them to the session in the order they finished, so a slow write never holds up a tool.
+The run hands each tool result over as its call finishes (`agentkit.agent.journaled`); a
+result is queued at once and stored by the next write, so results that finish while a write is
+under way go together in the one after it.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -32,16 +31,9 @@ _ACTIVE: set[str] = set()
 HOST = socket.gethostname()
 
 
-@dataclass
-class Resume:
-    """What a continued run must do before its next model call."""
-
-    answer: str | None = None
-    """The final answer, when the model had given it before the process stopped."""
-    step: Message | None = None
-    """The model's last tool-calling message, when some of its calls have no result."""
-    started: set[str] = field(default_factory=set)
-    """Ids of calls that had started."""
+def is_active(run_id: str) -> bool:
+    """Whether this process is running the run `run_id` now."""
+    return run_id in _ACTIVE
 
 
 class RunJournal:
@@ -58,14 +50,10 @@ class RunJournal:
         self.session = session
         self.run_id = run_id
         self.written = written
-        self.resume: Resume | None = None
         self.results: set[str] = set()
         """Ids of the calls whose results the session holds (a result is journaled once)."""
         self._queue: list[Entry] = []
         self._lock = anyio.Lock(fast_acquire=True)  # mostly uncontended: no extra yield
-        self._wake: anyio.Event | None = None
-        self._closing = False
-        self._failed: Exception | None = None
 
     @staticmethod
     def owner(claim: str | None = None) -> Entry:
@@ -119,51 +107,15 @@ class RunJournal:
         self.written = len(messages)
         await self.write([*entries, *after])
 
-    async def started(self, calls: Sequence[ToolCall]) -> None:
-        """Mark calls as started; returns once that is stored, before they run."""
-        await self.write([{"kind": "started", "run": self.run_id, "calls": [c.id for c in calls]}])
+    def started(self, calls: Sequence[ToolCall]) -> Entry:
+        """The entry that marks calls as started: stored before they run."""
+        return {"kind": "started", "run": self.run_id, "calls": [c.id for c in calls]}
 
     def finished(self, message: Message) -> None:
         """Queue a call's result for the writer (called on the event loop as it is filed)."""
         assert message.tool_call_id is not None
         self.results.add(message.tool_call_id)
         self._queue.append(self._entry(message))
-        if self._wake is not None:
-            self._wake.set()
-
-    @asynccontextmanager
-    async def writing(self) -> AsyncIterator[None]:
-        """Run the writer of tool results while the step's calls run; all are stored on exit."""
-        self._closing = False
-        self._failed = None
-        self._wake = anyio.Event()
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._writer)
-                try:
-                    yield
-                finally:
-                    self._closing = True
-                    self._wake.set()
-        finally:
-            self._wake = None
-            with anyio.CancelScope(shield=True):
-                await self.write([])
-        if self._failed is not None:
-            raise self._failed  # as itself, not in a group: the session could not store it
-
-    async def _writer(self) -> None:
-        while True:
-            assert self._wake is not None
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            try:
-                await self.write([])
-            except Exception as exc:  # the queue is kept: the flush on exit tries again
-                self._failed = exc
-                return
-            if self._closing:
-                return
 
     async def close(self, messages: Sequence[Message], usage: Any, stop_reason: str) -> None:
         """Journal what is left and mark the run ended; shielded from cancellation."""

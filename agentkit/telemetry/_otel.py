@@ -7,8 +7,7 @@ Names and attributes follow the GenAI semantic conventions: `invoke_agent {name}
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import MutableMapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -77,126 +76,17 @@ class Tracing:
             description="GenAI operation duration",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
-        self._tools: dict[int, Span] = {}  # open tool spans, by id() of their ToolCallRecord
 
     # -- a run ---------------------------------------------------------------------------------
 
-    @contextmanager
-    def agent_run(self, agent: Any, run: Any) -> Iterator[None]:
-        """The `invoke_agent` span around a run; `run.runtime` becomes a traced runtime."""
-        runtime = agent.runtime
-        name = getattr(agent, "name", None)
-        attributes: dict[str, Any] = {
-            OPERATION: "invoke_agent",
-            PROVIDER: provider_of(runtime),
-            REQUEST_MODEL: model_name(runtime),
-        }
-        if name:
-            attributes[AGENT_NAME] = name
-        if self.capture_content:
-            attributes.update(input_messages(run.messages))
-        span = self.tracer.start_span(
-            f"invoke_agent {name}" if name else "invoke_agent",
-            kind=SpanKind.INTERNAL,
-            attributes=attributes,
-        )
-        run.runtime = self.runtime(runtime)
-        token = otel_context.attach(trace.set_span_in_context(span))
-        try:
-            yield
-        except BaseException as exc:
-            fail(span, exc)
-            raise
-        finally:
-            otel_context.detach(token)
-            self._end_run(span, run)
-
-    def _end_run(self, span: Span, run: Any) -> None:
-        for record in run.records:  # calls cut off by cancellation
-            open_span = self._tools.pop(id(record), None)
-            if open_span is not None:
-                open_span.set_attribute(ERROR_TYPE, "cancelled")
-                open_span.set_status(Status(StatusCode.ERROR, "cancelled"))
-                open_span.end()
-        usage: Usage = run.usage
-        span.set_attributes(
-            {
-                STEPS: run.steps,
-                STOP_REASON: run.stop_reason or "error",
-                INPUT_TOKENS: usage.prompt_tokens,
-                OUTPUT_TOKENS: usage.completion_tokens,
-            }
-        )
-        if run.cost is not None:
-            span.set_attribute(COST, run.cost)
-        last = run.messages[-1] if run.messages else None
-        if self.capture_content and run.stop_reason and last and last.role == "assistant":
-            span.set_attribute(OUTPUT_MESSAGES, output_message(last, "stop"))
-        span.end()
+    def run_hooks(self, runtime: Any, name: str | None) -> RunSpans:
+        """The hooks that trace one run of an agent on `runtime` named `name`."""
+        return RunSpans(self, runtime, name)
 
     # -- model calls ---------------------------------------------------------------------------
 
     def runtime(self, runtime: Any) -> Any:
         return runtime if isinstance(runtime, TracedRuntime) else TracedRuntime(self, runtime)
-
-    # -- tool calls ----------------------------------------------------------------------------
-
-    def _start_tool(self, record: Any, tool: Any, parent: otel_context.Context | None) -> Span:
-        call = record.call
-        attributes: dict[str, Any] = {
-            OPERATION: "execute_tool",
-            TOOL_NAME: call.name,
-            TOOL_CALL_ID: call.id,
-            TOOL_TYPE: "function",
-        }
-        if getattr(tool, "description", None):
-            attributes[TOOL_DESCRIPTION] = tool.description
-        if self.capture_content:
-            attributes[TOOL_ARGUMENTS] = call.arguments_json()
-        span = self.tracer.start_span(
-            f"execute_tool {call.name}", parent, kind=SpanKind.INTERNAL, attributes=attributes
-        )
-        self._tools[id(record)] = span
-        return span
-
-    @contextmanager
-    def tool_call(self, record: Any, tool: Any) -> Iterator[None]:
-        """The span of an async tool's call, current while it runs (so that what the tool
-        does nests under it); `tool_result` ends it."""
-        span = self._start_tool(record, tool, None)
-        token = otel_context.attach(trace.set_span_in_context(span))
-        try:
-            yield
-        finally:
-            otel_context.detach(token)
-            if self._tools.pop(id(record), None) is not None:  # never filed: cancelled
-                span.set_attribute(ERROR_TYPE, "cancelled")
-                span.end()
-
-    def threaded(self, record: Any, tool: Any, function: Any) -> Any:
-        """`function` (run on a worker thread) with its tool span current while it runs."""
-        parent = otel_context.get_current()
-
-        def call() -> Any:
-            span = self._start_tool(record, tool, parent)
-            token = otel_context.attach(trace.set_span_in_context(span, parent))
-            try:
-                return function()
-            finally:
-                otel_context.detach(token)
-
-        return call
-
-    def tool_result(self, record: Any, error: BaseException | None) -> None:
-        """End a tool call's span with what came of it."""
-        span = self._tools.pop(id(record), None)
-        if span is None:  # given up before it started
-            return
-        if error is not None:
-            fail(span, error)
-        elif self.capture_content and record.output is not None:
-            span.set_attribute(TOOL_RESULT, record.output)
-        span.end()
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -261,3 +151,122 @@ class Tracing:
                 span.set_attribute(ERROR_TYPE, str(status[0]))
                 span.set_status(Status(StatusCode.ERROR))
             span.end()
+
+
+class RunSpans:
+    """One run's spans, on the run's hooks (`agentkit.RunHooks`): `invoke_agent` from its
+    start to its end, a `chat` span per model call (the model is wrapped), an `execute_tool`
+    span per tool call, current while the tool runs so that what it does nests under it."""
+
+    def __init__(self, tracing: Tracing, runtime: Any, name: str | None) -> None:
+        self.tracing = tracing
+        self.model = runtime
+        self.name = name
+        self.span: Span | None = None
+        self.token: Any = None
+        self.tools: dict[int, Span] = {}  # open tool spans, by id() of their ToolCallRecord
+
+    async def on_run_start(self, ctx: Any) -> None:
+        attributes: dict[str, Any] = {
+            OPERATION: "invoke_agent",
+            PROVIDER: provider_of(self.model),
+            REQUEST_MODEL: model_name(self.model),
+        }
+        if self.name:
+            attributes[AGENT_NAME] = self.name
+        if self.tracing.capture_content:
+            attributes.update(input_messages(list(ctx.messages)))
+        self.span = self.tracing.tracer.start_span(
+            f"invoke_agent {self.name}" if self.name else "invoke_agent",
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+        )
+        self.token = otel_context.attach(trace.set_span_in_context(self.span))
+
+    def wrap_model(self, runtime: Any) -> Any:
+        return self.tracing.runtime(runtime)
+
+    def _start_tool(self, record: Any, tool: Any, parent: otel_context.Context | None) -> Span:
+        call = record.call
+        attributes: dict[str, Any] = {
+            OPERATION: "execute_tool",
+            TOOL_NAME: call.name,
+            TOOL_CALL_ID: call.id,
+            TOOL_TYPE: "function",
+        }
+        if getattr(tool, "description", None):
+            attributes[TOOL_DESCRIPTION] = tool.description
+        if self.tracing.capture_content:
+            attributes[TOOL_ARGUMENTS] = call.arguments_json()
+        span = self.tracing.tracer.start_span(
+            f"execute_tool {call.name}", parent, kind=SpanKind.INTERNAL, attributes=attributes
+        )
+        self.tools[id(record)] = span
+        return span
+
+    def wrap_tool(self, record: Any, tool: Any, function: Any) -> Any:
+        """The call, with its span current while it runs (on its worker thread, for a sync
+        tool); `after_tool` ends the span."""
+        if tool.is_async:
+
+            async def traced() -> Any:
+                span = self._start_tool(record, tool, None)
+                token = otel_context.attach(trace.set_span_in_context(span))
+                try:
+                    return await function()
+                finally:
+                    otel_context.detach(token)
+
+            return traced
+        parent = otel_context.get_current()
+
+        def threaded() -> Any:
+            span = self._start_tool(record, tool, parent)
+            token = otel_context.attach(trace.set_span_in_context(span, parent))
+            try:
+                return function()
+            finally:
+                otel_context.detach(token)
+
+        return threaded
+
+    async def after_tool(self, ctx: Any, record: Any, error: BaseException | None) -> None:
+        span = self.tools.pop(id(record), None)
+        if span is None:  # given up before it started
+            return
+        if error is not None:
+            fail(span, error)
+        elif self.tracing.capture_content and record.output is not None:
+            span.set_attribute(TOOL_RESULT, record.output)
+        span.end()
+
+    async def on_run_end(self, ctx: Any, result: Any, error: BaseException | None) -> None:
+        span = self.span
+        if span is None:
+            return
+        for open_span in self.tools.values():  # calls cut off by cancellation
+            open_span.set_attribute(ERROR_TYPE, "cancelled")
+            open_span.set_status(Status(StatusCode.ERROR, "cancelled"))
+            open_span.end()
+        self.tools.clear()
+        if error is not None:
+            fail(span, error)
+        outcome = result if result is not None else getattr(error, "run", None)
+        usage: Usage = ctx.usage
+        span.set_attributes(
+            {
+                STEPS: ctx.step,
+                STOP_REASON: getattr(outcome, "stop_reason", None) or "error",
+                INPUT_TOKENS: usage.prompt_tokens,
+                OUTPUT_TOKENS: usage.completion_tokens,
+            }
+        )
+        cost = getattr(outcome, "cost", None)
+        if cost is not None:
+            span.set_attribute(COST, cost)
+        messages = ctx.messages
+        last = messages[-1] if messages else None
+        if self.tracing.capture_content and outcome and last and last.role == "assistant":
+            span.set_attribute(OUTPUT_MESSAGES, output_message(last, "stop"))
+        otel_context.detach(self.token)
+        span.end()

@@ -16,7 +16,6 @@ import anyio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from agentkit._tool_calls import _cut, _to_text
 from agentkit.errors import (
     AgentKitError,
     AuthError,
@@ -32,6 +31,7 @@ from agentkit.errors import (
     ToolRetry,
     TransportError,
 )
+from agentkit.model_api import Message, Usage
 from agentkit.runtimes.base import Runtime
 from agentkit.temporal.contract import (
     ApprovalCheck,
@@ -43,6 +43,8 @@ from agentkit.temporal.contract import (
     ToolSpec,
 )
 from agentkit.tools import Tool
+from agentkit.tools.calls import cut_output, output_text
+from agentkit.tools.context import RunContext
 from agentkit.usage import model_name
 
 __all__ = ["DESCRIBE", "MODEL", "NEEDS_APPROVAL", "TOOL", "Activities"]
@@ -67,6 +69,19 @@ _TRANSIENT = (
 _REFUSED = (BadRequest, AuthError, NotFound)
 
 T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class _CallView:
+    """A durable run as a tool call on a worker sees it: the workflow's id, the worker's
+    dependencies, the call's step and the usage so far (the transcript stays in the
+    workflow)."""
+
+    run_id: str
+    deps: Any
+    steps: int
+    usage: Usage
+    messages: list[Message] = dataclasses.field(default_factory=list)
 
 
 async def _beating(call: Callable[[], Awaitable[T]]) -> T:
@@ -103,9 +118,13 @@ class Activities:
     Args:
         runtimes: runtimes by the name runs ask for; the first is the default.
         tools: the tools runs may call, by their names.
+        deps: the dependencies a tool taking a `RunContext` gets (`ctx.deps`) on this worker.
     """
 
-    def __init__(self, runtimes: Mapping[str, Runtime], tools: Iterable[Tool]) -> None:
+    def __init__(
+        self, runtimes: Mapping[str, Runtime], tools: Iterable[Tool], deps: Any = None
+    ) -> None:
+        self.deps = deps
         if not runtimes:
             raise AgentKitError("a worker needs at least one runtime")
         self.runtimes = dict(runtimes)
@@ -166,6 +185,7 @@ class Activities:
                     timeout=tool.timeout,
                     max_retries=tool.max_retries,
                     approval=_approval(tool),
+                    takes_context=tool.context_param is not None,
                 )
                 for tool in (self.tools[n] for n in names)
             ],
@@ -201,13 +221,18 @@ class Activities:
             )
         try:
             values = tool.check(call.arguments)
+            if tool.context_param is not None:
+                view = _CallView(
+                    activity.info().workflow_id or "", self.deps, call.step, call.usage
+                )
+                values[tool.context_param] = RunContext(view, call.call_id, call.name)
             function = partial(tool.function, **values)
             if tool.is_async:
                 value = await _beating(function)
             else:
                 thread = partial(anyio.to_thread.run_sync, function, abandon_on_cancel=True)
                 value = await _beating(thread)
-            text = _to_text(value)
+            text = output_text(value)
         except ToolRetry as exc:
             raise ApplicationError(exc.message, type="ToolRetry", non_retryable=True) from None
         except ToolArgumentsError as exc:
@@ -221,7 +246,7 @@ class Activities:
             raise ApplicationError(
                 f"{type(exc).__name__}: {exc}", type=type(exc).__name__
             ) from None
-        return _cut(text, call.max_output)
+        return cut_output(text, call.max_output)
 
     @activity.defn(name=NEEDS_APPROVAL)
     async def needs_approval(self, check: ApprovalCheck) -> bool:

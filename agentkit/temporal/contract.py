@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agentkit.agent.results import PendingCall
+from agentkit.agent.settings import AgentSettings
 from agentkit.model_api import FunctionDefinition, Generation, Message, ModelRequest, Usage
-from agentkit.results import PendingCall
 
 __all__ = [
     "MAX_TOOL_OUTPUT",
@@ -53,9 +54,12 @@ class ActivityOptions(BaseModel):
     """The first wait before a retry; each later one doubles, up to 30 times it."""
 
 
-class RunInput(BaseModel):
-    """One durable run: the prompt and the agent's settings. The tools and the model are the
-    workers' (registered by name), so this says only which of them to use."""
+class RunInput(AgentSettings):
+    """One durable run: the prompt and the agent's settings (`AgentSettings`, the Agent's own
+    fields and defaults). The tools and the model are the workers' (registered by name), so
+    this says only which of them to use."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
 
     prompt: str | list[Message]
     """The user's message, or messages to append after `history`."""
@@ -65,19 +69,24 @@ class RunInput(BaseModel):
     """The registered runtime to use; None: the one the workers register first."""
     tools: list[str] | None = None
     """The registered tools to offer by name; None: all of them."""
-    instructions: str | None = None
-    max_steps: int = Field(default=10, ge=1)
-    final_answer_on_max_steps: bool = False
-    max_tool_retries: int = Field(default=2, ge=0)
     max_tool_output: int = Field(default=20_000, ge=1, le=MAX_TOOL_OUTPUT)
-    repeat_limit: int = Field(default=3, ge=1)
-    max_concurrency: int = Field(default=8, ge=1)
-    tool_choice: str | None = None
-    reset_tool_choice: bool = True
-    name: str | None = None
-    sampling: dict[str, Any] = Field(default_factory=dict)
-    """Request fields sent with every call (`temperature`, `max_tokens`, ...)."""
     activities: ActivityOptions = Field(default_factory=ActivityOptions)
+
+    @model_validator(mode="after")
+    def _durable(self) -> RunInput:
+        # What bounds a durable run's time is Temporal's: the run's execution timeout
+        # (`start_run(timeout=...)`) and the activities' timeouts.
+        if self.deadline is not None:
+            raise ValueError("deadline: a durable run's is start_run(timeout=...)")
+        if self.tool_timeout is not None:
+            raise ValueError("tool_timeout: a durable run's is activities.tool_timeout")
+        if self.raise_tool_errors:
+            raise ValueError("raise_tool_errors: a durable run tells the model every failure")
+        return self
+
+    def settings(self) -> AgentSettings:
+        """The Agent's settings of this run."""
+        return AgentSettings(**self.model_dump(include=set(AgentSettings.model_fields)))
 
 
 class DescribeInput(BaseModel):
@@ -96,6 +105,8 @@ class ToolSpec(BaseModel):
     approval: Literal["never", "always", "predicate"] = "never"
     """Whether its calls wait for a person: never, always, or when its predicate (which stays
     on the workers, asked by an activity) says so."""
+    takes_context: bool = False
+    """Whether the tool takes a `RunContext` (given by the worker that runs the call)."""
 
 
 class Description(BaseModel):
@@ -129,6 +140,11 @@ class ToolInput(BaseModel):
     arguments: dict[str, Any]
     max_output: int
     """The output is cut to this many characters before it is recorded (see `MAX_TOOL_OUTPUT`)."""
+    call_id: str | None = None
+    step: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    """The call's id, its step and the run's usage so far: the `RunContext` of a tool that
+    takes one."""
 
 
 class ApprovalCheck(BaseModel):

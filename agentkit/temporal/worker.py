@@ -22,8 +22,8 @@ from temporalio.worker import Replayer
 from temporalio.worker import Worker as _TemporalWorker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from agentkit.agent.results import RunResult
 from agentkit.errors import AgentKitError, RunError
-from agentkit.results import RunResult
 from agentkit.runtimes.base import Runtime
 from agentkit.temporal.activities import Activities
 from agentkit.temporal.contract import Decisions, Progress, RunInput
@@ -97,6 +97,8 @@ class Worker:
         tools: the tools runs may call, by name.
         max_concurrent_activities: model and tool calls this worker runs at once.
         identity: how the worker is named in histories (default: the SDK's, pid@host).
+        deps: the dependencies of the runs this worker takes part in: what a tool taking a
+            `RunContext` gets as `ctx.deps` (never serialised; each worker has its own).
         **options: other options of `temporalio.worker.Worker`.
     """
 
@@ -109,11 +111,12 @@ class Worker:
         tools: Iterable[Tool] = (),
         max_concurrent_activities: int = 20,
         identity: str | None = None,
+        deps: Any = None,
         **options: Any,
     ) -> None:
         if isinstance(runtimes, Runtime):
             runtimes = {runtimes.name: runtimes}
-        self.activities = Activities(runtimes, tools)
+        self.activities = Activities(runtimes, tools, deps)
         if identity is not None:
             options["identity"] = identity
         self._worker = _TemporalWorker(

@@ -28,14 +28,12 @@ with workflow.unsafe.imports_passed_through():
     # the sandbox, which would refuse the threads it defines.
     import anyio._backends._asyncio  # noqa: F401
 
-    from agentkit import approval
-    from agentkit._tool_calls import _Run
-    from agentkit.agent import Agent
+    from agentkit.agent import Agent, RunHooks
+    from agentkit.agent.approval import release
+    from agentkit.agent.results import PendingCall, RunResult, RunState
     from agentkit.errors import AgentKitError, RunError, ToolArgumentsError, ToolRetry
     from agentkit.model_api import Generation, Message, ModelRequest, StreamChunk
-    from agentkit.results import PendingCall, RunResult
     from agentkit.runtimes.base import Capabilities, Profile, Runtime
-    from agentkit.state import RunState
     from agentkit.temporal.activities import DESCRIBE, MODEL, NEEDS_APPROVAL, TOOL
     from agentkit.temporal.contract import (
         ActivityOptions,
@@ -51,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         ToolSpec,
     )
     from agentkit.tools import Tool
+    from agentkit.tools.context import RunContext
     from agentkit.tools.tool import Approval
 
 __all__ = ["WORKFLOW", "AgentWorkflow"]
@@ -141,6 +140,9 @@ def _verdict_key(name: str, values: Any) -> str:
     return name + "\0" + json.dumps(values, sort_keys=True, default=repr)
 
 
+_CONTEXT = "__run_context__"  # the context's key among a workflow tool's keyword arguments
+
+
 def _activity_tool(spec: ToolSpec, run: RunInput, verdicts: dict[str, bool]) -> Tool:
     """A tool whose calls are tool activities: retried when the tool is idempotent, run at most
     once otherwise; a failure raises `ToolRetry` with what the model is told."""
@@ -150,12 +152,18 @@ def _activity_tool(spec: ToolSpec, run: RunInput, verdicts: dict[str, bool]) -> 
     retry.non_retryable_error_types = ["ToolRetry", "ToolArgumentsError", "UnknownTool"]
 
     async def call(**arguments: Any) -> str:
+        context: RunContext[Any] | None = arguments.pop(_CONTEXT, None)
+        request = ToolInput(
+            name=spec.definition.name, arguments=arguments, max_output=run.max_tool_output
+        )
+        if context is not None:
+            request.call_id = context.tool_call_id
+            request.step = context.step
+            request.usage = context.usage
         try:
             output: str = await workflow.execute_activity(
                 TOOL,
-                ToolInput(
-                    name=spec.definition.name, arguments=arguments, max_output=run.max_tool_output
-                ),
+                request,
                 result_type=str,
                 start_to_close_timeout=timedelta(seconds=timeout),
                 heartbeat_timeout=_heartbeat(options),
@@ -173,7 +181,7 @@ def _activity_tool(spec: ToolSpec, run: RunInput, verdicts: dict[str, bool]) -> 
             # Asked of the workers before the step's calls are checked (`_DurableAgent`).
             return verdicts.get(_verdict_key(name, values), True)
 
-    return Tool.from_definition(
+    made = Tool.from_definition(
         spec.definition.to_wire("function"),
         call,
         sequential=spec.sequential,
@@ -181,30 +189,31 @@ def _activity_tool(spec: ToolSpec, run: RunInput, verdicts: dict[str, bool]) -> 
         idempotent=spec.idempotent,
         requires_approval=approval,
     )
+    if spec.takes_context:
+        made.context_param = _CONTEXT  # the worker's tool gets its own, with its deps
+    return made
 
 
-class _DurableAgent(Agent):
-    """The Agent, reading the workflow's clock, keeping its run where a query sees it, and
-    asking the workers' approval predicates before a step's calls are checked."""
+class _Durable(RunHooks[Any]):
+    """The workflow's hooks into the loop: it keeps the run's context where the `progress`
+    query reads it, and asks the workers' approval predicates before a step's calls are
+    checked."""
 
-    _clock = staticmethod(workflow.time)
-    _telemetry = staticmethod(lambda: None)
-    current: _Run | None = None
-    verdicts: dict[str, bool]
-    predicates: set[str]
-    options: ActivityOptions
+    def __init__(self, tools: dict[str, Tool], predicates: set[str], options: ActivityOptions):
+        self.tools = tools
+        self.predicates = predicates
+        self.options = options
+        self.verdicts: dict[str, bool] = {}
+        self.context: RunContext[Any] | None = None
+        self.tool_calls = 0
 
-    def _start(self, *args: Any, **kwargs: Any) -> _Run:
-        self.current = super()._start(*args, **kwargs)
-        return self.current
+    async def on_run_start(self, ctx: RunContext[Any]) -> None:
+        self.context = ctx
 
-    def _resumed(self, *args: Any, **kwargs: Any) -> _Run:
-        self.current = super()._resumed(*args, **kwargs)
-        return self.current
-
-    async def _dispatch(self, run: _Run, generation: Generation) -> None:
+    async def after_model(self, ctx: RunContext[Any], generation: Generation) -> None:
+        self.tool_calls += len(generation.tool_calls)
         for call in generation.tool_calls:
-            tool = self.toolset.get(call.name)
+            tool = self.tools.get(call.name)
             if call.name not in self.predicates or tool is None or call.raw_arguments:
                 continue
             try:
@@ -220,7 +229,6 @@ class _DurableAgent(Agent):
                     start_to_close_timeout=timedelta(seconds=self.options.tool_timeout),
                     retry_policy=_retry(self.options, self.options.tool_attempts),
                 )
-        await super()._dispatch(run, generation)
 
 
 @workflow.defn(name=WORKFLOW)
@@ -230,7 +238,7 @@ class AgentWorkflow:
     partial `RunResult`."""
 
     def __init__(self) -> None:
-        self._agent: _DurableAgent | None = None
+        self._durable: _Durable | None = None
         self._done = False
         self._pending: list[PendingCall] = []
         self._approve: set[str] = set()
@@ -246,31 +254,27 @@ class AgentWorkflow:
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=_retry(options, options.model_attempts),
         )
-        verdicts: dict[str, bool] = {}
+        predicates = {s.definition.name for s in description.tools if s.approval == "predicate"}
+        tools: dict[str, Tool] = {}
+        durable = self._durable = _Durable(tools, predicates, options)
+        settings = request.settings()
+        # The tool activity has cut the output already (the history never holds more): room
+        # for its marker, so the loop does not cut it again.
+        settings = settings.model_copy(
+            update={"max_tool_output": request.max_tool_output + _MARKER_ROOM}
+        )
         try:
-            agent = _DurableAgent(
+            for spec in description.tools:
+                made = _activity_tool(spec, request, durable.verdicts)
+                tools[made.name] = made
+            agent = Agent(
                 _ActivityRuntime(description, options),
-                tools=[_activity_tool(spec, request, verdicts) for spec in description.tools],
-                instructions=request.instructions,
-                max_steps=request.max_steps,
-                final_answer_on_max_steps=request.final_answer_on_max_steps,
-                max_concurrency=request.max_concurrency,
-                max_tool_retries=request.max_tool_retries,
-                # The tool activity has cut the output already (the history never holds more):
-                # room for its marker, so the loop does not cut it again.
-                max_tool_output=request.max_tool_output + _MARKER_ROOM,
-                repeat_limit=request.repeat_limit,
-                tool_choice=request.tool_choice,
-                reset_tool_choice=request.reset_tool_choice,
-                name=request.name,
-                **request.sampling,
+                tools=list(tools.values()),
+                settings=settings,
+                hooks=[durable],
+                clock=workflow.time,
+                telemetry=False,
             )
-            agent.verdicts = verdicts
-            agent.predicates = {
-                s.definition.name for s in description.tools if s.approval == "predicate"
-            }
-            agent.options = options
-            self._agent = agent
             prompt: str | list[Message] = request.prompt
             result = await agent.run(prompt, history=request.history)
             while result.stop_reason == "approval":
@@ -291,7 +295,7 @@ class AgentWorkflow:
         finally:
             self._done = True
 
-    async def _await_decisions(self, agent: _DurableAgent, paused: RunResult) -> RunResult:
+    async def _await_decisions(self, agent: Agent[Any], paused: RunResult) -> RunResult:
         """Wait for a decision on every pending call (the `decide` signal), then resume."""
         assert paused.state is not None
         # The state's id from the workflow's own randomness, so a replay makes the same one.
@@ -306,7 +310,7 @@ class AgentWorkflow:
             return await agent.resume(state, approve=approve, deny=deny)
         finally:
             # History makes the state single-use; a replay in this process resumes it again.
-            approval.release(state.id)
+            release(state.id)
 
     @workflow.signal(name="decide")
     def decide(self, decisions: Decisions) -> None:
@@ -326,13 +330,14 @@ class AgentWorkflow:
     @workflow.query(name="progress")
     def progress(self) -> Progress:
         """Steps, tool calls and usage so far, and the calls waiting for approval."""
-        run = self._agent.current if self._agent is not None else None
-        if run is None:
+        durable = self._durable
+        context = durable.context if durable is not None else None
+        if durable is None or context is None:
             return Progress(done=self._done)
         return Progress(
-            steps=run.steps,
-            tool_calls=len(run.records),
-            usage=run.usage,
+            steps=context.step,
+            tool_calls=durable.tool_calls,
+            usage=context.usage,
             pending_approvals=list(self._pending),
             done=self._done,
         )

@@ -41,6 +41,7 @@ from pydantic_core import (
 from typing_extensions import NotRequired, Required, TypedDict
 
 from agentkit.errors import ToolDefinitionError
+from agentkit.tools.context import is_context_annotation
 
 __all__ = ["Signature", "ToolDefinitionWarning", "read_signature"]
 
@@ -61,6 +62,8 @@ class Signature:
     """The JSON Schema of the parameters, `$defs` kept."""
     defaults: dict[str, Any]
     """Parameter name -> default value, for the parameters that have one."""
+    context: str | None = None
+    """The parameter that takes the run's `RunContext`, if one does (not an argument)."""
 
 
 _CONFIG = ConfigDict(extra="forbid", arbitrary_types_allowed=False)
@@ -154,8 +157,16 @@ def read_signature(function: Callable[..., Any], name: str) -> Signature:
     fields: dict[str, Any] = {}
     defaults: dict[str, Any] = {}
     problems: list[str] = []
+    context: str | None = None
     parameters = inspect.signature(function).parameters
     for param in parameters.values():
+        if is_context_annotation(hints.get(param.name)):
+            if context is not None:
+                problems.append(f"{param.name}: only one parameter may take the RunContext")
+            elif param.kind is param.POSITIONAL_ONLY:
+                problems.append(f"{param.name}: the RunContext is passed by keyword")
+            context = param.name
+            continue
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             problems.append(f"{param.name}: *args and **kwargs cannot be tool arguments")
             continue
@@ -209,4 +220,4 @@ def read_signature(function: Callable[..., Any], name: str) -> Signature:
             ToolDefinitionWarning,
             stacklevel=4,
         )
-    return Signature(description, validator, schema, defaults)
+    return Signature(description, validator, schema, defaults, context)

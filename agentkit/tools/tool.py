@@ -44,6 +44,10 @@ class Tool:
     as itself.
     """
 
+    context_param: str | None = None
+    """The function's parameter that takes the run's `RunContext`, if it has one: each call
+    gets one, and the parameter is in neither tool shape nor the argument validation."""
+
     def __init__(
         self,
         function: Callable[..., Any] | None,
@@ -131,7 +135,7 @@ class Tool:
         """A tool from a plain function; see `@tool`."""
         tool_name = name or function.__name__
         signature = read_signature(function, tool_name)
-        return cls(
+        made = cls(
             function,
             name=tool_name,
             description=description if description is not None else signature.description,
@@ -145,6 +149,8 @@ class Tool:
             idempotent=idempotent,
             requires_approval=requires_approval,
         )
+        made.context_param = signature.context
+        return made
 
     @classmethod
     def from_definition(

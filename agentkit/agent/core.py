@@ -1,0 +1,153 @@
+"""The state of one run, and the pieces of an agent a run reads while it goes.
+
+`RunCore` is what the loop (`agentkit.agent.run`), a step's tool calls
+(`agentkit.agent.tool_step`), approval and structured output work on. Its `snapshot()` and
+`restore()` are the one way a run's state is saved and taken up again: a pause for approval,
+a session's journal continued after a crash, a resumed durable run.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from agentkit.agent.events import Event
+from agentkit.agent.hooks import HookSet
+from agentkit.agent.results import PendingCall, RunResult, RunState, StopReason, ToolCallRecord
+from agentkit.agent.settings import AgentSettings
+from agentkit.model_api import Message, Usage
+from agentkit.runtimes.base import Runtime
+from agentkit.tools import Toolset
+from agentkit.tools.context import RunContext
+from agentkit.usage import PriceTable, add_usage, cost
+
+if TYPE_CHECKING:
+    from agentkit.agent.approval import Decisions
+
+__all__ = ["Interrupted", "RunCore", "Setup"]
+
+
+@dataclass
+class Setup:
+    """What of its agent a run reads: fixed for the run's length."""
+
+    settings: AgentSettings
+    toolset: Toolset
+    runtime: Runtime
+    model: str
+    prices: PriceTable | None
+    clock: Callable[[], float]
+    limiter: anyio.CapacityLimiter
+    fingerprint: Callable[[], dict[str, str]]
+
+
+@dataclass
+class Interrupted:
+    """What a run continued after a crash must settle before its next model call."""
+
+    answer: str | None = None
+    """The final answer, when the model had given it before the process stopped."""
+    step: Message | None = None
+    """The model's last tool-calling message, when some of its calls have no result."""
+    started: frozenset[str] = frozenset()
+    """Ids of calls that had started."""
+
+
+class RunCore:
+    """One run's state: transcript, tool calls, steps, usage and counters."""
+
+    def __init__(
+        self, setup: Setup, messages: list[Message], hooks: HookSet, deps: Any, run_id: str | None
+    ) -> None:
+        self.setup = setup
+        self.settings = setup.settings
+        self.runtime = setup.runtime
+        self.messages = messages
+        self.hooks = hooks
+        self.deps = deps
+        self.run_id = run_id or "run_" + secrets.token_hex(8)
+        self.records: list[ToolCallRecord] = []
+        self.usage = Usage()
+        self.nested: dict[str, Usage] = {}
+        """Usage of the runs its tools started (agents used as tools), by model."""
+        self.steps = 0
+        self.failures: dict[str, int] = {}
+        self.last_signature: str | None = None
+        self.repeats = 0
+        self.nudged: set[int] = set()  # records told they repeat themselves
+        self.stop_reason: StopReason | None = None
+        self.cost: float | None = None
+        self.output_retries = 0
+        """Answers told they did not fit the output type (`agentkit.agent.output`)."""
+        self.awaiting: list[PendingCall] = []
+        """The calls of the last step held for a person's approval."""
+        self.resuming: Decisions | None = None
+        """The decisions on the held calls, when the run resumes after a pause."""
+        self.interrupted: Interrupted | None = None
+        """What a run continued after a crash settles first."""
+        self.emit: Callable[[Event], None] | None = None
+        self._context: RunContext[Any] | None = None
+
+    @property
+    def context(self) -> RunContext[Any]:
+        """The run as its hooks see it."""
+        if self._context is None:
+            self._context = RunContext(self)
+        return self._context
+
+    def usage_by_model(self) -> dict[str, Usage]:
+        by_model = {self.setup.model: self.usage} if self.steps else {}
+        return add_usage(by_model, self.nested) if self.nested else by_model
+
+    def outcome(
+        self, output: str = "", stop_reason: StopReason = "answer", truncated: bool = False
+    ) -> RunResult:
+        by_model = self.usage_by_model()
+        self.stop_reason = stop_reason
+        prices = self.setup.prices
+        self.cost = None if prices is None else cost(by_model, prices)
+        # Every field given: a default factory filled in here costs more than the rest.
+        return RunResult.model_construct(
+            output=output,
+            text=output,
+            messages=list(self.messages),
+            tool_calls=list(self.records),
+            usage=self.usage,
+            usage_by_model=by_model,
+            cost=self.cost,
+            steps=self.steps,
+            stop_reason=stop_reason,
+            truncated=truncated,
+            pending=[],
+        )
+
+    def snapshot(self) -> RunState:
+        """The run's state as data: what a paused run needs to go on, in any process."""
+        return RunState(
+            messages=list(self.messages),
+            tool_calls=[record.model_copy(deep=True) for record in self.records],
+            pending=list(self.awaiting),
+            steps=self.steps,
+            usage=self.usage,
+            nested_usage=dict(self.nested),
+            failures=dict(self.failures),
+            last_signature=self.last_signature,
+            repeats=self.repeats,
+            fingerprint=self.setup.fingerprint(),
+        )
+
+    def restore(self, state: RunState) -> None:
+        """Take up the run from `state` (its transcript, calls, counters and usage)."""
+        self.messages[:] = state.messages
+        self.records = [record.model_copy(deep=True) for record in state.tool_calls]
+        self.steps = state.steps
+        self.usage = state.usage
+        self.nested = dict(state.nested_usage)
+        self.failures = dict(state.failures)
+        self.last_signature = state.last_signature
+        self.repeats = state.repeats
+        self.awaiting = list(state.pending)

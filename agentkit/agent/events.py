@@ -1,0 +1,118 @@
+"""Typed events of a streamed run, in the order they happen.
+
+```
+StepStarted(1) TextDelta* (ToolCallStarted ToolCallFinished)* StepFinished(1)
+StepStarted(2) ...                                            StepFinished(n)
+RunFinished(result)
+```
+
+An Agent with an `output_type` also yields `PartialOutput` among the text deltas of a step,
+each time the answer's JSON has grown into a different value.
+
+Tool calls of one step run concurrently, so their finished events come in completion order;
+the transcript keeps the order the model emitted them in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Literal
+
+from typing_extensions import TypeVar
+
+from agentkit.model_api import ToolCall, Usage
+
+if TYPE_CHECKING:
+    from agentkit.agent.results import RunResult, ToolCallRecord
+
+__all__ = [
+    "Event",
+    "PartialOutput",
+    "RunFinished",
+    "StepFinished",
+    "StepStarted",
+    "TextDelta",
+    "ToolCallFinished",
+    "ToolCallStarted",
+]
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    """A model call is about to be made."""
+
+    step: int
+    kind: Literal["step_started"] = "step_started"
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the model's text, as it arrives."""
+
+    step: int
+    text: str
+    kind: Literal["text_delta"] = "text_delta"
+
+
+@dataclass(frozen=True)
+class PartialOutput:
+    """The structured answer so far, parsed from its incomplete JSON: objects and arrays
+    closed where the text stops, a string cut where it stops, a number once it is whole, keys
+    without a value yet left out. Only for an Agent with an `output_type`; unvalidated
+    (`RunFinished` has the validated value). A non-object output (an `int`, a `list`) is shown
+    unwrapped."""
+
+    step: int
+    value: Any
+    kind: Literal["partial_output"] = "partial_output"
+
+
+@dataclass(frozen=True)
+class ToolCallStarted:
+    """A tool call is about to run (its arguments are as the model gave them)."""
+
+    step: int
+    call: ToolCall
+    kind: Literal["tool_call_started"] = "tool_call_started"
+
+
+@dataclass(frozen=True)
+class ToolCallFinished:
+    """A tool call ended, with its result or its error and how long it took."""
+
+    step: int
+    record: ToolCallRecord
+    kind: Literal["tool_call_finished"] = "tool_call_finished"
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    """A step ended: the model answered and any tool calls it asked for ran."""
+
+    step: int
+    usage: Usage
+    kind: Literal["step_finished"] = "step_finished"
+
+
+_ResultT = TypeVar("_ResultT", default=Any)
+
+
+@dataclass(frozen=True)
+class RunFinished(Generic[_ResultT]):
+    """The run ended: with an answer (the validated value in `result.output`, for an Agent
+    with an `output_type`), or paused for approval (`result.stop_reason == "approval"`,
+    `result.pending`, `result.state`)."""
+
+    result: RunResult[_ResultT]
+    kind: Literal["run_finished"] = "run_finished"
+
+
+Event = (
+    StepStarted
+    | TextDelta
+    | PartialOutput
+    | ToolCallStarted
+    | ToolCallFinished
+    | StepFinished
+    | RunFinished[Any]
+)

@@ -1,0 +1,237 @@
+"""What a run produces: the `RunResult`, a `ToolCallRecord` per tool call, and the `RunState`
+of a run paused for approval.
+
+`RunState` is a paused run as data, to resume later, in this process or another one. A run
+pauses when the model calls a tool that needs a person's approval (see
+`agentkit.agent.approval` and docs/approval.md). What it needs to continue is all there: the
+transcript, the tool calls so far, the step count, the retry and repeat counters, the usage,
+the pending calls, and a fingerprint of the agent that paused it. It is plain JSON:
+
+```python
+text = result.state.to_json()          # write it anywhere
+state = RunState.from_json(text)       # tomorrow, in another process
+result = await agent.resume(state, approve=["call_1"], deny={"call_2": "too expensive"})
+```
+
+The JSON carries a `version`; a state from a newer agentkit (an unknown version) is refused by
+name rather than misread. Dependencies (`deps`) are never part of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any, Generic, Literal
+
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
+from typing_extensions import TypeVar
+
+from agentkit.errors import RunStateError
+from agentkit.model_api import Message, ToolCall, Usage
+
+__all__ = [
+    "STATE_VERSION",
+    "OutputT",
+    "PendingCall",
+    "RunResult",
+    "RunState",
+    "StopReason",
+    "ToolCallRecord",
+    "digest",
+]
+
+OutputT = TypeVar("OutputT", default=str)
+"""The type of a run's output: `str` (the answer's text) unless the Agent has an `output_type`."""
+
+StopReason = Literal[
+    "answer",
+    "final_answer",
+    "approval",
+    "max_steps",
+    "deadline",
+    "tool_retries",
+    "repeat",
+    "truncated_call",
+    "invalid_output",
+    "stopped",
+]
+"""Why a run stopped: the model answered; it answered in the tools-less call made after
+`max_steps`; it paused for a person to approve tool calls (`approval`: `RunResult.pending`
+lists them, `RunResult.state` resumes it); one of the limits stopped it; a tool call was cut
+off by `max_tokens` (`truncated_call`); the answer did not fit the output type
+(`invalid_output`); a hook stopped it (`stopped`, with `RunStopped`), or the code stepping
+it with `agent.iter` did. The limits, `truncated_call` and `invalid_output` come with an error that
+carries the partial run."""
+
+
+class PendingCall(BaseModel):
+    """A tool call waiting for a person's decision before it runs."""
+
+    id: str
+    """The call's id: what `agent.resume(approve=[...], deny={...})` names."""
+    name: str
+    """The tool's name."""
+    arguments: dict[str, Any]
+    """The arguments, validated (defaults filled in, values coerced), as JSON data."""
+    step: int
+    """The step (model call) that made it."""
+
+
+class ToolCallRecord(BaseModel):
+    """One tool call of a run, with what came of it."""
+
+    step: int
+    """The step (model call) that asked for it, from 1."""
+    call: ToolCall
+    """The call as the model made it (id, name, arguments)."""
+    output: str | None = None
+    """The tool's whole output as text, before any cut; None if the call failed."""
+    error: str | None = None
+    """What went wrong, as told to the model; None if the call succeeded."""
+    duration: float = 0.0
+    """Seconds spent running the tool (0 when it never ran)."""
+    repairs: list[str] = Field(default_factory=list)
+    """How the arguments were repaired before they validated (code fences, quotes, ...)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class RunResult(BaseModel, Generic[OutputT]):
+    """Everything a run produced; `model_dump_json()` / `model_validate_json()` round-trip it
+    (a structured run's as `RunResult[Person].model_validate_json(...)`).
+
+    `RunResult` alone is `RunResult[str]`; an Agent with an `output_type` returns
+    `RunResult[ThatType]`. The partial run an error carries is a plain `RunResult`.
+    """
+
+    output: OutputT = ""  # type: ignore[assignment]  # a str, unless OutputT says otherwise
+    """The final answer: its text, or with an `output_type` the validated value."""
+    text: str = ""
+    """The final answer as the model wrote it (the JSON text, for a structured answer)."""
+    messages: list[Message] = Field(default_factory=list)
+    """The whole transcript, ready to continue the conversation (`agent.run(..., history=)`)."""
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    """Every tool call, in the order the model made them."""
+    usage: Usage = Field(default_factory=Usage)
+    """Token usage summed over every step."""
+    usage_by_model: dict[str, Usage] = Field(default_factory=dict)
+    """Token usage per model, over every model call the run made, including those of agents
+    that its tools ran (an agent used as a tool, on another runtime)."""
+    cost: float | None = None
+    """What the model calls cost, from the agent's `prices` (per million tokens); None without
+    a price table, or when a model used has no price in it."""
+    steps: int = 0
+    """How many model calls were made."""
+    stop_reason: StopReason = "answer"
+    truncated: bool = False
+    """True when the final answer was cut off by `max_tokens` (the runtime said `length`)."""
+    pending: list[PendingCall] = Field(default_factory=list)
+    """The tool calls waiting for approval, when `stop_reason == "approval"`; else empty."""
+
+    _state: RunState | None = PrivateAttr(default=None)
+
+    @property
+    def state(self) -> RunState | None:
+        """What a run paused for approval needs to continue (`agent.resume(result.state,
+        ...)`); None for a run that ended. Not part of the result's own JSON: save
+        `result.state.to_json()`."""
+        return self._state
+
+
+STATE_VERSION = 1
+"""The `RunState.version` this agentkit writes and reads."""
+
+
+def digest(value: Any) -> str:
+    """A short, stable digest of JSON-like data (sorted keys), for fingerprints."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class RunState(BaseModel):
+    """Everything a paused run needs to continue; `to_json()` / `RunState.from_json()`.
+
+    A RunState is single-use: resuming it (or any copy of it, by `id`) a second time in the
+    same process raises `RunStateError`. Two processes that each load the same JSON cannot
+    see each other without shared storage: keep the file where one consumer takes it (move
+    or delete it once resumed) when that matters.
+    """
+
+    version: int = STATE_VERSION
+    """The format's version; `from_json` refuses one it does not know."""
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    """This pause's identity: what single use is checked against."""
+    messages: list[Message]
+    """The transcript: it ends with the assistant message that made the pending calls,
+    followed by the results of that step's calls that did not wait (in the model's order)."""
+    tool_calls: list[ToolCallRecord]
+    """Every tool call so far; the pending ones have neither output nor error yet."""
+    pending: list[PendingCall]
+    """The calls waiting for a decision, in the order the model made them."""
+    steps: int
+    """Model calls made so far."""
+    usage: Usage = Field(default_factory=Usage)
+    """Token usage of this agent's model calls so far."""
+    nested_usage: dict[str, Usage] = Field(default_factory=dict)
+    """Usage of runs started by its tools (agents used as tools), by model."""
+    failures: dict[str, int] = Field(default_factory=dict)
+    """Failed calls in a row, per tool (`max_tool_retries`)."""
+    last_signature: str | None = None
+    repeats: int = 0
+    """Identical consecutive calls so far (`repeat_limit`), and the last call's signature."""
+    fingerprint: dict[str, str] = Field(default_factory=dict)
+    """What of the agent must be the same to resume: one entry per tool (`tool:NAME`, a
+    digest of its schema) and per setting that shapes the run (`setting:NAME`)."""
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """The state as JSON text."""
+        return self.model_dump_json(indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> RunState:
+        """Read a state written by `to_json`.
+
+        Raises:
+            RunStateError: the text is not a state, or one of a version this agentkit does not
+                know (written by a newer one).
+        """
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise RunStateError([f"not JSON: {exc}"]) from None
+        if not isinstance(raw, dict):
+            raise RunStateError([f"expected a JSON object (got {type(raw).__name__})"])
+        version = raw.get("version")
+        if version != STATE_VERSION:
+            raise RunStateError(
+                [f"version: this agentkit reads version {STATE_VERSION} (got {version!r})"]
+            )
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = [
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+            ]
+            raise RunStateError(problems) from None
+
+    def differences(self, fingerprint: dict[str, str]) -> list[str]:
+        """What differs between the agent that paused this run and one with `fingerprint`."""
+        problems = []
+        for key in sorted(self.fingerprint.keys() | fingerprint.keys()):
+            kind, _, name = key.partition(":")
+            was, now = self.fingerprint.get(key), fingerprint.get(key)
+            if was == now:
+                continue
+            if now is None:
+                problems.append(f"{kind} {name!r}: used by the paused run, missing in this agent")
+            elif was is None:
+                if kind == "tool":
+                    continue  # a tool added since: the run can go on without it
+                problems.append(f"{kind} {name!r}: set in this agent, not in the paused run's")
+            else:
+                changed = "schema" if kind == "tool" else "value"
+                problems.append(f"{kind} {name!r}: its {changed} changed since the run paused")
+        return problems
