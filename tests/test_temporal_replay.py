@@ -147,11 +147,12 @@ async def test_a_loop_that_schedules_other_calls_breaks_replay(
 ) -> None:
     # A deploy whose loop runs a step's calls one after another rather than together: the same
     # calls, but not the commands the history holds (both activities scheduled at once).
-    async def one_at_a_time(self: Any, run: Any, jobs: list[Any]) -> None:
-        self._limiter = self._limiter or anyio.CapacityLimiter(1)
-        for job in jobs:
-            await self._run_together(run, [job])
+    from agentkit.agent.tool_step import ToolStep
 
-    monkeypatch.setattr(durable_workflow._DurableAgent, "_run_jobs", one_at_a_time)
+    async def one_at_a_time(self: ToolStep, jobs: list[Any]) -> None:
+        for job in jobs:
+            await self.run_together([job])
+
+    monkeypatch.setattr(ToolStep, "_run_batches", one_at_a_time)
     with pytest.raises(NondeterminismError):
         await replayer().replay_workflow(history)
