@@ -1,7 +1,7 @@
 """MCP both ways: MCP servers' tools in an agent, and agentkit tools served over MCP.
 
 Needs the `mcp` extra: `pip install 'agentkit[mcp]'`. The names below load the official SDK
-when first used, so `agentkit.mcp.options` (the command line's flags) imports without it.
+when first used: without it the package still imports, and using a name says how to install it.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ async with Worker(client, task_queue="agents", runtimes={"local": runtime}, tool
     result = await run(client, "What is 2 + 3?", task_queue="agents")
 ```
 
-The names load the Temporal SDK when first used, so that the command line's options module
-(`agentkit.temporal.options`) costs nothing without it.
+The names load the Temporal SDK when first used, so that importing this package costs nothing
+without it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""`agentkit serve`: the options, and running the server with uvicorn."""
+"""`agentkit serve`: the options, their checks, and running the server with uvicorn.
+
+Needs the `server` extra; without it, `agentkit.cli` offers a `serve` that says how to install it.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ import sys
 import anyio
 import uvicorn
 
+from agentkit.cli.mcp import add_mcp_options, mcp_sources
+from agentkit.cli.telemetry import add_telemetry_options
 from agentkit.errors import ConfigurationError
-from agentkit.mcp.options import add_mcp_options, mcp_sources
 from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.runtimes.base import DEFAULT_PARALLEL, Runtime
 from agentkit.server.app import DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUE, create_app, served_models
@@ -24,17 +28,17 @@ from agentkit.server.deadlines import (
     protocol,
 )
 from agentkit.server.security import ANY, check_origin, wildcards
-from agentkit.telemetry.console import add_options as add_telemetry_options
 from agentkit.tools import Tool, ToolSource
 from agentkit.tools.loader import load_tools
 
-__all__ = ["add_arguments", "main"]
+__all__ = ["add_parser"]
 
 TOKEN_VARIABLE = "AGENTKIT_API_TOKEN"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of `agentkit serve` to `parser`."""
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`agentkit serve`: its options and handler."""
+    parser = commands.add_parser("serve", help="serve the Workers AI API on localhost")
     parser.add_argument("--runtime", default="local", choices=sorted(RUNTIMES))
     parser.add_argument("--model", help="GGUF file (local runtime) or model name (hosted)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
@@ -133,6 +137,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     add_telemetry_options(parser, tree=False)
+    parser.set_defaults(handler=_serve)
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
@@ -214,7 +219,7 @@ def _warn_exposed(args: argparse.Namespace) -> None:
         )
 
 
-def main(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted; returns the exit status."""
     _check(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")

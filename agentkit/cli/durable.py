@@ -1,4 +1,5 @@
-"""The command line's durable runs: `agentkit worker` and `agentkit run --temporal ADDRESS`.
+"""Durable runs from the command line: `agentkit run --temporal ADDRESS`, and what it shares
+with `agentkit worker` (the Temporal SDK, the connection options).
 
 Importing this module does not import the Temporal SDK; the commands do, and say how to
 install it when it is missing.
@@ -11,22 +12,23 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 import anyio
 
-from agentkit.approval import parse_denials
+from agentkit.cli.approval import EXIT_PAUSED, ask, parse_denials
+from agentkit.cli.options import sampling
 from agentkit.errors import ConfigurationError, UserError
 
-__all__ = ["add_run_options", "add_worker_arguments", "end_process", "run_durable", "run_worker"]
+__all__ = ["add_connection_options", "add_temporal_options", "end_process", "run_durable", "sdk"]
 
 _HINT = "pip install 'agentkit[temporal]'"
 _POLL = 0.2  # seconds between looks at a run's pending approvals
 _client_made = False  # `run_durable` made a Temporal client in this process (see `end_process`)
 
 
-def _sdk() -> Any:
+def sdk() -> Any:
+    """`agentkit.temporal`, with the SDK loaded; or an error that says how to install it."""
     try:
         import agentkit.temporal.worker  # noqa: F401  # the SDK, or the hint
     except ImportError as exc:
@@ -36,14 +38,15 @@ def _sdk() -> Any:
     return durable
 
 
-def _connection(parser: argparse.ArgumentParser) -> None:
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """`--task-queue` and `--namespace`, for a run and for a worker."""
     parser.add_argument(
         "--task-queue", default="agentkit", help="the task queue (default: agentkit)"
     )
     parser.add_argument("--namespace", default="default", help="the Temporal namespace")
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
+def add_temporal_options(parser: argparse.ArgumentParser) -> None:
     """`agentkit run`'s options for a durable run."""
     parser.add_argument(
         "--temporal",
@@ -52,38 +55,16 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "--task-queue bring the tools and the model (--runtime names the one to use); with "
         "--resume WORKFLOW_ID, --approve and --deny decide the calls a run waits for",
     )
-    _connection(parser)
+    add_connection_options(parser)
 
 
-def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
-    """`agentkit worker`'s arguments (the runtime choices are the caller's)."""
-    parser.add_argument("--tools", nargs="+", default=[], metavar="FILE", help="tool files")
-    parser.add_argument("--model", help="GGUF file (local) or model name (hosted)")
-    parser.add_argument(
-        "--address", default="127.0.0.1:7233", help="the Temporal server (default: 127.0.0.1:7233)"
-    )
-    parser.add_argument(
-        "--max-concurrent-activities",
-        type=int,
-        default=20,
-        help="model and tool calls this worker runs at once (default: 20)",
-    )
-    _connection(parser)
-
-
-Ask = Callable[[list[Any]], Awaitable[tuple[list[str], dict[str, str]]]]
-"""Asks a person about pending calls: the ids approved, and those denied with a reason."""
-
-
-def run_durable(
-    args: argparse.Namespace, sampling: dict[str, Any], ask: Ask, paused_status: int
-) -> int:
+def run_durable(args: argparse.Namespace) -> int:
     """`agentkit run --temporal`: start the run (or, with `--resume WORKFLOW_ID`, decide the
     calls a started one waits for), follow it, print its answer.
 
     A call waiting for approval is approved by `--approve-all`, asked about on a terminal
     (`ask`), or else left waiting: the workflow id and the command that decides are said on
-    stderr and the status is `paused_status`; the run waits in Temporal meanwhile."""
+    stderr and the status is `EXIT_PAUSED`; the run waits in Temporal meanwhile."""
     if args.tools or getattr(args, "mcp", None):
         raise UserError(
             "--tools and MCP servers belong to the workers with --temporal: "
@@ -93,7 +74,7 @@ def run_durable(
         raise UserError("--stream and --verbose are not available with --temporal")
     if (args.prompt is None) == (args.resume is None):
         raise UserError("agentkit run --temporal: give a prompt, or --resume WORKFLOW_ID")
-    durable = _sdk()
+    durable = sdk()
 
     async def go() -> Any:
         global _client_made
@@ -113,14 +94,14 @@ def run_durable(
                 instructions=args.instructions,
                 max_steps=args.max_steps,
                 tool_choice=args.tool_choice,
-                sampling=sampling,
+                sampling=sampling(args),
             )
         _say(f"workflow {handle.id}")
-        return await _follow(durable, handle, args, ask)
+        return await _follow(durable, handle, args)
 
     result = anyio.run(go)
     if result is None:
-        return paused_status
+        return EXIT_PAUSED
     print(result.model_dump_json(indent=2) if args.json else result.output)
     return 0
 
@@ -139,7 +120,7 @@ def end_process(status: int) -> NoReturn:
     sys.exit(status)
 
 
-async def _follow(durable: Any, handle: Any, args: argparse.Namespace, ask: Ask) -> Any:
+async def _follow(durable: Any, handle: Any, args: argparse.Namespace) -> Any:
     """The run's result; meanwhile, decide the calls it waits for. None: it waits for a
     decision this command cannot make."""
     ended: list[Any] = []
@@ -194,38 +175,3 @@ async def _follow(durable: Any, handle: Any, args: argparse.Namespace, ask: Ask)
 
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def run_worker(args: argparse.Namespace) -> int:
-    """`agentkit worker`: serve durable runs with these tools and this runtime until stopped."""
-    durable = _sdk()
-    from agentkit.runtimes import get_runtime
-    from agentkit.tools.loader import load_tools
-
-    tools = load_tools(args.tools) if args.tools else []
-    runtime = get_runtime(args.runtime, model=args.model, progress=sys.stderr.isatty())
-
-    async def go() -> None:
-        client = await durable.connect(args.address, namespace=args.namespace)
-        worker = durable.Worker(
-            client,
-            task_queue=args.task_queue,
-            runtimes={args.runtime: runtime},
-            tools=tools,
-            max_concurrent_activities=args.max_concurrent_activities,
-        )
-        try:
-            async with worker:
-                names = ", ".join(t.name for t in tools) or "no tools"
-                print(
-                    f"agentkit worker: {args.runtime} with {names} on {args.task_queue!r} "
-                    f"at {args.address}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                await anyio.sleep_forever()
-        finally:
-            await runtime.aclose()
-
-    anyio.run(go)
-    return 0

@@ -1,15 +1,51 @@
-"""The command line's MCP options, shared by `run`, `chat` and `serve`: `--mcp-stdio`,
-`--mcp-http`, `--mcp-header`. Importing this needs no MCP SDK; using the options does."""
+"""MCP on the command line: `agentkit mcp` serves tools over stdio, and the options that add
+MCP servers' tools to `run`, `chat` and `serve` (`--mcp-stdio`, `--mcp-http`, `--mcp-header`).
+
+Importing this needs no MCP SDK; the command and the options, when used, do.
+"""
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import sys
+from functools import partial
+
+import anyio
 
 from agentkit.errors import ConfigurationError, UserError
 from agentkit.tools import ToolSource
+from agentkit.tools.loader import load_tools
 
-__all__ = ["add_mcp_options", "mcp_sources"]
+__all__ = ["add_mcp_options", "add_parser", "mcp_sources"]
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`agentkit mcp`: its options and handler."""
+    mcp = commands.add_parser("mcp", help="serve tools to MCP clients over stdio")
+    mcp.add_argument("--tools", nargs="+", required=True, metavar="FILE", help="tool files")
+    mcp.add_argument("--name", default="agentkit", help="the server's name (default: agentkit)")
+    mcp.add_argument(
+        "--approve-all",
+        action="store_true",
+        help="run tools that require approval without asking the client (by default the "
+        "client is asked, and a client that cannot be asked is refused)",
+    )
+    mcp.set_defaults(handler=_serve_stdio)
+
+
+def _serve_stdio(args: argparse.Namespace) -> int:
+    from agentkit.mcp import serve_stdio
+
+    tools = load_tools(args.tools)
+    # stdout carries the protocol: anything said goes to stderr.
+    print(
+        f"agentkit mcp: serving {', '.join(t.name for t in tools)} over stdio",
+        file=sys.stderr,
+        flush=True,
+    )
+    anyio.run(partial(serve_stdio, tools, name=args.name, approve_all=args.approve_all))
+    return 0
 
 
 def add_mcp_options(parser: argparse.ArgumentParser) -> None:

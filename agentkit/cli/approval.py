@@ -18,12 +18,11 @@ from pathlib import Path
 
 import anyio
 
-from agentkit.approval import parse_denials
 from agentkit.errors import RunStateError, UserError
 from agentkit.results import PendingCall, RunResult
 from agentkit.state import RunState
 
-__all__ = ["EXIT_PAUSED", "add_options", "from_file", "settle"]
+__all__ = ["EXIT_PAUSED", "add_approval_options", "ask", "from_file", "parse_denials", "settle"]
 
 EXIT_PAUSED = 3
 """The exit status of a run that stopped to wait for approval and saved its state."""
@@ -31,7 +30,7 @@ EXIT_PAUSED = 3
 Resume = Callable[[RunState, list[str], dict[str, str]], Awaitable[RunResult]]
 
 
-def add_options(parser: argparse.ArgumentParser, *, run: bool) -> None:
+def add_approval_options(parser: argparse.ArgumentParser, *, run: bool) -> None:
     """`--approve-all`, and for `run` the options that save and resume a paused run."""
     parser.add_argument(
         "--approve-all", action="store_true", help="run tools that need approval without asking"
@@ -59,6 +58,21 @@ def add_options(parser: argparse.ArgumentParser, *, run: bool) -> None:
     )
 
 
+def parse_denials(items: list[str]) -> dict[str, str]:
+    """`--deny` values, `ID` or `ID=REASON`, as `resume`'s `deny`.
+
+    Raises:
+        UserError: an item with no id.
+    """
+    deny = {}
+    for item in items:
+        call_id, _, reason = item.partition("=")
+        if not call_id:
+            raise UserError(f"--deny: expected ID or ID=REASON (got {item!r})")
+        deny[call_id] = reason
+    return deny
+
+
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -67,7 +81,7 @@ def _shown(call: PendingCall) -> str:
     return f"{call.name}({json.dumps(call.arguments, ensure_ascii=False)})"
 
 
-async def _ask(calls: list[PendingCall]) -> tuple[list[str], dict[str, str]]:
+async def ask(calls: list[PendingCall]) -> tuple[list[str], dict[str, str]]:
     """Ask on the terminal about each call: y/n, and an optional reason for a no."""
     approve: list[str] = []
     deny: dict[str, str] = {}
@@ -118,7 +132,7 @@ async def settle(
         if args.approve_all:
             approve, deny = [c.id for c in result.pending], {}
         elif interactive or _can_ask():
-            approve, deny = await _ask(result.pending)
+            approve, deny = await ask(result.pending)
         else:
             _save(result, getattr(args, "state_file", None))
             return result
@@ -141,7 +155,7 @@ async def from_file(args: argparse.Namespace, resume: Resume) -> RunResult:
     if undecided and args.approve_all:
         approve += [c.id for c in undecided]
     elif undecided and _can_ask():
-        more, less = await _ask(undecided)
+        more, less = await ask(undecided)
         approve += more
         deny.update(less)
     try:

@@ -13,10 +13,10 @@ from typing import IO, Any
 from agentkit.errors import UserError
 from agentkit.telemetry import instrument, uninstrument
 
-__all__ = ["add_options", "configure"]
+__all__ = ["add_telemetry_options", "configure"]
 
 
-def add_options(parser: argparse.ArgumentParser, *, tree: bool = True) -> None:
+def add_telemetry_options(parser: argparse.ArgumentParser, *, tree: bool = True) -> None:
     """Add `--otlp` and `--capture-content` to a command, and `--trace` if `tree`."""
     if tree:
         parser.add_argument(

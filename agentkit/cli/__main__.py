@@ -1,0 +1,6 @@
+"""`python -m agentkit.cli`: the `agentkit` command."""
+
+from agentkit.cli import script
+
+if __name__ == "__main__":
+    script()
