@@ -32,7 +32,7 @@ from agentkit.agent.hooks import HookSet, RunHooks
 from agentkit.agent.journaled import attach_paused, open_run
 from agentkit.agent.output import output_spec
 from agentkit.agent.results import OutputT, RunResult, RunState
-from agentkit.agent.run import AgentRun, start_messages
+from agentkit.agent.run import AgentRun
 from agentkit.agent.settings import AgentSettings, settings_error
 from agentkit.errors import UserError
 from agentkit.model_api import Message, ModelRequest
@@ -218,12 +218,12 @@ class Agent(Generic[OutputT]):
         self._entered = 0
 
     def _request(
-        self, fields: dict[str, Any], messages: list[Message], tools: list[Any]
+        self, messages: list[Message], tools: list[Any], tool_choice: str | None
     ) -> ModelRequest:
-        """A step's request: the agent's fields (`fields`, maybe with another tool choice)."""
+        """A step's request: the agent's fields, maybe with another tool choice."""
         update: dict[str, Any] = {"messages": messages, "tools": tools}
-        if fields is not self._fields:
-            update["tool_choice"] = fields["tool_choice"]
+        if tool_choice is not None:
+            update["tool_choice"] = tool_choice
         return self._template.model_copy(update=update)
 
     # -- runs -------------------------------------------------------------------------------
@@ -423,12 +423,17 @@ class Agent(Generic[OutputT]):
                 toolset=self.toolset,
                 runtime=self.runtime,
                 model=self._model,
+                name=self.name,
                 prices=self.prices,
                 clock=self.clock,
                 limiter=anyio.CapacityLimiter(self.settings.max_concurrency),
                 fingerprint=partial(fingerprint, self),
+                dialect=self._dialect,
+                fields=self._fields,
+                request=self._request,
+                telemetry=self.telemetry,
             )
-        return AgentRun(self, setup, messages, self.hooks, deps, run_id)
+        return AgentRun(setup, messages, self.hooks, self._output, deps, run_id)
 
     def start(
         self,
@@ -442,7 +447,19 @@ class Agent(Generic[OutputT]):
         the run then fills in place)."""
         if transcript is not None and history:
             raise UserError("pass the earlier conversation as history or as transcript, not both")
-        messages = start_messages(self, prompt, history, transcript)
+        messages = transcript if transcript is not None else []
+        history = list(history) or list(messages)
+        del messages[:]
+        instructions = self.instructions
+        if self._output:
+            instructions = self._output.instructions(instructions)
+        if instructions and not (history and history[0].role == "system"):
+            messages.append(Message.system(instructions))
+        messages.extend(history)
+        if isinstance(prompt, str):
+            messages.append(Message.user(prompt))
+        else:
+            messages.extend(prompt)
         return self.new_run(messages, deps, run_id)
 
     async def _begin(

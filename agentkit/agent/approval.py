@@ -21,12 +21,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic_core import to_jsonable_python
 
-from agentkit.agent.core import RunCore
+from agentkit.agent.core import Decisions, RunCore
 from agentkit.agent.results import RunResult, RunState, digest
 from agentkit.agent.tool_step import Job, ToolStep, cancelled_error
 from agentkit.errors import RunStateError, ToolArgumentsError
@@ -72,15 +71,6 @@ def fingerprint(agent: Any) -> dict[str, str]:
         if value is not None:
             out[f"setting:{name}"] = digest(_describe(value))
     return out
-
-
-@dataclass(frozen=True)
-class Decisions:
-    """A person's decisions on a paused run's pending calls, checked (`check_decisions`)."""
-
-    state: RunState
-    approve: frozenset[str]
-    deny: dict[str, str]
 
 
 def check_decisions(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
@@ -19,16 +19,23 @@ from agentkit.agent.events import Event
 from agentkit.agent.hooks import HookSet
 from agentkit.agent.results import PendingCall, RunResult, RunState, StopReason, ToolCallRecord
 from agentkit.agent.settings import AgentSettings
-from agentkit.model_api import Message, Usage
+from agentkit.model_api import Message, ModelRequest, SchemaDialect, Usage
 from agentkit.runtimes.base import Runtime
 from agentkit.tools import Toolset
 from agentkit.tools.context import RunContext
 from agentkit.usage import PriceTable, add_usage, cost
 
-if TYPE_CHECKING:
-    from agentkit.agent.approval import Decisions
+__all__ = ["Decisions", "Interrupted", "RunCore", "Setup"]
 
-__all__ = ["Interrupted", "RunCore", "Setup"]
+
+@dataclass(frozen=True)
+class Decisions:
+    """A person's decisions on a paused run's pending calls, checked
+    (`agentkit.agent.approval.check_decisions`)."""
+
+    state: RunState
+    approve: frozenset[str]
+    deny: dict[str, str]
 
 
 @dataclass
@@ -39,10 +46,19 @@ class Setup:
     toolset: Toolset
     runtime: Runtime
     model: str
+    name: str | None
     prices: PriceTable | None
     clock: Callable[[], float]
     limiter: anyio.CapacityLimiter
     fingerprint: Callable[[], dict[str, str]]
+    """What of the agent a paused run depends on (`agentkit.agent.approval.fingerprint`)."""
+    dialect: SchemaDialect
+    """The schema dialect the runtime takes tools in."""
+    fields: dict[str, Any]
+    """The request fields every step sends (validated once, by the Agent)."""
+    request: Callable[[list[Message], list[Any], str | None], ModelRequest]
+    """A step's request: its messages, its tools, and a tool choice other than the agent's."""
+    telemetry: bool
 
 
 @dataclass

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from agentkit.agent.core import Interrupted
 from agentkit.agent.hooks import RunHooks
@@ -35,8 +35,19 @@ from agentkit.sessions.runs import (
 from agentkit.tools.calls import cut_output
 from agentkit.tools.context import RunContext
 
-if TYPE_CHECKING:
-    from agentkit.agent.agent import Agent
+
+class Starter(Protocol):
+    """What starts a run: the Agent."""
+
+    def start(
+        self,
+        prompt: str | Sequence[Message],
+        history: Sequence[Message] = (),
+        transcript: list[Message] | None = None,
+        deps: Any = None,
+        run_id: str | None = None,
+    ) -> AgentRun[Any]: ...
+
 
 __all__ = ["JournalHooks", "attach_paused", "open_run"]
 
@@ -89,7 +100,7 @@ def _journaled(run: AgentRun[Any], journal: RunJournal) -> AgentRun[Any]:
 
 
 async def open_run(
-    agent: Agent[Any],
+    agent: Starter,
     session: Session,
     prompt: str | Sequence[Message] | None,
     transcript: list[Message] | None,
@@ -116,7 +127,7 @@ async def open_run(
 
 
 async def _take_over(
-    agent: Agent[Any],
+    agent: Starter,
     session: Session,
     entries: list[Entry],
     logs: dict[str, RunLog],
@@ -181,7 +192,7 @@ async def attach_paused(run: AgentRun[Any], session: Session, pending: Sequence[
 
 
 def _start(
-    agent: Agent[Any],
+    agent: Starter,
     prompt: str | Sequence[Message],
     history: list[Message],
     transcript: list[Message] | None,

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, cast
+from typing import Any, Generic, cast
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -44,9 +44,6 @@ from agentkit.sessions.runs import INTERRUPTED
 from agentkit.telemetry import active as telemetry_active
 from agentkit.tools.calls import really_cancelled
 from agentkit.usage import add_usage, current_usage
-
-if TYPE_CHECKING:
-    from agentkit.agent.agent import Agent
 
 __all__ = ["AgentRun", "ModelResponse", "ToolResults"]
 
@@ -104,16 +101,15 @@ class AgentRun(RunCore, Generic[OutputT]):
 
     def __init__(
         self,
-        agent: Agent[OutputT],
         setup: Setup,
         messages: list[Message],
         hooks: HookSet,
+        output: OutputSpec[Any] | None = None,
         deps: Any = None,
         run_id: str | None = None,
     ) -> None:
         super().__init__(setup, messages, hooks, deps, run_id)
-        self.agent = agent
-        self.output: OutputSpec[Any] | None = agent._output
+        self.output = output
         self.tool_step = ToolStep(self)
         self.result_value: RunResult[OutputT] | None = None
         self._stepping: _Stepping | None = None
@@ -125,11 +121,11 @@ class AgentRun(RunCore, Generic[OutputT]):
     async def execute(self, *, emit: Any = None, stream: bool = False) -> RunResult[OutputT]:
         """Run to the end; the hooks hear of its start and its end."""
         self.emit = emit
-        agent = self.agent
-        if agent.telemetry:
+        setup = self.setup
+        if setup.telemetry:
             tracing = telemetry_active()
             if tracing is not None:
-                self.hooks = self.hooks.plus([tracing.run_hooks(agent.runtime, agent.name)])
+                self.hooks = self.hooks.plus([tracing.run_hooks(setup.runtime, setup.name)])
         for wrap in self.hooks.wrap_model:
             self.runtime = wrap(self.runtime)
         # Runs that this run's tools start (agents used as tools) add their usage to ours.
@@ -138,7 +134,7 @@ class AgentRun(RunCore, Generic[OutputT]):
         result: RunResult[OutputT] | None = None
         error: BaseException | None = None
         try:
-            async with agent.toolset:
+            async with setup.toolset:
                 for hook in self.hooks.on_run_start:
                     await hook(self.context)
                 deadline = self.settings.deadline
@@ -298,13 +294,13 @@ class AgentRun(RunCore, Generic[OutputT]):
                 return cast("RunResult[OutputT]", paused(self))
         if self.resuming is not None:
             await resume_step(self, self.tool_step)
-        agent = self.agent
+        setup = self.setup
         settings = self.settings
         stepping = self._stepping is not None
         answer_now = False
         while self.steps < settings.max_steps:
             # Per step: a tool source may have changed its tools since the last one.
-            definitions = agent.toolset.definitions(agent._dialect) or None
+            definitions = setup.toolset.definitions(setup.dialect) or None
             if answer_now:
                 # A model told it repeats itself has what it needs: with an output type, the
                 # one way left to say so is the answer object, so that is all it may write.
@@ -351,8 +347,8 @@ class AgentRun(RunCore, Generic[OutputT]):
         truncated = generation.finish_reason == "length"
         output = self.output
         cut_call = truncated and offered and _CALL_START.match(text)
-        if cut_call and not (output and output.begins_answer(text, self.agent.toolset.names)):
-            max_tokens = self.agent._fields.get("max_tokens")
+        if cut_call and not (output and output.begins_answer(text, self.setup.toolset.names)):
+            max_tokens = self.setup.fields.get("max_tokens")
             raise Stop(TruncatedToolCall(max_tokens, text, self.outcome("", "truncated_call")))
         self.messages.append(Message.assistant(text))
         result = self.outcome(text, reason, truncated)
@@ -366,13 +362,12 @@ class AgentRun(RunCore, Generic[OutputT]):
         emit = self.emit
         if emit:
             emit(StepStarted(step))
-        agent = self.agent
-        fields = agent._fields
+        tool_choice = None
         if tools is None:
-            fields = {**fields, "tool_choice": "none"}
+            tool_choice = "none"
         elif self.records and self.settings.reset_tool_choice:
-            fields = {**fields, "tool_choice": "auto"}
-        request = agent._request(fields, list(self.messages), tools or [])
+            tool_choice = "auto"
+        request = self.setup.request(list(self.messages), tools or [], tool_choice)
         for before in self.hooks.before_model:
             request = await before(self.context, request) or request
         if stream:
@@ -415,7 +410,7 @@ class AgentRun(RunCore, Generic[OutputT]):
         calls = [c for c in step.tool_calls if c.id not in answered]
         told: dict[str, str] = {}
         for call in calls:
-            tool = self.agent.toolset.get(call.name)
+            tool = self.setup.toolset.get(call.name)
             if call.id in interrupted.started and not (tool is not None and tool.idempotent):
                 told[call.id] = INTERRUPTED
         try:
@@ -424,27 +419,3 @@ class AgentRun(RunCore, Generic[OutputT]):
             results = {m.tool_call_id: m for m in self.messages[start + 1 :] if m.role == "tool"}
             self.messages[start + 1 :] = [results[c.id] for c in step.tool_calls if c.id in results]
         return None
-
-
-def start_messages(
-    agent: Agent[Any],
-    prompt: str | Sequence[Message],
-    history: Sequence[Message],
-    transcript: list[Message] | None,
-) -> list[Message]:
-    """The transcript a run starts from: the system message, the history, the prompt."""
-    messages = transcript if transcript is not None else []
-    history = list(history) or list(messages)
-    del messages[:]
-    output = agent._output
-    instructions = agent.instructions
-    if output:
-        instructions = output.instructions(instructions)
-    if instructions and not (history and history[0].role == "system"):
-        messages.append(Message.system(instructions))
-    messages.extend(history)
-    if isinstance(prompt, str):
-        messages.append(Message.user(prompt))
-    else:
-        messages.extend(prompt)
-    return messages

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import anyio
 
+from agentkit.agent.results import PendingCall, RunResult, RunState
 from agentkit.errors import RunStateError, UserError
-from agentkit.results import PendingCall, RunResult
-from agentkit.state import RunState
 
 __all__ = ["EXIT_PAUSED", "add_approval_options", "ask", "from_file", "parse_denials", "settle"]
 

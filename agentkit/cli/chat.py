@@ -10,11 +10,11 @@ from typing import Any
 import anyio
 
 from agentkit.agent import RunResult
+from agentkit.agent.results import RunState
 from agentkit.cli import approval
 from agentkit.cli.options import add_agent_options, build_agent, open_session
 from agentkit.cli.run import continue_interrupted, run_once
 from agentkit.sessions import history
-from agentkit.state import RunState
 
 __all__ = ["add_parser"]
 

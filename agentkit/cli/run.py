@@ -13,13 +13,13 @@ from typing import Any
 import anyio
 
 from agentkit.agent import Agent, RunResult
+from agentkit.agent.events import RunFinished, TextDelta, ToolCallFinished, ToolCallStarted
+from agentkit.agent.results import RunState
 from agentkit.cli import approval
 from agentkit.cli.durable import add_temporal_options, run_durable
 from agentkit.cli.options import add_agent_options, build_agent, open_session
 from agentkit.errors import UserError
-from agentkit.events import RunFinished, TextDelta, ToolCallFinished, ToolCallStarted
 from agentkit.sessions import Session, interrupted_run
-from agentkit.state import RunState
 
 __all__ = ["add_parser", "continue_interrupted", "run_once"]
 
