@@ -5,6 +5,7 @@ no tracer provider configured).
 
     python -m benchmarks.ab_w1 main               # median µs per run of each, and the ratio
     python -m benchmarks.ab_w1 main --imported    # with OpenTelemetry imported, no provider set
+    python -m benchmarks.ab_w1 main --calls 10    # W2's shape: ten parallel calls in one step
 
 The ref's `agentkit/` is extracted with `git archive` into a temporary directory and renamed
 `agentkit_base` (its imports rewritten), so that both can be imported side by side.
@@ -44,7 +45,7 @@ def extract(ref: str, into: Path) -> None:
         path.write_text(text.replace('"agentkit.', '"agentkit_base.'))
 
 
-def case(package: str) -> Callable[[], Awaitable[None]]:
+def case(package: str, calls: int = 1) -> Callable[[], Awaitable[None]]:
     agentkit: Any = importlib.import_module(package)
     api: Any = importlib.import_module(package + ".model_api")
 
@@ -61,20 +62,23 @@ def case(package: str) -> Callable[[], Awaitable[None]]:
         last = request.messages[-1]
         if last.role == "tool":
             return api.Generation(response=last.content, finish_reason="stop")
-        call = api.ToolCall(id="c0", name="add", arguments={"a": 2, "b": 3})
-        return api.Generation(tool_calls=[call], finish_reason="tool_calls")
+        made = [
+            api.ToolCall(id=f"c{n}", name="add", arguments={"a": 2, "b": 3 + n})
+            for n in range(calls)
+        ]
+        return api.Generation(tool_calls=made, finish_reason="tool_calls")
 
     agent = agentkit.Agent(agentkit.FunctionRuntime(model), tools=[agentkit.tool(add)])
 
     async def run() -> None:
         result = await agent.run("Add the numbers with the add tool.")
-        assert result.output == "5", result.output
+        assert result.output == str(4 + calls), result.output  # the last call's result
 
     return run
 
 
-async def measure(blocks: int, per_block: int) -> dict[str, float]:
-    cases = {"base": case("agentkit_base"), "this": case("agentkit")}
+async def measure(blocks: int, per_block: int, calls: int = 1) -> dict[str, float]:
+    cases = {"base": case("agentkit_base", calls), "this": case("agentkit", calls)}
     for run in cases.values():
         for _ in range(300):
             await run()
@@ -96,13 +100,14 @@ def main() -> None:
     parser.add_argument("--imported", action="store_true", help="import OpenTelemetry first")
     parser.add_argument("--blocks", type=int, default=200)
     parser.add_argument("--per-block", type=int, default=50)
+    parser.add_argument("--calls", type=int, default=1, help="tool calls in the first step")
     args = parser.parse_args()
     if args.imported:
         importlib.import_module("opentelemetry.trace")
     with tempfile.TemporaryDirectory() as tmp:
         extract(args.ref, Path(tmp))
         sys.path.insert(0, tmp)
-        figures = asyncio.run(measure(args.blocks, args.per_block))
+        figures = asyncio.run(measure(args.blocks, args.per_block, args.calls))
     base, this = figures["base"], figures["this"]
     print(f"{args.ref} {base:.1f} µs/run  this tree {this:.1f} µs/run  ratio {this / base:.3f}")
 

@@ -441,3 +441,24 @@ def test_messages_a_context_gives_are_read_only() -> None:
     ctx: RunContext[None] = RunContext(View(), "call_1", "add")
     assert isinstance(ctx.messages, tuple) and ctx.messages[0].content == "hi"
     assert "call_1" in repr(ctx)
+
+
+def test_a_tool_taking_a_context_is_refused_by_the_mcp_server(tmp_path: Path) -> None:
+    from agentkit.errors import ToolDefinitionError
+    from agentkit.mcp.server import build_server
+
+    with pytest.raises(ToolDefinitionError, match="tool 'order': takes a RunContext"):
+        build_server([order, add])
+    module = tmp_path / "ctx_tools.py"
+    module.write_text(
+        "from agentkit import RunContext, tool\n\n\n"
+        "@tool\n"
+        "def who(ctx: RunContext[None]) -> str:\n"
+        '    """Who calls."""\n'
+        "    return ctx.run_id\n"
+    )
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = cli_main(["mcp", "--tools", str(module)])
+    assert status != 0
+    assert "tool 'who': takes a RunContext (ctx)" in err.getvalue()

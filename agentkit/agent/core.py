@@ -85,7 +85,7 @@ class RunCore:
         self.messages = messages
         self.hooks = hooks
         self.deps = deps
-        self.run_id = run_id or "run_" + secrets.token_hex(8)
+        self._run_id = run_id
         self.records: list[ToolCallRecord] = []
         self.usage = Usage()
         self.nested: dict[str, Usage] = {}
@@ -109,6 +109,17 @@ class RunCore:
         self._context: RunContext[Any] | None = None
 
     @property
+    def run_id(self) -> str:
+        """The run's id: a session's run id, or a fresh one (made when first asked for)."""
+        if self._run_id is None:
+            self._run_id = "run_" + secrets.token_hex(8)
+        return self._run_id
+
+    @run_id.setter
+    def run_id(self, value: str) -> None:
+        self._run_id = value
+
+    @property
     def context(self) -> RunContext[Any]:
         """The run as its hooks see it."""
         if self._context is None:
@@ -126,8 +137,7 @@ class RunCore:
         self.stop_reason = stop_reason
         prices = self.setup.prices
         self.cost = None if prices is None else cost(by_model, prices)
-        # Every field given: a default factory filled in here costs more than the rest.
-        return RunResult.model_construct(
+        return RunResult.built(
             output=output,
             text=output,
             messages=list(self.messages),

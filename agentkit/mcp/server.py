@@ -32,7 +32,7 @@ from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agentkit.errors import ToolArgumentsError, ToolRetry
+from agentkit.errors import ToolArgumentsError, ToolDefinitionError, ToolRetry
 from agentkit.tools import Tool, Toolset
 from agentkit.tools.calls import really_cancelled
 
@@ -60,9 +60,19 @@ def build_server(
         approve_all: run the calls of tools that require approval without asking anyone.
 
     Raises:
-        ToolDefinitionError: two tools share a name, or a function cannot be a tool.
+        ToolDefinitionError: two tools share a name, a function cannot be a tool, or a tool
+            takes a `RunContext` (a call over MCP comes from no run of ours: it has none).
     """
     toolset = tools if isinstance(tools, Toolset) else Toolset(tools)
+    for served in toolset:
+        if served.context_param is not None:
+            raise ToolDefinitionError(
+                served.name,
+                [
+                    f"takes a RunContext ({served.context_param}); a tool served over MCP is "
+                    "called by another program, not by a run, and gets none"
+                ],
+            )
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
