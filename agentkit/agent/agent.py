@@ -304,12 +304,8 @@ class Agent(Generic[OutputT]):
         session: Session | None = None,
         deps: Any = None,
     ) -> AsyncIterator[AgentRun[OutputT]]:
-        """A run to step through: `async with agent.iter(prompt) as run: async for node in
-        run:`. Each node is a `ModelResponse` (the model answered; its calls have not run) or
-        a `ToolResults` (the step's calls, all answered); the run waits at each node until the
-        next is asked for. Leaving the block early stops the run there. `run.result` is the
-        `RunResult` `agent.run` would give (`stop_reason == "stopped"` when stopped early); a
-        run that fails raises its error from the `async for`."""
+        """A run to step through, node by node (see `AgentRun`): `run.result` is then what
+        `run` gives (`stop_reason == "stopped"` if the block is left early)."""
         run = await self._begin(prompt, history, transcript, session, deps)
         async with run:
             yield run
@@ -371,9 +367,8 @@ class Agent(Generic[OutputT]):
         session: Session | None = None,
         deps: Any = None,
     ) -> AsyncGenerator[Event, None]:
-        """`resume`, yielding events as `stream` does: the decided calls' `ToolCallStarted` /
-        `ToolCallFinished` (a denied call has only the latter), the paused step's
-        `StepFinished`, then the next steps; the last event is `RunFinished`."""
+        """`resume`, yielding events as `stream` does (a denied call has only its
+        `ToolCallFinished`); the last event is `RunFinished`."""
         run = await self._resumed(state, approve, deny, session, deps)
         async with aclosing(run.events()) as events:
             async for event in events:
