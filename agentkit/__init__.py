@@ -18,6 +18,8 @@ print(result.output)
 ```
 """
 
+import typing
+
 from agentkit.agent import (
     Agent,
     AgentRun,
@@ -88,10 +90,8 @@ from agentkit.model_api import (
 from agentkit.runtimes import (
     Capabilities,
     FunctionRuntime,
-    NoRecording,
     OpenAICompatible,
     Profile,
-    RecordingTransport,
     RetryPolicy,
     Runtime,
     ScriptedRuntime,
@@ -109,7 +109,6 @@ from agentkit.tools import (
     validate_tool_definitions,
 )
 from agentkit.usage import ModelPrice, PriceTable
-from agentkit.wire.workers_ai import GenerationRequest
 
 __version__ = "0.1.0"
 
@@ -128,7 +127,6 @@ __all__ = [
     "FunctionDefinition",
     "FunctionRuntime",
     "Generation",
-    "GenerationRequest",
     "HistoryLimit",
     "MaxStepsExceeded",
     "MemorySession",
@@ -140,7 +138,6 @@ __all__ = [
     "ModelRequest",
     "ModelResponse",
     "ModelTimeout",
-    "NoRecording",
     "NotFound",
     "OpenAICompatible",
     "OutputValidationError",
@@ -149,7 +146,6 @@ __all__ = [
     "PriceTable",
     "Profile",
     "RateLimited",
-    "RecordingTransport",
     "RepeatedToolCall",
     "RequestValidationError",
     "RetryPolicy",
@@ -200,3 +196,28 @@ __all__ = [
     "tool",
     "validate_tool_definitions",
 ]
+
+# Names that moved, still importable from here for a while; a type checker sees them as before.
+_MOVED = {
+    "GenerationRequest": "agentkit.wire",
+    "NoRecording": "agentkit.testing",
+    "RecordingTransport": "agentkit.testing",
+}
+if typing.TYPE_CHECKING:
+    from agentkit.testing import NoRecording as NoRecording
+    from agentkit.testing import RecordingTransport as RecordingTransport
+    from agentkit.wire import GenerationRequest as GenerationRequest
+else:
+
+    def __getattr__(name: str) -> object:
+        if name not in _MOVED:
+            raise AttributeError(f"module 'agentkit' has no attribute {name!r}")
+        import importlib
+        import warnings
+
+        warnings.warn(
+            f"agentkit.{name} has moved: import it from {_MOVED[name]}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(_MOVED[name]), name)

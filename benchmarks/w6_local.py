@@ -28,7 +28,7 @@ def run(budget: Budget) -> list[Row]:
 
 def _decode(budget: Budget, llama_cpp: Any, local_class: Any) -> Row:
     """Milliseconds per decoded token, greedy, the same model, prompt and thread count."""
-    from agentkit import GenerationRequest
+    from agentkit.wire import GenerationRequest
 
     local = local_class()
     with plain_cpu_weights():

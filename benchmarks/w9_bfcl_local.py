@@ -70,7 +70,8 @@ def run(budget: Budget) -> list[Row]:
 async def _ask(
     local: Any, entries: list[dict[str, Any]], answers: dict[str, Any]
 ) -> tuple[int, int, int, int]:
-    from agentkit import GenerationRequest, Tool
+    from agentkit import Tool
+    from agentkit.wire import GenerationRequest
 
     calls = valid = right = missing = 0
     for entry in entries:

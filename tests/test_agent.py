@@ -18,7 +18,6 @@ from agentkit import (
     Agent,
     DeadlineExceeded,
     FunctionRuntime,
-    GenerationRequest,
     MaxStepsExceeded,
     Message,
     RepeatedToolCall,
@@ -43,6 +42,7 @@ from agentkit.events import (
 from agentkit.model_api import Generation
 from agentkit.tools import Tool
 from agentkit.tools._threads import abandoned_threads
+from agentkit.wire import GenerationRequest
 
 call = ScriptedRuntime.call
 answer = ScriptedRuntime.answer

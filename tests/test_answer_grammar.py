@@ -15,11 +15,12 @@ import pytest
 from answer_schemas import ANSWER_SCHEMAS, JSON_OBJECT_PROMPT
 from helpers import raw_llama
 
-from agentkit import GenerationRequest, Message, RequestValidationError, SchemaGrammarError
+from agentkit import Message, RequestValidationError, SchemaGrammarError
 from agentkit.chat_formats import answer, get_format
 from agentkit.chat_formats import grammar as grammar_module
 from agentkit.model_api import FunctionDefinition, ModelRequest
 from agentkit.runtimes.llama_cpp import LlamaCpp
+from agentkit.wire import GenerationRequest
 
 WEATHER = FunctionDefinition(
     name="get_weather",

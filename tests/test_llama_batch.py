@@ -21,7 +21,6 @@ from agentkit import (
     Agent,
     FunctionRuntime,
     Generation,
-    GenerationRequest,
     MaxStepsExceeded,
     Message,
     StreamChunk,
@@ -29,6 +28,7 @@ from agentkit import (
 )
 from agentkit.runtimes.llama_cpp import LlamaCpp
 from agentkit.server.background import BackgroundServer
+from agentkit.wire import GenerationRequest
 
 SUBJECTS = ("cat", "ship", "robot", "river", "king", "garden")
 

@@ -17,7 +17,6 @@ from agentkit import (
     ConfigurationError,
     FunctionRuntime,
     Generation,
-    GenerationRequest,
     Message,
     RequestValidationError,
     ToolCall,
@@ -26,6 +25,7 @@ from agentkit import (
     tool,
 )
 from agentkit.runtimes.llama_cpp import LlamaCpp
+from agentkit.wire import GenerationRequest
 
 POEM = [{"role": "user", "content": "Write a short poem about the sea."}]
 

@@ -15,8 +15,9 @@ import anyio
 import pytest
 from environment import BFCL_DATA, require_bfcl
 
-from agentkit import GenerationRequest, Tool
+from agentkit import Tool
 from agentkit.runtimes.llama_cpp import LlamaCpp
+from agentkit.wire import GenerationRequest
 
 SAMPLE = 12
 """Every eighth of the first 96 questions: short and long signatures, arrays, enums, floats."""

@@ -11,7 +11,6 @@ from inline_snapshot import snapshot
 
 from agentkit import (
     Generation,
-    GenerationRequest,
     Message,
     RequestValidationError,
     StreamChunk,
@@ -19,6 +18,7 @@ from agentkit import (
     Usage,
 )
 from agentkit.model_api import parse_arguments
+from agentkit.wire import GenerationRequest
 from agentkit.wire.workers_ai import generation_json_schema, request_json_schema
 
 

@@ -18,7 +18,6 @@ from agentkit import (
     Agent,
     BadRequest,
     ConfigurationError,
-    GenerationRequest,
     Message,
     ModelHTTPError,
     StreamChunk,
@@ -29,6 +28,7 @@ from agentkit import (
 )
 from agentkit.events import RunFinished, TextDelta
 from agentkit.runtimes.openai import OPENAI_URL, OpenAICompatible
+from agentkit.wire import GenerationRequest
 
 KEY = "sk-test-0123456789abcdef"
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import types
+
+import pytest
 
 import agentkit
 
@@ -41,3 +44,49 @@ def test_stream_events_are_exported() -> None:
 
     assert set(events.__all__) <= set(agentkit.__all__)
     assert agentkit.TextDelta is events.TextDelta
+
+
+def test_test_aids_and_wire_request_types_have_their_own_modules() -> None:
+    from agentkit import testing, wire
+
+    for module in (testing, wire):
+        public = {
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        }
+        assert set(module.__all__) == public, module.__name__
+        assert module.__all__ == sorted(module.__all__), module.__name__
+    assert {"FunctionRuntime", "NoRecording", "RecordingTransport", "ScriptedRuntime"} <= set(
+        testing.__all__
+    )
+    assert {"ChatRequest", "GenerationRequest"} <= set(wire.__all__)
+    # The runtimes a test scripts stay at the top level too.
+    assert agentkit.ScriptedRuntime is testing.ScriptedRuntime
+    assert agentkit.FunctionRuntime is testing.FunctionRuntime
+
+
+@pytest.mark.parametrize(
+    ("name", "new_home"),
+    [
+        ("GenerationRequest", "agentkit.wire"),
+        ("NoRecording", "agentkit.testing"),
+        ("RecordingTransport", "agentkit.testing"),
+    ],
+)
+def test_a_moved_name_still_imports_from_agentkit_with_a_warning(name: str, new_home: str) -> None:
+    assert name not in agentkit.__all__
+    with pytest.warns(DeprecationWarning, match="has moved") as caught:
+        value = getattr(agentkit, name)
+    assert value is getattr(importlib.import_module(new_home), name)
+    assert [str(w.message) for w in caught] == [
+        f"agentkit.{name} has moved: import it from {new_home}"
+    ]
+    assert caught[0].filename == __file__  # pointed at the line that used it
+    with pytest.warns(DeprecationWarning, match=f"import it from {new_home}"):
+        exec(f"from agentkit import {name}", {})
+
+
+def test_a_name_agentkit_never_had_is_still_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'GenerationRequests'"):
+        agentkit.GenerationRequests  # noqa: B018

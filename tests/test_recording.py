@@ -11,11 +11,12 @@ import pytest
 from helpers import add
 from loopback import USAGE, LoopbackServer, Reply, Sleeps, sse
 
-from agentkit import Agent, GenerationRequest, RunResult, ServerError, StreamInterrupted
+from agentkit import Agent, RunResult, ServerError, StreamInterrupted
 from agentkit.events import RunFinished, TextDelta
 from agentkit.runtimes.openai import OpenAICompatible
 from agentkit.runtimes.recording import NoRecording, RecordingTransport
 from agentkit.runtimes.workers_ai import WorkersAI
+from agentkit.wire import GenerationRequest
 
 TOKEN = "real-token-that-must-not-leak"
 

@@ -11,7 +11,6 @@ from helpers import add
 from agentkit import (
     Agent,
     Capabilities,
-    GenerationRequest,
     Message,
     ModelRequest,
     Profile,
@@ -23,6 +22,7 @@ from agentkit import (
     get_runtime,
 )
 from agentkit.runtimes import RUNTIMES
+from agentkit.wire import GenerationRequest
 
 
 class Echo(Runtime):

@@ -27,11 +27,11 @@ from test_server import (
 from agentkit import (
     Capabilities,
     FunctionRuntime,
-    GenerationRequest,
     ScriptedRuntime,
     StreamChunk,
 )
 from agentkit.model_api import DEFAULT_MODEL
+from agentkit.wire import GenerationRequest
 
 # -- bad input: status, code and a message naming the field, the bound and the value -----------
 

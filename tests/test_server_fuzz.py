@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 from test_server import run_url
 
-from agentkit import FunctionRuntime, GenerationRequest, tool
+from agentkit import FunctionRuntime, tool
 from agentkit.model_api import DEFAULT_MODEL
+from agentkit.wire import GenerationRequest
 
 CHAT = "/client/v4/accounts/acc/ai/v1/chat/completions"
 POSTS = [run_url(), CHAT, "/playground/agent"]

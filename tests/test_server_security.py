@@ -22,9 +22,10 @@ from loopback import LoopbackServer
 from starlette.testclient import TestClient
 from test_server import TOKEN, BackgroundServer, run_url
 
-from agentkit import FunctionRuntime, Generation, GenerationRequest, ScriptedRuntime, tool
+from agentkit import FunctionRuntime, Generation, ScriptedRuntime, tool
 from agentkit.cli import main as cli_main
 from agentkit.server import create_app
+from agentkit.wire import GenerationRequest
 
 OWN = "http://127.0.0.1:8787"
 EVIL = "http://evil.example:8787"

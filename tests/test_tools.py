@@ -22,7 +22,6 @@ from agentkit import (
     Agent,
     FunctionRuntime,
     Generation,
-    GenerationRequest,
     SchemaGrammarError,
     Tool,
     ToolArgumentsError,
@@ -33,6 +32,7 @@ from agentkit import (
     validate_tool_definitions,
 )
 from agentkit.chat_formats import check_tool_schemas
+from agentkit.wire import GenerationRequest
 
 
 class Unit(enum.Enum):

@@ -13,7 +13,6 @@ from starlette.testclient import TestClient
 from agentkit import (
     FunctionDefinition,
     Generation,
-    GenerationRequest,
     Message,
     ModelRequest,
     RequestValidationError,
@@ -23,7 +22,7 @@ from agentkit import (
     Usage,
 )
 from agentkit.model_api import DEFAULT_MODEL
-from agentkit.wire import openai, workers_ai
+from agentkit.wire import GenerationRequest, openai, workers_ai
 
 # -- strategies -------------------------------------------------------------------------------
 

@@ -22,7 +22,6 @@ from agentkit import (
     ConfigurationError,
     FunctionRuntime,
     Generation,
-    GenerationRequest,
     Message,
     ModelTimeout,
     RateLimited,
@@ -36,6 +35,7 @@ from agentkit import (
 )
 from agentkit.events import RunFinished, TextDelta, ToolCallFinished
 from agentkit.runtimes.workers_ai import WorkersAI
+from agentkit.wire import GenerationRequest
 
 TOKEN = "cf-token-5ecret-value"
 RUN_URL = "https://api.cloudflare.com/client/v4/accounts/acc/ai/run/@cf/meta/llama-3.1-8b-instruct"

@@ -30,6 +30,10 @@ Keywords a grammar cannot hold (`pattern`, `multipleOf`, `uniqueItems`, `not`, .
 the caller passes `checked_after=True` to say a validator checks every value afterwards (the
 agent validates each call's arguments with the tool's own schema before running it); the
 grammar then holds the rest of the schema.
+
+`GrammarBuilder` walks the schema; the rules it writes are named, shared and counted by
+`RuleSet` (`_rules.py`, which knows GBNF and nothing of JSON Schema), and what needs the schema
+alone (which keywords are held, `allOf` merged, counts) is read by `_keywords.py`.
 """
 
 from __future__ import annotations
@@ -42,78 +46,36 @@ from typing import Any
 
 from agentkit.chat_formats._cycles import ref_cycles, ref_target
 from agentkit.chat_formats._gbnf import class_char, gbnf_literal, int_range
+from agentkit.chat_formats._keywords import (
+    ANNOTATIONS,
+    NUMERIC,
+    TYPE_HINTS,
+    UNHELD,
+    count,
+    fits_type,
+    merge_all_of,
+)
+from agentkit.chat_formats._rules import FORMATS, JSON_CHAR, RuleSet, seq
+from agentkit.chat_formats._rules import MAX_RULES as MAX_RULES
+from agentkit.chat_formats._rules import NEVER as NEVER
+from agentkit.chat_formats._rules import REPEAT_BLOCK as REPEAT_BLOCK
 from agentkit.errors import SchemaGrammarError
 
 __all__ = ["SchemaGrammarError", "gbnf_literal", "schema_to_gbnf"]
 
 MAX_INT_DIGITS = 16
-MAX_RULES = 10_000
-"""The most rules (and `enum` values) one grammar may hold. Past it the schema is refused: a
-grammar that large takes seconds to build and to load into llama.cpp, and its schema does not
-fit a small model's context anyway."""
 MAX_REF_NESTING = 12
 """The most levels references that refer to each other unfold to, with a `max_ref_depth`."""
 MAX_DEPTH = 64
 """Schemas nested deeper than this (properties in properties, items in items, ...) are refused:
 no call needs it, and the builder would otherwise run into Python's recursion limit."""
-_ANNOTATIONS = set(
-    "title description default examples $comment deprecated readOnly writeOnly $schema $id "
-    "$anchor $defs definitions format contentEncoding contentMediaType discriminator".split()
-)
-_UNHELD = set(
-    "pattern multipleOf uniqueItems not if then else contains minContains maxContains "
-    "patternProperties propertyNames minProperties maxProperties dependentRequired "
-    "dependentSchemas dependencies unevaluatedProperties unevaluatedItems $dynamicRef".split()
-)
-_NUMERIC = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
-_TYPE_HINTS = (
-    ("object", ("properties", "required", "additionalProperties")),
-    ("array", ("items", "prefixItems", "minItems", "maxItems")),
-    ("string", ("minLength", "maxLength")),
-    ("number", _NUMERIC),
-)
-# One JSON string character, leaving out the characters given (by their class escapes).
-_CHAR = '[^{}"\\\\\\x00-\\x1F] | "\\\\" ( ["\\\\/bfnrt] | "u" [0-9a-fA-F]{{4}} )'
-_BASE_RULES = {
-    "value": "object | array | string | number | boolean | null",
-    "object": '"{" ( string ": " value ( ", " string ": " value )* )? "}"',
-    "array": '"[" ( value ( ", " value )* )? "]"',
-    "string": '"\\"" char* "\\""',
-    "char": _CHAR.format(""),
-    "number": 'integer ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?',
-    "integer": '"-"? ( [0-9] | [1-9] [0-9]{1,15} )',
-    "boolean": '"true" | "false"',
-    "null": '"null"',
-}
-_DATE = '[0-9]{4} "-" ( "0" [1-9] | "1" [0-2] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] )'
-_TIME = (
-    '( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{1,6} )? '
-    '( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] )'
-)
-_FORMATS = {
-    "date": _DATE,
-    "time": _TIME,
-    "date-time": f'{_DATE} "T" {_TIME}',
-    "uuid": '[0-9a-fA-F]{8} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" '
-    "[0-9a-fA-F]{12}",
-}
-
-
-# Literals, character classes and repetition counts hold no rule names.
-_OPAQUE = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|\{[0-9,]*\}')
-_NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9-]*")
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-NEVER = "\0never"
-"""What `GrammarBuilder.visit` returns for a schema no value can fit within the bounds (a
-recursive reference past `max_ref_depth`); it never reaches a grammar's text."""
-
-
-class GrammarBuilder:
+class GrammarBuilder(RuleSet):
     """Collects rules for one grammar; several schemas can share it (one rule per shape).
 
     Args:
@@ -137,62 +99,17 @@ class GrammarBuilder:
         max_ref_depth: int | None = None,
         max_rules: int = MAX_RULES,
     ) -> None:
+        super().__init__(max_rules=max_rules)
         self.checked_after = checked_after
-        self.max_rules = max_rules
-        self._spent = 0
-        self._at = ("$", "schema")
-        """Where the walk is (path, keyword): the place a grammar that grows too large names."""
-        self._names: dict[str, int] = {}
         self._cycles: dict[int, dict[str, tuple[int, int]]] = {}
         self._roots: dict[int, Mapping[str, Any]] = {}
         self.max_string = max_string
         self.max_items = max_items
         self.max_ref_depth = max_ref_depth
-        self._rules: dict[str, str] = {}
-        self._by_body: dict[str, str] = {}
         self._refs: dict[tuple[int, str, str, int], str] = {}
         self._open: list[str] = []
         """The references being unfolded, outermost first (with `max_ref_depth`)."""
         self._depth = 0
-
-    def rule(self, hint: str, body: str) -> str:
-        """A rule named after `hint` holding `body` (an existing rule if the body is known)."""
-        found = self._by_body.get(body)
-        if found:
-            return found
-        base = re.sub(r"[^a-zA-Z0-9]+", "-", hint).strip("-").lower() or "r"
-        # The next number to try for each base: a schema with thousands of properties names
-        # thousands of rules after one hint, and trying 2, 3, ... each time is quadratic.
-        name, n = base, self._names.get(base, 1)
-        if n > 1:
-            name = f"{base}-{n}"
-        while name in self._rules or name in _BASE_RULES or name == "root":
-            n += 1
-            name = f"{base}-{n}"
-        self._names[base] = n + 1
-        self._spend(1, *self._at)
-        self._rules[name] = body
-        self._by_body[body] = name
-        return name
-
-    def base(self, name: str) -> str:
-        """A rule of the shared JSON base (`value`, `string`, ...)."""
-        return name
-
-    def text(self, root: str) -> str:
-        """The whole grammar, `root ::= <root>` first, without rules `root` cannot reach."""
-        rules = {**self._rules, **_BASE_RULES}
-        reached: set[str] = set()
-        pending = [root]
-        while pending:
-            names = set(_NAME.findall(_OPAQUE.sub(" ", pending.pop()))) - reached
-            reached |= names
-            pending += [rules[n] for n in names if n in rules]
-        lines = [f"root ::= {root}"]
-        lines += [f"{name} ::= {body}" for name, body in rules.items() if name in reached]
-        return "\n".join(lines) + "\n"
-
-    # -- schemas ----------------------------------------------------------------------------
 
     def visit(self, schema: Any, path: str, root: Mapping[str, Any], hint: str) -> str:
         """A GBNF expression (usually a rule name) for the values `schema` allows.
@@ -203,8 +120,8 @@ class GrammarBuilder:
         """
         if self._depth >= MAX_DEPTH:
             raise SchemaGrammarError(path, "schema", f"nests deeper than {MAX_DEPTH} levels")
-        self._at = (path, "schema")
-        self._spend(0, path, "schema")
+        self.at = (path, "schema")
+        self.spend(0, path, "schema")
         self._depth += 1
         try:
             return self._visit(schema, path, root, hint)
@@ -218,8 +135,8 @@ class GrammarBuilder:
             raise SchemaGrammarError(path, "false", "allows no value at all")
         if not isinstance(schema, Mapping):
             raise SchemaGrammarError(path, "schema", f"must be an object (got {_json(schema)})")
-        schema = self._merge_all_of(schema, path)
-        unheld = _UNHELD & schema.keys()
+        schema = merge_all_of(schema, path)
+        unheld = UNHELD & schema.keys()
         if not (schema.get("properties") or schema.get("required")):
             unheld -= {"minProperties", "maxProperties"}  # held for a dictionary (see _object)
         if not self.checked_after:
@@ -242,8 +159,8 @@ class GrammarBuilder:
             values = schema["enum"]
             if not isinstance(values, list) or not values:
                 raise SchemaGrammarError(path, "enum", "must be a non-empty list")
-            self._spend(len(values), path, "enum")
-            kept = [v for v in values if _fits_type(v, schema.get("type"))]
+            self.spend(len(values), path, "enum")
+            kept = [v for v in values if fits_type(v, schema.get("type"))]
             if not kept:
                 raise SchemaGrammarError(path, "enum", "no value has the schema's type")
             return self.rule(hint, " | ".join(gbnf_literal(_json(v)) for v in kept))
@@ -261,80 +178,18 @@ class GrammarBuilder:
                 ]
                 if not branches:
                     raise SchemaGrammarError(path, key, "must list at least one schema")
-                return self._either(hint, branches)
+                return self.either(hint, branches)
         kind = schema.get("type")
         if kind is None:
-            kind = next((t for t, keys in _TYPE_HINTS if any(k in schema for k in keys)), None)
+            kind = next((t for t, keys in TYPE_HINTS if any(k in schema for k in keys)), None)
             if kind is None:
                 return self.base("value")
         if isinstance(kind, list):
             if not kind:
                 raise SchemaGrammarError(path, "type", "an empty list allows no value")
             alts = [self._typed(t, schema, path, root, f"{hint}-{t}") for t in kind]
-            return self._either(hint, alts)
+            return self.either(hint, alts)
         return self._typed(kind, schema, path, root, hint)
-
-    def _spend(self, count: int, path: str, keyword: str) -> None:
-        self._spent += count
-        if self._spent > self.max_rules:
-            raise SchemaGrammarError(
-                path,
-                keyword,
-                f"takes the grammar past {self.max_rules:,} rules and values: the schema is "
-                "too large (or its references too intertwined) to be held",
-            )
-
-    def _either(self, hint: str, alternatives: list[str]) -> str:
-        kept = [a for a in alternatives if a != NEVER]
-        return self.rule(hint, " | ".join(kept)) if kept else NEVER
-
-    def _merge_all_of(self, schema: Mapping[str, Any], path: str) -> Mapping[str, Any]:
-        parts = schema.get("allOf")
-        if parts is None:
-            return schema
-        merged = {k: v for k, v in schema.items() if k != "allOf"}
-        # additionalProperties is read against the properties of its own part only.
-        extras_from: Any = "self" if "additionalProperties" in schema else None
-        props_from: set[Any] = {"self"} if "properties" in schema else set()
-        for i, part in enumerate(parts):
-            if not isinstance(part, Mapping):
-                raise SchemaGrammarError(f"{path}.allOf[{i}]", "allOf", "parts must be objects")
-            if "properties" in part:
-                props_from.add(i)
-            if "additionalProperties" in part:
-                extras_from = i
-            part = dict(part)
-            # Objects described in parts: their properties (distinct names) and required lists
-            # join; the same type in both parts is one type.
-            props, more = merged.get("properties"), part.get("properties")
-            if (
-                isinstance(props, Mapping)
-                and isinstance(more, Mapping)
-                and not props.keys() & more.keys()
-            ):
-                part["properties"] = {**props, **more}
-                del merged["properties"]
-            if isinstance(merged.get("required"), list) and isinstance(part.get("required"), list):
-                part["required"] = list(dict.fromkeys(merged.pop("required") + part["required"]))
-            if "type" in part and part["type"] == merged.get("type"):
-                del merged["type"]
-            clash = (part.keys() & merged.keys()) - _ANNOTATIONS
-            if clash:
-                raise SchemaGrammarError(
-                    f"{path}.allOf[{i}]",
-                    "allOf",
-                    f"cannot be merged: {sorted(clash)} appear in more than one part",
-                )
-            merged.update(part)
-        closed = extras_from is not None and merged["additionalProperties"] is not True
-        if closed and props_from - {extras_from}:
-            raise SchemaGrammarError(
-                path,
-                "allOf",
-                "cannot be merged: additionalProperties applies to the properties of its "
-                "own part only, and other parts declare properties",
-            )
-        return merged
 
     def _ref(self, schema: Mapping[str, Any], path: str, root: Mapping[str, Any], hint: str) -> str:
         ref = str(schema["$ref"])
@@ -342,7 +197,7 @@ class GrammarBuilder:
         target = ref_target(root, ref)
         if target is None:
             raise SchemaGrammarError(path, "$ref", f"{ref!r} points to no local definition")
-        siblings = {k: v for k, v in schema.items() if k != "$ref" and k not in _ANNOTATIONS}
+        siblings = {k: v for k, v in schema.items() if k != "$ref" and k not in ANNOTATIONS}
         # One rule per reference and siblings: a definition that refers to itself (with the
         # same siblings or none) refers to its own rule, as GBNF allows, instead of unfolding.
         # With a depth bound, what a reference on a cycle allows depends on how many of its
@@ -370,12 +225,9 @@ class GrammarBuilder:
                 body = self.visit(merged, f"{path}.$ref", root, f"{name}-body")
             finally:
                 self._open.pop()
-            del self._by_body[self._rules[name]]
+            self.settle(name, body)
             if body == NEVER:
-                del self._rules[name]
                 self._refs[key] = NEVER
-            else:
-                self._rules[name] = body
         return self._refs[key]
 
     def _typed(
@@ -395,9 +247,9 @@ class GrammarBuilder:
 
     def _string(self, schema: Mapping[str, Any], path: str, hint: str) -> str:
         fmt = schema.get("format")
-        if fmt in _FORMATS:
-            return self.rule(f"{fmt}-string", f'"\\"" {_FORMATS[fmt]} "\\""')
-        low, high = _count(schema, "minLength", path) or 0, _count(schema, "maxLength", path)
+        if fmt in FORMATS:
+            return self.rule(f"{fmt}-string", f'"\\"" {FORMATS[fmt]} "\\""')
+        low, high = count(schema, "minLength", path) or 0, count(schema, "maxLength", path)
         if high is None and self.max_string is not None:
             high = max(low, self.max_string)
         if low == 0 and high is None:
@@ -406,7 +258,7 @@ class GrammarBuilder:
         return self.rule(hint, f'"\\"" {chars} "\\""')
 
     def _number(self, kind: str, schema: Mapping[str, Any], path: str, hint: str) -> str:
-        bounds = {k: schema[k] for k in _NUMERIC if k in schema}
+        bounds = {k: schema[k] for k in NUMERIC if k in schema}
         if not bounds:
             return self.base(kind)
         for key, value in bounds.items():
@@ -483,15 +335,15 @@ class GrammarBuilder:
                     return NEVER
                 continue  # an optional property past the depth bound is left out
             pairs.append((gbnf_literal(_json(name) + ": ") + " " + value, name in required))
-        self._at = (path, "properties")
+        self.at = (path, "properties")
         after = first = ""  # "" is the empty sequence
         value = NEVER
         if extra_schema not in (None, False):
             value = self.visit(extra_schema, f"{path}.additionalProperties", root, f"{hint}-extra")
         low = high = None
         if not pairs:  # a dictionary: its size bounds are held
-            low = _count(schema, "minProperties", path)
-            high = _count(schema, "maxProperties", path)
+            low = count(schema, "minProperties", path)
+            high = count(schema, "maxProperties", path)
         if high is None and self.max_items is not None:
             high = max(low or 0, self.max_items)
         if value == NEVER or high == 0:
@@ -513,13 +365,13 @@ class GrammarBuilder:
         # written (each pair behind a comma), `first` what may come while nothing is written.
         for pair, is_required in reversed(pairs):
             if is_required:
-                first = _seq(pair, after)
-                after = self.rule(f"{hint}-rest", _seq('", "', pair, after))
+                first = seq(pair, after)
+                after = self.rule(f"{hint}-rest", seq('", "', pair, after))
             else:
-                first = f"{_seq(pair, after)} | {first}" if first else f"( {_seq(pair, after)} )?"
-                after = self.rule(f"{hint}-rest", _seq(f'( ", " {pair} )?', after))
+                first = f"{seq(pair, after)} | {first}" if first else f"( {seq(pair, after)} )?"
+                after = self.rule(f"{hint}-rest", seq(f'( ", " {pair} )?', after))
             first = self.rule(f"{hint}-first", first)
-        return self.rule(hint, _seq('"{"', first, '"}"'))
+        return self.rule(hint, seq('"{"', first, '"}"'))
 
     def _key_except(self, names: list[str], hint: str) -> str:
         """A JSON string that is none of `names` (a trie of them: leave it at any step)."""
@@ -543,7 +395,7 @@ class GrammarBuilder:
                 continue
             alts = [f"{gbnf_literal(_json(ch)[1:-1])} {built[id(node[ch])]}" for ch in nexts]
             other = "".join(class_char(ch) for ch in nexts)
-            alts.append(f"( {_CHAR.format(other)} ) char*")
+            alts.append(f"( {JSON_CHAR.format(other)} ) char*")
             body = " | ".join(alts)
             built[id(node)] = self.rule(hint, body if "" in node else f"( {body} )?")
         return self.rule(hint, f'"\\"" {built[id(trie)]} "\\""')
@@ -558,8 +410,8 @@ class GrammarBuilder:
         if NEVER in prefix:
             return NEVER
         items = schema.get("items", None if prefix else True)
-        low = max((_count(schema, "minItems", path) or 0) - len(prefix), 0)
-        high = _count(schema, "maxItems", path)
+        low = max((count(schema, "minItems", path) or 0) - len(prefix), 0)
+        high = count(schema, "maxItems", path)
         if high is None and self.max_items is not None:
             high = max(low + len(prefix), self.max_items)
         if high is not None:
@@ -578,91 +430,17 @@ class GrammarBuilder:
         if item is None or high == 0:
             if low > 0:
                 raise SchemaGrammarError(path, "minItems", "needs more items than are allowed")
-            return self.rule(hint, _seq('"["', ' ", " '.join(prefix), '"]"'))
+            return self.rule(hint, seq('"["', ' ", " '.join(prefix), '"]"'))
         next_item = self.rule(f"{hint}-next", f'", " {item}')
         if prefix:
             more = self.repeat(next_item, low, high, path, "minItems")
-            return self.rule(hint, _seq('"["', ' ", " '.join(prefix), more, '"]"'))
+            return self.rule(hint, seq('"["', ' ", " '.join(prefix), more, '"]"'))
         tail = None if high is None else high - 1
         if low == 0:
             rest = self.repeat(next_item, 0, tail, path, "minItems")
             return self.rule(hint, f'"[" ( {item} {rest} )? "]"')
         rest = self.repeat(next_item, low - 1, tail, path, "minItems")
         return self.rule(hint, f'"[" {item} {rest} "]"')
-
-    def repeat(self, item: str, low: int, high: int | None, path: str, keyword: str) -> str:
-        """`item{low,high}` (None: no upper bound) in a form llama.cpp accepts; `item` is a
-        rule's name.
-
-        llama.cpp's parser refuses a repetition whose lower count is past 2000, and one of a
-        parenthesized group when the rules the group brings in (the group itself, the helper
-        rules of repetitions inside it, one per optional item, and rule names it mentions
-        first) times the count (the upper one when there is one; `?` counts 1) is past 2000. So
-        only a rule's name is ever repeated, and counts past `REPEAT_BLOCK` are
-        written in blocks (rules of `REPEAT_BLOCK` items): `x{2500}` as `b{2} x{500}`, and
-        `x{0,m}` as `b{0,c-1} x{0,999} | b{c} x{0,r}` (m = 1000c + r), which allows exactly the
-        counts 0..m, each one way. An upper bound past a million (more than any context holds)
-        is no bound; a lower one is refused.
-
-        Raises:
-            SchemaGrammarError: `low` is more than a million (named as `keyword` at `path`).
-        """
-        block = REPEAT_BLOCK
-        if high is not None and high > block * block:
-            high = None
-        if high is not None and high <= block and low <= block:
-            return f"{item}{{{low},{high}}}" if (low, high) != (0, 1) else f"{item}?"
-        if high is None and low <= block:
-            return f"{item}*" if low == 0 else f"{item}{{{low},}}"
-        if low > block * block:
-            raise SchemaGrammarError(path, keyword, f"asks for {low:,}: more than any answer holds")
-        whole = self.rule(f"{item}-block", f"{item}{{{block}}}")
-        groups, ones = divmod(low, block)
-        parts = [f"{whole}{{{groups}}}" if groups else "", f"{item}{{{ones}}}" if ones else ""]
-        if high is None:
-            parts.append(f"{item}*")
-        elif high > low:
-            more = high - low
-            if more <= block:
-                parts.append(f"{item}{{0,{more}}}")
-            else:
-                full, rest = divmod(more, block)
-                below = f"{whole}{{0,{full - 1}}} {item}{{0,{block - 1}}}"
-                parts.append(f"( {below} | {whole}{{{full}}} {item}{{0,{rest}}} )")
-        # A rule of its own: a group around it with `?` would count all the helper rules llama.cpp
-        # writes for these repetitions as the group's, past what it accepts.
-        return self.rule(f"{item}-many", _seq(*parts))
-
-
-REPEAT_BLOCK = 1000
-"""The most items one repetition in a grammar counts; longer ones are written in blocks."""
-
-
-def _count(schema: Mapping[str, Any], key: str, path: str) -> int | None:
-    value = schema.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SchemaGrammarError(f"{path}.{key}", key, f"must be a count >= 0 (got {value!r})")
-    return value
-
-
-def _fits_type(value: Any, kind: Any) -> bool:
-    if kind is None:
-        return True
-    kinds = [kind] if isinstance(kind, str) else list(kind)
-    python = {"string": str, "boolean": bool, "null": type(None), "object": dict, "array": list}
-    for name in kinds:
-        if name in ("integer", "number") and type(value) in (int, float):
-            if name == "number" or float(value).is_integer():
-                return True
-        elif name in python and type(value) is python[name]:
-            return True
-    return False
-
-
-def _seq(*parts: str) -> str:
-    return " ".join(p for p in parts if p)
 
 
 def schema_to_gbnf(schema: Mapping[str, Any] | bool, *, checked_after: bool = False) -> str:

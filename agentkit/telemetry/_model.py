@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -29,10 +29,8 @@ from agentkit.telemetry._conventions import (
     output_message,
     provider_of,
 )
+from agentkit.telemetry._instruments import Instruments
 from agentkit.usage import model_name
-
-if TYPE_CHECKING:
-    from agentkit.telemetry._otel import Tracing
 
 _IN_CHAT = otel_context.create_key("agentkit.chat")  # a chat span is open: don't nest another
 
@@ -40,7 +38,7 @@ _IN_CHAT = otel_context.create_key("agentkit.chat")  # a chat span is open: don'
 class _Chat:
     """One `chat {model}` span and its metrics."""
 
-    def __init__(self, tracing: Tracing, runtime: Any, request: Any, stream: bool) -> None:
+    def __init__(self, tracing: Instruments, runtime: Any, request: Any, stream: bool) -> None:
         self.tracing = tracing
         self.model = model_name(runtime)
         self.base = {
@@ -90,7 +88,7 @@ class TracedRuntime:
     """A runtime whose calls each get a `chat {model}` span (unless one is already open: a
     runtime that delegates to another is one model call, not two)."""
 
-    def __init__(self, tracing: Tracing, inner: Any) -> None:
+    def __init__(self, tracing: Instruments, inner: Any) -> None:
         self._tracing = tracing
         self.inner = inner
 

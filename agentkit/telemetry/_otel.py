@@ -8,18 +8,16 @@ Names and attributes follow the GenAI semantic conventions: `invoke_agent {name}
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import metrics, propagate, trace
+from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from agentkit.model_api import Usage
 from agentkit.telemetry._conventions import (
     AGENT_NAME,
     COST,
-    DURATION_BUCKETS,
     ERROR_TYPE,
     INPUT_TOKENS,
     OPERATION,
@@ -33,7 +31,6 @@ from agentkit.telemetry._conventions import (
     STATUS_CODE,
     STEPS,
     STOP_REASON,
-    TOKEN_BUCKETS,
     TOOL_ARGUMENTS,
     TOOL_CALL_ID,
     TOOL_DESCRIPTION,
@@ -47,35 +44,17 @@ from agentkit.telemetry._conventions import (
     provider_of,
     server_of,
 )
+from agentkit.telemetry._instruments import Instruments
 from agentkit.telemetry._model import TracedRuntime
 from agentkit.usage import model_name
 
 
-class Tracing:
+class Tracing(Instruments):
     """One configuration of agentkit's telemetry: a tracer, two histograms, the content
     setting; and the operations the call sites use."""
 
     def __init__(self, tracer_provider: Any, meter_provider: Any, *, capture_content: bool) -> None:
-        try:
-            release = version("agentkit")
-        except PackageNotFoundError:  # pragma: no cover - run from a source tree
-            release = "0"
-        self.tracer_provider = tracer_provider
-        self.capture_content = capture_content
-        self.tracer = trace.get_tracer("agentkit", release, tracer_provider=tracer_provider)
-        meter = metrics.get_meter("agentkit", release, meter_provider=meter_provider)
-        self.token_usage = meter.create_histogram(
-            "gen_ai.client.token.usage",
-            unit="{token}",
-            description="Number of input and output tokens used",
-            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
-        )
-        self.duration = meter.create_histogram(
-            "gen_ai.client.operation.duration",
-            unit="s",
-            description="GenAI operation duration",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
-        )
+        super().__init__(tracer_provider, meter_provider, capture_content=capture_content)
 
     # -- a run ---------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from agentkit.tools.arguments import ValidatedArguments
 from agentkit.tools.formats import DefinitionProblem
+from agentkit.tools.options import ToolOptions
 from agentkit.tools.signature import ToolDefinitionWarning
 from agentkit.tools.source import ToolSource
 from agentkit.tools.tool import Approval, Tool, tool, validate_tool_definitions
@@ -12,6 +13,7 @@ __all__ = [
     "DefinitionProblem",
     "Tool",
     "ToolDefinitionWarning",
+    "ToolOptions",
     "ToolSource",
     "Toolset",
     "ValidatedArguments",

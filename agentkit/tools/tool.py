@@ -15,6 +15,7 @@ from typing import Any, overload
 import jsonschema_rs
 from pydantic import ValidationError
 from pydantic_core import SchemaValidator
+from typing_extensions import Unpack
 
 from agentkit._validation import field_errors, show
 from agentkit.errors import FieldError, ToolArgumentsError, ToolDefinitionError
@@ -28,20 +29,17 @@ from agentkit.tools.formats import (
     to_strict,
     workers_ai_ready,
 )
+from agentkit.tools.options import Approval, ToolOptions, settle_options
 from agentkit.tools.signature import read_signature
 
 __all__ = ["Approval", "Tool", "tool", "validate_tool_definitions"]
-
-Approval = bool | Callable[[dict[str, Any]], bool]
-"""Whether a tool's calls wait for a person: always, never, or when a predicate of the
-validated arguments says so."""
 
 
 class Tool:
     """A function (or a foreign definition) the model can call.
 
     Build one with `@tool` or `Tool.from_definition(...)`. A decorated function stays callable
-    as itself.
+    as itself. Every way of building one takes the same keyword options, `ToolOptions`.
     """
 
     context_param: str | None = None
@@ -57,24 +55,20 @@ class Tool:
         parameters: dict[str, Any],
         validator: SchemaValidator | None = None,
         defaults: Mapping[str, Any] | None = None,
-        sequential: bool = False,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        strict: bool | None = None,
-        idempotent: bool = False,
-        requires_approval: Approval = False,
         original_name: str | None = None,
         normalization_report: Sequence[str] = (),
+        **options: Unpack[ToolOptions],
     ) -> None:
+        settled = settle_options(name, options)
         self.function = function
         self.name = name
         self.description = description
-        self.sequential = sequential
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.idempotent = idempotent
+        self.sequential = settled["sequential"]
+        self.timeout = settled["timeout"]
+        self.max_retries = settled["max_retries"]
+        self.idempotent = settled["idempotent"]
         """Running a call twice does no more than running it once: safe to retry after a crash."""
-        self.requires_approval = requires_approval
+        self.requires_approval = settled["requires_approval"]
         """A person approves each call (True), or the calls whose validated arguments this
         predicate holds for, before it runs."""
         self.original_name = original_name or name
@@ -89,7 +83,7 @@ class Tool:
         self._schemas: dict[str, dict[str, Any]] = {"full": parameters}
         self._inline_problem: str | None = None
         self._strict_problems: list[str] | None = None
-        if strict and self.strict_report():
+        if settled["strict"] and self.strict_report():
             raise ToolDefinitionError(name, ["cannot be strict", *self.strict_report()])
         self._definitions: dict[str, FunctionDefinition] = {}
         # The one validator: pydantic's for a function, a compiled JSON Schema otherwise.
@@ -125,12 +119,7 @@ class Tool:
         *,
         name: str | None = None,
         description: str | None = None,
-        sequential: bool = False,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        strict: bool | None = None,
-        idempotent: bool = False,
-        requires_approval: Approval = False,
+        **options: Unpack[ToolOptions],
     ) -> Tool:
         """A tool from a plain function; see `@tool`."""
         tool_name = name or function.__name__
@@ -142,12 +131,7 @@ class Tool:
             parameters=signature.schema,
             validator=signature.validator,
             defaults=signature.defaults,
-            sequential=sequential,
-            timeout=timeout,
-            max_retries=max_retries,
-            strict=strict,
-            idempotent=idempotent,
-            requires_approval=requires_approval,
+            **options,
         )
         made.context_param = signature.context
         return made
@@ -157,12 +141,7 @@ class Tool:
         cls,
         definition: Mapping[str, Any],
         handler: Callable[..., Any] | None = None,
-        *,
-        sequential: bool = False,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        idempotent: bool = False,
-        requires_approval: Approval = False,
+        **options: Unpack[ToolOptions],
     ) -> Tool:
         """A tool from a definition in either shape, sloppy dialects included.
 
@@ -170,8 +149,8 @@ class Tool:
         defaults that don't match their type, `required` entries naming no property and an
         `enum` or `const` whose values contradict the `type` (the values are converted when all
         of them convert, else the type becomes theirs) are fixed; `normalization_report` says
-        what changed. `handler`, if given, is called with
-        the validated arguments as keywords.
+        what changed. `handler`, if given, is called with the validated arguments as keywords;
+        `options` are those of `@tool`.
 
         Raises:
             ToolDefinitionError: the definition cannot be made a valid tool (not a JSON Schema,
@@ -186,13 +165,9 @@ class Tool:
             name=body["name"],
             description=body["description"],
             parameters=body["parameters"],
-            sequential=sequential,
-            timeout=timeout,
-            max_retries=max_retries,
-            idempotent=idempotent,
-            requires_approval=requires_approval,
             original_name=original,
             normalization_report=[str(n) for n in notes],
+            **options,
         )
 
     # -- shapes -----------------------------------------------------------------------------
@@ -360,12 +335,7 @@ def tool(
     *,
     name: str | None = None,
     description: str | None = None,
-    sequential: bool = False,
-    timeout: float | None = None,
-    max_retries: int | None = None,
-    strict: bool | None = None,
-    idempotent: bool = False,
-    requires_approval: Approval = False,
+    **options: Unpack[ToolOptions],
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -375,12 +345,7 @@ def tool(
     *,
     name: str | None = None,
     description: str | None = None,
-    sequential: bool = False,
-    timeout: float | None = None,
-    max_retries: int | None = None,
-    strict: bool | None = None,
-    idempotent: bool = False,
-    requires_approval: Approval = False,
+    **options: Unpack[ToolOptions],
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Make a sync or async function a tool, bare (`@tool`) or with options.
 
@@ -388,30 +353,18 @@ def tool(
         function: the function (when used bare).
         name: the tool's name; the function's name by default.
         description: the tool's description; the docstring's by default.
-        sequential: run this tool alone, never alongside other calls of the same step.
-        timeout: seconds a call may take before the model is told it timed out.
-        max_retries: failed calls in a row allowed before the run stops.
-        strict: check now that the tool can be sent in OpenAI strict mode.
-        idempotent: calling it twice with the same arguments does no more than once, so a
-            call cut off by a crash may run again.
-        requires_approval: ask a person before each call (True), or before the calls whose
-            validated arguments make this predicate true.
+        **options: how its calls are run (`ToolOptions`): `sequential`, `timeout`,
+            `max_retries`, `strict`, `idempotent`, `requires_approval`.
+
+    Raises:
+        TypeError: an option that does not exist.
+        ToolDefinitionError: the function cannot be a tool, or an option's value cannot work.
     """
-    options = {
-        "name": name,
-        "description": description,
-        "sequential": sequential,
-        "timeout": timeout,
-        "max_retries": max_retries,
-        "strict": strict,
-        "idempotent": idempotent,
-        "requires_approval": requires_approval,
-    }
     if function is not None:
-        return Tool.from_function(function, **options)  # type: ignore[arg-type]
+        return Tool.from_function(function, name=name, description=description, **options)
 
     def decorate(fn: Callable[..., Any]) -> Tool:
-        return Tool.from_function(fn, **options)  # type: ignore[arg-type]
+        return Tool.from_function(fn, name=name, description=description, **options)
 
     return decorate
 
