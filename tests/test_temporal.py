@@ -16,7 +16,7 @@ import anyio
 import pytest
 from helpers import add
 
-from agentkit import tool
+from agentkit import RunContext, tool
 from agentkit.errors import BadRequest, ModelConnectionError, ModelTimeout
 from agentkit.results import RunResult
 from agentkit.runtimes import ScriptedRuntime
@@ -415,8 +415,6 @@ async def test_a_model_call_that_fails_for_a_passing_reason_is_retried_a_refused
 
 
 async def test_a_tool_taking_a_run_context_gets_the_worker_s_deps(temporal_server: Any) -> None:
-    from agentkit import RunContext
-
     @tool
     def where(city: str, ctx: RunContext[dict[str, str]]) -> str:
         """Find the office in a city.
