@@ -59,16 +59,20 @@ def cancelled_error(records: Iterable[ToolCallRecord]) -> None:
             record.error = CANCELLED
 
 
-def _json_ready(call: ToolCall) -> ToolCall:
+def _json_ready(call: ToolCall) -> tuple[ToolCall, str]:
     """The call, with arguments that are not JSON data (e.g. a Python-literal set or `...`
-    from a runtime) kept as raw text, so they are told to the model as invalid arguments."""
+    from a runtime) kept as raw text, so they are told to the model as invalid arguments; and
+    its arguments as compact JSON (`ToolCall.arguments_json`), written once."""
     if call.raw_arguments is not None:
-        return call
+        return call, call.raw_arguments
     try:
-        json.dumps(call.arguments, allow_nan=False)
+        text = json.dumps(
+            call.arguments, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        )
     except (TypeError, ValueError):
-        return call.model_copy(update={"arguments": {}, "raw_arguments": repr(call.arguments)})
-    return call
+        kept = repr(call.arguments)
+        return call.model_copy(update={"arguments": {}, "raw_arguments": kept}), kept
+    return call, text
 
 
 class ToolStep:
@@ -78,12 +82,17 @@ class ToolStep:
         self.run = run
         self.settings = run.settings
         self.toolset = run.setup.toolset
+        self._texts: dict[str, str] = {}  # the step's calls' arguments as JSON, by call id
 
     # -- a step -----------------------------------------------------------------------------
 
     async def dispatch(self, generation: Generation) -> None:
         """File the model's tool-calling message, then run its calls."""
-        calls = [_json_ready(call) for call in generation.tool_calls]
+        calls = []
+        self._texts.clear()
+        for ready, text in map(_json_ready, generation.tool_calls):
+            calls.append(ready)
+            self._texts[ready.id] = text
         self.run.messages.append(Message.assistant(generation.response, calls))
         await self.run_calls(calls, generation.usage)
 
@@ -163,7 +172,8 @@ class ToolStep:
         when repeated. Only a call that would run again is a repeat (`repeat_limit`)."""
         run = self.run
         call = record.call
-        signature = call.name + "\0" + call.arguments_json()
+        text = self._texts.pop(call.id, None)
+        signature = call.name + "\0" + (call.arguments_json() if text is None else text)
         run.repeats = run.repeats + 1 if signature == run.last_signature else 1
         run.last_signature = signature
         tool = self.toolset.get(call.name)
