@@ -127,9 +127,10 @@ class ToolStep:
             # Runs on cancellation too: every call in the transcript gets its result, but for
             # those held for approval when the step ended well (they are answered on resume).
             for record in records:
-                if held and record.output is None and record.error is None:
-                    continue
-                cancelled_error((record,))
+                if record.output is None and record.error is None:
+                    if held:
+                        continue
+                    record.error = CANCELLED
                 run.messages.append(self.result_message(record))
         await self.step_end(step, records, usage)
         if stop is not None:
