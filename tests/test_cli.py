@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from loopback import LoopbackServer
 
 from agentkit import SQLiteSession
 from agentkit.cli import main
+
+from support.loopback import LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,9 +13,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from loopback import LoopbackServer
 
 from agentkit.cli import main
+
+from support.loopback import LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

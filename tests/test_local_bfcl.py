@@ -13,10 +13,11 @@ from pathlib import Path
 
 import anyio
 import pytest
-from environment import BFCL_DATA, require_bfcl
 
 from agentkit import GenerationRequest, Tool
 from agentkit.runtimes.llama_cpp import LlamaCpp
+
+from support.environment import BFCL_DATA, require_bfcl
 
 SAMPLE = 12
 """Every eighth of the first 96 questions: short and long signatures, arrays, enums, floats."""

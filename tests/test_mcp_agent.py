@@ -6,11 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mcp_helpers import ROOT, children, sdk_stdio
-
 from agentkit import Agent
 from agentkit.mcp import MCPServerStdio
 from agentkit.runtimes.llama_cpp import LlamaCpp
+
+from support import ROOT
+from support.mcp_helpers import children, sdk_stdio
 
 # The calculator served over MCP by `agentkit mcp`, run as a child process.
 CALCULATOR_OVER_MCP = [

@@ -1,5 +1,6 @@
 """MCP servers' tools in an agent: real servers, as child processes and over HTTP on 127.0.0.1,
-written with the official SDK here (tests/mcp_servers) or by others (mcp-server-time, PyPI)."""
+written with the official SDK here (tests/support/mcp_servers) or by others (mcp-server-time,
+PyPI)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from pathlib import Path
 
 import anyio
 import pytest
-from mcp_helpers import (
+
+from agentkit import Agent, ScriptedRuntime, Tool, ToolRetriesExhausted, ToolSource, tool
+from agentkit.errors import ToolDefinitionError, UserError
+from agentkit.mcp import MCPServerError, MCPServerHTTP, MCPServerStdio
+
+from support.mcp_helpers import (
     LOWLEVEL_SERVER,
     children,
     group_members,
@@ -19,10 +25,6 @@ from mcp_helpers import (
     sdk_http_server,
     sdk_stdio,
 )
-
-from agentkit import Agent, ScriptedRuntime, Tool, ToolRetriesExhausted, ToolSource, tool
-from agentkit.errors import ToolDefinitionError, UserError
-from agentkit.mcp import MCPServerError, MCPServerHTTP, MCPServerStdio
 
 call = ScriptedRuntime.call
 answer = ScriptedRuntime.answer
@@ -250,7 +252,7 @@ async def test_an_http_server_that_dies_is_told_then_said_to_be_down() -> None:
 
 
 async def test_an_http_server_that_is_not_there_is_a_clear_error() -> None:
-    from mcp_helpers import free_port
+    from support.mcp_helpers import free_port
 
     server = MCPServerHTTP(f"http://127.0.0.1:{free_port()}/mcp", connect_timeout=5)
     with pytest.raises(MCPServerError, match=r"MCP server '127\.0\.0\.1:\d+': did not start: "):

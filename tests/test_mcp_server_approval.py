@@ -18,10 +18,11 @@ from typing import Any
 import mcp_types as types
 import pytest
 from mcp import Client, StdioServerParameters
-from mcp_helpers import ROOT
-from test_mcp_server import CALCULATOR, agentkit_serve, sdk_client, served, text_of
 
 from agentkit import tool
+
+from support import ROOT
+from support.mcp_helpers import CALCULATOR, agentkit_serve, sdk_client, served, text_of
 
 MODES = pytest.mark.parametrize("mode", ["legacy", "auto"])
 

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import add
-from loopback import USAGE, LoopbackServer, Reply, Sleeps, sse
 
 from agentkit import Agent, GenerationRequest, RunResult, ServerError, StreamInterrupted
 from agentkit.events import RunFinished, TextDelta
 from agentkit.runtimes.openai import OpenAICompatible
 from agentkit.runtimes.recording import NoRecording, RecordingTransport
 from agentkit.runtimes.workers_ai import WorkersAI
+
+from support.helpers import add
+from support.loopback import USAGE, LoopbackServer, Reply, Sleeps, sse
 
 TOKEN = "real-token-that-must-not-leak"
 

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from helpers import add
 
 from agentkit import (
     Agent,
@@ -23,6 +22,8 @@ from agentkit import (
     get_runtime,
 )
 from agentkit.runtimes import RUNTIMES
+
+from support.helpers import add
 
 
 class Echo(Runtime):

@@ -78,9 +78,9 @@ def sent_body(field: str, body: dict[str, Any]) -> bool:
     if field == "tools":
         return len(body.get("tools", [])) == 1
     if field == "raw_prompt":
-        return body.get("prompt") == value and body.get("raw") is True
+        return bool(body.get("prompt") == value and body.get("raw") is True)
     if field == "tool_choice":
-        return body.get("tool_choice") == value
+        return bool(body.get("tool_choice") == value)
     return bool(body.get(field) == value)
 
 

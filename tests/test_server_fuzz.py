@@ -12,10 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
-from test_server import run_url
 
-from agentkit import FunctionRuntime, GenerationRequest, tool
+from agentkit import FunctionRuntime, ModelRequest, tool
 from agentkit.model_api import DEFAULT_MODEL
+
+from support.server import run_url
 
 CHAT = "/client/v4/accounts/acc/ai/v1/chat/completions"
 POSTS = [run_url(), CHAT, "/playground/agent"]
@@ -40,7 +41,7 @@ def echo(text: str) -> str:
     return text
 
 
-def model(request: GenerationRequest) -> str:
+def model(request: ModelRequest) -> str:
     return "ok"
 
 
@@ -230,7 +231,7 @@ def _intertwined(n: int) -> dict[str, Any]:
     return {"$ref": "#/$defs/D0", "$defs": defs}
 
 
-_BOUNDED = {
+_BOUNDED: dict[str, dict[str, Any]] = {
     "Length": {"type": "string"},
     "Items": {"type": "array", "items": {"type": "integer"}},
     "Properties": {"type": "object", "additionalProperties": {"type": "integer"}},

@@ -9,19 +9,16 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
 import httpx
-import pytest
-from environment import CHROMIUM, require_chromium
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from test_server_security import QUESTION, Calculator
 
 from agentkit import (
     Capabilities,
@@ -39,16 +36,10 @@ from agentkit.server import create_app
 from agentkit.server.background import BackgroundServer
 from agentkit.tools.loader import load_tools
 
+from support.browser import screenshot
+from support.server import QUESTION, Calculator
+
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Records every length the first answer bubble had, to tell a stream from a single write.
 WATCH_STREAMING = """
 window.__lengths = [];
@@ -58,45 +49,6 @@ new MutationObserver(() => {
 }).observe(document.getElementById('transcript'),
            {subtree: true, childList: true, characterData: true});
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    require_chromium()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(
-        viewport={"width": 1280, "height": 800},
-        permissions=["clipboard-read", "clipboard-write"],
-    )
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    # A Content-Security-Policy violation is a console error too, so the page must run as the
-    # policy allows. Chromium logs each HTTP error answer (401, 400...) as a console error:
-    # those are expected.
-    opened.on(
-        "console",
-        lambda m: (
-            errors.append(m.text)
-            if m.type == "error" and not m.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
-    yield opened
-    context.close()
-    assert errors == [], f"the page logged errors: {errors}"
-
-
-def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
 def test_the_page_streams_an_answer_from_the_model(page: Page) -> None:

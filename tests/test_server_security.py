@@ -18,47 +18,18 @@ from typing import Any
 
 import httpx
 import pytest
-from loopback import LoopbackServer
 from starlette.testclient import TestClient
-from test_server import TOKEN, BackgroundServer, run_url
 
-from agentkit import FunctionRuntime, Generation, GenerationRequest, ScriptedRuntime, tool
+from agentkit import ScriptedRuntime
 from agentkit.cli import main as cli_main
 from agentkit.server import create_app
+from agentkit.server.background import BackgroundServer
+
+from support.loopback import LoopbackServer
+from support.server import QUESTION, TOKEN, Calculator, run_url
 
 OWN = "http://127.0.0.1:8787"
 EVIL = "http://evil.example:8787"
-QUESTION = {
-    "messages": [{"role": "user", "content": "What is 37 * 41?"}],
-    "tool_choice": "required",
-}
-
-
-class Calculator:
-    """A calculator tool that counts its runs, and a model that calls it once."""
-
-    def __init__(self) -> None:
-        self.runs: list[str] = []
-
-        @tool
-        def calculate(expression: str) -> str:
-            """Evaluate an arithmetic expression.
-
-            Args:
-                expression: e.g. 37 * 41.
-            """
-            self.runs.append(expression)
-            return "1517"
-
-        self.tool = calculate
-        self.runtime = FunctionRuntime(self._model)
-
-    @staticmethod
-    def _model(request: GenerationRequest) -> Generation | str:
-        assert request.messages is not None
-        if request.messages[-1].role == "tool":
-            return f"It is {request.messages[-1].content}."
-        return ScriptedRuntime.call("calculate", expression="37 * 41")
 
 
 def envelope(answer: Any, status: int, code: int) -> str:
@@ -289,7 +260,7 @@ def test_a_token_is_compared_as_bytes(client: Callable[..., TestClient]) -> None
     app = client(ScriptedRuntime(["in"]), api_token=TOKEN)
     # The same characters in another encoding are another token.
     wrong = app.post(
-        run_url(), json={"prompt": "hi"}, headers={"Authorization": b"Bearer test-t\xf6ken-123"}
+        run_url(), json={"prompt": "hi"}, headers={b"Authorization": b"Bearer test-t\xf6ken-123"}
     )
     assert envelope(wrong, 401, 10000) == "Authentication error: the token is not valid"
     right = app.post(run_url(), json={"prompt": "hi"}, headers={"Authorization": f"Bearer {TOKEN}"})
@@ -355,11 +326,13 @@ def test_create_app_refuses_a_wildcard_without_a_token_and_warns_with_one(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     for setting, kind in (("allowed_origins", "origin"), ("allowed_hosts", "host")):
+        wildcard: dict[str, Any] = {setting: ["*"]}
         with pytest.raises(ValueError, match=rf"{setting}: '\*' without api_token: ") as refused:
-            create_app(ScriptedRuntime(), **{setting: ["*"]})
+            create_app(ScriptedRuntime(), **wildcard)
         assert f"or pass insecure_allow_any_{kind}=True to accept the risk" in str(refused.value)
-        create_app(ScriptedRuntime(), **{setting: ["*"], f"insecure_allow_any_{kind}": True})
-        create_app(ScriptedRuntime(), api_token=TOKEN, **{setting: ["*"]})
+        insecure: dict[str, Any] = {f"insecure_allow_any_{kind}": True}
+        create_app(ScriptedRuntime(), **wildcard, **insecure)
+        create_app(ScriptedRuntime(), api_token=TOKEN, **wildcard)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert [w.split(":")[0] for w in warnings] == [
         "any origin is allowed ('*')", "any origin is allowed ('*')",
@@ -431,7 +404,7 @@ def test_a_wildcard_with_a_token_starts_and_warns(
 # -- JSON inside strings: a call's arguments ------------------------------------------------
 
 DEEP = "[" * 5000 + "]" * 5000
-CALL_SHAPES = {
+CALL_SHAPES: dict[str, dict[str, Any]] = {
     "legacy": {"name": "calculate", "arguments": DEEP},
     "function": {
         "id": "c1",

@@ -14,7 +14,6 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import add
 
 from agentkit import tool
 from agentkit._tool_calls import _cut
@@ -33,6 +32,9 @@ from agentkit.temporal import (
     start_run,
 )
 from agentkit.temporal import result as result_of
+
+from support import SUPPORT
+from support.helpers import add
 
 
 def _queue() -> str:
@@ -70,7 +72,7 @@ async def test_a_run_completes_with_tool_calls(temporal_server: Any) -> None:
     assert state.steps == 3 and state.tool_calls == 3 and state.done
 
 
-WORKER_SCRIPT = Path(__file__).with_name("temporal_worker.py")
+WORKER_SCRIPT = SUPPORT / "temporal_worker.py"
 CALCULATOR = Path(__file__).parents[1] / "tools" / "calculator.py"
 
 
