@@ -24,14 +24,14 @@ FIXTURE_MARKERS = {"model_path": "model", "browser": "browser", "temporal_server
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # llama.cpp (built with OpenMP) runs a decode on as many threads as it is told, every core by
-    # default, and its threads wait for each other spinning. Two test processes each spinning on
-    # every core slow each other down several times over; so each of n workers gets its share
-    # of the cores, which every process it starts (the CLI, servers) inherits. libgomp reads the
+    # llama.cpp (built with OpenMP) decodes on as many threads as it is told, every core by
+    # default, and the number of threads can change the last bits of the logits: with another
+    # count, a seeded sample can take another path. So the tests pin one thread, the
+    # same on every machine, and every process they start (the CLI, servers) inherits it. The
+    # workers (`-n auto`) use the cores instead: threads of processes sharing cores wait for
+    # each other spinning, which slows every test down several times over. libgomp reads the
     # limit when it loads, before any test imports llama_cpp.
-    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if workers and "OMP_THREAD_LIMIT" not in os.environ:
-        os.environ["OMP_THREAD_LIMIT"] = str(max(1, (os.cpu_count() or 1) // int(workers)))
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker

@@ -919,6 +919,7 @@ print(result.output, abandoned_threads())
 """
 
 
+@pytest.mark.subprocess
 def test_a_given_up_sync_call_does_not_keep_the_process_alive() -> None:
     sleep = 30
     started = time.monotonic()

@@ -336,6 +336,7 @@ async def test_a_streamed_resume_refused_raises_from_the_stream() -> None:
                 pass
 
 
+@pytest.mark.subprocess
 def test_a_run_pauses_in_one_process_and_resumes_in_another(tmp_path: Path) -> None:
     module = tmp_path / "bank.py"
     module.write_text(

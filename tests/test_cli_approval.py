@@ -18,6 +18,8 @@ from agentkit.cli import main
 
 from support.loopback import LoopbackServer
 
+pytestmark = pytest.mark.subprocess
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -14,6 +14,8 @@ import pytest
 
 import agentkit
 
+pytestmark = pytest.mark.subprocess
+
 OPTIONAL = {"agentkit.runtimes.llama_cpp"}
 
 

@@ -57,6 +57,7 @@ async def check_calculator(client: Client) -> None:
 # -- stdio: `agentkit mcp` ----------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 async def test_the_sdk_client_uses_agentkit_mcp_over_stdio() -> None:
     params = StdioServerParameters(
         command=sys.executable,
@@ -182,6 +183,7 @@ async def test_our_client_and_an_agent_use_the_servers_mcp_route() -> None:
 # -- the command: `agentkit serve --mcp` --------------------------------------------------------
 
 
+@pytest.mark.subprocess
 async def test_agentkit_serve_mcp_serves_its_tools_and_its_mcp_servers_tools() -> None:
     stdio = f"{sys.executable} {SDK_SERVER}"
     with agentkit_serve("--mcp", "--tools", "tools/calculator.py", "--mcp-stdio", stdio) as url:

@@ -133,6 +133,7 @@ async def test_a_client_that_cannot_be_asked_is_refused_the_calls_that_need_appr
     assert str(listed["pay"]).endswith("\n\nSome calls wait for the user's approval.")
 
 
+@pytest.mark.subprocess
 async def test_agentkit_serve_approve_all_runs_them_without_asking(tmp_path: Path) -> None:
     tools = tmp_path / "tools.py"
     tools.write_text(WIPE_FILE)
@@ -161,6 +162,7 @@ WIPE_FILE = textwrap.dedent(
 )
 
 
+@pytest.mark.subprocess
 async def test_agentkit_mcp_over_stdio_asks_refuses_or_approves_all(tmp_path: Path) -> None:
     tools = tmp_path / "tools.py"
     tools.write_text(WIPE_FILE)

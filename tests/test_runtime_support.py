@@ -152,6 +152,7 @@ async def test_the_test_doubles_record_every_field(field: str) -> None:
 # -- the local runtime: the plan it hands llama.cpp --------------------------------------------
 
 
+@pytest.mark.model
 async def test_the_local_runtime_honours_or_refuses_each_field(tmp_path: Any) -> None:
     llama_cpp = pytest.importorskip("agentkit.runtimes.llama_cpp", reason="needs the local extra")
     adapter = tmp_path / "pirate.gguf"

@@ -23,6 +23,8 @@ from support.answer_schemas import ANSWER_SCHEMAS
 from support.helpers import ACCOUNT, cloudflare_sdk, openai_sdk
 from support.server import api_errors
 
+pytestmark = pytest.mark.model
+
 TOKEN = "answer-test-token"
 PROMPT, SCHEMA = ANSWER_SCHEMAS["nested-object"]
 # Plain JSON, as a user writes it for either SDK (whose TypedDicts for it differ).

@@ -263,6 +263,7 @@ def local_app() -> Iterator[TestClient]:
         yield c
 
 
+@pytest.mark.model
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     path=st.sampled_from(POSTS),

@@ -32,6 +32,8 @@ from agentkit.server.background import BackgroundServer
 from support.helpers import ACCOUNT, cloudflare_sdk, openai_sdk
 from support.server import api_errors, function_of
 
+pytestmark = pytest.mark.model
+
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "model-test-token"
 # Plain JSON, as a user writes it for either SDK (whose TypedDicts for it differ).
@@ -260,6 +262,7 @@ def _free_port() -> int:
         return port
 
 
+@pytest.mark.subprocess
 def test_agentkit_serve_command(tmp_path: Path) -> None:
     port = _free_port()
     command = [

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import anyio
 import httpx
+import pytest
 from playwright.sync_api import Browser, Page, expect
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
@@ -51,6 +52,7 @@ new MutationObserver(() => {
 """
 
 
+@pytest.mark.model
 def test_the_page_streams_an_answer_from_the_model(page: Page) -> None:
     model = LlamaCpp()
     try:
@@ -84,6 +86,7 @@ def test_the_page_streams_an_answer_from_the_model(page: Page) -> None:
         closer.join()
 
 
+@pytest.mark.model
 def test_the_embedded_model_calls_a_tool_from_the_page(page: Page) -> None:
     model = LlamaCpp()
     (calculate,) = load_tools([ROOT / "tools" / "calculator.py"])
@@ -125,6 +128,7 @@ def weather_model(request: ModelRequest) -> Generation | str:
     return ScriptedRuntime.call("get_weather", city="Paris")
 
 
+@pytest.mark.subprocess
 def test_the_page_shows_tool_calls_and_sends_the_settings(page: Page) -> None:
     runtime = FunctionRuntime(weather_model)
     with BackgroundServer(create_app(runtime, tools=[get_weather])) as server:
@@ -436,6 +440,7 @@ def test_an_allowed_origin_calls_the_api_with_cors(browser: Browser) -> None:
     assert calculator.runs == ["37 * 41"]
 
 
+@pytest.mark.model
 def test_the_page_sets_a_schema_and_shows_the_answer_object(page: Page) -> None:
     schema = {
         "type": "object",

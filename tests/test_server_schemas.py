@@ -22,6 +22,8 @@ from agentkit.server.background import BackgroundServer
 
 from support.server import run_url
 
+pytestmark = pytest.mark.model
+
 TOKEN = "schema-test-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 CHAT = "/client/v4/accounts/acc/ai/v1/chat/completions"

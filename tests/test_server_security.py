@@ -204,6 +204,7 @@ def test_api_clients_keep_any_content_type(client: Callable[..., TestClient]) ->
     assert answer.json()["result"]["response"] == "hi"
 
 
+@pytest.mark.subprocess
 def test_the_reported_attack_no_longer_runs_the_tool_and_curl_still_works(
     serve: Callable[..., BackgroundServer],
 ) -> None:
@@ -343,6 +344,7 @@ def test_create_app_refuses_a_wildcard_without_a_token_and_warns_with_one(
     ] * 2  # fmt: skip
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("kind", sorted(WILDCARDS))
 def test_a_wildcard_without_a_token_refuses_to_start(
     served: Callable[..., tuple[str, Path]], kind: str
@@ -360,6 +362,7 @@ def test_a_wildcard_without_a_token_refuses_to_start(
     assert f"set --api-token, name the {kind}s to trust instead of '*', or pass {insecure}" in line
 
 
+@pytest.mark.subprocess
 def test_the_insecure_flags_start_a_server_that_answers_any_page_and_host(
     served: Callable[..., tuple[str, Path]],
 ) -> None:
@@ -383,6 +386,7 @@ def test_the_insecure_flags_start_a_server_that_answers_any_page_and_host(
     assert log.count("no API token stands in the way") == 2
 
 
+@pytest.mark.subprocess
 def test_a_wildcard_with_a_token_starts_and_warns(
     served: Callable[..., tuple[str, Path]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -513,6 +513,7 @@ async def test_a_prompt_of_several_messages_is_journaled_whole() -> None:
 # -- the embedded model --------------------------------------------------------------------
 
 
+@pytest.mark.model
 async def test_the_embedded_model_continues_a_conversation_through_a_sqlite_file(
     tmp_path: Path,
 ) -> None:

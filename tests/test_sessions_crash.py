@@ -21,9 +21,12 @@ from agentkit.sessions import INTERRUPTED, InterruptedRun, interrupted_run
 
 from support import SUPPORT
 
-WORKER = SUPPORT / "session_worker.py"
+pytestmark = [
+    pytest.mark.subprocess,
+    pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX"),
+]
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+WORKER = SUPPORT / "session_worker.py"
 
 
 def worker(

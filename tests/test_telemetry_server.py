@@ -107,6 +107,7 @@ def _free_port() -> int:
         return port
 
 
+@pytest.mark.subprocess
 def test_agentkit_serve_continues_the_trace_and_exports_it_over_otlp(
     tmp_path: Path, service: LoopbackServer
 ) -> None:

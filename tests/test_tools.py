@@ -693,6 +693,7 @@ def test_values_contradicting_their_type_are_converted_or_the_type_widened(
     assert any(line.startswith("$.parameters.properties.x.") for line in made.normalization_report)
 
 
+@pytest.mark.model
 async def test_the_repaired_tool_works_among_others_on_the_local_runtime(model_path: Path) -> None:
     from agentkit.runtimes.llama_cpp import LlamaCpp
 
@@ -724,6 +725,7 @@ def test_a_schema_nested_too_deep_is_refused_when_ingested() -> None:
     )
 
 
+@pytest.mark.model
 def test_a_grammar_runtime_refuses_an_unholdable_schema_when_the_agent_is_built() -> None:
     empty_range = {"type": "integer", "minimum": 5, "maximum": 1}
     count = Tool.from_definition(
