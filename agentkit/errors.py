@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 __all__ = [
     "AgentKitError",
@@ -253,26 +253,6 @@ class ToolRetry(Exception):  # control flow, named for what the tool asks
         super().__init__(message)
 
 
-class PartialRun(Protocol):
-    """The partial run a `RunError` carries: an `agentkit.RunResult` (`stop_reason` says why
-    it stopped)."""
-
-    @property
-    def output(self) -> Any: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def messages(self) -> Sequence[Any]: ...
-    @property
-    def tool_calls(self) -> Sequence[Any]: ...
-    @property
-    def usage(self) -> Any: ...
-    @property
-    def steps(self) -> int: ...
-    @property
-    def stop_reason(self) -> str: ...
-
-
 class StopRun(Exception):  # control flow, named for what the hook asks
     """Raised by a run hook (`agentkit.RunHooks`) to stop the run; the run raises
     `RunStopped` with `message` and the partial run."""
@@ -283,9 +263,12 @@ class StopRun(Exception):  # control flow, named for what the hook asks
 
 
 class RunError(AgentKitError):
-    """A run stopped without an answer. `run` holds everything that happened until then."""
+    """A run stopped without an answer. `run` holds everything that happened until then: the
+    partial `agentkit.RunResult` (typed loosely here, below the agent that makes it)."""
 
-    def __init__(self, message: str, run: PartialRun | None = None) -> None:
+    run: Any
+
+    def __init__(self, message: str, run: Any = None) -> None:
         self.run = run
         super().__init__(message)
 
@@ -293,7 +276,7 @@ class RunError(AgentKitError):
 class MaxStepsExceeded(RunError):
     """The model was still calling tools after `max_steps` steps."""
 
-    def __init__(self, max_steps: int, run: PartialRun | None = None) -> None:
+    def __init__(self, max_steps: int, run: Any = None) -> None:
         self.max_steps = max_steps
         super().__init__(f"no answer after max_steps={max_steps} steps", run)
 
@@ -301,7 +284,7 @@ class MaxStepsExceeded(RunError):
 class DeadlineExceeded(RunError):
     """The whole run took longer than its deadline."""
 
-    def __init__(self, deadline: float, run: PartialRun | None = None) -> None:
+    def __init__(self, deadline: float, run: Any = None) -> None:
         self.deadline = deadline
         super().__init__(f"run exceeded its deadline of {deadline:g} s", run)
 
@@ -309,7 +292,7 @@ class DeadlineExceeded(RunError):
 class ToolRetriesExhausted(RunError):
     """A tool kept receiving invalid arguments (or asking to retry) beyond its budget."""
 
-    def __init__(self, tool: str, retries: int, last_error: str, run: PartialRun | None = None):
+    def __init__(self, tool: str, retries: int, last_error: str, run: Any = None):
         self.tool = tool
         self.retries = retries
         self.last_error = last_error
@@ -322,7 +305,7 @@ class RepeatedToolCall(RunError):
     """The model repeated the same call even after being told it was repeating itself."""
 
     def __init__(
-        self, tool: str, arguments: dict[str, Any], times: int, run: PartialRun | None = None
+        self, tool: str, arguments: dict[str, Any], times: int, run: Any = None
     ):
         self.tool = tool
         self.arguments = arguments
@@ -335,7 +318,7 @@ class RepeatedToolCall(RunError):
 class RunStopped(RunError):
     """A hook stopped the run (it raised `StopRun`); `reason` is the hook's message."""
 
-    def __init__(self, reason: str, run: PartialRun | None = None) -> None:
+    def __init__(self, reason: str, run: Any = None) -> None:
         self.reason = reason
         super().__init__(f"a hook stopped the run: {reason}", run)
 
@@ -348,7 +331,7 @@ class TruncatedToolCall(ModelBehaviorError):
     """The generation reached `max_tokens` in the middle of a tool call: the call is
     incomplete, and it is no answer either. Raise `max_tokens` (or simplify the tool)."""
 
-    def __init__(self, max_tokens: int | None, text: str, run: PartialRun | None = None) -> None:
+    def __init__(self, max_tokens: int | None, text: str, run: Any = None) -> None:
         self.max_tokens = max_tokens
         self.text = text
         """The cut-off generation."""
@@ -368,7 +351,7 @@ class OutputValidationError(ModelBehaviorError):
         errors: Sequence[FieldError],
         text: str,
         retries: int,
-        run: PartialRun | None = None,
+        run: Any = None,
     ) -> None:
         self.errors = list(errors)
         self.text = text

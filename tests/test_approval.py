@@ -8,16 +8,15 @@ import sys
 import textwrap
 from contextlib import aclosing
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
-from helpers import add
 
 from agentkit import (
     Agent,
     DeadlineExceeded,
     Message,
+    RunResult,
     RunState,
     RunStateError,
     ScriptedRuntime,
@@ -25,6 +24,8 @@ from agentkit import (
     tool,
 )
 from agentkit.events import Event, RunFinished, StepFinished, ToolCallFinished, ToolCallStarted
+
+from support.helpers import add
 
 ROOT = Path(__file__).resolve().parents[1]
 sent: list[tuple[str, int]] = []
@@ -62,7 +63,7 @@ def tool_results(messages: list[Message]) -> list[tuple[str | None, str]]:
     return [(m.tool_call_id, m.content or "") for m in messages if m.role == "tool"]
 
 
-def paused_mixed_step() -> tuple[Agent, ScriptedRuntime, Any]:
+def paused_mixed_step() -> tuple[Agent[str], ScriptedRuntime, RunResult[str]]:
     runtime = ScriptedRuntime(
         [
             ScriptedRuntime.calls(("transfer", {"to": "bob"}), ("add", {"a": 2, "b": 3})),
@@ -109,6 +110,7 @@ def test_a_step_with_one_call_to_approve_runs_the_other_and_pauses() -> None:
 def test_a_denied_call_is_told_to_the_model_with_the_reason() -> None:
     agent, runtime, result = paused_mixed_step()
     [pending] = result.pending
+    assert result.state is not None
     resumed = agent.resume_sync(result.state, deny={pending.id: "bob is not a customer"})
     assert sent == []
     told = tool_results(runtime.requests[1].messages)
@@ -124,7 +126,8 @@ def test_a_denied_call_is_told_to_the_model_with_the_reason() -> None:
 def test_a_denial_without_a_reason_says_only_that() -> None:
     agent, runtime, result = paused_mixed_step()
     [pending] = result.pending
-    agent.resume_sync(result.state, deny={pending.id: "  "})  # type: ignore[arg-type]
+    assert result.state is not None
+    agent.resume_sync(result.state, deny={pending.id: "  "})
     assert tool_results(runtime.requests[1].messages)[0] == (
         pending.id,
         "Error: denied by the user",
@@ -158,6 +161,7 @@ def test_a_predicate_decides_from_the_validated_arguments() -> None:
     assert sent == [("pay", 50)]  # "50" validated to 50: under the bound, no approval
     assert [(p.name, p.arguments) for p in result.pending] == [("pay", {"amount": 500})]
     assert result.steps == 2
+    assert result.state is not None
     done = agent.resume_sync(result.state, approve=[result.pending[0].id])
     assert sent == [("pay", 50), ("pay", 500)]
     assert done.output == "ok"
@@ -200,7 +204,8 @@ def test_resuming_twice_or_with_ids_not_pending_fails_naming_them() -> None:
 
 def test_a_state_of_an_agent_configured_differently_is_refused_by_name() -> None:
     _, _, result = paused_mixed_step()
-    state = RunState.from_json(result.state.to_json())  # type: ignore[union-attr]
+    assert result.state is not None
+    state = RunState.from_json(result.state.to_json())
     [pending] = result.pending
 
     with pytest.raises(RunStateError) as caught:
@@ -227,7 +232,7 @@ def test_a_state_of_an_agent_configured_differently_is_refused_by_name() -> None
     assert caught.value.problems == ["tool 'transfer': its schema changed since the run paused"]
 
     other = Agent(ScriptedRuntime(["x"]), tools=[add, transfer])
-    other.output_type = dict  # type: ignore[attr-defined]  # a setting in the fingerprint
+    other.output_type = dict  # a setting in the fingerprint
     with pytest.raises(RunStateError) as caught:
         other.resume_sync(state, approve=[pending.id])
     assert caught.value.problems == [
@@ -244,7 +249,8 @@ def test_a_state_of_an_agent_configured_differently_is_refused_by_name() -> None
 
 def test_a_state_of_an_unknown_version_or_not_a_state_is_refused() -> None:
     _, _, result = paused_mixed_step()
-    data = json.loads(result.state.to_json())  # type: ignore[union-attr]
+    assert result.state is not None
+    data = json.loads(result.state.to_json())
     data["version"] = 2
     with pytest.raises(RunStateError, match=r"version: this agentkit reads version 1 \(got 2\)"):
         RunState.from_json(json.dumps(data))
@@ -282,10 +288,12 @@ def test_failures_before_the_pause_still_count_after_it() -> None:
     )
     agent = Agent(runtime, tools=[flaky], max_tool_retries=1)
     first = agent.run_sync("go")
-    first = agent.resume_sync(first.state, approve=[first.pending[0].id])  # type: ignore[arg-type]
+    assert first.state is not None
+    first = agent.resume_sync(first.state, approve=[first.pending[0].id])
     assert first.stop_reason == "approval"
     assert first.tool_calls[0].error == "ValueError: broken"
-    state = RunState.from_json(first.state.to_json())  # type: ignore[union-attr]
+    assert first.state is not None
+    state = RunState.from_json(first.state.to_json())
     assert state.failures == {"flaky": 1}
     with pytest.raises(ToolRetriesExhausted) as caught:
         agent.resume_sync(state, approve=[state.pending[0].id])
@@ -321,12 +329,14 @@ async def test_a_streamed_run_that_pauses_ends_with_run_finished_and_resumes_str
 async def test_a_streamed_resume_refused_raises_from_the_stream() -> None:
     agent = Agent(ScriptedRuntime([ScriptedRuntime.call("transfer", to="x")]), tools=[transfer])
     result = await agent.run("go")
+    assert result.state is not None
     with pytest.raises(RunStateError, match="undecided"):
-        async with aclosing(agent.stream_resume(result.state)) as stream:  # type: ignore[arg-type]
+        async with aclosing(agent.stream_resume(result.state)) as stream:
             async for _ in stream:
                 pass
 
 
+@pytest.mark.subprocess
 def test_a_run_pauses_in_one_process_and_resumes_in_another(tmp_path: Path) -> None:
     module = tmp_path / "bank.py"
     module.write_text(
@@ -398,8 +408,9 @@ def test_a_resumed_run_cut_by_its_deadline_keeps_every_call_answered() -> None:
     )
     agent = Agent(runtime, tools=[slow, add], deadline=0.3)
     paused = agent.run_sync("go")
+    assert paused.state is not None
     with pytest.raises(DeadlineExceeded) as caught:
-        agent.resume_sync(paused.state, approve=[paused.pending[0].id])  # type: ignore[arg-type]
+        agent.resume_sync(paused.state, approve=[paused.pending[0].id])
     run = caught.value.run
     assert run is not None
     slow_id, add_id = (c.id for c in run.messages[-3].tool_calls)

@@ -8,8 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from agentkit import Agent, RunState, tool
 from agentkit.runtimes.llama_cpp import LlamaCpp
+
+pytestmark = pytest.mark.model
 
 ROOT = Path(__file__).resolve().parents[1]
 evaluated: list[str] = []
@@ -52,6 +56,7 @@ async def test_the_embedded_model_pauses_for_approval_and_resumes_from_json() ->
         await runtime.aclose()
 
 
+@pytest.mark.subprocess
 def test_the_example_pauses_in_one_process_and_resumes_in_another(tmp_path: Path) -> None:
     script = ROOT / "examples" / "approval_automation.py"
 

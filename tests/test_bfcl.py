@@ -9,9 +9,10 @@ from typing import Any
 
 import jsonschema
 import pytest
-from environment import BFCL_DATA, require_bfcl
 
 from agentkit import Tool, ToolArgumentsError
+
+from support.environment import BFCL_DATA, require_bfcl
 
 DATA = BFCL_DATA
 FILES = ["simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance"]

@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from loopback import LoopbackServer
 
 from agentkit import SQLiteSession
 from agentkit.cli import main
+
+from support.loopback import LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,6 +28,8 @@ def agentkit(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.model
+@pytest.mark.subprocess
 def test_the_main_job_answers_1517_having_called_the_calculator() -> None:
     done = agentkit("run", "What is 37 * 41?", "--tools", "tools/calculator.py", "-v")
     assert done.returncode == 0, done.stderr
@@ -35,6 +38,8 @@ def test_the_main_job_answers_1517_having_called_the_calculator() -> None:
     assert "<- calculate: 1517" in done.stderr
 
 
+@pytest.mark.model
+@pytest.mark.subprocess
 def test_json_prints_the_whole_run_result() -> None:
     done = agentkit("run", "What is 37 * 41?", "--tools", "tools/calculator.py", "--json")
     assert done.returncode == 0, done.stderr
@@ -46,12 +51,15 @@ def test_json_prints_the_whole_run_result() -> None:
     assert result["steps"] == 2
 
 
+@pytest.mark.model
+@pytest.mark.subprocess
 def test_stream_prints_the_answer_as_it_comes() -> None:
     done = agentkit("run", "Say hello.", "--stream", "--max-tokens", "12", "--seed", "3")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
 
 
+@pytest.mark.subprocess
 def test_a_bad_sampling_value_is_one_clear_line_and_a_non_zero_exit() -> None:
     done = agentkit("run", "hi", "--temperature", "6")
     assert done.returncode == 2
@@ -60,6 +68,7 @@ def test_a_bad_sampling_value_is_one_clear_line_and_a_non_zero_exit() -> None:
     ]
 
 
+@pytest.mark.subprocess
 def test_a_missing_model_file_is_one_clear_line() -> None:
     done = agentkit("run", "hi", "--model", "no/such/model.gguf")
     assert done.returncode == 2
@@ -68,6 +77,7 @@ def test_a_missing_model_file_is_one_clear_line() -> None:
     ]
 
 
+@pytest.mark.subprocess
 def test_a_missing_tools_file_is_one_clear_line() -> None:
     done = agentkit("run", "hi", "--tools", "tools/nope.py")
     assert done.returncode == 2
@@ -75,6 +85,8 @@ def test_a_missing_tools_file_is_one_clear_line() -> None:
     assert line.startswith("error: ") and "tools/nope.py" in line
 
 
+@pytest.mark.model
+@pytest.mark.subprocess
 def test_output_schema_prints_the_object_from_the_embedded_model() -> None:
     schema = {
         "type": "object",
@@ -194,6 +206,8 @@ def test_a_session_name_that_is_not_utf8_is_one_clear_line(
     assert not (tmp_path / "s.db").exists()
 
 
+@pytest.mark.model
+@pytest.mark.subprocess
 def test_chat_on_the_embedded_model_resumes_its_session_in_a_new_process(tmp_path: Path) -> None:
     db = str(tmp_path / "s.db")
     args = ["chat", "--session", "local", "--session-db", db, "--max-tokens", "8"]

@@ -13,9 +13,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from loopback import LoopbackServer
 
 from agentkit.cli import main
+
+from support.loopback import LoopbackServer
+
+pytestmark = pytest.mark.subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from loopback import LoopbackServer, Reply
 
 from agentkit.cli import main
+
+from support.loopback import LoopbackServer, Reply
 
 CALCULATOR = str(Path(__file__).resolve().parents[1] / "tools" / "calculator.py")
 VARIABLES = (

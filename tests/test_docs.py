@@ -7,23 +7,30 @@ import runpy
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+EMBEDDED = re.compile(r"\"local\"|LlamaCpp\(")
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def blocks() -> list[tuple[str, str]]:
+def blocks() -> list[Any]:
+    """Each Python block, by page and number; one that runs the embedded model is marked so."""
     found = []
     for page in PAGES:
         for n, match in enumerate(BLOCK.finditer(page.read_text()), 1):
-            found.append((f"{page.relative_to(ROOT)}#{n}", match.group(1)))
+            code = match.group(1)
+            marks = [pytest.mark.model] if EMBEDDED.search(code) else []
+            where = f"{page.relative_to(ROOT)}#{n}"
+            found.append(pytest.param(where, code, id=where, marks=marks))
     return found
 
 
-@pytest.mark.parametrize(("where", "code"), blocks(), ids=[w for w, _ in blocks()])
+@pytest.mark.subprocess
+@pytest.mark.parametrize(("where", "code"), blocks())
 def test_doc_block_runs(where: str, code: str) -> None:
     # Each block is a complete program: run it as one, in a fresh interpreter.
     done = subprocess.run(
@@ -32,6 +39,7 @@ def test_doc_block_runs(where: str, code: str) -> None:
     assert done.returncode == 0, f"{where} failed:\n{done.stderr[-3000:]}"
 
 
+@pytest.mark.subprocess
 def test_scripted_example_runs() -> None:
     done = subprocess.run(
         [sys.executable, "examples/scripted_agent.py"],
@@ -48,6 +56,8 @@ def test_scripted_example_runs() -> None:
     assert lines[4:] == ["2 + 3 = 5, and Paris is clear at 21 °C.", "2 steps, 2 tool calls"]
 
 
+@pytest.mark.model
+@pytest.mark.subprocess
 def test_local_assistant_example_runs_on_the_embedded_model() -> None:
     done = subprocess.run(
         [sys.executable, "examples/local_assistant.py"],
@@ -61,6 +71,8 @@ def test_local_assistant_example_runs_on_the_embedded_model() -> None:
     assert "assistant> 1517" in done.stdout
 
 
+@pytest.mark.model
+@pytest.mark.subprocess
 def test_extract_record_example_runs_on_the_embedded_model() -> None:
     done = subprocess.run(
         [sys.executable, "examples/extract_record.py"],

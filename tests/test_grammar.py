@@ -13,7 +13,6 @@ from typing import Any
 import anyio
 import jsonschema
 import pytest
-from helpers import raw_llama
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,9 +27,11 @@ from agentkit.model_api import FunctionDefinition, Message, ToolCall
 from agentkit.tools import Tool
 from agentkit.wire.workers_ai import GenerationRequest
 
+from support.environment import BFCL_DATA, require_bfcl
+from support.helpers import raw_llama
+
 llama_cpp = pytest.importorskip("llama_cpp", reason="needs the local extra")
 
-BFCL = Path(__file__).resolve().parents[2] / "shared" / "data" / "bfcl"
 Accepts = Callable[[str, str], bool]
 
 
@@ -387,7 +388,7 @@ def test_a_property_name_longer_than_the_recursion_limit_is_held(accepts: Accept
     assert not accepts(grammar, '{"b": "x"}')
 
 
-_BOUNDED = {
+_BOUNDED: dict[str, tuple[dict[str, Any], str]] = {
     "Length": ({"type": "string"}, '"ab"'),
     "Items": ({"type": "array", "items": {"type": "integer"}}, "[1, 2]"),
     "Properties": ({"type": "object", "additionalProperties": {"type": "integer"}}, '{"a": 1}'),
@@ -511,9 +512,8 @@ def test_call_grammars_normalize_sloppy_schemas(accepts: Accepts) -> None:
 
 
 def test_every_bfcl_simple_function_converts(accepts: Accepts) -> None:
-    source = BFCL / "BFCL_v4_simple_python.json"
-    if not source.exists():
-        pytest.skip(f"the BFCL data is not checked out next to the repository ({source})")
+    require_bfcl()
+    source = BFCL_DATA / "BFCL_v4_simple_python.json"
     count = 0
     for line in source.read_text().splitlines():
         for definition in json.loads(line)["function"]:

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from loopback import LoopbackServer, Reply, Sleeps, sse
 
 from agentkit.errors import (
     AuthError,
@@ -37,6 +36,8 @@ from agentkit.runtimes._http import (
     error_from_response,
     parse_retry_after,
 )
+
+from support.loopback import LoopbackServer, Reply, Sleeps, sse
 
 # -- server-sent events ----------------------------------------------------------------------
 

@@ -20,6 +20,8 @@ import pytest
 
 import agentkit
 
+pytestmark = pytest.mark.subprocess
+
 OPTIONAL = {"agentkit.runtimes.llama_cpp"}
 PACKAGE = Path(agentkit.__file__).parent
 MAX_LINES = 500

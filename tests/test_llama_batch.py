@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import aclosing
 from pathlib import Path
 
@@ -15,7 +15,6 @@ import anyio
 import jsonschema
 import llama_cpp
 import pytest
-from helpers import openai_sdk, write_lora
 
 from agentkit import (
     Agent,
@@ -23,12 +22,15 @@ from agentkit import (
     Generation,
     MaxStepsExceeded,
     Message,
+    ModelRequest,
     StreamChunk,
     tool,
 )
 from agentkit.runtimes.llama_cpp import LlamaCpp
 from agentkit.server.background import BackgroundServer
 from agentkit.wire import GenerationRequest
+
+from support.helpers import openai_sdk, write_lora
 
 SUBJECTS = ("cat", "ship", "robot", "river", "king", "garden")
 
@@ -94,7 +96,7 @@ async def at_once(
     return [result for result in results if result is not None]
 
 
-def outputs(generations: list[Generation]) -> list[tuple[str, int, str]]:
+def outputs(generations: list[Generation]) -> list[tuple[str, int, str | None]]:
     return [(g.response, g.usage.completion_tokens, g.finish_reason) for g in generations]
 
 
@@ -191,7 +193,9 @@ async def test_a_client_leaving_mid_stream_frees_its_slot_and_disturbs_no_one(
         finished.append("steady")
 
     async def leave_early() -> None:
-        async with aclosing(two.stream(endless)) as chunks:
+        stream = two.stream(endless)
+        assert isinstance(stream, AsyncGenerator)  # what closing it stops
+        async with aclosing(stream) as chunks:
             seen = 0
             async for _ in chunks:
                 seen += 1
@@ -303,7 +307,7 @@ async def test_parallel_agent_runs_each_evaluate_only_their_new_tokens(batched: 
             """
             return f"{sensor}: {next(readings)}"
 
-        async def nine_calls_then_answer(request: GenerationRequest) -> Generation:
+        async def nine_calls_then_answer(request: ModelRequest) -> Generation:
             choice = "required" if len(generations) < 9 else "auto"
             generation = await batched.generate(request.model_copy(update={"tool_choice": choice}))
             generations.append(generation)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
 import pytest
-from helpers import write_lora
 
 from agentkit import (
     Agent,
@@ -18,6 +17,7 @@ from agentkit import (
     FunctionRuntime,
     Generation,
     Message,
+    ModelRequest,
     RequestValidationError,
     ToolCall,
     TruncatedToolCall,
@@ -26,6 +26,8 @@ from agentkit import (
 )
 from agentkit.runtimes.llama_cpp import LlamaCpp
 from agentkit.wire import GenerationRequest
+
+from support.helpers import write_lora
 
 POEM = [{"role": "user", "content": "Write a short poem about the sea."}]
 
@@ -159,7 +161,9 @@ async def test_concurrent_requests_queue_and_get_their_own_answers(runtime: Llam
 async def test_leaving_a_stream_early_stops_the_generation(runtime: LlamaCpp) -> None:
     request = GenerationRequest.build(messages=POEM, temperature=0, max_tokens=2000)
     with anyio.fail_after(30):
-        async with aclosing(runtime.stream(request)) as chunks:
+        stream = runtime.stream(request)
+        assert isinstance(stream, AsyncGenerator)  # what closing it stops
+        async with aclosing(stream) as chunks:
             async for _ in chunks:
                 break
         # The model is free again at once: a 2000-token generation did not run to its end.
@@ -361,7 +365,7 @@ async def test_a_conversation_reuses_the_kv_cache_for_its_prefix(runtime: LlamaC
     """Over a 3-step agent run, each step evaluates only what the last one did not see."""
     generations: list[Generation] = []
 
-    async def forced_then_auto(request: GenerationRequest) -> Generation:
+    async def forced_then_auto(request: ModelRequest) -> Generation:
         choice = "required" if len(generations) < 2 else "auto"
         generation = await runtime.generate(request.model_copy(update={"tool_choice": choice}))
         generations.append(generation)

@@ -6,11 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mcp_helpers import ROOT, children, sdk_stdio
+import pytest
 
 from agentkit import Agent
 from agentkit.mcp import MCPServerStdio
 from agentkit.runtimes.llama_cpp import LlamaCpp
+
+from support import ROOT
+from support.mcp_helpers import children, sdk_stdio
+
+pytestmark = pytest.mark.subprocess
 
 # The calculator served over MCP by `agentkit mcp`, run as a child process.
 CALCULATOR_OVER_MCP = [
@@ -50,6 +55,7 @@ async def test_the_embedded_model_calls_a_tool_of_a_server_written_with_the_sdk(
     assert "42" in result.output
 
 
+@pytest.mark.model
 def test_agentkit_run_with_mcp_stdio() -> None:
     # The embedded model's first step must call a tool (`required`, the command's default).
     done = subprocess.run(

@@ -1,5 +1,6 @@
 """MCP servers' tools in an agent: real servers, as child processes and over HTTP on 127.0.0.1,
-written with the official SDK here (tests/mcp_servers) or by others (mcp-server-time, PyPI)."""
+written with the official SDK here (tests/support/mcp_servers) or by others (mcp-server-time,
+PyPI)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from pathlib import Path
 
 import anyio
 import pytest
-from mcp_helpers import (
+
+from agentkit import Agent, ScriptedRuntime, Tool, ToolRetriesExhausted, ToolSource, tool
+from agentkit.errors import ToolDefinitionError, UserError
+from agentkit.mcp import MCPServerError, MCPServerHTTP, MCPServerStdio
+
+from support.mcp_helpers import (
     LOWLEVEL_SERVER,
     children,
     group_members,
@@ -19,10 +25,6 @@ from mcp_helpers import (
     sdk_http_server,
     sdk_stdio,
 )
-
-from agentkit import Agent, ScriptedRuntime, Tool, ToolRetriesExhausted, ToolSource, tool
-from agentkit.errors import ToolDefinitionError, UserError
-from agentkit.mcp import MCPServerError, MCPServerHTTP, MCPServerStdio
 
 call = ScriptedRuntime.call
 answer = ScriptedRuntime.answer
@@ -45,6 +47,7 @@ def tool_messages(result: object) -> list[str]:
 # -- tools like any others ----------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 async def test_a_stdio_servers_tools_join_the_agents_own_and_answer() -> None:
     runtime = ScriptedRuntime([call("add", a=2, b=3), call("shout", text="hi"), answer("5, HI")])
     async with Agent(runtime, tools=[shout, sdk_stdio()]) as agent:
@@ -56,12 +59,14 @@ async def test_a_stdio_servers_tools_join_the_agents_own_and_answer() -> None:
     assert sent["add"].parameters["required"] == ["a", "b"]
 
 
+@pytest.mark.subprocess
 async def test_env_and_cwd_reach_the_server_process(tmp_path: Path) -> None:
     async with sdk_stdio(env={"GREETING": "hello"}, cwd=tmp_path) as server:
         text = await server.call("environment", {"name": "GREETING"})
     assert text == f"GREETING=hello cwd={tmp_path}"
 
 
+@pytest.mark.subprocess
 async def test_the_agents_own_environment_is_not_passed_on() -> None:
     os.environ["AGENTKIT_TEST_SECRET"] = "s3cret"
     try:
@@ -72,6 +77,7 @@ async def test_the_agents_own_environment_is_not_passed_on() -> None:
     assert text.startswith("AGENTKIT_TEST_SECRET= ")
 
 
+@pytest.mark.subprocess
 async def test_foreign_schemas_are_normalized_checked_and_reported() -> None:
     server = MCPServerStdio(sys.executable, [str(LOWLEVEL_SERVER)])
     async with server:
@@ -89,6 +95,7 @@ async def test_foreign_schemas_are_normalized_checked_and_reported() -> None:
         assert await double.function(x=2.5) == "5.0"  # type: ignore[misc]
 
 
+@pytest.mark.subprocess
 async def test_arguments_are_validated_before_the_call_leaves() -> None:
     runtime = ScriptedRuntime([call("add", a="two", b=3), answer("sorry")])
     async with Agent(runtime, tools=[sdk_stdio()]) as agent:
@@ -100,6 +107,7 @@ async def test_arguments_are_validated_before_the_call_leaves() -> None:
     ]
 
 
+@pytest.mark.subprocess
 async def test_results_text_structured_and_images_described() -> None:
     async with sdk_stdio() as server:
         assert json.loads(await server.call("weather", {"city": "Oslo"})) == {
@@ -111,6 +119,7 @@ async def test_results_text_structured_and_images_described() -> None:
         )
 
 
+@pytest.mark.subprocess
 async def test_an_is_error_result_is_a_tool_error_told_to_the_model() -> None:
     runtime = ScriptedRuntime([call("fail", message="no such city"), answer("it failed")])
     async with Agent(runtime, tools=[sdk_stdio()]) as agent:
@@ -119,6 +128,7 @@ async def test_an_is_error_result_is_a_tool_error_told_to_the_model() -> None:
     assert result.tool_calls[0].error == "Error executing tool fail: no such city"
 
 
+@pytest.mark.subprocess
 async def test_prefix_and_filter() -> None:
     server = sdk_stdio(prefix="calc", tool_filter={"add", "pid"})
     runtime = ScriptedRuntime([call("calc_add", a=1, b=2), answer("3")])
@@ -131,12 +141,14 @@ async def test_prefix_and_filter() -> None:
         assert list(only_add.tools) == ["add"]
 
 
+@pytest.mark.subprocess
 async def test_two_sources_offering_one_name_is_a_clear_error() -> None:
     async with Agent(ScriptedRuntime([answer("x")]), tools=[sdk_stdio(), sdk_stdio()]) as agent:
         with pytest.raises(ToolDefinitionError, match="'add': another tool already has this name"):
             await agent.run("go")
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("protocol", ["auto", "legacy"])
 async def test_the_tool_list_follows_the_servers_changes(protocol: str) -> None:
     # 2026: a subscriptions/listen event; 2025: a notifications/tools/list_changed message.
@@ -153,6 +165,7 @@ async def test_the_tool_list_follows_the_servers_changes(protocol: str) -> None:
     assert tool_messages(result) == ["42"]
 
 
+@pytest.mark.subprocess
 async def test_a_call_past_its_timeout_is_told_to_the_model() -> None:
     runtime = ScriptedRuntime([call("slow", seconds=30), call("add", a=1, b=1), answer("ok")])
     async with Agent(runtime, tools=[sdk_stdio(timeout=0.5)]) as agent:
@@ -219,6 +232,7 @@ async def test_each_step_sends_the_tools_the_sources_offer_then() -> None:
 # -- Streamable HTTP ----------------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 async def test_an_http_servers_tools_answer_in_an_agent() -> None:
     with sdk_http_server() as (url, _):
         runtime = ScriptedRuntime(
@@ -229,6 +243,7 @@ async def test_an_http_servers_tools_answer_in_an_agent() -> None:
     assert tool_messages(result) == ["42", "Error: Error executing tool fail: bad"]
 
 
+@pytest.mark.subprocess
 async def test_an_http_server_that_dies_is_told_then_said_to_be_down() -> None:
     with sdk_http_server() as (url, process):
 
@@ -250,7 +265,7 @@ async def test_an_http_server_that_dies_is_told_then_said_to_be_down() -> None:
 
 
 async def test_an_http_server_that_is_not_there_is_a_clear_error() -> None:
-    from mcp_helpers import free_port
+    from support.mcp_helpers import free_port
 
     server = MCPServerHTTP(f"http://127.0.0.1:{free_port()}/mcp", connect_timeout=5)
     with pytest.raises(MCPServerError, match=r"MCP server '127\.0\.0\.1:\d+': did not start: "):
@@ -261,6 +276,7 @@ async def test_an_http_server_that_is_not_there_is_a_clear_error() -> None:
 # -- a server nobody here wrote -----------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 async def test_mcp_server_time_from_pypi() -> None:
     server = MCPServerStdio(sys.executable, ["-m", "mcp_server_time", "--local-timezone", "UTC"])
     runtime = ScriptedRuntime([call("get_current_time", timezone="Europe/Paris"), answer("ok")])
@@ -275,6 +291,7 @@ async def test_mcp_server_time_from_pypi() -> None:
 # -- lifecycle ----------------------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 async def test_the_server_starts_and_stops_with_the_agent() -> None:
     before = children()
     server = sdk_stdio()
@@ -287,6 +304,7 @@ async def test_the_server_starts_and_stops_with_the_agent() -> None:
     assert children() - before == set()
 
 
+@pytest.mark.subprocess
 async def test_an_agent_not_entered_starts_the_server_for_each_run() -> None:
     before = children()
     runtime = ScriptedRuntime([call("pid"), answer("a"), call("pid"), answer("b")])
@@ -299,6 +317,7 @@ async def test_an_agent_not_entered_starts_the_server_for_each_run() -> None:
     assert children() - before == set()
 
 
+@pytest.mark.subprocess
 async def test_concurrent_runs_need_the_agent_entered() -> None:
     runtime = ScriptedRuntime([call("slow", seconds=1), answer("a"), call("pid"), answer("b")])
     agent = Agent(runtime, tools=[sdk_stdio()])
@@ -334,6 +353,7 @@ async def test_concurrent_runs_need_the_agent_entered() -> None:
     assert len(outputs) == 2 and outputs[0] == outputs[1]
 
 
+@pytest.mark.subprocess
 async def test_a_server_that_cannot_start_is_a_clear_error_and_leaves_nothing() -> None:
     before = children()
     agent = Agent(
@@ -349,6 +369,7 @@ async def test_a_server_that_cannot_start_is_a_clear_error_and_leaves_nothing() 
     assert children() - before == set()
 
 
+@pytest.mark.subprocess
 async def test_a_server_dying_mid_call_is_a_tool_error_then_it_is_restarted() -> None:
     before = children()
     server = sdk_stdio()
@@ -367,6 +388,7 @@ async def test_a_server_dying_mid_call_is_a_tool_error_then_it_is_restarted() ->
     assert children() - before == set()
 
 
+@pytest.mark.subprocess
 async def test_a_server_killed_mid_run_is_told_then_restarted_and_nothing_outlives_it() -> None:
     before = children()
     server = sdk_stdio()
@@ -395,6 +417,7 @@ async def test_a_server_killed_mid_run_is_told_then_restarted_and_nothing_outliv
     assert children() - before == set()
 
 
+@pytest.mark.subprocess
 async def test_a_server_that_stays_down_stops_the_run_with_a_clear_error(tmp_path: Path) -> None:
     before = children()
     marker = tmp_path / "down"
@@ -410,6 +433,7 @@ async def test_a_server_that_stays_down_stops_the_run_with_a_clear_error(tmp_pat
     assert children() - before == set()
 
 
+@pytest.mark.subprocess
 async def test_a_cancelled_run_leaves_no_process() -> None:
     before = children()
     runtime = ScriptedRuntime([call("slow", seconds=30), answer("never")])

@@ -3,35 +3,26 @@ stdio and `agentkit serve --mcp` over Streamable HTTP, real processes and socket
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import httpx
-import httpx2
 import pytest
-from loopback import LoopbackServer
 from mcp import Client, StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
-from mcp_helpers import ROOT, SDK_SERVER, free_port
 
 from agentkit import Agent, ScriptedRuntime, ToolRetry, tool
 from agentkit.mcp import MCPServerError, MCPServerHTTP
 from agentkit.mcp.server import build_server
-from agentkit.server.app import create_app
-from agentkit.tools.loader import load_tools
 
-CALCULATOR = load_tools([ROOT / "tools" / "calculator.py"])[0]
-TOKEN = "s3cret-token"
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(block.text for block in result.content)
+from support import ROOT
+from support.mcp_helpers import (
+    CALCULATOR,
+    SDK_SERVER,
+    TOKEN,
+    agentkit_serve,
+    sdk_client,
+    served,
+    text_of,
+)
 
 
 async def check_calculator(client: Client) -> None:
@@ -66,6 +57,7 @@ async def check_calculator(client: Client) -> None:
 # -- stdio: `agentkit mcp` ----------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 async def test_the_sdk_client_uses_agentkit_mcp_over_stdio() -> None:
     params = StdioServerParameters(
         command=sys.executable,
@@ -112,22 +104,6 @@ async def test_a_tools_own_timeout_and_an_exception_are_is_error_results() -> No
 
 
 # -- HTTP: `/mcp` on the server -----------------------------------------------------------------
-
-
-@contextmanager
-def served(tools: list[Any] | None = None, **options: Any) -> Iterator[str]:
-    app = create_app(ScriptedRuntime(), tools=tools or [CALCULATOR], mcp=True, **options)
-    with LoopbackServer(app=app, lifespan="on") as server:
-        yield f"{server.url}/mcp"
-
-
-def sdk_client(
-    url: str, token: str | None = TOKEN, **options: Any
-) -> tuple[httpx2.AsyncClient, Client]:
-    """An HTTP client and the SDK's MCP client over it; `options` go to `Client`."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    http = httpx2.AsyncClient(headers=headers)
-    return http, Client(streamable_http_client(url, http_client=http), **options)
 
 
 async def test_the_sdk_client_uses_the_servers_mcp_route_with_the_token() -> None:
@@ -207,42 +183,7 @@ async def test_our_client_and_an_agent_use_the_servers_mcp_route() -> None:
 # -- the command: `agentkit serve --mcp` --------------------------------------------------------
 
 
-@contextmanager
-def agentkit_serve(*args: str) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",  # the model is not used here
-        "AGENTKIT_API_TOKEN": TOKEN,
-    }
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "agentkit.cli", "serve", "--runtime", "openai"),
-            *("--model", "m", "--port", str(port), "--log-level", "warning", *args),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"agentkit serve exited: {process.stderr.read()}")  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "agentkit serve did not listen"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.terminate()
-        process.wait(20)
-
-
+@pytest.mark.subprocess
 async def test_agentkit_serve_mcp_serves_its_tools_and_its_mcp_servers_tools() -> None:
     stdio = f"{sys.executable} {SDK_SERVER}"
     with agentkit_serve("--mcp", "--tools", "tools/calculator.py", "--mcp-stdio", stdio) as url:

@@ -18,10 +18,11 @@ from typing import Any
 import mcp_types as types
 import pytest
 from mcp import Client, StdioServerParameters
-from mcp_helpers import ROOT
-from test_mcp_server import CALCULATOR, agentkit_serve, sdk_client, served, text_of
 
 from agentkit import tool
+
+from support import ROOT
+from support.mcp_helpers import CALCULATOR, agentkit_serve, sdk_client, served, text_of
 
 MODES = pytest.mark.parametrize("mode", ["legacy", "auto"])
 
@@ -132,6 +133,7 @@ async def test_a_client_that_cannot_be_asked_is_refused_the_calls_that_need_appr
     assert str(listed["pay"]).endswith("\n\nSome calls wait for the user's approval.")
 
 
+@pytest.mark.subprocess
 async def test_agentkit_serve_approve_all_runs_them_without_asking(tmp_path: Path) -> None:
     tools = tmp_path / "tools.py"
     tools.write_text(WIPE_FILE)
@@ -160,6 +162,7 @@ WIPE_FILE = textwrap.dedent(
 )
 
 
+@pytest.mark.subprocess
 async def test_agentkit_mcp_over_stdio_asks_refuses_or_approves_all(tmp_path: Path) -> None:
     tools = tmp_path / "tools.py"
     tools.write_text(WIPE_FILE)

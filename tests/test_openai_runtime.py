@@ -11,8 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import add, answers, mocked_client
-from loopback import USAGE, LoopbackServer, Reply, sse
 
 from agentkit import (
     Agent,
@@ -29,6 +27,9 @@ from agentkit import (
 from agentkit.events import RunFinished, TextDelta
 from agentkit.runtimes.openai import OPENAI_URL, OpenAICompatible
 from agentkit.wire import GenerationRequest
+
+from support.helpers import add, answers, mocked_client
+from support.loopback import USAGE, LoopbackServer, Reply, sse
 
 KEY = "sk-test-0123456789abcdef"
 
@@ -288,7 +289,7 @@ async def test_streamed_tool_call_fragments_are_joined_by_index(server: Loopback
 async def test_whole_calls_without_a_distinct_index_are_kept_apart(
     server: LoopbackServer, index: int | None
 ) -> None:
-    calls = [
+    calls: list[dict[str, Any]] = [
         {"id": "c1", "function": {"name": "add", "arguments": {"a": 1}}},
         {"id": "c2", "function": {"name": "clock", "arguments": "{}"}},
     ]

@@ -8,13 +8,14 @@ import json
 from typing import Any
 
 import pytest
-from helpers import add
-from loopback import LoopbackServer, Reply, sse
 from pydantic import BaseModel, Field
 
 from agentkit import Agent, OpenAICompatible, WorkersAI
 from agentkit.cli import main
 from agentkit.events import PartialOutput, RunFinished
+
+from support.helpers import add
+from support.loopback import LoopbackServer, Reply, sse
 
 USAGE = {"prompt_tokens": 20, "completion_tokens": 6, "total_tokens": 26}
 

@@ -89,4 +89,4 @@ def test_a_moved_name_still_imports_from_agentkit_with_a_warning(name: str, new_
 
 def test_a_name_agentkit_never_had_is_still_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'GenerationRequests'"):
-        agentkit.GenerationRequests  # noqa: B018
+        agentkit.GenerationRequests  # type: ignore[attr-defined]  # noqa: B018

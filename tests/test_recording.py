@@ -8,8 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import add
-from loopback import USAGE, LoopbackServer, Reply, Sleeps, sse
 
 from agentkit import Agent, RunResult, ServerError, StreamInterrupted
 from agentkit.events import RunFinished, TextDelta
@@ -17,6 +15,9 @@ from agentkit.runtimes.openai import OpenAICompatible
 from agentkit.runtimes.recording import NoRecording, RecordingTransport
 from agentkit.runtimes.workers_ai import WorkersAI
 from agentkit.wire import GenerationRequest
+
+from support.helpers import add
+from support.loopback import USAGE, LoopbackServer, Reply, Sleeps, sse
 
 TOKEN = "real-token-that-must-not-leak"
 

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from helpers import add
 
 from agentkit import (
     Agent,
@@ -23,6 +22,8 @@ from agentkit import (
 )
 from agentkit.runtimes import RUNTIMES
 from agentkit.wire import GenerationRequest
+
+from support.helpers import add
 
 
 class Echo(Runtime):
@@ -112,6 +113,7 @@ async def test_without_tools_a_forced_choice_is_not_asked_for() -> None:
     assert runtime.requests[0].tool_choice == "none"  # no tools to call, none forced
 
 
+@pytest.mark.model
 def test_the_package_docstring_example_calls_the_tool_on_the_embedded_model() -> None:
     pytest.importorskip("llama_cpp", reason="needs the local extra")
     import agentkit

@@ -78,9 +78,9 @@ def sent_body(field: str, body: dict[str, Any]) -> bool:
     if field == "tools":
         return len(body.get("tools", [])) == 1
     if field == "raw_prompt":
-        return body.get("prompt") == value and body.get("raw") is True
+        return bool(body.get("prompt") == value and body.get("raw") is True)
     if field == "tool_choice":
-        return body.get("tool_choice") == value
+        return bool(body.get("tool_choice") == value)
     return bool(body.get(field) == value)
 
 
@@ -152,6 +152,7 @@ async def test_the_test_doubles_record_every_field(field: str) -> None:
 # -- the local runtime: the plan it hands llama.cpp --------------------------------------------
 
 
+@pytest.mark.model
 async def test_the_local_runtime_honours_or_refuses_each_field(tmp_path: Any) -> None:
     llama_cpp = pytest.importorskip("agentkit.runtimes.llama_cpp", reason="needs the local extra")
     adapter = tmp_path / "pirate.gguf"

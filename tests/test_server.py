@@ -1,34 +1,25 @@
 """`agentkit serve` over real HTTP on 127.0.0.1, with test runtimes behind it: the Workers AI
 endpoint through the official `cloudflare` SDK, streaming, cancellation, the queue, the
-playground's agent endpoint. The helpers here serve the other test_server_* modules too
-(errors, the OpenAI endpoint); the real model is in test_server_model.py, the page in
-test_server_playground.py. The `serve` (uvicorn) and `client` (in process) fixtures are in
-conftest.py."""
+playground's agent endpoint. What the test_server_* modules share is in support/server.py; the
+real model is in test_server_model.py, the page in test_server_playground.py. The `serve`
+(uvicorn) and `client` (in process) fixtures are in conftest.py."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import anyio
 import cloudflare
 import httpx
-import openai
 import pytest
-from helpers import ACCOUNT, cloudflare_sdk, openai_sdk
 from starlette.testclient import TestClient
 
 from agentkit import (
-    Capabilities,
-    Generation,
     Message,
-    ModelRequest,
-    Runtime,
     ScriptedRuntime,
-    StreamChunk,
     Usage,
     tool,
 )
@@ -36,78 +27,8 @@ from agentkit.cli import main as cli_main
 from agentkit.model_api import DEFAULT_MODEL
 from agentkit.server.background import BackgroundServer
 
-TOKEN = "test-token-123"
-WEATHER = {
-    "name": "get_weather",
-    "description": "Get the current weather in a city.",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string", "description": "The city."}},
-        "required": ["city"],
-    },
-}
-
-
-def cf_client(server: BackgroundServer, token: str = TOKEN) -> cloudflare.Cloudflare:
-    return cloudflare_sdk(server.url, token)
-
-
-def oa_client(server: BackgroundServer, token: str = TOKEN) -> openai.OpenAI:
-    return openai_sdk(server.url, token)
-
-
-def run_url(server: BackgroundServer | None = None, model: str = DEFAULT_MODEL) -> str:
-    """The Workers AI endpoint of `server`, or its path alone (for in-process clients)."""
-    base = server.url if server is not None else ""
-    return f"{base}/client/v4/accounts/{ACCOUNT}/ai/run/{model}"
-
-
-def events(lines: Iterator[str]) -> list[Any]:
-    """The `data:` payloads of an SSE body, JSON-decoded ("[DONE]" kept as is)."""
-    out: list[Any] = []
-    for line in lines:
-        if line.startswith("data: "):
-            payload = line[len("data: ") :]
-            out.append(payload if payload == "[DONE]" else json.loads(payload))
-    return out
-
-
-class HangingRuntime(Runtime):
-    """Streams one word then waits until cancelled (or `release` is set); records both ends."""
-
-    name = "hanging"
-    capabilities = Capabilities()
-
-    def __init__(self) -> None:
-        self.started = threading.Event()
-        self.stopped = threading.Event()
-        self.release = threading.Event()
-        self.calls = 0
-
-    async def _wait(self) -> None:
-        # `release` is set from the test's thread, where an anyio.Event cannot be set.
-        while not self.release.is_set():  # noqa: ASYNC110
-            await anyio.sleep(0.01)
-
-    async def handle_generate(self, request: ModelRequest) -> Generation:
-        self.calls += 1
-        self.started.set()
-        try:
-            await self._wait()
-            return Generation(response="released")
-        finally:
-            self.stopped.set()
-
-    async def handle_stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
-        self.calls += 1
-        self.started.set()
-        try:
-            yield StreamChunk(response="Hello")
-            await self._wait()
-            yield StreamChunk(response=" world", usage=Usage.of(3, 2))
-        finally:
-            self.stopped.set()
-
+from support.helpers import ACCOUNT
+from support.server import TOKEN, WEATHER, HangingRuntime, api_errors, cf_client, events, run_url
 
 # -- the Workers AI endpoint, through the cloudflare SDK ----------------------------------------
 
@@ -152,7 +73,7 @@ def test_messages_and_tools_answer_legacy_tool_calls(
         messages=[{"role": "user", "content": "Weather in Paris?"}],
         tools=[WEATHER],
     )
-    assert result is not None
+    assert isinstance(result, dict)
     assert result["tool_calls"] == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
     request = runtime.requests[0]
     assert request.tools[0].name == "get_weather"
@@ -246,7 +167,7 @@ def test_a_full_queue_answers_429_with_code_3040(serve: Callable[..., Background
     second.join(10)
     assert refused.value.status_code == 429
     assert refused.value.response.headers["retry-after"] == "1"
-    error = refused.value.body["errors"][0]
+    error = api_errors(refused.value)[0]
     assert error["code"] == 3040
     assert "max_queue=1" in error["message"] and "retry" in error["message"]
     assert waiting[0].status_code == 200

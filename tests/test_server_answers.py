@@ -13,18 +13,23 @@ import jsonschema
 import openai
 import pydantic
 import pytest
-from answer_schemas import ANSWER_SCHEMAS
-from helpers import ACCOUNT, cloudflare_sdk, openai_sdk
 
 from agentkit.model_api import DEFAULT_MODEL
 from agentkit.runtimes.llama_cpp import LlamaCpp
 from agentkit.server import create_app
 from agentkit.server.background import BackgroundServer
 
+from support.answer_schemas import ANSWER_SCHEMAS
+from support.helpers import ACCOUNT, cloudflare_sdk, openai_sdk
+from support.server import api_errors
+
+pytestmark = pytest.mark.model
+
 TOKEN = "answer-test-token"
 PROMPT, SCHEMA = ANSWER_SCHEMAS["nested-object"]
-MESSAGES = [{"role": "user", "content": PROMPT}]
-WEATHER = {
+# Plain JSON, as a user writes it for either SDK (whose TypedDicts for it differ).
+MESSAGES: Any = [{"role": "user", "content": PROMPT}]
+WEATHER: Any = {
     "name": "get_weather",
     "description": "Get the current weather in a city.",
     "parameters": {
@@ -136,7 +141,7 @@ def test_a_keyword_no_grammar_holds_is_refused_by_name_and_path(
             response_format={"type": "json_schema", "json_schema": schema},
             stream=stream,
         )
-    [error] = refused.value.body["errors"]
+    [error] = api_errors(refused.value)
     assert error["code"] == 5006
     assert "$.code: keyword 'pattern' cannot be held by a grammar" in error["message"]
 
@@ -147,9 +152,9 @@ def test_a_malformed_response_format_is_a_400(cf: cloudflare.Cloudflare) -> None
             DEFAULT_MODEL,
             account_id=ACCOUNT,
             prompt="Hi",
-            response_format={"type": "json_schema", "json_schema": 5},  # type: ignore[typeddict-item]
+            response_format={"type": "json_schema", "json_schema": 5},
         )
-    [error] = refused.value.body["errors"]
+    [error] = api_errors(refused.value)
     assert error["message"].startswith("Bad input: response_format.json_schema: must be")
 
 
@@ -200,7 +205,10 @@ def test_openai_sdk_streams_json_object_mode(oa: openai.OpenAI) -> None:
 
 
 def test_openai_sdk_refusal_names_the_keyword(oa: openai.OpenAI) -> None:
-    schema = {"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 3}}}
+    schema: dict[str, object] = {
+        "type": "object",
+        "properties": {"n": {"type": "integer", "multipleOf": 3}},
+    }
     with pytest.raises(openai.BadRequestError) as refused:
         oa.chat.completions.create(
             model=DEFAULT_MODEL,

@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
-from test_server_playground import browser, page, screenshot  # noqa: F401  (fixtures)
 
 from agentkit import FunctionRuntime, Generation, ModelRequest, RunState, ScriptedRuntime, tool
 from agentkit.server import create_app
 from agentkit.server.background import BackgroundServer
 from agentkit.server.errors import ApiError
 from agentkit.server.paused import PausedRuns
+
+from support.browser import screenshot
 
 if TYPE_CHECKING:
     from starlette.testclient import TestClient
@@ -58,7 +59,7 @@ def travel_model(request: ModelRequest) -> Generation | str:
 QUESTION = {"messages": [{"role": "user", "content": "Book Paris and Rome."}], "stream": True}
 
 
-def frames(text: str) -> list[tuple[str, Any]]:
+def frames(text: str) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for block in text.strip().split("\n\n"):
         lines = dict(line.split(": ", 1) for line in block.splitlines())
@@ -184,7 +185,7 @@ def test_past_the_global_bound_the_caller_holding_the_most_gives_way() -> None:
         store.peek(a1)
 
 
-def test_the_page_approves_one_call_and_denies_the_other_with_a_reason(page: Page) -> None:  # noqa: F811
+def test_the_page_approves_one_call_and_denies_the_other_with_a_reason(page: Page) -> None:
     booked.clear()
     app = create_app(FunctionRuntime(travel_model), tools=[book, get_weather])
     with BackgroundServer(app) as server:

@@ -14,24 +14,20 @@ import httpx
 import openai
 import pytest
 from starlette.testclient import TestClient
-from test_server import (
-    ACCOUNT,
-    TOKEN,
-    BackgroundServer,
-    HangingRuntime,
-    cf_client,
-    oa_client,
-    run_url,
-)
 
 from agentkit import (
     Capabilities,
     FunctionRuntime,
+    ModelRequest,
     ScriptedRuntime,
     StreamChunk,
 )
 from agentkit.model_api import DEFAULT_MODEL
+from agentkit.server.background import BackgroundServer
 from agentkit.wire import GenerationRequest
+
+from support.helpers import ACCOUNT
+from support.server import TOKEN, HangingRuntime, api_errors, cf_client, oa_client, run_url
 
 # -- bad input: status, code and a message naming the field, the bound and the value -----------
 
@@ -103,7 +99,7 @@ def test_unknown_model_is_400_with_code_5007(serve: Callable[..., BackgroundServ
     with pytest.raises(cloudflare.BadRequestError) as refused:
         cf_client(server).ai.run("@cf/mistral/nope", account_id=ACCOUNT, prompt="hi")
     assert refused.value.status_code == 400
-    assert refused.value.body["errors"] == [
+    assert api_errors(refused.value) == [
         {
             "code": 5007,
             "message": "No such model @cf/mistral/nope or task; this server serves: "
@@ -127,7 +123,7 @@ def test_a_body_too_large_is_413_with_code_3006(serve: Callable[..., BackgroundS
     with pytest.raises(cloudflare.APIStatusError) as refused:
         cf_client(server).ai.run(DEFAULT_MODEL, account_id=ACCOUNT, prompt="x" * 2000)
     assert refused.value.status_code == 413
-    error = refused.value.body["errors"][0]
+    error = api_errors(refused.value)[0]
     assert error["code"] == 3006
     assert error["message"].startswith("Request is too large: ")
     assert error["message"].endswith("bytes (max_body is 1000)")
@@ -155,7 +151,7 @@ def test_missing_or_wrong_token_is_401_with_code_10000(
             DEFAULT_MODEL, account_id=ACCOUNT, prompt="hi"
         )
     assert wrong.value.status_code == 401
-    assert wrong.value.body["errors"] == [
+    assert api_errors(wrong.value) == [
         {"code": 10000, "message": "Authentication error: the token is not valid"}
     ]
     missing = httpx.post(run_url(server), json={"prompt": "hi"})
@@ -176,7 +172,7 @@ def test_lora_on_a_runtime_without_lora_is_405_with_code_5005(
     with pytest.raises(cloudflare.APIStatusError) as refused:
         cf_client(server).ai.run(DEFAULT_MODEL, account_id=ACCOUNT, prompt="hi", lora="my-adapter")
     assert refused.value.status_code == 405
-    assert refused.value.body["errors"] == [
+    assert api_errors(refused.value) == [
         {
             "code": 5005,
             "message": "lora: not supported by the scripted runtime: "
@@ -231,7 +227,7 @@ def test_empty_or_broken_bodies_are_refused(client: Callable[..., TestClient]) -
 def test_a_failing_runtime_answers_500_and_a_cut_stream(
     serve: Callable[..., BackgroundServer], caplog: pytest.LogCaptureFixture
 ) -> None:
-    def fail(request: GenerationRequest) -> str:
+    def fail(request: ModelRequest) -> str:
         raise RuntimeError("the model fell over at /srv/secret/path")
 
     caplog.set_level(logging.ERROR, logger="agentkit.server")
@@ -254,7 +250,9 @@ def test_a_failing_runtime_answers_500_and_a_cut_stream(
     caplog.clear()
 
     class Breaks(ScriptedRuntime):
-        async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
+        async def stream(
+            self, request: ModelRequest | GenerationRequest
+        ) -> AsyncIterator[StreamChunk]:
             yield StreamChunk(response="Half an")
             raise RuntimeError("out of memory")
 

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
-from test_server import run_url
 
-from agentkit import FunctionRuntime, tool
+from agentkit import FunctionRuntime, ModelRequest, tool
 from agentkit.model_api import DEFAULT_MODEL
-from agentkit.wire import GenerationRequest
+
+from support.server import run_url
 
 CHAT = "/client/v4/accounts/acc/ai/v1/chat/completions"
 POSTS = [run_url(), CHAT, "/playground/agent"]
@@ -41,7 +41,7 @@ def echo(text: str) -> str:
     return text
 
 
-def model(request: GenerationRequest) -> str:
+def model(request: ModelRequest) -> str:
     return "ok"
 
 
@@ -231,7 +231,7 @@ def _intertwined(n: int) -> dict[str, Any]:
     return {"$ref": "#/$defs/D0", "$defs": defs}
 
 
-_BOUNDED = {
+_BOUNDED: dict[str, dict[str, Any]] = {
     "Length": {"type": "string"},
     "Items": {"type": "array", "items": {"type": "integer"}},
     "Properties": {"type": "object", "additionalProperties": {"type": "integer"}},
@@ -263,6 +263,7 @@ def local_app() -> Iterator[TestClient]:
         yield c
 
 
+@pytest.mark.model
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     path=st.sampled_from(POSTS),

@@ -20,7 +20,7 @@ import cloudflare
 import httpx
 import openai
 import pytest
-from helpers import ACCOUNT, cloudflare_sdk, openai_sdk
+from openai.types.chat import ChatCompletionMessageFunctionToolCall
 
 from agentkit import Agent, tool
 from agentkit.model_api import DEFAULT_MODEL
@@ -29,9 +29,15 @@ from agentkit.runtimes.workers_ai import WorkersAI
 from agentkit.server import create_app
 from agentkit.server.background import BackgroundServer
 
+from support.helpers import ACCOUNT, cloudflare_sdk, openai_sdk
+from support.server import api_errors, function_of
+
+pytestmark = pytest.mark.model
+
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "model-test-token"
-WEATHER = {
+# Plain JSON, as a user writes it for either SDK (whose TypedDicts for it differ).
+WEATHER: Any = {
     "name": "get_weather",
     "description": "Get the current weather in a city.",
     "parameters": {
@@ -40,7 +46,7 @@ WEATHER = {
         "required": ["city"],
     },
 }
-QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+QUESTION: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
 @tool
@@ -128,7 +134,7 @@ def test_cloudflare_sdk_tool_call(cf: cloudflare.Cloudflare) -> None:
 def test_an_unknown_lora_adapter_is_named(cf: cloudflare.Cloudflare, stream: bool) -> None:
     with pytest.raises(cloudflare.BadRequestError) as refused:
         cf.ai.run(DEFAULT_MODEL, account_id=ACCOUNT, prompt="Hi", lora="pirate", stream=stream)
-    assert refused.value.body["errors"] == [
+    assert api_errors(refused.value) == [
         {
             "code": 5006,
             "message": "Bad input: lora: unknown adapter 'pirate'; known adapters: none registered",
@@ -179,6 +185,7 @@ def test_openai_sdk_tool_calls(oa: openai.OpenAI) -> None:
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
     [call] = choice.message.tool_calls or []
+    assert isinstance(call, ChatCompletionMessageFunctionToolCall)
     assert call.id.startswith("call_")
     assert call.function.name == "get_weather"
     assert isinstance(json.loads(call.function.arguments)["city"], str)
@@ -196,8 +203,8 @@ def test_openai_sdk_streamed_tool_calls(oa: openai.OpenAI) -> None:
     )
     chunks = [c for c in stream if c.choices]
     calls = [t for c in chunks for t in c.choices[0].delta.tool_calls or []]
-    assert [t.function.name for t in calls] == ["get_weather"]
-    assert isinstance(json.loads(calls[0].function.arguments)["city"], str)
+    assert [function_of(t).name for t in calls] == ["get_weather"]
+    assert isinstance(json.loads(function_of(calls[0]).arguments or "")["city"], str)
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
@@ -255,6 +262,7 @@ def _free_port() -> int:
         return port
 
 
+@pytest.mark.subprocess
 def test_agentkit_serve_command(tmp_path: Path) -> None:
     port = _free_port()
     command = [

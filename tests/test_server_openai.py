@@ -8,12 +8,7 @@ from typing import Any
 
 import openai
 import pytest
-from test_server import (
-    TOKEN,
-    WEATHER,
-    BackgroundServer,
-    oa_client,
-)
+from openai.types.chat import ChatCompletionMessageFunctionToolCall
 
 from agentkit import (
     Generation,
@@ -22,6 +17,9 @@ from agentkit import (
     Usage,
 )
 from agentkit.model_api import DEFAULT_MODEL
+from agentkit.server.background import BackgroundServer
+
+from support.server import TOKEN, WEATHER, function_of, oa_client
 
 # -- the OpenAI-compatible endpoint, through the openai SDK -------------------------------------
 
@@ -61,7 +59,9 @@ def test_openai_sdk_tool_calls(serve: Callable[..., BackgroundServer]) -> None:
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.content is None
+    assert choice.message.tool_calls is not None
     call = choice.message.tool_calls[0]
+    assert isinstance(call, ChatCompletionMessageFunctionToolCall)
     assert call.id.startswith("call_") and call.type == "function"
     assert (call.function.name, json.loads(call.function.arguments)) == (
         "get_weather",
@@ -106,7 +106,7 @@ def test_openai_sdk_stream_with_tool_calls_and_usage(
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Let me check."
     calls = [t for c in chunks if c.choices for t in c.choices[0].delta.tool_calls or []]
-    assert [(t.index, t.function.name, t.function.arguments) for t in calls] == [
+    assert [(t.index, function_of(t).name, function_of(t).arguments) for t in calls] == [
         (0, "get_weather", '{"city":"Paris"}'),
         (1, "get_weather", '{"city":"Rome"}'),
     ]

@@ -9,19 +9,17 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
-from environment import CHROMIUM, require_chromium
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from test_server_security import QUESTION, Calculator
 
 from agentkit import (
     Capabilities,
@@ -39,16 +37,10 @@ from agentkit.server import create_app
 from agentkit.server.background import BackgroundServer
 from agentkit.tools.loader import load_tools
 
+from support.browser import screenshot
+from support.server import QUESTION, Calculator
+
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Records every length the first answer bubble had, to tell a stream from a single write.
 WATCH_STREAMING = """
 window.__lengths = [];
@@ -60,45 +52,7 @@ new MutationObserver(() => {
 """
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    require_chromium()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(
-        viewport={"width": 1280, "height": 800},
-        permissions=["clipboard-read", "clipboard-write"],
-    )
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    # A Content-Security-Policy violation is a console error too, so the page must run as the
-    # policy allows. Chromium logs each HTTP error answer (401, 400...) as a console error:
-    # those are expected.
-    opened.on(
-        "console",
-        lambda m: (
-            errors.append(m.text)
-            if m.type == "error" and not m.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
-    yield opened
-    context.close()
-    assert errors == [], f"the page logged errors: {errors}"
-
-
-def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
-
-
+@pytest.mark.model
 def test_the_page_streams_an_answer_from_the_model(page: Page) -> None:
     model = LlamaCpp()
     try:
@@ -132,6 +86,7 @@ def test_the_page_streams_an_answer_from_the_model(page: Page) -> None:
         closer.join()
 
 
+@pytest.mark.model
 def test_the_embedded_model_calls_a_tool_from_the_page(page: Page) -> None:
     model = LlamaCpp()
     (calculate,) = load_tools([ROOT / "tools" / "calculator.py"])
@@ -173,6 +128,7 @@ def weather_model(request: ModelRequest) -> Generation | str:
     return ScriptedRuntime.call("get_weather", city="Paris")
 
 
+@pytest.mark.subprocess
 def test_the_page_shows_tool_calls_and_sends_the_settings(page: Page) -> None:
     runtime = FunctionRuntime(weather_model)
     with BackgroundServer(create_app(runtime, tools=[get_weather])) as server:
@@ -484,6 +440,7 @@ def test_an_allowed_origin_calls_the_api_with_cors(browser: Browser) -> None:
     assert calculator.runs == ["37 * 41"]
 
 
+@pytest.mark.model
 def test_the_page_sets_a_schema_and_shows_the_answer_object(page: Page) -> None:
     schema = {
         "type": "object",

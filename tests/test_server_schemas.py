@@ -14,12 +14,15 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from test_server import run_url
 
 from agentkit.model_api import DEFAULT_MODEL
 from agentkit.runtimes.llama_cpp import LlamaCpp
 from agentkit.server import create_app
 from agentkit.server.background import BackgroundServer
+
+from support.server import run_url
+
+pytestmark = pytest.mark.model
 
 TOKEN = "schema-test-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -104,14 +107,14 @@ async def test_a_schema_being_checked_does_not_hold_up_other_requests() -> None:
     # to count the schema's tokens (its text is longer than the context has tokens), while the
     # other request is answered.
     note = "Letters of the harbour's signal flags, read from the top down. " * 80
-    schema = {
+    schema: dict[str, Any] = {
         "type": "object",
         "properties": {
             "tree": intertwined(6),
             "code": {"type": "string", "pattern": "^[A-Z]+$", "description": note},
         },
     }
-    schema["$defs"] = schema["properties"]["tree"].pop("$defs")  # type: ignore[attr-defined]
+    schema["$defs"] = schema["properties"]["tree"].pop("$defs")
     body = json.dumps({"messages": QUESTION, "response_format": fmt(schema)}).encode()
     model = LlamaCpp()
     with BackgroundServer(create_app(model, api_token=TOKEN)) as server:
@@ -201,7 +204,7 @@ def test_a_streamed_request_is_refused_before_the_stream_starts(
 def test_a_tool_schema_past_the_grammar_budget_is_refused_by_name(
     server: BackgroundServer, route: str
 ) -> None:
-    tool = {
+    tool: dict[str, Any] = {
         "type": "function",
         "function": {
             "name": "record",

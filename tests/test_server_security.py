@@ -18,48 +18,18 @@ from typing import Any
 
 import httpx
 import pytest
-from loopback import LoopbackServer
 from starlette.testclient import TestClient
-from test_server import TOKEN, BackgroundServer, run_url
 
-from agentkit import FunctionRuntime, Generation, ScriptedRuntime, tool
+from agentkit import ScriptedRuntime
 from agentkit.cli import main as cli_main
 from agentkit.server import create_app
-from agentkit.wire import GenerationRequest
+from agentkit.server.background import BackgroundServer
+
+from support.loopback import LoopbackServer
+from support.server import QUESTION, TOKEN, Calculator, run_url
 
 OWN = "http://127.0.0.1:8787"
 EVIL = "http://evil.example:8787"
-QUESTION = {
-    "messages": [{"role": "user", "content": "What is 37 * 41?"}],
-    "tool_choice": "required",
-}
-
-
-class Calculator:
-    """A calculator tool that counts its runs, and a model that calls it once."""
-
-    def __init__(self) -> None:
-        self.runs: list[str] = []
-
-        @tool
-        def calculate(expression: str) -> str:
-            """Evaluate an arithmetic expression.
-
-            Args:
-                expression: e.g. 37 * 41.
-            """
-            self.runs.append(expression)
-            return "1517"
-
-        self.tool = calculate
-        self.runtime = FunctionRuntime(self._model)
-
-    @staticmethod
-    def _model(request: GenerationRequest) -> Generation | str:
-        assert request.messages is not None
-        if request.messages[-1].role == "tool":
-            return f"It is {request.messages[-1].content}."
-        return ScriptedRuntime.call("calculate", expression="37 * 41")
 
 
 def envelope(answer: Any, status: int, code: int) -> str:
@@ -234,6 +204,7 @@ def test_api_clients_keep_any_content_type(client: Callable[..., TestClient]) ->
     assert answer.json()["result"]["response"] == "hi"
 
 
+@pytest.mark.subprocess
 def test_the_reported_attack_no_longer_runs_the_tool_and_curl_still_works(
     serve: Callable[..., BackgroundServer],
 ) -> None:
@@ -290,7 +261,7 @@ def test_a_token_is_compared_as_bytes(client: Callable[..., TestClient]) -> None
     app = client(ScriptedRuntime(["in"]), api_token=TOKEN)
     # The same characters in another encoding are another token.
     wrong = app.post(
-        run_url(), json={"prompt": "hi"}, headers={"Authorization": b"Bearer test-t\xf6ken-123"}
+        run_url(), json={"prompt": "hi"}, headers={b"Authorization": b"Bearer test-t\xf6ken-123"}
     )
     assert envelope(wrong, 401, 10000) == "Authentication error: the token is not valid"
     right = app.post(run_url(), json={"prompt": "hi"}, headers={"Authorization": f"Bearer {TOKEN}"})
@@ -356,11 +327,13 @@ def test_create_app_refuses_a_wildcard_without_a_token_and_warns_with_one(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     for setting, kind in (("allowed_origins", "origin"), ("allowed_hosts", "host")):
+        wildcard: dict[str, Any] = {setting: ["*"]}
         with pytest.raises(ValueError, match=rf"{setting}: '\*' without api_token: ") as refused:
-            create_app(ScriptedRuntime(), **{setting: ["*"]})
+            create_app(ScriptedRuntime(), **wildcard)
         assert f"or pass insecure_allow_any_{kind}=True to accept the risk" in str(refused.value)
-        create_app(ScriptedRuntime(), **{setting: ["*"], f"insecure_allow_any_{kind}": True})
-        create_app(ScriptedRuntime(), api_token=TOKEN, **{setting: ["*"]})
+        insecure: dict[str, Any] = {f"insecure_allow_any_{kind}": True}
+        create_app(ScriptedRuntime(), **wildcard, **insecure)
+        create_app(ScriptedRuntime(), api_token=TOKEN, **wildcard)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert [w.split(":")[0] for w in warnings] == [
         "any origin is allowed ('*')", "any origin is allowed ('*')",
@@ -371,6 +344,7 @@ def test_create_app_refuses_a_wildcard_without_a_token_and_warns_with_one(
     ] * 2  # fmt: skip
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("kind", sorted(WILDCARDS))
 def test_a_wildcard_without_a_token_refuses_to_start(
     served: Callable[..., tuple[str, Path]], kind: str
@@ -388,6 +362,7 @@ def test_a_wildcard_without_a_token_refuses_to_start(
     assert f"set --api-token, name the {kind}s to trust instead of '*', or pass {insecure}" in line
 
 
+@pytest.mark.subprocess
 def test_the_insecure_flags_start_a_server_that_answers_any_page_and_host(
     served: Callable[..., tuple[str, Path]],
 ) -> None:
@@ -411,6 +386,7 @@ def test_the_insecure_flags_start_a_server_that_answers_any_page_and_host(
     assert log.count("no API token stands in the way") == 2
 
 
+@pytest.mark.subprocess
 def test_a_wildcard_with_a_token_starts_and_warns(
     served: Callable[..., tuple[str, Path]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -432,7 +408,7 @@ def test_a_wildcard_with_a_token_starts_and_warns(
 # -- JSON inside strings: a call's arguments ------------------------------------------------
 
 DEEP = "[" * 5000 + "]" * 5000
-CALL_SHAPES = {
+CALL_SHAPES: dict[str, dict[str, Any]] = {
     "legacy": {"name": "calculate", "arguments": DEEP},
     "function": {
         "id": "c1",

@@ -11,11 +11,12 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from test_server import HangingRuntime, run_url
 
 from agentkit import ScriptedRuntime
 from agentkit.server import create_app
 from agentkit.server.background import BackgroundServer
+
+from support.server import HangingRuntime, run_url
 
 DEADLINE = 1.0
 GIVE_UP = 20.0

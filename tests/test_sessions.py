@@ -6,14 +6,13 @@ from __future__ import annotations
 import random
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from helpers import add
 
 from agentkit import (
     Agent,
@@ -41,6 +40,8 @@ from agentkit.sessions import (
     history,
     limit_history,
 )
+
+from support.helpers import add
 
 pytestmark = pytest.mark.anyio
 
@@ -471,7 +472,7 @@ async def test_a_sessions_file_that_is_not_sqlite_is_an_error_naming_it(
     path = tmp_path / "sessions.db"
     path.write_bytes(NOT_SQLITE[content])
     session = SQLiteSession(path, "alice")
-    attempts = [
+    attempts: list[Callable[[], Awaitable[Any]]] = [
         session.load, lambda: session.append([{"kind": "a", "run": "r"}]), session.clear,
         lambda: anyio.to_thread.run_sync(SQLiteSession.sessions, path),
     ]  # fmt: skip
@@ -512,6 +513,7 @@ async def test_a_prompt_of_several_messages_is_journaled_whole() -> None:
 # -- the embedded model --------------------------------------------------------------------
 
 
+@pytest.mark.model
 async def test_the_embedded_model_continues_a_conversation_through_a_sqlite_file(
     tmp_path: Path,
 ) -> None:

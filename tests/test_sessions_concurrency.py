@@ -9,9 +9,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import anyio
+import pytest
 
 from agentkit import SQLiteSession
 from agentkit.sessions import history
+
+pytestmark = pytest.mark.subprocess
 
 WRITERS = 4
 APPENDS = 150

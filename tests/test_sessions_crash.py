@@ -1,5 +1,6 @@
 """Crash safety, for real: a process running an agent with a SQLite session is killed with
-SIGKILL at chosen points, and another process continues the run (tests/session_worker.py)."""
+SIGKILL at chosen points, and another process continues the run
+(tests/support/session_worker.py)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,14 @@ import pytest
 from agentkit import Message, SQLiteSession
 from agentkit.sessions import INTERRUPTED, InterruptedRun, interrupted_run
 
-WORKER = Path(__file__).with_name("session_worker.py")
+from support import SUPPORT
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+pytestmark = [
+    pytest.mark.subprocess,
+    pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX"),
+]
+
+WORKER = SUPPORT / "session_worker.py"
 
 
 def worker(

@@ -11,7 +11,6 @@ from typing import Any
 
 import anyio
 import pytest
-from loopback import LoopbackServer, Reply, sse
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -38,6 +37,8 @@ from agentkit import (
     tool,
 )
 from agentkit.events import RunFinished
+
+from support.loopback import LoopbackServer, Reply, sse
 
 CHAT = gen_ai.GenAiOperationNameValues.CHAT.value
 EXECUTE_TOOL = gen_ai.GenAiOperationNameValues.EXECUTE_TOOL.value
@@ -108,7 +109,8 @@ def parent_of(span: ReadableSpan) -> int | None:
 
 def span_id(span: ReadableSpan) -> int:
     assert span.context is not None
-    return span.context.span_id
+    found: int = span.context.span_id
+    return found
 
 
 def all_text(spans: Sequence[ReadableSpan]) -> str:
@@ -283,6 +285,7 @@ def _call_then_answer(server: LoopbackServer, *, stream: bool) -> None:
     call = [{"name": "add", "arguments": {"a": 2, "b": 3}}]
     usage = {"prompt_tokens": 20, "completion_tokens": 6, "total_tokens": 26}
     busy = {"success": False, "errors": [{"code": 7010, "message": "busy"}]}
+    result: dict[str, Any]
     if stream:
         first = Reply(
             sse=sse({"response": "", "tool_calls": call}, {"response": "", "usage": usage})

@@ -7,11 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
-from loopback import Collector, LoopbackServer, Reply
 from opentelemetry.semconv._incubating.metrics import gen_ai_metrics
 
 from agentkit import telemetry
 from agentkit.cli import main
+
+from support.loopback import Collector, LoopbackServer, Reply
 
 CALCULATOR = str(Path(__file__).resolve().parents[1] / "tools" / "calculator.py")
 MODEL = "@cf/meta/llama-3.1-8b-instruct"
@@ -97,7 +98,7 @@ def test_otlp_exports_spans_and_metrics_to_a_collector(
         status = main([*argv, "--otlp", collector.server.url])
     out, err = capsys.readouterr()
     assert (status, out, err) == (0, "It is 5.\n", "")
-    names = sorted(span.name for span in collector.spans())  # type: ignore[attr-defined]
+    names = sorted(span.name for span in collector.spans())
     assert names == [f"chat {MODEL}", f"chat {MODEL}", "execute_tool calculate", "invoke_agent"]
     assert {
         gen_ai_metrics.GEN_AI_CLIENT_TOKEN_USAGE,

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from loopback import Collector, LoopbackServer
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -30,6 +29,8 @@ from opentelemetry.trace import SpanKind
 
 from agentkit import WorkersAI, telemetry
 from agentkit.server import create_app
+
+from support.loopback import Collector, LoopbackServer
 
 MODEL = "@cf/meta/llama-3.1-8b-instruct"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -106,6 +107,7 @@ def _free_port() -> int:
         return port
 
 
+@pytest.mark.subprocess
 def test_agentkit_serve_continues_the_trace_and_exports_it_over_otlp(
     tmp_path: Path, service: LoopbackServer
 ) -> None:
@@ -143,7 +145,7 @@ def test_agentkit_serve_continues_the_trace_and_exports_it_over_otlp(
         assert status == 0, (tmp_path / "serve.log").read_text()
 
     spans = collector.spans()
-    by_name = {span.name: span for span in spans}  # type: ignore[attr-defined]
+    by_name = {span.name: span for span in spans}
     server_span = by_name[f"POST {ROUTE}"]
     chat = by_name[f"chat {MODEL}"]
     assert server_span.trace_id.hex() == TRACE_ID

@@ -14,7 +14,6 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import add
 
 from agentkit import RunContext, tool
 from agentkit.errors import BadRequest, ModelConnectionError, ModelTimeout
@@ -33,6 +32,9 @@ from agentkit.temporal import (
 )
 from agentkit.temporal import result as result_of
 from agentkit.tools.calls import cut_output
+
+from support import SUPPORT
+from support.helpers import add
 
 
 def _queue() -> str:
@@ -70,7 +72,7 @@ async def test_a_run_completes_with_tool_calls(temporal_server: Any) -> None:
     assert state.steps == 3 and state.tool_calls == 3 and state.done
 
 
-WORKER_SCRIPT = Path(__file__).with_name("temporal_worker.py")
+WORKER_SCRIPT = SUPPORT / "temporal_worker.py"
 CALCULATOR = Path(__file__).parents[1] / "tools" / "calculator.py"
 
 
@@ -114,6 +116,7 @@ def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
         process.wait()
 
 
+@pytest.mark.subprocess
 async def test_a_worker_killed_mid_run_another_finishes_it_and_no_tool_runs_twice(
     temporal_server: Any, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -141,6 +144,7 @@ async def test_a_worker_killed_mid_run_another_finishes_it_and_no_tool_runs_twic
     assert [r.output for r in result.tool_calls] == ["recorded crash-1", "recorded crash-2"]
 
 
+@pytest.mark.subprocess
 async def test_two_worker_processes_share_twenty_concurrent_runs(
     temporal_server: Any, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -162,6 +166,8 @@ async def test_two_worker_processes_share_twenty_concurrent_runs(
     assert {pid for _, pid in calls} == {w.pid for w in workers}
 
 
+@pytest.mark.model
+@pytest.mark.subprocess
 def test_the_command_line_runs_a_worker_and_a_durable_run_on_the_embedded_model(
     temporal_server: Any, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -358,6 +364,7 @@ async def test_a_run_past_its_timeout_fails(temporal_server: Any) -> None:
     assert caught.value.kind == "TimeoutError"
 
 
+@pytest.mark.subprocess
 def test_the_command_line_leaves_a_paused_run_waiting_and_decides_it_later(
     temporal_server: Any, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
 ) -> None:

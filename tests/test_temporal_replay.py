@@ -17,7 +17,6 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import add
 from temporalio.client import WorkflowHistory
 from temporalio.workflow import NondeterminismError
 
@@ -25,6 +24,8 @@ import agentkit.temporal.workflow as durable_workflow
 from agentkit import ToolRetry, tool
 from agentkit.runtimes import ScriptedRuntime
 from agentkit.temporal import Worker, connect, decide, progress, replayer, start_run
+
+from support.helpers import add
 
 HISTORIES = Path(__file__).with_name("histories")
 

@@ -13,7 +13,8 @@ from agentkit import Tool, ToolDefinitionError, tool
 
 ROOT = Path(__file__).resolve().parents[1]
 SNIPPET = ROOT / "tests" / "typecheck" / "tool_options.py"
-DEFINITION = {"name": "pay", "parameters": {"type": "object", "properties": {}}}
+PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
+DEFINITION: dict[str, Any] = {"name": "pay", "parameters": PARAMETERS}
 
 
 def pay() -> str:
@@ -40,9 +41,7 @@ def made_every_way(**options: Any) -> dict[str, Tool]:
         "@tool": tool(**options)(pay),
         "from_function": Tool.from_function(pay, **options),
         "from_definition": Tool.from_definition(DEFINITION, pay, **options),
-        "Tool": Tool(
-            pay, name="pay", description="Pay.", parameters=DEFINITION["parameters"], **options
-        ),
+        "Tool": Tool(pay, name="pay", description="Pay.", parameters=PARAMETERS, **options),
     }
 
 
@@ -108,7 +107,7 @@ def test_an_option_that_cannot_work_is_refused_by_name(
 def test_an_unknown_option_is_a_type_error_naming_it() -> None:
     with pytest.raises(TypeError) as caught:
 
-        @tool(sequental=True)  # type: ignore[call-overload]
+        @tool(sequental=True)  # type: ignore[call-overload,untyped-decorator]
         def spelled() -> None:
             """Misspelled."""
 

@@ -26,7 +26,7 @@ from agentkit.wire import GenerationRequest, openai, workers_ai
 
 # -- strategies -------------------------------------------------------------------------------
 
-text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30)
 name = st.from_regex(r"[a-z][a-z_0-9]{0,11}", fullmatch=True)
 json_value = st.recursive(
     st.none() | st.booleans() | st.integers(-(10**6), 10**6) | text,

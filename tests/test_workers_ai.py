@@ -12,9 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import add, mocked_client
-from helpers import answers as replies
-from loopback import USAGE, LoopbackServer, Reply, Sleeps, sse
 
 from agentkit import (
     Agent,
@@ -23,6 +20,7 @@ from agentkit import (
     FunctionRuntime,
     Generation,
     Message,
+    ModelRequest,
     ModelTimeout,
     RateLimited,
     ScriptedRuntime,
@@ -36,6 +34,10 @@ from agentkit import (
 from agentkit.events import RunFinished, TextDelta, ToolCallFinished
 from agentkit.runtimes.workers_ai import WorkersAI
 from agentkit.wire import GenerationRequest
+
+from support.helpers import add, mocked_client
+from support.helpers import answers as replies
+from support.loopback import USAGE, LoopbackServer, Reply, Sleeps, sse
 
 TOKEN = "cf-token-5ecret-value"
 RUN_URL = "https://api.cloudflare.com/client/v4/accounts/acc/ai/run/@cf/meta/llama-3.1-8b-instruct"
@@ -469,7 +471,7 @@ def test_run_sync_twice_on_one_runtime(service: LoopbackServer) -> None:
 # -- against `agentkit serve` -----------------------------------------------------------------
 
 
-def _local_model(request: GenerationRequest) -> Generation | str:
+def _local_model(request: ModelRequest) -> Generation | str:
     assert request.messages is not None
     last = request.messages[-1]
     if last.role == "tool":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from starlette.applications import Starlette
@@ -19,6 +19,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from agentkit.server.background import BackgroundServer
+
+if TYPE_CHECKING:
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 # -- a loopback server the tests script -------------------------------------------------------
 
@@ -139,7 +142,9 @@ def workers_ai_model(seen: Seen) -> Reply:
     text, call = _turn(seen.json)
     calls = [call] if call else []
     if seen.json.get("stream"):
-        words = [{"response": w, "p": "x" * (n + 1)} for n, w in enumerate(text.split(" "))]
+        words: list[dict[str, Any]] = [
+            {"response": w, "p": "x" * (n + 1)} for n, w in enumerate(text.split(" "))
+        ]
         for word in words[1:]:
             word["response"] = " " + word["response"]
         if calls:
@@ -238,7 +243,7 @@ class Collector:
             app=Starlette(routes=[Route("/{path:path}", receive, methods=["POST"])])
         )
 
-    def spans(self) -> list[object]:
+    def spans(self) -> list[Span]:
         return [
             span
             for request in self.traces
