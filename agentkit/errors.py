@@ -304,9 +304,7 @@ class ToolRetriesExhausted(RunError):
 class RepeatedToolCall(RunError):
     """The model repeated the same call even after being told it was repeating itself."""
 
-    def __init__(
-        self, tool: str, arguments: dict[str, Any], times: int, run: Any = None
-    ):
+    def __init__(self, tool: str, arguments: dict[str, Any], times: int, run: Any = None):
         self.tool = tool
         self.arguments = arguments
         self.times = times
