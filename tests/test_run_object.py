@@ -34,16 +34,7 @@ from agentkit import (
 )
 from agentkit.cli import main as cli_main
 
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two integers.
-
-    Args:
-        a: The first number.
-        b: The second number.
-    """
-    return a + b
+from support.helpers import add
 
 
 def _tool_messages(result: RunResult[Any]) -> list[str]:
