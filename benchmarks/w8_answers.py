@@ -100,14 +100,14 @@ def _schemas() -> dict[str, dict[str, Any]]:
     tests = Path(__file__).resolve().parents[1] / "tests"
     sys.path.insert(0, str(tests))
     try:
-        from answer_schemas import ANSWER_SCHEMAS
+        from support.answer_schemas import ANSWER_SCHEMAS
     finally:
         sys.path.remove(str(tests))
     return {name: schema for name, (_, schema) in ANSWER_SCHEMAS.items()}
 
 
 def _compile(budget: Budget, llama_cpp: Any, local: Any) -> list[Row]:
-    """Per schema of tests/answer_schemas.py: building the GBNF cold and from the cache, and
+    """Per schema of tests/support/answer_schemas.py: building the GBNF cold and from the cache, and
     llama.cpp parsing it (which it does for every generation: its grammar object holds only the
     text)."""
     from agentkit.chat_formats import answer, get_format

@@ -56,6 +56,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     skipped = len(reporter.stats.get("skipped", []))
     if skipped and session.exitstatus == pytest.ExitCode.OK:
+        reporter.ensure_newline()
         reporter.write_line(
             f"AGENTKIT_REQUIRE_ALL=1: {skipped} skipped, and nothing may be skipped", red=True
         )

@@ -72,7 +72,8 @@ async def test_with_a_tool_offered_the_answer_is_a_valid_call_or_a_valid_object(
     runtime: LlamaCpp, name: str
 ) -> None:
     prompt, schema = ANSWER_SCHEMAS[name]
-    samplings = [{"temperature": 0.0}] + [{"temperature": 0.8, "seed": s} for s in SEEDS]
+    # Greedy and one seed: the answer grammar alone is sampled with every seed above.
+    samplings = [{"temperature": 0.0}, {"temperature": 0.8, "seed": SEEDS[0]}]
     for sampling in samplings:
         generation = await runtime.generate(
             request(prompt, schema, tools=[WEATHER], tool_choice="auto", **sampling)
