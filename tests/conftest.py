@@ -34,6 +34,12 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: a worker per core, and one more. Many tests wait (on sockets, timers, child
+    processes, a browser) with their core idle; the extra worker keeps the cores busy then."""
+    return (os.cpu_count() or 1) + 1
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

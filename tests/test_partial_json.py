@@ -100,10 +100,11 @@ def test_the_parse_is_linear_in_the_text() -> None:
         best = float("inf")
         for _ in range(3):
             parser = PartialJSON()
-            started = time.perf_counter()
+            # CPU time: waiting for a core that other processes hold is no part of the parse.
+            started = time.process_time()
             for start in range(0, len(text), 7):
                 parser.feed(text[start : start + 7])
-            best = min(best, time.perf_counter() - started)
+            best = min(best, time.process_time() - started)
         return best
 
     small, large = seconds(500), seconds(4000)
