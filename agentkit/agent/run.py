@@ -9,6 +9,7 @@ response and each step's tool results to the code stepping it, and may be stoppe
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import AsyncGenerator
@@ -157,7 +158,9 @@ class AgentRun(RunCore, Generic[OutputT]):
             error = exc
             raise
         finally:
-            current_usage.reset(scope)
+            # A run whose event loop dropped it (an evicted workflow) is closed in another context.
+            with contextlib.suppress(ValueError):
+                current_usage.reset(scope)
             if self.hooks.on_run_end:
                 with anyio.CancelScope(shield=True):
                     for hook in self.hooks.on_run_end:
