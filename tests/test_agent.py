@@ -290,7 +290,7 @@ async def test_sync_tool_timeout_gives_the_call_up_and_the_others_still_run() ->
     finally:
         release.set()
     timed_out, summed = tool_messages(result)
-    assert timed_out.content == "Error: stuck timed out after 0.5 s"
+    assert timed_out.content == "Error: stuck timed out after 0.05 s"
     assert summed.content == "3"
     assert result.output == "gave up"
     assert returned.wait(5)  # the abandoned call finished on its own; its result was dropped
@@ -966,7 +966,7 @@ async def test_given_up_threads_are_capped_and_sync_calls_fail_meanwhile(
     finally:
         release.set()
     timed_out, refused = tool_messages(result)
-    assert timed_out.content == "Error: stuck timed out after 0.05 s"
+    assert timed_out.content == "Error: stuck timed out after 0.5 s"
     assert refused.content == (
         "Error: RuntimeError: not started: 1 threads of earlier sync tool calls that were "
         "given up are still running (the most allowed is 1)"
