@@ -20,6 +20,7 @@ from agentkit.agent.core import Interrupted
 from agentkit.agent.hooks import RunHooks
 from agentkit.agent.results import RunResult, RunState, ToolCallRecord
 from agentkit.agent.run import AgentRun
+from agentkit.agent.tool_step import result_message
 from agentkit.errors import RunInterrupted, UserError
 from agentkit.model_api import Message, ToolCall, Usage
 from agentkit.sessions.base import Entry, Session
@@ -32,7 +33,6 @@ from agentkit.sessions.runs import (
     read_logs,
     stuck_runs,
 )
-from agentkit.tools.calls import cut_output
 from agentkit.tools.context import RunContext
 
 
@@ -67,14 +67,7 @@ class JournalHooks(RunHooks[Any]):
     async def after_tool(
         self, ctx: RunContext[Any], record: ToolCallRecord, error: BaseException | None
     ) -> None:
-        text = (
-            cut_output(record.output, self.max_tool_output)
-            if record.output is not None
-            else f"Error: {record.error}"
-        )
-        self.journal.finished(
-            Message.tool(text, tool_call_id=record.call.id, name=record.call.name)
-        )
+        self.journal.finished(result_message(record, self.max_tool_output))
         await self.journal.write([])
 
     async def on_step_end(

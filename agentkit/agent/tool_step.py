@@ -37,7 +37,7 @@ from agentkit.tools._threads import ThreadBatch, ThreadedCall
 from agentkit.tools.calls import cut_output, output_text, really_cancelled
 from agentkit.tools.context import RunContext
 
-__all__ = ["Job", "Stop", "ToolStep", "cancelled_error"]
+__all__ = ["Job", "Stop", "ToolStep", "cancelled_error", "result_message"]
 
 log = logging.getLogger("agentkit.agent")  # the Agent's logger: tool results are its to report
 
@@ -57,6 +57,16 @@ def cancelled_error(records: Iterable[ToolCallRecord]) -> None:
     for record in records:
         if record.output is None and record.error is None:
             record.error = CANCELLED
+
+
+def result_message(record: ToolCallRecord, limit: int) -> Message:
+    """The tool-role message the model reads for a call: its output cut to `limit`
+    characters, or its error."""
+    return Message.tool(
+        cut_output(record.output, limit) if record.output is not None else f"Error: {record.error}",
+        tool_call_id=record.call.id,
+        name=record.call.name,
+    )
 
 
 def _json_ready(call: ToolCall) -> tuple[ToolCall, str]:
@@ -83,6 +93,7 @@ class ToolStep:
         self.settings = run.settings
         self.toolset = run.setup.toolset
         self._texts: dict[str, str] = {}  # the step's calls' arguments as JSON, by call id
+        self._outcomes: Any = None  # where `file` hands outcomes to the after_tool hooks
 
     # -- a step -----------------------------------------------------------------------------
 
@@ -155,13 +166,7 @@ class ToolStep:
             self.run.emit(ToolCallFinished(record.step, record))
 
     def result_message(self, record: ToolCallRecord) -> Message:
-        return Message.tool(
-            cut_output(record.output, self.settings.max_tool_output)
-            if record.output is not None
-            else f"Error: {record.error}",
-            tool_call_id=record.call.id,
-            name=record.call.name,
-        )
+        return result_message(record, self.settings.max_tool_output)
 
     # -- checking ---------------------------------------------------------------------------
 
@@ -292,7 +297,7 @@ class ToolStep:
             tuple[ToolCallRecord, BaseException | None]
         ](math.inf)
         failed: list[BaseException] = []
-        self._outcomes: Any = send
+        self._outcomes = send
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._report, receive, failed)
@@ -302,8 +307,6 @@ class ToolStep:
             self._outcomes = None
         if failed:
             raise failed[0]  # as itself: the calls have all been filed
-
-    _outcomes: Any = None
 
     async def _report(
         self,
