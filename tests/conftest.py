@@ -47,6 +47,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for fixture, marker in FIXTURE_MARKERS.items():
             if fixture in used:
                 item.add_marker(marker)
+    # The model's tests first (each module's tests kept together, in their order): they take
+    # most of the time, several seconds each, and the workers share out the short tests at the
+    # end instead of one worker finishing a long one while the others wait.
+    items.sort(key=lambda item: item.get_closest_marker("model") is None)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -459,8 +459,9 @@ def test_parsing_time_grows_linearly_with_the_text(unit: str) -> None:
     # Four times the text may take about four times the time, never sixteen (quadratic); the
     # bound leaves room for the doubling windows, which make the cost a staircase. CPU time
     # leaves out waiting for a busy CPU, the best of several runs the rest of the noise, and the
-    # ratio needs no absolute time. The text grows until one parse takes long enough to time,
-    # and past 8 KiB (the parser reads values in windows of 1 KiB).
+    # ratio needs no absolute time. The text grows until one parse takes long enough to time
+    # (20 ms of CPU, well above the clock's resolution), and past 8 KiB (the parser reads values
+    # in windows of 1 KiB).
     def cpu(text: str) -> float:
         started = time.process_time()
         parse_tool_calls(text)
@@ -470,7 +471,7 @@ def test_parsing_time_grows_linearly_with_the_text(unit: str) -> None:
     gc.disable()  # a collection landing in one run only would skew the ratio
     try:
         size = 8_192 // len(unit) + 1
-        while cpu(unit * size) < 0.05:
+        while cpu(unit * size) < 0.02:
             size *= 2
         small, large = math.inf, math.inf
         for _ in range(3):  # interleaved: both sizes see the same load

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.forked import run_program
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
@@ -32,11 +33,9 @@ def blocks() -> list[Any]:
 @pytest.mark.subprocess
 @pytest.mark.parametrize(("where", "code"), blocks())
 def test_doc_block_runs(where: str, code: str) -> None:
-    # Each block is a complete program: run it as one, in a fresh interpreter.
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, f"{where} failed:\n{done.stderr[-3000:]}"
+    # Each block is a complete program: run it as one, in a process of its own.
+    status, output = run_program(code, ROOT, timeout=300)
+    assert status == 0, f"{where} failed:\n{output[-3000:]}"
 
 
 @pytest.mark.subprocess

@@ -292,9 +292,10 @@ async def test_grammar_held_calls_and_answers_stay_valid_in_a_batch(batched: Lla
 
 
 async def test_parallel_agent_runs_each_evaluate_only_their_new_tokens(batched: LlamaCpp) -> None:
-    """Three 10-step runs at once: each step of each run reuses its own slot's cache."""
+    """Three 6-step runs at once: each step of each run reuses its own slot's cache."""
+    steps = 6
 
-    async def ten_steps(run: int) -> list[Generation]:
+    async def run_steps(run: int) -> list[Generation]:
         readings = itertools.count(100 + run, 7)
         generations: list[Generation] = []
 
@@ -307,36 +308,36 @@ async def test_parallel_agent_runs_each_evaluate_only_their_new_tokens(batched: 
             """
             return f"{sensor}: {next(readings)}"
 
-        async def nine_calls_then_answer(request: ModelRequest) -> Generation:
-            choice = "required" if len(generations) < 9 else "auto"
+        async def calls_then_answer(request: ModelRequest) -> Generation:
+            choice = "required" if len(generations) < steps - 1 else "auto"
             generation = await batched.generate(request.model_copy(update={"tool_choice": choice}))
             generations.append(generation)
             return generation
 
         agent = Agent(
-            FunctionRuntime(nine_calls_then_answer),
+            FunctionRuntime(calls_then_answer),
             tools=[read_sensor],
             temperature=0,
             repeat_limit=20,
             reset_tool_choice=False,
-            max_steps=10,
+            max_steps=steps,
         )
         sensor = ("temperature", "humidity", "pressure")[run]
         with contextlib.suppress(MaxStepsExceeded):
-            await agent.run(f"Read the {sensor} sensor ten times and tell me the readings.")
+            await agent.run(f"Read the {sensor} sensor six times and tell me the readings.")
         return generations
 
     runs: list[list[Generation]] = [[], [], []]
 
     async def run(i: int) -> None:
-        runs[i] = await ten_steps(i)
+        runs[i] = await run_steps(i)
 
     async with anyio.create_task_group() as tg:
         for i in range(3):
             tg.start_soon(run, i)
     assert widest(batched) >= 2
     for generations in runs:
-        assert len(generations) == 10
+        assert len(generations) == steps
         for before, after in itertools.pairwise(generations):
             # Each step reuses all the last one saw (its prompt and answer) from its own slot,
             # so it evaluates only the turns the agent appended: evaluated / new = 1.00.

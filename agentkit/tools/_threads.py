@@ -42,6 +42,11 @@ import anyio.from_thread
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
+try:
+    import sniffio
+except ImportError:  # pragma: no cover - anyio then reads the running loop itself
+    sniffio = None  # type: ignore[assignment]
+
 __all__ = ["BLOCKED_AFTER", "MAX_ABANDONED", "ThreadBatch", "ThreadedCall", "abandoned_threads"]
 
 log = logging.getLogger("agentkit.tools")
@@ -108,6 +113,14 @@ class _Thread(threading.Thread):
             if not job.abandoned:
                 with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
                     job.wake()
+
+
+def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio event loop; None under another backend."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _waker(event: anyio.Event) -> Callable[[], None]:
@@ -183,7 +196,7 @@ class _Worker:
     __slots__ = ("abandoned", "call", "done", "finished", "scope", "since")
 
     def __init__(self) -> None:
-        self.scope = anyio.CancelScope()
+        self.scope: anyio.CancelScope | None = None  # set where it runs as a task of its own
         self.call: ThreadedCall | None = None  # the call it is running
         self.since: float | None = None  # when that call started
         self.done: list[ThreadedCall] = []  # finished in the thread, not yet handed back
@@ -216,6 +229,7 @@ class ThreadBatch:
         self._closed = False
         self._scope: anyio.CancelScope | None = None
         self._nap: anyio.CancelScope | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
         """Run every call; return once each has settled."""
@@ -225,11 +239,16 @@ class ThreadBatch:
                 call.deadline = start + call.timeout
         most = min(len(self._open), int(self._limiter.total_tokens))
         try:
-            if most == 1 and all(call.deadline is None for call in self._open):
-                # Nothing to watch and no one to add: one worker, awaited right here (not
-                # even a cancel scope of its own, which costs more than a fast tool).
-                await self._hops(self._add_worker())
-                return
+            if all(call.deadline is None for call in self._open):
+                if most == 1:
+                    # Nothing to watch and no one to add: one worker, awaited right here (not
+                    # even a cancel scope of its own, which costs more than a fast tool).
+                    await self._hops(self._add_worker())
+                    return
+                loop = _asyncio_loop()
+                if loop is not None:
+                    await self._run_timed(loop, most)
+                    return
             async with anyio.create_task_group() as tg:
                 self._scope = tg.cancel_scope
                 tg.start_soon(self._work, self._add_worker())
@@ -237,6 +256,31 @@ class ThreadBatch:
         finally:
             with self._lock:
                 self._closed = True  # after a cancellation, queued calls must not start
+
+    async def _run_timed(self, loop: asyncio.AbstractEventLoop, most: int) -> None:
+        """No deadlines, on asyncio: the first worker is awaited right here and a timer of the
+        event loop, not a watching task, adds workers while every one is blocked. Fast calls
+        thus cost one hop and no task, sleep or cancellation."""
+        async with anyio.create_task_group() as tg:
+            self._scope = tg.cancel_scope
+
+            def reinforce() -> None:
+                if not self._queue or self._closed:
+                    return
+                now = time.monotonic()
+                look = self._reinforce(tg, most, now)
+                self._timer = loop.call_later(max(0.0, look - now), reinforce, context=context)
+
+            # A timer runs outside any task: say which library runs the loop, for anyio's
+            # task group (sniffio tells it when installed, from the current task otherwise).
+            context = contextvars.copy_context()
+            if sniffio is not None:
+                context.run(sniffio.current_async_library_cvar.set, "asyncio")
+            self._timer = loop.call_later(BLOCKED_AFTER, reinforce, context=context)
+            try:
+                await self._hops(self._add_worker())  # returns once the queue is empty
+            finally:
+                self._timer.cancel()
 
     def stop(self) -> None:
         """Give up the calls still running or waiting; `run` returns soon after."""
@@ -254,7 +298,8 @@ class ThreadBatch:
 
     async def _work(self, worker: _Worker) -> None:
         try:
-            with worker.scope:  # cancelled alone when its call passes its deadline
+            # Cancelled alone when its call passes its deadline.
+            with anyio.CancelScope() as worker.scope:
                 await self._hops(worker)
             self._hand_back(worker)  # what it finished before it was abandoned
         finally:
@@ -310,24 +355,26 @@ class ThreadBatch:
             now = time.monotonic()
             wake = self._give_up_overdue(now, start)
             if self._queue:
-                live = [w for w in self._workers if not (w.abandoned or w.finished)]
-                blocked = [w.since for w in live if w.since is not None]
-                if not live or (
-                    len(live) < most
-                    and len(blocked) == len(live)
-                    and now - max(blocked) >= BLOCKED_AFTER
-                ):
-                    tg.start_soon(self._work, self._add_worker())
-                    look = now + BLOCKED_AFTER
-                else:
-                    # The soonest a busy worker can count as blocked (all busy or not).
-                    look = (max(blocked) if len(blocked) == len(live) else now) + BLOCKED_AFTER
+                look = self._reinforce(tg, most, now)
                 wake = look if wake is None else min(wake, look)
             if wake is None:
                 return  # nothing left to watch: the running workers finish the rest
             with anyio.CancelScope() as self._nap:
                 await anyio.sleep(max(0.0, wake - time.monotonic()))
             self._nap = None
+
+    def _reinforce(self, tg: TaskGroup, most: int, now: float) -> float:
+        """Calls wait: add a worker if none runs, or if every one is blocked and there is room
+        for another. When to look again."""
+        live = [w for w in self._workers if not (w.abandoned or w.finished)]
+        blocked = [w.since for w in live if w.since is not None]
+        if not live or (
+            len(live) < most and len(blocked) == len(live) and now - max(blocked) >= BLOCKED_AFTER
+        ):
+            tg.start_soon(self._work, self._add_worker())
+            return now + BLOCKED_AFTER
+        # The soonest a busy worker can count as blocked (all busy or not).
+        return (max(blocked) if len(blocked) == len(live) else now) + BLOCKED_AFTER
 
     def _give_up_overdue(self, now: float, start: float) -> float | None:
         """Give up the calls past their deadline; the next deadline of the others."""
@@ -348,7 +395,7 @@ class ThreadBatch:
                     owner = next(w for w in self._workers if w.call is call)
                     owner.abandoned = True
                 call.state = _GIVEN_UP
-            if owner is not None:
+            if owner is not None and owner.scope is not None:
                 owner.scope.cancel()
             call.error = TimeoutError()
             call.duration = now - start
