@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.forked import run_program
 
 ROOT = Path(__file__).resolve().parents[1]
