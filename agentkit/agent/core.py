@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from agentkit.tools import Toolset
 from agentkit.tools.context import RunContext
 from agentkit.usage import PriceTable, add_usage, cost
 
-__all__ = ["Decisions", "Interrupted", "RunCore", "Setup"]
+__all__ = ["Decisions", "Interrupted", "RunCore", "Setup", "current_run"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,11 @@ class Interrupted:
     """The model's last tool-calling message, when some of its calls have no result."""
     started: frozenset[str] = frozenset()
     """Ids of calls that had started."""
+
+
+current_run: ContextVar[RunCore | None] = ContextVar("current_run", default=None)
+"""The run under way in this context: a run started by one of its tools (an agent used as a
+tool, or any run a tool starts) adds its usage to that run's `nested`."""
 
 
 class RunCore:
