@@ -76,7 +76,8 @@ class Interrupted:
 
 current_run: ContextVar[RunCore | None] = ContextVar("current_run", default=None)
 """The run under way in this context: a run started by one of its tools (an agent used as a
-tool, or any run a tool starts) adds its usage to that run's `nested`."""
+tool, or any run a tool starts) adds its usage to that run's `nested`, and an agent used as a
+tool takes that run's event stream and path (`agentkit.agent.subagent`)."""
 
 
 class RunCore:
@@ -112,6 +113,8 @@ class RunCore:
         self.interrupted: Interrupted | None = None
         """What a run continued after a crash settles first."""
         self.emit: Callable[[Event], None] | None = None
+        self.path = setup.name or "agent"
+        """Which agent's run this is, as its events say (`agentkit.agent.events`)."""
         self._context: RunContext[Any] | None = None
 
     @property

@@ -187,7 +187,7 @@ class AgentRun(RunCore, Generic[OutputT]):
                     # A stray one would end the task silently: the stream must say why.
                     error = exc
                     return
-                send.send_nowait(RunFinished(result))
+                send.send_nowait(RunFinished(result, self.path))
 
         closed = False
         async with anyio.create_task_group() as tg, receive:
@@ -364,7 +364,7 @@ class AgentRun(RunCore, Generic[OutputT]):
         step = self.steps
         emit = self.emit
         if emit:
-            emit(StepStarted(step))
+            emit(StepStarted(step, self.path))
         tool_choice = None
         if tools is None:
             tool_choice = "none"
@@ -381,17 +381,17 @@ class AgentRun(RunCore, Generic[OutputT]):
         for after in self.hooks.after_model:
             await after(self.context, generation)
         if emit and not generation.tool_calls:
-            emit(StepFinished(step, generation.usage))
+            emit(StepFinished(step, generation.usage, self.path))
         return generation
 
     async def _streamed(self, request: ModelRequest, step: int) -> Generation:
         emit = self.emit
         chunks: list[StreamChunk] = []
-        watch = self.output.watcher(step, emit) if self.output and emit else None
+        watch = self.output.watcher(step, emit, self.path) if self.output and emit else None
         async for chunk in self.runtime.stream(request):
             chunks.append(chunk)
             if emit and chunk.response:
-                emit(TextDelta(step, chunk.response))
+                emit(TextDelta(step, chunk.response, self.path))
                 if watch:
                     watch(chunk.response)
         return StreamChunk.join(chunks)
