@@ -24,6 +24,7 @@ from typing import Any, Generic, overload
 
 import anyio
 from pydantic import ValidationError
+from typing_extensions import Unpack
 
 from agentkit.agent.approval import fingerprint
 from agentkit.agent.core import Setup
@@ -34,12 +35,13 @@ from agentkit.agent.output import output_spec
 from agentkit.agent.results import OutputT, RunResult, RunState
 from agentkit.agent.run import AgentRun
 from agentkit.agent.settings import AgentSettings, settings_error
+from agentkit.agent.subagent import agent_tool
 from agentkit.errors import UserError
 from agentkit.model_api import Message, ModelRequest
 from agentkit.runtimes import get_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.sessions import Session
-from agentkit.tools import Tool, Toolset, ToolSource
+from agentkit.tools import Tool, ToolOptions, Toolset, ToolSource
 from agentkit.usage import PriceTable, check_prices, model_name
 from agentkit.wire.workers_ai import GenerationRequest
 
@@ -373,6 +375,21 @@ class Agent(Generic[OutputT]):
         async with aclosing(run.events()) as events:
             async for event in events:
                 yield event
+
+    def as_tool(
+        self,
+        name: str | None = None,
+        *,
+        description: str,
+        input_type: type[Any] | None = None,
+        **options: Unpack[ToolOptions],
+    ) -> Tool:
+        """This agent as a tool of other agents: a call runs it on the `input` text the
+        calling model writes (or, with `input_type`, a model, dataclass or TypedDict, on
+        its fields as JSON) and answers with its output; `name` defaults to the agent's, and
+        `options` are those of `@tool`. See `agentkit.agent.subagent` and docs/multi-agent.md.
+        """
+        return agent_tool(self, name, description, input_type, options)
 
     # -- lifetime ---------------------------------------------------------------------------
 

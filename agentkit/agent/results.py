@@ -61,8 +61,9 @@ StopReason = Literal[
 lists them, `RunResult.state` resumes it); one of the limits stopped it; a tool call was cut
 off by `max_tokens` (`truncated_call`); the answer did not fit the output type
 (`invalid_output`); a hook stopped it (`stopped`, with `RunStopped`), or the code stepping
-it with `agent.iter` did. The limits, `truncated_call` and `invalid_output` come with an error that
-carries the partial run."""
+it with `agent.iter` did, or, for an agent used as a tool, an error without a partial run of
+its own or a cancellation cut it short. The limits, `truncated_call` and `invalid_output` come
+with an error that carries the partial run."""
 
 
 class PendingCall(BaseModel):
