@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,6 @@ from agentkit.errors import UserError
 from agentkit.model_api import Usage
 
 __all__ = ["ModelPrice", "PriceTable", "cost", "model_name"]
-
-current_usage: ContextVar[dict[str, Usage] | None] = ContextVar("current_usage", default=None)
-"""Where a run started in this context (by a tool of the run in progress: an agent used as a
-tool) adds its usage by model, so that the outer run's `usage_by_model` and cost count it."""
 
 
 @dataclass(frozen=True)

@@ -24,22 +24,24 @@ from typing import Any, Generic, overload
 
 import anyio
 from pydantic import ValidationError
+from typing_extensions import Unpack
 
-from agentkit.agent.approval import check_decisions, fingerprint
+from agentkit.agent.approval import fingerprint
 from agentkit.agent.core import Setup
 from agentkit.agent.events import Event
 from agentkit.agent.hooks import HookSet, RunHooks
-from agentkit.agent.journaled import attach_paused, open_run
+from agentkit.agent.journaled import open_run, resumed
 from agentkit.agent.output import output_spec
 from agentkit.agent.results import OutputT, RunResult, RunState
 from agentkit.agent.run import AgentRun
 from agentkit.agent.settings import AgentSettings, settings_error
+from agentkit.agent.subagent import agent_tool
 from agentkit.errors import UserError
 from agentkit.model_api import Message, ModelRequest
 from agentkit.runtimes import get_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.sessions import Session
-from agentkit.tools import Tool, Toolset, ToolSource
+from agentkit.tools import Tool, ToolOptions, Toolset, ToolSource
 from agentkit.usage import PriceTable, check_prices, model_name
 from agentkit.wire.workers_ai import GenerationRequest
 
@@ -342,7 +344,7 @@ class Agent(Generic[OutputT]):
                 (a tool missing or changed, another output type): each is named.
             RunError: a limit stopped the resumed run, as in `run`.
         """
-        run = await self._resumed(state, approve, deny, session, deps)
+        run = await resumed(self, state, approve, deny, session, deps)
         return await run.execute()
 
     def resume_sync(
@@ -369,10 +371,25 @@ class Agent(Generic[OutputT]):
     ) -> AsyncGenerator[Event, None]:
         """`resume`, yielding events as `stream` does (a denied call has only its
         `ToolCallFinished`); the last event is `RunFinished`."""
-        run = await self._resumed(state, approve, deny, session, deps)
+        run = await resumed(self, state, approve, deny, session, deps)
         async with aclosing(run.events()) as events:
             async for event in events:
                 yield event
+
+    def as_tool(
+        self,
+        name: str | None = None,
+        *,
+        description: str,
+        input_type: type[Any] | None = None,
+        **options: Unpack[ToolOptions],
+    ) -> Tool:
+        """This agent as a tool of other agents: a call runs it on the `input` text the
+        calling model writes (or, with `input_type`, a model, dataclass or TypedDict, on
+        its fields as JSON) and answers with its output; `name` defaults to the agent's, and
+        `options` are those of `@tool`. See `agentkit.agent.subagent` and docs/multi-agent.md.
+        """
+        return agent_tool(self, name, description, input_type, options)
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -481,19 +498,3 @@ class Agent(Generic[OutputT]):
         if transcript is not None:
             del transcript[:]
         return await open_run(self, session, prompt, transcript, deps)
-
-    async def _resumed(
-        self,
-        state: RunState,
-        approve: Collection[str],
-        deny: Mapping[str, str] | None,
-        session: Session | None,
-        deps: Any,
-    ) -> AgentRun[OutputT]:
-        decisions = check_decisions(state, approve, deny)
-        run = self.new_run([], deps)
-        run.restore(state)
-        run.resuming = decisions
-        if session is not None:
-            await attach_paused(run, session, [call.id for call in state.pending])
-        return run

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from agentkit.tools import Toolset
 from agentkit.tools.context import RunContext
 from agentkit.usage import PriceTable, add_usage, cost
 
-__all__ = ["Decisions", "Interrupted", "RunCore", "Setup"]
+__all__ = ["Decisions", "Interrupted", "RunCore", "Setup", "current_run"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,12 @@ class Interrupted:
     """Ids of calls that had started."""
 
 
+current_run: ContextVar[RunCore | None] = ContextVar("current_run", default=None)
+"""The run under way in this context: a run started by one of its tools (an agent used as a
+tool, or any run a tool starts) adds its usage to that run's `nested`, and an agent used as a
+tool takes that run's event stream and path (`agentkit.agent.subagent`)."""
+
+
 class RunCore:
     """One run's state: transcript, tool calls, steps, usage and counters."""
 
@@ -106,6 +113,8 @@ class RunCore:
         self.interrupted: Interrupted | None = None
         """What a run continued after a crash settles first."""
         self.emit: Callable[[Event], None] | None = None
+        self.path = setup.name or "agent"
+        """Which agent's run this is, as its events say (`agentkit.agent.events`)."""
         self._context: RunContext[Any] | None = None
 
     @property

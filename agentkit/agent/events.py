@@ -11,6 +11,13 @@ each time the answer's JSON has grown into a different value.
 
 Tool calls of one step run concurrently, so their finished events come in completion order;
 the transcript keeps the order the model emitted them in.
+
+Every event's `path` says which agent produced it: the name of the run's agent (`agent` for
+an Agent without a name), and for an agent used as a tool (`Agent.as_tool`), the path of the
+agent whose tool it is, a `/`, and its own name (or, without one, the tool's): `triage/billing`.
+A sub-agent's events come in the stream of the run that called it, as they happen, between the
+`ToolCallStarted` and the `ToolCallFinished` of its call; its run's end is that
+`ToolCallFinished` (whose record holds the sub-run's result), not a `RunFinished`.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ class StepStarted:
     """A model call is about to be made."""
 
     step: int
+    path: str = ""
+    """The agent that produced it (see the module's docstring)."""
     kind: Literal["step_started"] = "step_started"
 
 
@@ -51,6 +60,8 @@ class TextDelta:
 
     step: int
     text: str
+    path: str = ""
+    """The agent that produced it (see the module's docstring)."""
     kind: Literal["text_delta"] = "text_delta"
 
 
@@ -64,6 +75,8 @@ class PartialOutput:
 
     step: int
     value: Any
+    path: str = ""
+    """The agent that produced it (see the module's docstring)."""
     kind: Literal["partial_output"] = "partial_output"
 
 
@@ -73,6 +86,8 @@ class ToolCallStarted:
 
     step: int
     call: ToolCall
+    path: str = ""
+    """The agent that produced it (see the module's docstring)."""
     kind: Literal["tool_call_started"] = "tool_call_started"
 
 
@@ -82,6 +97,8 @@ class ToolCallFinished:
 
     step: int
     record: ToolCallRecord
+    path: str = ""
+    """The agent that produced it (see the module's docstring)."""
     kind: Literal["tool_call_finished"] = "tool_call_finished"
 
 
@@ -91,6 +108,8 @@ class StepFinished:
 
     step: int
     usage: Usage
+    path: str = ""
+    """The agent that produced it (see the module's docstring)."""
     kind: Literal["step_finished"] = "step_finished"
 
 
@@ -104,6 +123,8 @@ class RunFinished(Generic[_ResultT]):
     `result.pending`, `result.state`)."""
 
     result: RunResult[_ResultT]
+    path: str = ""
+    """The agent that produced it (see the module's docstring)."""
     kind: Literal["run_finished"] = "run_finished"
 
 

@@ -13,9 +13,10 @@ fails, so no call runs twice.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
+from agentkit.agent.approval import check_decisions
 from agentkit.agent.core import Interrupted
 from agentkit.agent.hooks import RunHooks
 from agentkit.agent.results import RunResult, RunState, ToolCallRecord
@@ -48,8 +49,12 @@ class Starter(Protocol):
         run_id: str | None = None,
     ) -> AgentRun[Any]: ...
 
+    def new_run(
+        self, messages: list[Message], deps: Any = None, run_id: str | None = None
+    ) -> AgentRun[Any]: ...
 
-__all__ = ["JournalHooks", "attach_paused", "open_run"]
+
+__all__ = ["JournalHooks", "attach_paused", "open_run", "resumed"]
 
 
 class JournalHooks(RunHooks[Any]):
@@ -182,6 +187,25 @@ async def attach_paused(run: AgentRun[Any], session: Session, pending: Sequence[
     journal.activate()
     run.run_id = log.run_id
     _journaled(run, journal)
+
+
+async def resumed(
+    agent: Starter,
+    state: RunState,
+    approve: Collection[str],
+    deny: Mapping[str, str] | None,
+    session: Session | None,
+    deps: Any,
+) -> AgentRun[Any]:
+    """A run of `agent` that goes on from a pause for approval (`state`), with the person's
+    decisions checked; with `session`, journaled into the session's run that paused."""
+    decisions = check_decisions(state, approve, deny)
+    run = agent.new_run([], deps)
+    run.restore(state)
+    run.resuming = decisions
+    if session is not None:
+        await attach_paused(run, session, [call.id for call in state.pending])
+    return run
 
 
 def _start(

@@ -192,9 +192,9 @@ class OutputSpec(Generic[T]):
 
     # -- streaming -------------------------------------------------------------------------
 
-    def watcher(self, step: int, emit: Callable[[Event], None]) -> Callable[[str], None]:
-        """A function to feed a step's text deltas; it emits `PartialOutput` whenever the
-        value parsed so far changes."""
+    def watcher(self, step: int, emit: Callable[[Event], None], path: str) -> Callable[[str], None]:
+        """A function to feed a step's text deltas; it emits `PartialOutput` (from the agent
+        at `path`) whenever the value parsed so far changes."""
         parser = PartialJSON()
         last: list[Any] = []
 
@@ -209,7 +209,7 @@ class OutputSpec(Generic[T]):
             if last and last[0] == value:
                 return
             last[:] = [value]
-            emit(PartialOutput(step, value))
+            emit(PartialOutput(step, value, path))
 
         return feed
 

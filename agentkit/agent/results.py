@@ -61,8 +61,9 @@ StopReason = Literal[
 lists them, `RunResult.state` resumes it); one of the limits stopped it; a tool call was cut
 off by `max_tokens` (`truncated_call`); the answer did not fit the output type
 (`invalid_output`); a hook stopped it (`stopped`, with `RunStopped`), or the code stepping
-it with `agent.iter` did. The limits, `truncated_call` and `invalid_output` come with an error that
-carries the partial run."""
+it with `agent.iter` did, or, for an agent used as a tool, an error without a partial run of
+its own or a cancellation cut it short. The limits, `truncated_call` and `invalid_output` come
+with an error that carries the partial run."""
 
 
 class PendingCall(BaseModel):
@@ -93,6 +94,10 @@ class ToolCallRecord(BaseModel):
     """Seconds spent running the tool (0 when it never ran)."""
     repairs: list[str] = Field(default_factory=list)
     """How the arguments were repaired before they validated (code fences, quotes, ...)."""
+    run: RunResult[Any] | None = None
+    """For a call of an agent used as a tool (`Agent.as_tool`), that agent's whole run: its
+    result, or as far as it got when it failed; None for other tools. After a JSON round trip a
+    typed output in it is plain JSON data."""
 
     @property
     def ok(self) -> bool:
@@ -152,6 +157,8 @@ class RunResult(BaseModel, Generic[OutputT]):
         `result.state.to_json()`."""
         return self._state
 
+
+ToolCallRecord.model_rebuild()  # a record may hold a run: a RunResult, defined after it
 
 STATE_VERSION = 1
 """The `RunState.version` this agentkit writes and reads."""

@@ -20,7 +20,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from agentkit.agent.approval import paused, resume_step
-from agentkit.agent.core import RunCore, Setup
+from agentkit.agent.core import RunCore, Setup, current_run
 from agentkit.agent.events import Event, RunFinished, StepFinished, StepStarted, TextDelta
 from agentkit.agent.hooks import HookSet
 from agentkit.agent.output import OutputSpec
@@ -44,7 +44,7 @@ from agentkit.model_api import (
 from agentkit.sessions.runs import INTERRUPTED
 from agentkit.telemetry import active as telemetry_active
 from agentkit.tools.calls import really_cancelled
-from agentkit.usage import add_usage, current_usage
+from agentkit.usage import add_usage
 
 __all__ = ["AgentRun", "ModelResponse", "ToolResults"]
 
@@ -130,8 +130,8 @@ class AgentRun(RunCore, Generic[OutputT]):
         for wrap in self.hooks.wrap_model:
             self.runtime = wrap(self.runtime)
         # Runs that this run's tools start (agents used as tools) add their usage to ours.
-        outer = current_usage.get()
-        scope = current_usage.set(self.nested)
+        outer = current_run.get()
+        scope = current_run.set(self)
         result: RunResult[OutputT] | None = None
         error: BaseException | None = None
         try:
@@ -160,13 +160,13 @@ class AgentRun(RunCore, Generic[OutputT]):
         finally:
             # A run whose event loop dropped it (an evicted workflow) is closed in another context.
             with contextlib.suppress(ValueError):
-                current_usage.reset(scope)
+                current_run.reset(scope)
             if self.hooks.on_run_end:
                 with anyio.CancelScope(shield=True):
                     for hook in self.hooks.on_run_end:
                         await hook(self.context, result, error)
             if outer is not None:
-                add_usage(outer, self.usage_by_model())
+                add_usage(outer.nested, self.usage_by_model())
 
     async def events(self) -> AsyncGenerator[Event, None]:
         """Run, yielding typed events as they happen; the last one is `RunFinished`."""
@@ -187,7 +187,7 @@ class AgentRun(RunCore, Generic[OutputT]):
                     # A stray one would end the task silently: the stream must say why.
                     error = exc
                     return
-                send.send_nowait(RunFinished(result))
+                send.send_nowait(RunFinished(result, self.path))
 
         closed = False
         async with anyio.create_task_group() as tg, receive:
@@ -364,7 +364,7 @@ class AgentRun(RunCore, Generic[OutputT]):
         step = self.steps
         emit = self.emit
         if emit:
-            emit(StepStarted(step))
+            emit(StepStarted(step, self.path))
         tool_choice = None
         if tools is None:
             tool_choice = "none"
@@ -381,17 +381,17 @@ class AgentRun(RunCore, Generic[OutputT]):
         for after in self.hooks.after_model:
             await after(self.context, generation)
         if emit and not generation.tool_calls:
-            emit(StepFinished(step, generation.usage))
+            emit(StepFinished(step, generation.usage, self.path))
         return generation
 
     async def _streamed(self, request: ModelRequest, step: int) -> Generation:
         emit = self.emit
         chunks: list[StreamChunk] = []
-        watch = self.output.watcher(step, emit) if self.output and emit else None
+        watch = self.output.watcher(step, emit, self.path) if self.output and emit else None
         async for chunk in self.runtime.stream(request):
             chunks.append(chunk)
             if emit and chunk.response:
-                emit(TextDelta(step, chunk.response))
+                emit(TextDelta(step, chunk.response, self.path))
                 if watch:
                     watch(chunk.response)
         return StreamChunk.join(chunks)

@@ -152,7 +152,7 @@ class ToolStep:
         for hook in run.hooks.on_step_end:
             await hook(run.context, step, records)
         if run.emit:
-            run.emit(StepFinished(step, usage))
+            run.emit(StepFinished(step, usage, run.path))
 
     def stop(self, error: Exception) -> None:
         assert isinstance(error, (RepeatedToolCall, ToolRetriesExhausted))
@@ -163,7 +163,7 @@ class ToolStep:
     def file_denied(self, record: ToolCallRecord) -> None:
         """A call a person denied: it never runs (its error says why)."""
         if self.run.emit:
-            self.run.emit(ToolCallFinished(record.step, record))
+            self.run.emit(ToolCallFinished(record.step, record, self.run.path))
 
     def result_message(self, record: ToolCallRecord) -> Message:
         return result_message(record, self.settings.max_tool_output)
@@ -344,7 +344,7 @@ class ToolStep:
                 await hook(run.context, calls)
         if run.emit:
             for record, _, _ in jobs:  # in the order the model made the calls
-                run.emit(ToolCallStarted(record.step, record.call))
+                run.emit(ToolCallStarted(record.step, record.call, run.path))
         awaited = [job for job in jobs if job[1].is_async]
         threaded = [job for job in jobs if not job[1].is_async]
         if not awaited:
@@ -453,5 +453,5 @@ class ToolStep:
         if self._outcomes is not None:
             self._outcomes.send_nowait((record, error))
         if self.run.emit:
-            self.run.emit(ToolCallFinished(record.step, record))
+            self.run.emit(ToolCallFinished(record.step, record, self.run.path))
         return None
