@@ -33,7 +33,7 @@ from agentkit.agent.journaled import attach_paused, open_run
 from agentkit.agent.output import output_spec
 from agentkit.agent.results import OutputT, RunResult, RunState
 from agentkit.agent.run import AgentRun
-from agentkit.agent.settings import AgentSettings, settings_error
+from agentkit.agent.settings import AgentSettings, settings_error, settled_tool_choice
 from agentkit.errors import UserError
 from agentkit.model_api import Message, ModelRequest
 from agentkit.runtimes import get_runtime
@@ -182,19 +182,7 @@ class Agent(Generic[OutputT]):
         self.telemetry = telemetry
         self._model = model_name(self.runtime)
         profile = self.runtime.profile
-        tool_choice = settings.tool_choice
-        if tool_choice is None:
-            has_tools = len(self.toolset) or self.toolset.sources
-            tool_choice = profile.tool_choice if has_tools else "auto"
-        # A source's tools are known once it runs: a name among them is checked by the model.
-        if (
-            tool_choice not in ("auto", "required", "none")
-            and tool_choice not in self.toolset
-            and not self.toolset.sources
-        ):
-            raise UserError(
-                f"tool_choice: must be auto, required, none or a tool's name (got {tool_choice!r})"
-            )
+        tool_choice = settled_tool_choice(settings.tool_choice, self.toolset, profile.tool_choice)
         self.settings = settings
         # Validated once here; every step reuses the fields without validating them again.
         # The settings are checked against the contract's bounds, the user's over the profile's.
