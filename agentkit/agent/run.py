@@ -140,10 +140,10 @@ class AgentRun(RunCore, Generic[OutputT]):
                     await hook(self.context)
                 deadline = self.settings.deadline
                 if deadline is None:
-                    result = await self._loop(stream)
+                    result = await self._checked(stream)
                 else:
                     with anyio.move_on_after(deadline):
-                        result = await self._loop(stream)
+                        result = await self._checked(stream)
                     if result is None:
                         raise Stop(DeadlineExceeded(deadline, self.outcome("", "deadline")))
             self.result_value = result
@@ -282,6 +282,14 @@ class AgentRun(RunCore, Generic[OutputT]):
         return stepping.stop
 
     # -- the loop ---------------------------------------------------------------------------
+
+    async def _checked(self, stream: bool) -> RunResult[OutputT]:
+        """The loop's result; an answer first passes the `on_answer` hooks."""
+        result = await self._loop(stream)
+        if self.hooks.on_answer and result.stop_reason in ("answer", "final_answer"):
+            for hook in self.hooks.on_answer:
+                await hook(self.context, result)
+        return result
 
     async def _loop(self, stream: bool) -> RunResult[OutputT]:
         if self.interrupted is not None:
