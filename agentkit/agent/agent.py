@@ -28,6 +28,8 @@ from pydantic import ValidationError
 from agentkit.agent.approval import check_decisions, fingerprint
 from agentkit.agent.core import Setup
 from agentkit.agent.events import Event
+from agentkit.agent.guardrail_hooks import Guardrails
+from agentkit.agent.guardrails import Guardrail
 from agentkit.agent.hooks import HookSet, RunHooks
 from agentkit.agent.journaled import attach_paused, open_run
 from agentkit.agent.output import output_spec
@@ -87,6 +89,9 @@ class Agent(Generic[OutputT]):
         max_output_retries: answers that do not fit `output_type` the model is told about
             and may fix; one more raises `OutputValidationError`.
         hooks: `RunHooks` that every run of this agent reaches (see `agentkit.agent.hooks`).
+        guardrails: `InputGuardrail`s, `OutputGuardrail`s and `ToolGuardrail`s: checks of
+            the input, the answer and tool calls that may stop a run with `GuardrailTripped`
+            (see `agentkit.agent.guardrails`).
         clock: where tool call durations are read from (a durable workflow passes its own).
         telemetry: report runs to OpenTelemetry when it is configured (see
             docs/observability.md); a durable workflow turns it off (its calls are traced
@@ -142,6 +147,7 @@ class Agent(Generic[OutputT]):
         name: str | None = None,
         prices: PriceTable | None = None,
         hooks: Iterable[RunHooks[Any]] = (),
+        guardrails: Iterable[Guardrail] = (),
         clock: Callable[[], float] = time.perf_counter,
         telemetry: bool = True,
         settings: AgentSettings | None = None,
@@ -156,6 +162,7 @@ class Agent(Generic[OutputT]):
         output_type: Any = None,
         prices: PriceTable | None = None,
         hooks: Iterable[RunHooks[Any]] = (),
+        guardrails: Iterable[Guardrail] = (),
         clock: Callable[[], float] = time.perf_counter,
         telemetry: bool = True,
         settings: AgentSettings | None = None,
@@ -177,7 +184,8 @@ class Agent(Generic[OutputT]):
         self.instructions = settings.instructions
         self.name = settings.name
         self.prices = check_prices(prices)
-        self.hooks = HookSet(hooks)
+        self._guardrails = Guardrails(guardrails, self.toolset)
+        self.hooks = HookSet([*hooks, *self._guardrails.hooks])
         self.clock = clock
         self.telemetry = telemetry
         self._model = model_name(self.runtime)
@@ -416,7 +424,8 @@ class Agent(Generic[OutputT]):
                 request=self._request,
                 telemetry=self.telemetry,
             )
-        return AgentRun(setup, messages, self.hooks, self._output, deps, run_id)
+        hooks = self._guardrails.run_hooks(self.hooks)
+        return AgentRun(setup, messages, hooks, self._output, deps, run_id)
 
     def start(
         self,

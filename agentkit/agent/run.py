@@ -28,6 +28,7 @@ from agentkit.agent.results import OutputT, RunResult, StopReason, ToolCallRecor
 from agentkit.agent.tool_step import Stop, ToolStep
 from agentkit.errors import (
     DeadlineExceeded,
+    GuardrailTripped,
     MaxStepsExceeded,
     RunStopped,
     StopRun,
@@ -154,6 +155,11 @@ class AgentRun(RunCore, Generic[OutputT]):
         except StopRun as stop:  # raised by a hook
             error = RunStopped(stop.message, self.outcome("", "stopped"))
             raise error from None
+        except GuardrailTripped as trip:  # raised by a guardrail's hooks
+            if trip.run is None:
+                trip.run = self.outcome("", "guardrail")
+            error = trip
+            raise
         except BaseException as exc:
             error = exc
             raise
