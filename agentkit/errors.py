@@ -16,6 +16,8 @@ AgentKitError
 │   ├── DeadlineExceeded
 │   ├── ToolRetriesExhausted
 │   ├── RepeatedToolCall
+│   ├── RunStopped                 a hook stopped the run (it raised StopRun)
+│   ├── GuardrailTripped           a guardrail tripped on the input, a tool call or the answer
 │   └── ModelBehaviorError
 │       ├── TruncatedToolCall      a tool call cut off by max_tokens
 │       └── OutputValidationError  the answer did not fit the output type, retries spent
@@ -52,6 +54,7 @@ __all__ = [
     "ConfigurationError",
     "DeadlineExceeded",
     "FieldError",
+    "GuardrailTripped",
     "MaxStepsExceeded",
     "ModelBehaviorError",
     "ModelConnectionError",
@@ -319,6 +322,30 @@ class RunStopped(RunError):
     def __init__(self, reason: str, run: Any = None) -> None:
         self.reason = reason
         super().__init__(f"a hook stopped the run: {reason}", run)
+
+
+class GuardrailTripped(RunError):
+    """A guardrail tripped: on the user's input (`kind == "input"`), on a tool call or its
+    result (`"tool"`, with `tool` the tool's name) or on the final answer (`"output"`).
+    `output` is what the guardrail said (a `Verdict`, for an agent used as one); `run` the
+    partial run, with the answer in it for an output guardrail."""
+
+    def __init__(
+        self,
+        guardrail: str,
+        kind: str,
+        output: Any = None,
+        tool: str | None = None,
+        run: Any = None,
+    ) -> None:
+        self.guardrail = guardrail
+        self.kind = kind
+        self.output = output
+        self.tool = tool
+        what = f"a call of {tool!r}" if tool is not None else f"the {kind}"
+        detail = output if isinstance(output, str) else getattr(output, "reason", None)
+        said = f": {detail}" if isinstance(detail, str) and detail else ""
+        super().__init__(f"guardrail {guardrail!r} tripped on {what}{said}", run)
 
 
 class ModelBehaviorError(RunError):

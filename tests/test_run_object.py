@@ -75,6 +75,9 @@ class Recorder(RunHooks[Any]):
     ) -> None:
         self.seen.append(f"step {step} {len(records)}")
 
+    async def on_answer(self, ctx: RunContext[Any], result: RunResult[Any]) -> None:
+        self.seen.append(f"answer {result.output}")
+
     async def on_run_end(
         self, ctx: RunContext[Any], result: RunResult[Any] | None, error: BaseException | None
     ) -> None:
@@ -96,6 +99,7 @@ async def test_hooks_hear_every_point_of_a_run_in_order() -> None:
         "step 1 1",
         "model 2 3",
         "answered 2 0",
+        "answer 5",
         "end answer",
     ]
 

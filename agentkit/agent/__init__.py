@@ -4,12 +4,20 @@
 - `run`: `AgentRun`, one run and its loop; `core`: a run's state, saved and restored as a
   `RunState`; `tool_step`: one step's tool calls; `approval`: pausing and resuming;
   `output`: structured answers; `journaled`: runs with a session;
-- `hooks`: `RunHooks`, the public seam into every run; `settings`: `AgentSettings`;
+- `hooks`: `RunHooks`, the public seam into every run; `guardrails`: checks of the input,
+  the answer and tool calls, run by hooks (`guardrail_hooks`); `settings`: `AgentSettings`;
 - `results`: `RunResult`, `ToolCallRecord`, `PendingCall`, `RunState`; `events`: the typed
   events of a streamed run.
 """
 
 from agentkit.agent.agent import Agent
+from agentkit.agent.guardrails import (
+    GuardrailResult,
+    InputGuardrail,
+    OutputGuardrail,
+    ToolGuardrail,
+    Verdict,
+)
 from agentkit.agent.hooks import RunHooks
 from agentkit.agent.results import (
     OutputT,
@@ -27,7 +35,10 @@ __all__ = [
     "Agent",
     "AgentRun",
     "AgentSettings",
+    "GuardrailResult",
+    "InputGuardrail",
     "ModelResponse",
+    "OutputGuardrail",
     "OutputT",
     "PendingCall",
     "RunContext",
@@ -36,5 +47,7 @@ __all__ = [
     "RunState",
     "StopReason",
     "ToolCallRecord",
+    "ToolGuardrail",
     "ToolResults",
+    "Verdict",
 ]

@@ -29,12 +29,14 @@ from typing_extensions import Unpack
 from agentkit.agent.approval import fingerprint
 from agentkit.agent.core import Setup
 from agentkit.agent.events import Event
+from agentkit.agent.guardrail_hooks import Guardrails
+from agentkit.agent.guardrails import Guardrail
 from agentkit.agent.hooks import HookSet, RunHooks
 from agentkit.agent.journaled import open_run, resumed
 from agentkit.agent.output import output_spec
 from agentkit.agent.results import OutputT, RunResult, RunState
 from agentkit.agent.run import AgentRun
-from agentkit.agent.settings import AgentSettings, settings_error
+from agentkit.agent.settings import AgentSettings, settings_error, settled_tool_choice
 from agentkit.agent.subagent import agent_tool
 from agentkit.errors import UserError
 from agentkit.model_api import Message, ModelRequest
@@ -89,6 +91,9 @@ class Agent(Generic[OutputT]):
         max_output_retries: answers that do not fit `output_type` the model is told about
             and may fix; one more raises `OutputValidationError`.
         hooks: `RunHooks` that every run of this agent reaches (see `agentkit.agent.hooks`).
+        guardrails: `InputGuardrail`s, `OutputGuardrail`s and `ToolGuardrail`s: checks of
+            the input, the answer and tool calls that may stop a run with `GuardrailTripped`
+            (see `agentkit.agent.guardrails`).
         clock: where tool call durations are read from (a durable workflow passes its own).
         telemetry: report runs to OpenTelemetry when it is configured (see
             docs/observability.md); a durable workflow turns it off (its calls are traced
@@ -144,6 +149,7 @@ class Agent(Generic[OutputT]):
         name: str | None = None,
         prices: PriceTable | None = None,
         hooks: Iterable[RunHooks[Any]] = (),
+        guardrails: Iterable[Guardrail] = (),
         clock: Callable[[], float] = time.perf_counter,
         telemetry: bool = True,
         settings: AgentSettings | None = None,
@@ -158,6 +164,7 @@ class Agent(Generic[OutputT]):
         output_type: Any = None,
         prices: PriceTable | None = None,
         hooks: Iterable[RunHooks[Any]] = (),
+        guardrails: Iterable[Guardrail] = (),
         clock: Callable[[], float] = time.perf_counter,
         telemetry: bool = True,
         settings: AgentSettings | None = None,
@@ -179,24 +186,13 @@ class Agent(Generic[OutputT]):
         self.instructions = settings.instructions
         self.name = settings.name
         self.prices = check_prices(prices)
-        self.hooks = HookSet(hooks)
+        self._guardrails = Guardrails(guardrails, self.toolset)
+        self.hooks = HookSet([*hooks, *self._guardrails.hooks])
         self.clock = clock
         self.telemetry = telemetry
         self._model = model_name(self.runtime)
         profile = self.runtime.profile
-        tool_choice = settings.tool_choice
-        if tool_choice is None:
-            has_tools = len(self.toolset) or self.toolset.sources
-            tool_choice = profile.tool_choice if has_tools else "auto"
-        # A source's tools are known once it runs: a name among them is checked by the model.
-        if (
-            tool_choice not in ("auto", "required", "none")
-            and tool_choice not in self.toolset
-            and not self.toolset.sources
-        ):
-            raise UserError(
-                f"tool_choice: must be auto, required, none or a tool's name (got {tool_choice!r})"
-            )
+        tool_choice = settled_tool_choice(settings.tool_choice, self.toolset, profile.tool_choice)
         self.settings = settings
         # Validated once here; every step reuses the fields without validating them again.
         # The settings are checked against the contract's bounds, the user's over the profile's.
@@ -445,7 +441,8 @@ class Agent(Generic[OutputT]):
                 request=self._request,
                 telemetry=self.telemetry,
             )
-        return AgentRun(setup, messages, self.hooks, self._output, deps, run_id)
+        hooks = self._guardrails.run_hooks(self.hooks)
+        return AgentRun(setup, messages, hooks, self._output, deps, run_id)
 
     def start(
         self,

@@ -12,8 +12,8 @@ hooks were given; a method not overridden costs nothing. A hook may
 - wrap the model (`wrap_model`, e.g. to trace each call) and the invocation of each tool
   (`wrap_tool`).
 
-The journal of a session and OpenTelemetry tracing are hooks of this kind; an exception a hook
-raises (other than `StopRun`) ends the run with it.
+The journal of a session, OpenTelemetry tracing and guardrails are hooks of this kind; an
+exception a hook raises (other than `StopRun`) ends the run with it.
 """
 
 from __future__ import annotations
@@ -69,6 +69,11 @@ class RunHooks(Generic[DepsT]):
     ) -> None:
         """A step's tool calls have all been answered (`records`, in the model's order)."""
 
+    async def on_answer(self, ctx: RunContext[DepsT], result: RunResult[Any]) -> None:
+        """The model answered and the run is about to end with `result` (its `output` the
+        validated value, for an agent with an output type); raise `StopRun` to refuse it.
+        Not reached by a run that pauses, stops or fails."""
+
     async def on_run_end(
         self,
         ctx: RunContext[DepsT],
@@ -98,6 +103,7 @@ _METHODS = (
     "on_tools_start",
     "after_tool",
     "on_step_end",
+    "on_answer",
     "on_run_end",
     "wrap_model",
     "wrap_tool",
@@ -137,6 +143,7 @@ class HookSet:
     on_tools_start: tuple[Callable[..., Any], ...]
     after_tool: tuple[Callable[..., Any], ...]
     on_step_end: tuple[Callable[..., Any], ...]
+    on_answer: tuple[Callable[..., Any], ...]
     on_run_end: tuple[Callable[..., Any], ...]
     wrap_model: tuple[Callable[..., Any], ...]
     wrap_tool: tuple[Callable[..., Any], ...]

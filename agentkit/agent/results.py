@@ -55,6 +55,7 @@ StopReason = Literal[
     "truncated_call",
     "invalid_output",
     "stopped",
+    "guardrail",
 ]
 """Why a run stopped: the model answered; it answered in the tools-less call made after
 `max_steps`; it paused for a person to approve tool calls (`approval`: `RunResult.pending`
@@ -62,8 +63,9 @@ lists them, `RunResult.state` resumes it); one of the limits stopped it; a tool 
 off by `max_tokens` (`truncated_call`); the answer did not fit the output type
 (`invalid_output`); a hook stopped it (`stopped`, with `RunStopped`), or the code stepping
 it with `agent.iter` did, or, for an agent used as a tool, an error without a partial run of
-its own or a cancellation cut it short. The limits, `truncated_call` and `invalid_output` come
-with an error that carries the partial run."""
+its own or a cancellation cut it short; a guardrail tripped (`guardrail`, with
+`GuardrailTripped`). The limits, `truncated_call`, `invalid_output` and `guardrail` come with an
+error that carries the partial run."""
 
 
 class PendingCall(BaseModel):

@@ -28,6 +28,7 @@ from agentkit.agent.results import OutputT, RunResult, StopReason, ToolCallRecor
 from agentkit.agent.tool_step import Stop, ToolStep
 from agentkit.errors import (
     DeadlineExceeded,
+    GuardrailTripped,
     MaxStepsExceeded,
     RunStopped,
     StopRun,
@@ -140,10 +141,10 @@ class AgentRun(RunCore, Generic[OutputT]):
                     await hook(self.context)
                 deadline = self.settings.deadline
                 if deadline is None:
-                    result = await self._loop(stream)
+                    result = await self._checked(stream)
                 else:
                     with anyio.move_on_after(deadline):
-                        result = await self._loop(stream)
+                        result = await self._checked(stream)
                     if result is None:
                         raise Stop(DeadlineExceeded(deadline, self.outcome("", "deadline")))
             self.result_value = result
@@ -154,6 +155,11 @@ class AgentRun(RunCore, Generic[OutputT]):
         except StopRun as stop:  # raised by a hook
             error = RunStopped(stop.message, self.outcome("", "stopped"))
             raise error from None
+        except GuardrailTripped as trip:  # raised by a guardrail's hooks
+            if trip.run is None:
+                trip.run = self.outcome("", "guardrail")
+            error = trip
+            raise
         except BaseException as exc:
             error = exc
             raise
@@ -282,6 +288,14 @@ class AgentRun(RunCore, Generic[OutputT]):
         return stepping.stop
 
     # -- the loop ---------------------------------------------------------------------------
+
+    async def _checked(self, stream: bool) -> RunResult[OutputT]:
+        """The loop's result; an answer first passes the `on_answer` hooks."""
+        result = await self._loop(stream)
+        if self.hooks.on_answer and result.stop_reason in ("answer", "final_answer"):
+            for hook in self.hooks.on_answer:
+                await hook(self.context, result)
+        return result
 
     async def _loop(self, stream: bool) -> RunResult[OutputT]:
         if self.interrupted is not None:

@@ -9,8 +9,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentkit.errors import UserError
+from agentkit.tools import Toolset
 
-__all__ = ["AgentSettings", "settings_error"]
+__all__ = ["AgentSettings", "settings_error", "settled_tool_choice"]
 
 
 class AgentSettings(BaseModel):
@@ -64,3 +65,25 @@ def settings_error(exc: ValidationError) -> UserError:
         }.get(error["type"], error["msg"])
         problems.append(f"{field}: {message} (got {error.get('input')!r})")
     return UserError("; ".join(problems))
+
+
+def settled_tool_choice(tool_choice: str | None, toolset: Toolset, profile_choice: str) -> str:
+    """The tool choice an agent sends: the one set, or else its runtime profile's (`auto`
+    for an agent without tools).
+
+    Raises:
+        UserError: a choice that is neither a mode nor one of the toolset's tools.
+    """
+    if tool_choice is None:
+        has_tools = len(toolset) or toolset.sources
+        tool_choice = profile_choice if has_tools else "auto"
+    # A source's tools are known once it runs: a name among them is checked by the model.
+    if (
+        tool_choice not in ("auto", "required", "none")
+        and tool_choice not in toolset
+        and not toolset.sources
+    ):
+        raise UserError(
+            f"tool_choice: must be auto, required, none or a tool's name (got {tool_choice!r})"
+        )
+    return tool_choice
