@@ -14,6 +14,7 @@ from agentkit import SQLiteSession
 from agentkit.cli import main
 
 from support.loopback import LoopbackServer
+from support.temporal_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -309,3 +310,39 @@ def test_validate_says_what_is_wrong_with_a_file_it_cannot_read(
     out, err = capsys.readouterr()
     assert out == ""
     assert err == f"error: validate: {error.format(file=file)}\n"
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("how", [["hi"], ["--resume", "wf-1"]], ids=["start", "resume"])
+def test_a_durable_run_that_cannot_reach_temporal_is_one_clear_line(how: list[str]) -> None:
+    pytest.importorskip("temporalio", reason="needs the temporal extra")
+    port = free_port()  # nothing listens there
+    done = agentkit("run", "--temporal", f"127.0.0.1:{port}", *how)
+    # The Temporal client's native threads start with the attempt to connect: the process
+    # still ends with its own status, not an abort in the interpreter's teardown.
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: cannot reach Temporal at 127.0.0.1:{port}")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("option", ["--mcp-stdio", "--mcp-http"])
+def test_a_durable_run_leaves_mcp_servers_to_the_workers(
+    option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["run", "--temporal", "127.0.0.1:7233", option, "x", "hi"])
+    assert status == 2
+    assert "MCP servers belong to the workers with --temporal" in capsys.readouterr().err
+
+
+def test_serve_without_the_server_extra_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import agentkit.cli
+
+    monkeypatch.delitem(sys.modules, "agentkit.cli.serve", raising=False)
+    monkeypatch.delattr(agentkit.cli, "serve", raising=False)
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # importing it raises ImportError
+    status = main(["serve", "--port", "8788", "--runtime", "local"])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err == "error: agentkit serve needs uvicorn: pip install 'agentkit[server]'\n"

@@ -38,9 +38,11 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             _say(f"error: agentkit serve needs {missing}: pip install 'agentkit[server]'")
             return 2
 
-        parser = commands.add_parser("serve", help="serve the Workers AI API on localhost")
-        parser.add_argument("rest", nargs=argparse.REMAINDER)
-        parser.set_defaults(handler=needs_extra)
+        parser = commands.add_parser(
+            "serve", help="serve the Workers AI API on localhost", add_help=False
+        )
+        # Whatever follows (options included) is taken, so that the hint is what is said.
+        parser.set_defaults(handler=needs_extra, takes_any=True)
     else:
         serve.add_parser(commands)
 
@@ -60,7 +62,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `agentkit` command; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "takes_any", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     finish = None
     try:
         if getattr(args, "trace", False) or getattr(args, "otlp", None):

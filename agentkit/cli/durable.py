@@ -65,7 +65,7 @@ def run_durable(args: argparse.Namespace) -> int:
     A call waiting for approval is approved by `--approve-all`, asked about on a terminal
     (`ask`), or else left waiting: the workflow id and the command that decides are said on
     stderr and the status is `EXIT_PAUSED`; the run waits in Temporal meanwhile."""
-    if args.tools or getattr(args, "mcp", None):
+    if args.tools or args.mcp_stdio or args.mcp_http:
         raise UserError(
             "--tools and MCP servers belong to the workers with --temporal: "
             "start them with `agentkit worker --tools ...`"
@@ -78,8 +78,8 @@ def run_durable(args: argparse.Namespace) -> int:
 
     async def go() -> Any:
         global _client_made
+        _client_made = True  # its native threads start with the attempt, failed or not
         client = await durable.connect(args.temporal, namespace=args.namespace)
-        _client_made = True
         if args.resume is not None:
             handle = client.get_workflow_handle(args.resume)
             deny = parse_denials(args.deny)
