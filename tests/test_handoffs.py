@@ -21,6 +21,7 @@ from agentkit import (
     Agent,
     Generation,
     HandedOff,
+    MemorySession,
     Message,
     ModelPrice,
     ModelRequest,
@@ -39,6 +40,7 @@ from agentkit import (
     tool,
 )
 from agentkit.agent.results import HandoffRecord
+from agentkit.sessions import history
 from agentkit.tools.context import RunContext
 
 from support import SUPPORT
@@ -184,6 +186,25 @@ def test_a_typed_input_is_the_tools_parameters_and_reaches_the_receiving_agent()
 
 def triage_model_tools(agent: Agent[Any]) -> dict[str, Any]:
     return {t.name: t.to_function()["function"]["parameters"] for t in agent.toolset}
+
+
+def test_the_receiving_agents_tools_read_the_input_from_their_context() -> None:
+    seen: list[Any] = []
+
+    @tool
+    def decide(ctx: RunContext[None]) -> str:
+        """Decide the refund."""
+        seen.append(ctx.handoff.input if ctx.handoff else None)
+        return "approved"
+
+    refunds = Agent(ScriptedRuntime([call("decide"), "Approved."]), tools=[decide], name="refunds")
+    triage = Agent(
+        ScriptedRuntime([call("transfer_to_refunds", order=7, reason="broken")]),
+        name="triage",
+        handoffs=[handoff(refunds, input_type=Order)],
+    )
+    assert triage.run_sync("Refund 7.").output == "Approved."
+    assert seen == [{"order": 7, "reason": "broken"}]
 
 
 def test_invalid_typed_input_is_told_to_the_model_and_no_handoff_is_made() -> None:
@@ -593,6 +614,47 @@ def test_a_transfer_made_in_a_step_that_paused_is_taken_up_on_resume() -> None:
     result = triage.resume_sync(paused.state, approve=[paused.state.pending[0].id])
     assert result.output == "Billing here." and result.agent == "billing"
     assert billing_model.requests[0].messages[-2].content == "refunded 7"
+
+
+def test_a_run_with_a_session_paused_inside_a_handed_off_agent_resumes_into_it() -> None:
+    triage, _, _ = approval_agents()
+    session = MemorySession("alice")
+    paused = triage.run_sync("Refund order 7.", session=session)
+    assert paused.state is not None
+    result = triage.resume_sync(paused.state, approve=[paused.state.pending[0].id], session=session)
+    assert result.output == "Done: refunded."
+    entries = anyio.run(session.load)
+    journaled = [e["record"] for e in entries if e["kind"] == "handoff"]
+    assert [(r["start"] is not None, r["end"] is not None) for r in journaled] == [
+        (False, False),  # made
+        (True, False),  # taken up
+        (True, True),  # returned from
+    ]
+    assert len({e["run"] for e in entries}) == 1  # one run, resumed into
+    assert [m.content for m in anyio.run(history, session)][-1] == "Done: refunded."
+
+
+def test_an_agent_used_as_a_tool_may_hand_off_and_its_events_say_so() -> None:
+    billing = Agent(ScriptedRuntime(["Paid."]), name="billing")
+    support = Agent(
+        ScriptedRuntime([call("transfer_to_billing")]), name="support", handoffs=[billing]
+    )
+    main_agent = Agent(
+        ScriptedRuntime([call("support", input="Did I pay?"), "You paid."]),
+        tools=[support.as_tool(description="Customer support.")],
+        name="main",
+    )
+
+    async def main() -> list[str]:
+        return [
+            f"{e.path}: {e.kind}"
+            async for e in main_agent.stream("Did I pay?")
+            if not isinstance(e, TextDelta)
+        ]
+
+    seen = anyio.run(main)
+    assert seen[seen.index("main/support: handed_off") + 1] == "main/billing: step_started"
+    assert seen[-1] == "main: run_finished"
 
 
 def test_a_state_written_before_handoffs_existed_still_reads() -> None:

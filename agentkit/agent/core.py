@@ -198,6 +198,17 @@ class RunCore:
             self._context = RunContext(self)
         return self._context
 
+    @property
+    def handoff(self) -> HandoffRecord | None:
+        """The handoff that gave the run to the agent in force, if one did."""
+        trail = self.trail
+        if trail is None:
+            return None
+        name = self.setup.name
+        return next(
+            (r for r in reversed(trail.records) if r.target == name and r.start is not None), None
+        )
+
     def usage_by_model(self) -> dict[str, Usage]:
         by_model = {self.setup.model: self.usage} if self.steps else {}
         if self.trail is not None and self.trail.spent:
