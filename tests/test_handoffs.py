@@ -592,6 +592,12 @@ def test_resuming_checks_the_tools_of_the_agent_in_force() -> None:
     changed = Agent(ScriptedRuntime([]), name="triage", handoffs=[handoff(billing, returns=True)])
     with pytest.raises(RunStateError, match="tool 'refund': its schema changed"):
         changed.resume_sync(paused.state, approve=[paused.state.pending[0].id])
+    # billing is reachable, but through refunds: triage no longer hands off to it.
+    billing = Agent(ScriptedRuntime([]), tools=[refund], name="billing")
+    refunds = Agent(ScriptedRuntime([]), name="refunds", handoffs=[billing])
+    rewired = Agent(ScriptedRuntime([]), name="triage", handoffs=[refunds])
+    with pytest.raises(RunStateError, match="handoff 'triage' to 'billing': not one of"):
+        rewired.resume_sync(paused.state, approve=[paused.state.pending[0].id])
     without = Agent(ScriptedRuntime([]), name="triage")
     with pytest.raises(RunStateError, match="the run handed off to billing; this agent has none"):
         without.resume_sync(paused.state, approve=[paused.state.pending[0].id])

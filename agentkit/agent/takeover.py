@@ -72,7 +72,11 @@ def _view(trail: HandoffTrail, messages: list[Message]) -> list[Message]:
 def _enter(run: RunCore, trail: HandoffTrail, record: HandoffRecord) -> Fresh:
     assert record.start is not None
     seen = _view(trail, run.messages[: record.start])
-    made = next(h for h in trail.agents[record.source].handoffs if h.name == record.target)
+    made = next((h for h in trail.agents[record.source].handoffs if h.name == record.target), None)
+    if made is None:  # a state of agents since changed
+        raise RunStateError(
+            [f"handoff {record.source!r} to {record.target!r}: not one of {record.source!r}'s"]
+        )
     conversation = [m for m in seen if m.role != "system"]
     if made.input_filter is not None:
         conversation = list(made.input_filter(conversation))
