@@ -440,9 +440,8 @@ class Agent(Generic[OutputT]):
                 request=partial(step_request, self._template),
                 telemetry=self.telemetry,
             )
-        run = AgentRun[OutputT](
-            setup, messages, self._guardrails.run_hooks(self.hooks), self._output, deps, run_id
-        )
+        hooks = self._guardrails.run_hooks(self.hooks)
+        run: AgentRun[OutputT] = AgentRun(setup, messages, hooks, self._output, deps, run_id)
         run.trail = new_trail(self) if self.handoffs else None
         return run
 
