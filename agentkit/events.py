@@ -2,6 +2,7 @@
 
 from agentkit.agent.events import (
     Event,
+    HandedOff,
     PartialOutput,
     RunFinished,
     StepFinished,
@@ -13,6 +14,7 @@ from agentkit.agent.events import (
 
 __all__ = [
     "Event",
+    "HandedOff",
     "PartialOutput",
     "RunFinished",
     "StepFinished",

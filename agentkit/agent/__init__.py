@@ -3,7 +3,8 @@
 - `agent`: the `Agent` (settings, tools, a model) and its entry points;
 - `run`: `AgentRun`, one run and its loop; `core`: a run's state, saved and restored as a
   `RunState`; `tool_step`: one step's tool calls; `approval`: pausing and resuming;
-  `output`: structured answers; `journaled`: runs with a session;
+  `output`: structured answers; `journaled`: runs with a session; `handoffs`: an agent
+  handing a run over to another (`takeover`: the agent in force changing);
 - `hooks`: `RunHooks`, the public seam into every run; `guardrails`: checks of the input,
   the answer and tool calls, run by hooks (`guardrail_hooks`); `settings`: `AgentSettings`;
 - `results`: `RunResult`, `ToolCallRecord`, `PendingCall`, `RunState`; `events`: the typed
@@ -18,8 +19,10 @@ from agentkit.agent.guardrails import (
     ToolGuardrail,
     Verdict,
 )
+from agentkit.agent.handoffs import Handoff, drop_tool_traffic, handoff, keep_last
 from agentkit.agent.hooks import RunHooks
 from agentkit.agent.results import (
+    HandoffRecord,
     OutputT,
     PendingCall,
     RunResult,
@@ -36,6 +39,8 @@ __all__ = [
     "AgentRun",
     "AgentSettings",
     "GuardrailResult",
+    "Handoff",
+    "HandoffRecord",
     "InputGuardrail",
     "ModelResponse",
     "OutputGuardrail",
@@ -50,4 +55,7 @@ __all__ = [
     "ToolGuardrail",
     "ToolResults",
     "Verdict",
+    "drop_tool_traffic",
+    "handoff",
+    "keep_last",
 ]

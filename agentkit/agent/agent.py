@@ -27,10 +27,11 @@ from pydantic import ValidationError
 from typing_extensions import Unpack
 
 from agentkit.agent.approval import fingerprint
-from agentkit.agent.core import Setup
+from agentkit.agent.core import Setup, step_request
 from agentkit.agent.events import Event
 from agentkit.agent.guardrail_hooks import Guardrails
 from agentkit.agent.guardrails import Guardrail
+from agentkit.agent.handoffs import Handoff, new_trail, offer
 from agentkit.agent.hooks import HookSet, RunHooks
 from agentkit.agent.journaled import open_run, resumed
 from agentkit.agent.output import output_spec
@@ -94,6 +95,9 @@ class Agent(Generic[OutputT]):
         guardrails: `InputGuardrail`s, `OutputGuardrail`s and `ToolGuardrail`s: checks of
             the input, the answer and tool calls that may stop a run with `GuardrailTripped`
             (see `agentkit.agent.guardrails`).
+        handoffs: agents (or `handoff(agent, ...)`s) the model may hand the run over to, for
+            the rest of it, with a `transfer_to_<name>` tool (see docs/multi-agent.md).
+        max_handoffs: handoffs a run may make; past it a transfer is a failed call.
         clock: where tool call durations are read from (a durable workflow passes its own).
         telemetry: report runs to OpenTelemetry when it is configured (see
             docs/observability.md); a durable workflow turns it off (its calls are traced
@@ -150,6 +154,8 @@ class Agent(Generic[OutputT]):
         prices: PriceTable | None = None,
         hooks: Iterable[RunHooks[Any]] = (),
         guardrails: Iterable[Guardrail] = (),
+        handoffs: Iterable[Agent[Any] | Handoff] = (),
+        max_handoffs: int = 5,
         clock: Callable[[], float] = time.perf_counter,
         telemetry: bool = True,
         settings: AgentSettings | None = None,
@@ -165,6 +171,7 @@ class Agent(Generic[OutputT]):
         prices: PriceTable | None = None,
         hooks: Iterable[RunHooks[Any]] = (),
         guardrails: Iterable[Guardrail] = (),
+        handoffs: Iterable[Agent[Any] | Handoff] = (),
         clock: Callable[[], float] = time.perf_counter,
         telemetry: bool = True,
         settings: AgentSettings | None = None,
@@ -183,6 +190,7 @@ class Agent(Generic[OutputT]):
         self._owns_runtime = isinstance(runtime, str)
         self.runtime = get_runtime(runtime) if isinstance(runtime, str) else runtime
         self.toolset = tools if isinstance(tools, Toolset) else Toolset(tools)
+        self.handoffs = offer(self, settings.name, self.toolset, handoffs)
         self.instructions = settings.instructions
         self.name = settings.name
         self.prices = check_prices(prices)
@@ -214,15 +222,6 @@ class Agent(Generic[OutputT]):
         self._template = ModelRequest.model_construct(messages=[], tools=[], **self._fields)
         self._setup: Setup | None = None
         self._entered = 0
-
-    def _request(
-        self, messages: list[Message], tools: list[Any], tool_choice: str | None
-    ) -> ModelRequest:
-        """A step's request: the agent's fields, maybe with another tool choice."""
-        update: dict[str, Any] = {"messages": messages, "tools": tools}
-        if tool_choice is not None:
-            update["tool_choice"] = tool_choice
-        return self._template.model_copy(update=update)
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -438,11 +437,13 @@ class Agent(Generic[OutputT]):
                 fingerprint=partial(fingerprint, self),
                 dialect=self._dialect,
                 fields=self._fields,
-                request=self._request,
+                request=partial(step_request, self._template),
                 telemetry=self.telemetry,
             )
         hooks = self._guardrails.run_hooks(self.hooks)
-        return AgentRun(setup, messages, hooks, self._output, deps, run_id)
+        run: AgentRun[OutputT] = AgentRun(setup, messages, hooks, self._output, deps, run_id)
+        run.trail = new_trail(self) if self.handoffs else None
+        return run
 
     def start(
         self,

@@ -11,14 +11,21 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
 from agentkit.agent.events import Event
 from agentkit.agent.hooks import HookSet
-from agentkit.agent.results import PendingCall, RunResult, RunState, StopReason, ToolCallRecord
+from agentkit.agent.results import (
+    HandoffRecord,
+    PendingCall,
+    RunResult,
+    RunState,
+    StopReason,
+    ToolCallRecord,
+)
 from agentkit.agent.settings import AgentSettings
 from agentkit.model_api import Message, ModelRequest, SchemaDialect, Usage
 from agentkit.runtimes.base import Runtime
@@ -26,7 +33,15 @@ from agentkit.tools import Toolset
 from agentkit.tools.context import RunContext
 from agentkit.usage import PriceTable, add_usage, cost
 
-__all__ = ["Decisions", "Interrupted", "RunCore", "Setup", "current_run"]
+__all__ = [
+    "Decisions",
+    "HandoffTrail",
+    "Interrupted",
+    "RunCore",
+    "Setup",
+    "current_run",
+    "step_request",
+]
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,52 @@ class Setup:
     request: Callable[[list[Message], list[Any], str | None], ModelRequest]
     """A step's request: its messages, its tools, and a tool choice other than the agent's."""
     telemetry: bool
+
+
+def step_request(
+    template: ModelRequest, messages: list[Message], tools: list[Any], tool_choice: str | None
+) -> ModelRequest:
+    """A step's request: an agent's fields (`template`), maybe with another tool choice."""
+    update: dict[str, Any] = {"messages": messages, "tools": tools}
+    if tool_choice is not None:
+        update["tool_choice"] = tool_choice
+    return template.model_copy(update=update)
+
+
+@dataclass
+class HandoffTrail:
+    """The handoffs of a run whose agent has some (`agentkit.agent.handoffs` reads and
+    changes it): the agents it may reach, and what happened so far."""
+
+    agents: dict[str, Any]
+    """The agents reachable through handoffs from the one that started the run, by name."""
+    max_handoffs: int
+    records: list[HandoffRecord] = field(default_factory=list)
+    spent: dict[str, Usage] = field(default_factory=dict)
+    """Usage of the model calls of the agents before the one in force, by model."""
+    steps: int = 0
+    """The run's steps when the agent in force took over."""
+    hooks: HookSet | None = None
+    """The hooks of the agent in force (the run's other hooks stay when another takes over)."""
+    view: tuple[list[Message], int] | None = None
+    """What the agent in force sees: these messages, then the run's from this index on; None
+    for the agent that started the run, before any handoff (it sees them all)."""
+    stack: list[tuple[HandoffRecord, list[Message]]] = field(default_factory=list)
+    """The open handoffs that return, innermost last, each with what its source saw."""
+
+    def usage_by_model(self, model: str, usage: Usage, steps: int) -> dict[str, Usage]:
+        """Usage by model, given the run's whole usage and the model of the agent in force."""
+        before = Usage()
+        for spent in self.spent.values():
+            before = before + spent
+        own = Usage.of(
+            usage.prompt_tokens - before.prompt_tokens,
+            usage.completion_tokens - before.completion_tokens,
+        )
+        by_model = dict(self.spent)
+        if own.total_tokens or steps > self.steps:
+            add_usage(by_model, {model: own})
+        return by_model
 
 
 @dataclass
@@ -115,6 +176,8 @@ class RunCore:
         self.emit: Callable[[Event], None] | None = None
         self.path = setup.name or "agent"
         """Which agent's run this is, as its events say (`agentkit.agent.events`)."""
+        self.trail: HandoffTrail | None = None
+        """Its handoffs, for a run of an agent that has some."""
         self._context: RunContext[Any] | None = None
 
     @property
@@ -135,8 +198,21 @@ class RunCore:
             self._context = RunContext(self)
         return self._context
 
+    @property
+    def handoff(self) -> HandoffRecord | None:
+        """The handoff that gave the run to the agent in force, if one did."""
+        trail = self.trail
+        if trail is None:
+            return None
+        name = self.setup.name
+        return next(
+            (r for r in reversed(trail.records) if r.target == name and r.start is not None), None
+        )
+
     def usage_by_model(self) -> dict[str, Usage]:
         by_model = {self.setup.model: self.usage} if self.steps else {}
+        if self.trail is not None and self.trail.spent:
+            by_model = self.trail.usage_by_model(self.setup.model, self.usage, self.steps)
         return add_usage(by_model, self.nested) if self.nested else by_model
 
     def outcome(
@@ -158,11 +234,13 @@ class RunCore:
             stop_reason=stop_reason,
             truncated=truncated,
             pending=[],
+            agent=self.setup.name,
+            handoffs=[] if self.trail is None else list(self.trail.records),
         )
 
     def snapshot(self) -> RunState:
         """The run's state as data: what a paused run needs to go on, in any process."""
-        return RunState(
+        state = RunState(
             messages=list(self.messages),
             tool_calls=[record.model_copy(deep=True) for record in self.records],
             pending=list(self.awaiting),
@@ -174,6 +252,11 @@ class RunCore:
             repeats=self.repeats,
             fingerprint=self.setup.fingerprint(),
         )
+        if self.trail is not None:
+            state.agent = self.setup.name
+            state.handoffs = [record.model_copy() for record in self.trail.records]
+            state.handoff_usage = dict(self.trail.spent)
+        return state
 
     def restore(self, state: RunState) -> None:
         """Take up the run from `state` (its transcript, calls, counters and usage)."""

@@ -6,6 +6,10 @@ StepStarted(2) ...                                            StepFinished(n)
 RunFinished(result)
 ```
 
+A run with handoffs yields `HandedOff` when another agent takes over, between the
+`StepFinished` of the step that made the transfer and the `StepStarted` of the new agent's
+first step, and again when control goes back to an agent that handed off.
+
 An Agent with an `output_type` also yields `PartialOutput` among the text deltas of a step,
 each time the answer's JSON has grown into a different value.
 
@@ -17,7 +21,9 @@ an Agent without a name), and for an agent used as a tool (`Agent.as_tool`), the
 agent whose tool it is, a `/`, and its own name (or, without one, the tool's): `triage/billing`.
 A sub-agent's events come in the stream of the run that called it, as they happen, between the
 `ToolCallStarted` and the `ToolCallFinished` of its call; its run's end is that
-`ToolCallFinished` (whose record holds the sub-run's result), not a `RunFinished`.
+`ToolCallFinished` (whose record holds the sub-run's result), not a `RunFinished`. After a
+handoff, the events of the run are the agent in force's: its name replaces the last part of
+the path (`billing`, or `main/billing` for a run of an agent used as a tool).
 """
 
 from __future__ import annotations
@@ -30,10 +36,11 @@ from typing_extensions import TypeVar
 from agentkit.model_api import ToolCall, Usage
 
 if TYPE_CHECKING:
-    from agentkit.agent.results import RunResult, ToolCallRecord
+    from agentkit.agent.results import HandoffRecord, RunResult, ToolCallRecord
 
 __all__ = [
     "Event",
+    "HandedOff",
     "PartialOutput",
     "RunFinished",
     "StepFinished",
@@ -113,6 +120,19 @@ class StepFinished:
     kind: Literal["step_finished"] = "step_finished"
 
 
+@dataclass(frozen=True)
+class HandedOff:
+    """Another agent took over the run: `record.target` after a transfer (`back` False), or
+    `record.source` again when the answer of a handoff that returns came (`back` True)."""
+
+    step: int
+    record: HandoffRecord
+    back: bool = False
+    path: str = ""
+    """The agent that had the run until now (see the module's docstring)."""
+    kind: Literal["handed_off"] = "handed_off"
+
+
 _ResultT = TypeVar("_ResultT", default=Any)
 
 
@@ -135,5 +155,6 @@ Event = (
     | ToolCallStarted
     | ToolCallFinished
     | StepFinished
+    | HandedOff
     | RunFinished[Any]
 )

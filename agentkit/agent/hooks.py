@@ -27,7 +27,7 @@ from agentkit.tools import Tool
 from agentkit.tools.context import DepsT, RunContext
 
 if TYPE_CHECKING:
-    from agentkit.agent.results import RunResult, ToolCallRecord
+    from agentkit.agent.results import HandoffRecord, RunResult, ToolCallRecord
 
 __all__ = ["HookSet", "RunHooks"]
 
@@ -69,6 +69,11 @@ class RunHooks(Generic[DepsT]):
     ) -> None:
         """A step's tool calls have all been answered (`records`, in the model's order)."""
 
+    async def on_handoff(self, ctx: RunContext[DepsT], record: HandoffRecord) -> None:
+        """A handoff was made by a transfer call (`record.start` is None), taken up by its
+        target (`record.start` set), or ended by the answer that returned (`record.end` set).
+        """
+
     async def on_answer(self, ctx: RunContext[DepsT], result: RunResult[Any]) -> None:
         """The model answered and the run is about to end with `result` (its `output` the
         validated value, for an agent with an output type); raise `StopRun` to refuse it.
@@ -103,6 +108,7 @@ _METHODS = (
     "on_tools_start",
     "after_tool",
     "on_step_end",
+    "on_handoff",
     "on_answer",
     "on_run_end",
     "wrap_model",
@@ -143,6 +149,7 @@ class HookSet:
     on_tools_start: tuple[Callable[..., Any], ...]
     after_tool: tuple[Callable[..., Any], ...]
     on_step_end: tuple[Callable[..., Any], ...]
+    on_handoff: tuple[Callable[..., Any], ...]
     on_answer: tuple[Callable[..., Any], ...]
     on_run_end: tuple[Callable[..., Any], ...]
     wrap_model: tuple[Callable[..., Any], ...]

@@ -7,7 +7,8 @@ before its `end` entry: its transcript and counters are rebuilt from the journal
 `RunState`, restored like any other), and the run settles the last step's calls that have no
 result before its next model call (see `AgentRun`). To continue, a process claims the run with
 a `run` entry; when two claim it at once, the first claim in the session wins and the other
-fails, so no call runs twice.
+fails, so no call runs twice. A run with handoffs is continued in the agent that was in force:
+its handoffs are journaled as they happen and replayed (`agentkit.agent.takeover`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 from agentkit.agent.approval import check_decisions
 from agentkit.agent.core import Interrupted
 from agentkit.agent.hooks import RunHooks
-from agentkit.agent.results import RunResult, RunState, ToolCallRecord
+from agentkit.agent.results import HandoffRecord, RunResult, RunState, ToolCallRecord
 from agentkit.agent.run import AgentRun
 from agentkit.agent.tool_step import result_message
 from agentkit.errors import RunInterrupted, UserError
@@ -74,6 +75,10 @@ class JournalHooks(RunHooks[Any]):
     ) -> None:
         self.journal.finished(result_message(record, self.max_tool_output))
         await self.journal.write([])
+
+    async def on_handoff(self, ctx: RunContext[Any], record: HandoffRecord) -> None:
+        entry = self.journal.handoff(record.model_dump(mode="json"))
+        await self.journal.sync(ctx.messages, ctx.usage, after=[entry])
 
     async def on_step_end(
         self, ctx: RunContext[Any], step: int, records: Sequence[ToolCallRecord]
@@ -156,12 +161,15 @@ async def _take_over(
         pending=[],
         steps=sum(1 for m in log.messages if m.role == "assistant"),
         usage=Usage.model_validate(log.usage) if log.usage else Usage(),
+        handoffs=[HandoffRecord.model_validate(r) for r in log.handoffs.values()],
     )
     run.restore(state)
     last = messages[-1] if messages else None
+    # An answer that gave control back to the agent that handed off is not the run's.
+    returned = any(r.end == len(run.messages) for r in state.handoffs)
     if step is not None:
         run.interrupted = Interrupted(step=step, started=frozenset(log.started))
-    elif last is not None and last.role == "assistant":
+    elif last is not None and last.role == "assistant" and not returned:
         run.interrupted = Interrupted(answer=last.content)
     return _journaled(run, journal)
 

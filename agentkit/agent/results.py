@@ -32,6 +32,7 @@ from agentkit.model_api import Message, ToolCall, Usage
 
 __all__ = [
     "STATE_VERSION",
+    "HandoffRecord",
     "OutputT",
     "PendingCall",
     "RunResult",
@@ -106,6 +107,36 @@ class ToolCallRecord(BaseModel):
         return self.error is None
 
 
+class HandoffRecord(BaseModel):
+    """One handoff of a run: the model of one agent handed the conversation to another
+    (`agentkit.agent.handoffs`)."""
+
+    source: str
+    """The agent that handed off (its name)."""
+    target: str
+    """The agent that took over."""
+    step: int
+    """The step (model call) that made the transfer call."""
+    call_id: str
+    """The id of the transfer call (`transfer_to_<target>`)."""
+    input: Any = None
+    """The transfer's validated input, as JSON data, for a handoff with an `input_type`."""
+    returns: bool = False
+    """Whether control goes back to `source` once `target` (or an agent it hands off to)
+    answers."""
+    start: int | None = None
+    """Where the target took over: the index in the run's messages of the first message it
+    made; None while the step that made the transfer is not over (a run paused there)."""
+    end: int | None = None
+    """For a handoff that returns, where control went back: the index of the first message
+    after the answer that returned; None until then."""
+
+    @property
+    def returned(self) -> bool:
+        """Whether control went back to `source`."""
+        return self.end is not None
+
+
 class RunResult(BaseModel, Generic[OutputT]):
     """Everything a run produced; `model_dump_json()` / `model_validate_json()` round-trip it
     (a structured run's as `RunResult[Person].model_validate_json(...)`).
@@ -137,6 +168,11 @@ class RunResult(BaseModel, Generic[OutputT]):
     """True when the final answer was cut off by `max_tokens` (the runtime said `length`)."""
     pending: list[PendingCall] = Field(default_factory=list)
     """The tool calls waiting for approval, when `stop_reason == "approval"`; else empty."""
+    agent: str | None = None
+    """The name of the agent in force when the run ended: the one that gave the final answer,
+    after handoffs (see docs/multi-agent.md)."""
+    handoffs: list[HandoffRecord] = Field(default_factory=list)
+    """The run's handoffs, in the order they were made."""
 
     _state: RunState | None = PrivateAttr(default=None)
 
@@ -205,7 +241,17 @@ class RunState(BaseModel):
     """Identical consecutive calls so far (`repeat_limit`), and the last call's signature."""
     fingerprint: dict[str, str] = Field(default_factory=dict)
     """What of the agent must be the same to resume: one entry per tool (`tool:NAME`, a
-    digest of its schema) and per setting that shapes the run (`setting:NAME`)."""
+    digest of its schema) and per setting that shapes the run (`setting:NAME`), of the agent
+    in force."""
+    agent: str | None = None
+    """The agent in force, the one that made the last step, for a run with handoffs (None
+    for one without: the agent that started it)."""
+    handoffs: list[HandoffRecord] = Field(default_factory=list)
+    """The handoffs so far: the agent in force, the agents to return to and what each agent
+    sees of the conversation follow from them (`agentkit.agent.handoffs`). The last one has
+    no `start` when its step paused before the target took over."""
+    handoff_usage: dict[str, Usage] = Field(default_factory=dict)
+    """Usage of the model calls made by agents before the one in force, by model."""
 
     def to_json(self, *, indent: int | None = None) -> str:
         """The state as JSON text."""

@@ -22,14 +22,17 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from agentkit.agent.approval import paused, resume_step
 from agentkit.agent.core import RunCore, Setup, current_run
 from agentkit.agent.events import Event, RunFinished, StepFinished, StepStarted, TextDelta
+from agentkit.agent.handoffs import Fresh
 from agentkit.agent.hooks import HookSet
 from agentkit.agent.output import OutputSpec
-from agentkit.agent.results import OutputT, RunResult, StopReason, ToolCallRecord
+from agentkit.agent.results import OutputT, RunResult, RunState, StopReason, ToolCallRecord
+from agentkit.agent.takeover import hand_back, replay, take_up
 from agentkit.agent.tool_step import Stop, ToolStep
 from agentkit.errors import (
     DeadlineExceeded,
     GuardrailTripped,
     MaxStepsExceeded,
+    RunStateError,
     RunStopped,
     StopRun,
     TruncatedToolCall,
@@ -128,8 +131,10 @@ class AgentRun(RunCore, Generic[OutputT]):
             tracing = telemetry_active()
             if tracing is not None:
                 self.hooks = self.hooks.plus([tracing.run_hooks(setup.runtime, setup.name)])
+        runtime = setup.runtime
         for wrap in self.hooks.wrap_model:
-            self.runtime = wrap(self.runtime)
+            runtime = wrap(runtime)
+        self.runtime = runtime
         # Runs that this run's tools start (agents used as tools) add their usage to ours.
         outer = current_run.get()
         scope = current_run.set(self)
@@ -311,6 +316,9 @@ class AgentRun(RunCore, Generic[OutputT]):
                 return cast("RunResult[OutputT]", paused(self))
         if self.resuming is not None:
             await resume_step(self, self.tool_step)
+        trail = self.trail
+        if trail is not None:
+            self._took_over(await take_up(self))
         setup = self.setup
         settings = self.settings
         stepping = self._stepping is not None
@@ -328,9 +336,12 @@ class AgentRun(RunCore, Generic[OutputT]):
             if not generation.tool_calls:
                 offered = definitions is not None
                 result = self._answer(generation, "answer", offered=offered)
-                if result is not None:
+                if result is None:
+                    continue  # the answer did not fit the output type: the model fixes it
+                if trail is None or not self._took_over(await hand_back(self)):
                     return result
-                continue  # the answer did not fit the output type: the model fixes it
+                setup, settings = self.setup, self.settings
+                continue
             await self.tool_step.dispatch(generation)
             if self.awaiting:
                 return cast("RunResult[OutputT]", paused(self))
@@ -342,6 +353,8 @@ class AgentRun(RunCore, Generic[OutputT]):
             answer_now = self.output is not None and any(
                 id(r) in self.nudged for r in self.records if r.step == step
             )
+            if trail is not None and self._took_over(await take_up(self)):
+                setup, settings, answer_now = self.setup, self.settings, False
         if not settings.final_answer_on_max_steps:
             raise Stop(MaxStepsExceeded(settings.max_steps, self.outcome("", "max_steps")))
         while True:  # ends: each unfit answer spends one of max_output_retries
@@ -351,6 +364,23 @@ class AgentRun(RunCore, Generic[OutputT]):
             result = self._answer(generation, "final_answer", offered=False)
             if result is not None:
                 return result
+
+    def _took_over(self, fresh: Fresh | None) -> bool:
+        """Take the output spec of the agent that took over, if one did."""
+        if fresh is None:
+            return False
+        self.output = fresh.output
+        self.tool_step = ToolStep(self)
+        return True
+
+    def restore(self, state: RunState) -> None:
+        """Take up the run from `state`, in the agent that was in force."""
+        super().restore(state)
+        if self.trail is not None:
+            self._took_over(replay(self, state))
+        elif state.handoffs:
+            names = ", ".join(sorted({r.target for r in state.handoffs}))
+            raise RunStateError([f"handoffs: the run handed off to {names}; this agent has none"])
 
     def _stopped(self) -> RunResult[OutputT]:
         return cast("RunResult[OutputT]", self.outcome("", "stopped"))

@@ -47,6 +47,8 @@ class AgentSettings(BaseModel):
     """The agent's name, in traces."""
     max_output_retries: int = Field(default=1, ge=0)
     """Answers that do not fit `output_type` the model is told about and may fix."""
+    max_handoffs: int = Field(default=5, ge=0)
+    """Handoffs a run may make (`handoffs=`); past it a transfer is refused as a failed call."""
     sampling: dict[str, Any] = Field(default_factory=dict)
     """Request fields sent with every call (`temperature`, `max_tokens`, ...)."""
 

@@ -29,10 +29,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from pydantic import PydanticSchemaGenerationError, PydanticUserError, TypeAdapter
-from pydantic.json_schema import GenerateJsonSchema
-
 from agentkit.agent.core import RunCore, current_run
+from agentkit.agent.handoffs import input_schema
 from agentkit.agent.results import RunResult, ToolCallRecord
 from agentkit.agent.run import AgentRun
 from agentkit.errors import RunError, UserError
@@ -65,14 +63,6 @@ class SubAgent(Protocol):
         deps: Any = None,
         run_id: str | None = None,
     ) -> AgentRun[Any]: ...
-
-
-class _Untitled(GenerateJsonSchema):
-    """pydantic's generator without the fields' titles: tokens for every call, saying nothing
-    the names do not."""
-
-    def field_title_should_be_set(self, schema: Any) -> bool:
-        return False
 
 
 def agent_tool(
@@ -118,7 +108,7 @@ def agent_tool(
             return await run_subagent(agent, element, arguments["input"], context)
 
     else:
-        adapter, parameters = _input_schema(input_type)
+        adapter, parameters = input_schema(input_type)
 
         async def call(**arguments: Any) -> Any:
             context = arguments.pop(_CONTEXT)
@@ -128,25 +118,6 @@ def agent_tool(
     made = Tool(call, name=name, description=description, parameters=parameters, **options)
     made.context_param = _CONTEXT
     return made
-
-
-def _input_schema(input_type: Any) -> tuple[TypeAdapter[Any], dict[str, Any]]:
-    """The adapter of an input type and the tool parameters' schema: the type's fields."""
-    shown = getattr(input_type, "__name__", repr(input_type))
-    try:
-        adapter: TypeAdapter[Any] = TypeAdapter(input_type)
-        schema = adapter.json_schema(schema_generator=_Untitled)
-    except (PydanticSchemaGenerationError, PydanticUserError, TypeError) as exc:
-        first = str(exc).splitlines()[0]
-        raise UserError(f"input_type: cannot be validated ({shown}): {first}") from None
-    if schema.get("type") != "object" or "properties" not in schema:
-        raise UserError(
-            f"input_type: must be a pydantic model, a dataclass or a TypedDict, whose fields "
-            f"are the tool's parameters (got {shown})"
-        )
-    schema.pop("title", None)
-    schema.pop("description", None)  # the tool's description says what it is for
-    return adapter, schema
 
 
 async def run_subagent(agent: SubAgent, element: str, prompt: str, context: RunContext[Any]) -> Any:

@@ -60,6 +60,8 @@ class RunLog:
     ended: bool = False
     stop_reason: str | None = None
     owner: Entry = field(default_factory=dict)
+    handoffs: dict[str, Any] = field(default_factory=dict)
+    """Its handoffs as journaled, by transfer call id (the latest entry of each)."""
     _messages: list[Message] | None = None
 
     @property
@@ -95,6 +97,9 @@ def read_logs(entries: list[Entry]) -> dict[str, RunLog]:
                 log.usage = entry["usage"]
         elif kind == "started":
             log.started.update(entry.get("calls", ()))
+        elif kind == "handoff":
+            record = entry.get("record", {})
+            log.handoffs[str(record.get("call_id"))] = record
         elif kind == "end":
             log.ended = True
             log.stop_reason = entry.get("stop_reason")

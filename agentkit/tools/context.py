@@ -77,6 +77,14 @@ class RunContext(Generic[DepsT]):
         """The transcript so far (read-only: the run owns it)."""
         return tuple(self._run.messages)
 
+    @property
+    def handoff(self) -> Any:
+        """The handoff that gave the run to the agent in force (`agentkit.HandoffRecord`: its
+        `input` is the transfer's validated input, as JSON data); None when it started the run
+        or took it back from an agent it handed off to."""
+        # Not a member of `RunView`: a view of a run without handoffs need not have it.
+        return getattr(self._run, "handoff", None)
+
     def __repr__(self) -> str:
         call = f", tool_call_id={self.tool_call_id!r}" if self.tool_call_id else ""
         return f"RunContext(run_id={self.run_id!r}, step={self.step}{call})"
