@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -25,6 +25,9 @@ from agentkit.runtimes.base import Runtime
 from agentkit.tools import Toolset
 from agentkit.tools.context import RunContext
 from agentkit.usage import PriceTable, add_usage, cost
+
+if TYPE_CHECKING:
+    from agentkit.telemetry._otel import RunSpans
 
 __all__ = ["Decisions", "Interrupted", "RunCore", "Setup", "current_run"]
 
@@ -115,6 +118,8 @@ class RunCore:
         self.emit: Callable[[Event], None] | None = None
         self.path = setup.name or "agent"
         """Which agent's run this is, as its events say (`agentkit.agent.events`)."""
+        self.spans: RunSpans | None = None
+        """The run's telemetry hooks, when OpenTelemetry records it (`agentkit.telemetry`)."""
         self._context: RunContext[Any] | None = None
 
     @property
@@ -134,6 +139,13 @@ class RunCore:
         if self._context is None:
             self._context = RunContext(self)
         return self._context
+
+    def note_handoff(self, from_agent: Any, to_agent: Any, call_id: str | None) -> None:
+        """Tell the run's trace that `from_agent` handed the conversation to `to_agent`
+        (agents, or their names) with the call `call_id`: an `agentkit.handoff` event on the
+        run's span. Nothing (one check) when the run is not traced."""
+        if self.spans is not None:
+            self.spans.handoff(from_agent, to_agent, call_id)
 
     def usage_by_model(self) -> dict[str, Usage]:
         by_model = {self.setup.model: self.usage} if self.steps else {}

@@ -127,7 +127,8 @@ class AgentRun(RunCore, Generic[OutputT]):
         if setup.telemetry:
             tracing = telemetry_active()
             if tracing is not None:
-                self.hooks = self.hooks.plus([tracing.run_hooks(setup.runtime, setup.name)])
+                self.spans = tracing.run_hooks(setup.runtime, setup.name)
+                self.hooks = self.hooks.plus([self.spans])
         for wrap in self.hooks.wrap_model:
             self.runtime = wrap(self.runtime)
         # Runs that this run's tools start (agents used as tools) add their usage to ours.
