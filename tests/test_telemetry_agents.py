@@ -27,6 +27,7 @@ from agentkit import (
     tool,
 )
 from agentkit.agent.core import current_run
+from agentkit.telemetry.tree import render
 
 
 @pytest.fixture
@@ -136,6 +137,8 @@ async def test_a_tripped_guardrail_is_an_event_on_the_runs_span(
             {"agentkit.guardrail.name": "no-refunds", "agentkit.guardrail.kind": "output"},
         )
     ]
+    # And in the tree `--trace` prints.
+    assert "── guardrail no-refunds tripped on output\n" in render(spans.get_finished_spans())
 
 
 @tool
@@ -167,6 +170,8 @@ async def test_a_handoff_noted_by_the_run_is_an_event_on_its_span(
     ]
     # On the run's span, not on the span of the call that made it.
     assert named(spans, "execute_tool transfer").events == ()
+    tree = render(spans.get_finished_spans()).splitlines()
+    assert tree[1].endswith("├── handoff triage -> billing")
 
 
 async def test_the_handoff_hook_takes_agents_and_names_them() -> None:
