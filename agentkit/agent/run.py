@@ -130,7 +130,8 @@ class AgentRun(RunCore, Generic[OutputT]):
         if setup.telemetry:
             tracing = telemetry_active()
             if tracing is not None:
-                self.hooks = self.hooks.plus([tracing.run_hooks(setup.runtime, setup.name)])
+                self.spans = tracing.run_hooks(setup.runtime, setup.name)
+                self.hooks = self.hooks.plus([self.spans])
         runtime = setup.runtime
         for wrap in self.hooks.wrap_model:
             runtime = wrap(runtime)

@@ -55,6 +55,7 @@ async def hand_back(run: RunCore) -> Fresh | None:
 
 
 async def _told(run: RunCore, event: HandedOff) -> None:
+    run.note_handoff(event.source, event.target, event.record.call_id)
     if run.emit:
         run.emit(event)
     for hook in run.hooks.on_handoff:
