@@ -751,6 +751,14 @@ def test_a_run_killed_after_a_handoff_continues_in_the_right_agent_without_rerun
     assert lines(tmp_path, "charge") == ["5"] and lines(tmp_path, "receipt") == ["7"]
     assert lines(tmp_path, "requests")[len(before) :] == requests_after
     assert [(h["target"], h["end"] is not None) for h in result["handoffs"]] == [("billing", True)]
+    # Each agent's calls count under its own model (100 and 10 prompt tokens a call), those
+    # made before the crash included, as far as the journal holds them.
+    usage = result["usage_by_model"]
+    assert set(usage) == {"billing-model", "triage-model"}
+    assert usage["billing-model"]["prompt_tokens"] % 100 == 0
+    assert usage["triage-model"]["prompt_tokens"] == 10 * usage["triage-model"]["completion_tokens"]
+    assert usage["triage-model"]["completion_tokens"] >= 2
+    assert usage["billing-model"]["completion_tokens"] >= 3
     messages = [Message.model_validate(m) for m in result["messages"]]
     assert roles(messages) == [
         "system",
