@@ -103,6 +103,8 @@ class HandoffTrail:
     """Usage of the model calls of the agents before the one in force, by model."""
     steps: int = 0
     """The run's steps when the agent in force took over."""
+    returned: bool = False
+    """The agent in force took over when control came back to it (its transfer answered)."""
     hooks: HookSet | None = None
     """The hooks of the agent in force (the run's other hooks stay when another takes over)."""
     view: tuple[list[Message], int] | None = None
@@ -220,6 +222,15 @@ class RunCore:
         run's span. Nothing (one check) when the run is not traced."""
         if self.spans is not None:
             self.spans.handoff(from_agent, to_agent, call_id)
+
+    def tools_answered(self) -> bool:
+        """Whether tools have answered the agent in force, in its time in force: then a forced
+        tool choice goes back to `auto`. An agent handed the run starts forced again; one that
+        gets control back has its transfer's answer."""
+        trail = self.trail
+        if trail is None or trail.view is None:
+            return bool(self.records)
+        return trail.returned or any(r.step > trail.steps for r in self.records)
 
     def usage_by_model(self) -> dict[str, Usage]:
         by_model = {self.setup.model: self.usage} if self.steps else {}

@@ -335,7 +335,12 @@ def new_trail(agent: Target) -> HandoffTrail:
 def _transfer_tool(made: Handoff) -> Tool:
     if made.input_type is None:
         adapter = None
-        parameters: dict[str, Any] = {"type": "object", "properties": {}}
+        # Closed, as a function without parameters is: a model held by a grammar writes `{}`.
+        parameters: dict[str, Any] = {
+            "type": "object",
+            "properties": {},
+            "additionalProperties": False,
+        }
     else:
         adapter, parameters = input_schema(made.input_type)
 

@@ -86,6 +86,7 @@ def _enter(run: RunCore, trail: HandoffTrail, record: HandoffRecord) -> Fresh:
     agent = trail.agents[record.target]
     fresh: Fresh = agent.start([], deps=run.deps)
     _install(run, trail, agent, fresh, [*fresh.messages, *conversation], record.start)
+    trail.returned = False
     return fresh
 
 
@@ -102,6 +103,7 @@ def _back(run: RunCore, trail: HandoffTrail) -> Fresh:
     agent = trail.agents[record.source]
     fresh: Fresh = agent.start([], deps=run.deps)
     _install(run, trail, agent, fresh, head, record.end)
+    trail.returned = True
     return fresh
 
 
