@@ -4,11 +4,8 @@ may give control back; a paused or killed run is taken up in the agent that was 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +41,7 @@ from agentkit.sessions import history
 from agentkit.tools.context import RunContext
 
 from support import SUPPORT
+from support.helpers import kill_when_paused
 
 call = ScriptedRuntime.call
 
@@ -724,19 +722,6 @@ def finish(process: subprocess.Popen[str]) -> dict[str, Any]:
     assert process.returncode == 0, err
     result: dict[str, Any] = json.loads(out) if out.strip() else {}
     return result
-
-
-def kill_when_paused(process: subprocess.Popen[str], tmp_path: Path) -> None:
-    marker = tmp_path / "paused"
-    deadline = time.monotonic() + 60
-    while not marker.exists():
-        if process.poll() is not None:
-            raise AssertionError(f"the worker ended before pausing: {process.stderr.read()}")  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "the worker never paused"
-        time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
-    marker.unlink()
 
 
 def lines(tmp_path: Path, name: str) -> list[str]:

@@ -20,6 +20,7 @@ from agentkit import Message, SQLiteSession
 from agentkit.sessions import INTERRUPTED, InterruptedRun, interrupted_run
 
 from support import SUPPORT
+from support.helpers import kill_when_paused
 
 pytestmark = [
     pytest.mark.subprocess,
@@ -40,23 +41,6 @@ def worker(
         text=True,
         env={**os.environ, "PLAN": plan},
     )
-
-
-def kill_when_paused(process: subprocess.Popen[str], tmp_path: Path) -> str:
-    """Wait for the worker to reach its pause point, then SIGKILL it; where it paused."""
-    marker = tmp_path / "paused"
-    deadline = time.monotonic() + 60
-    while not marker.exists():
-        if process.poll() is not None:
-            raise AssertionError(f"the worker ended before pausing: {process.stderr.read()}")  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "the worker never paused"
-        time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL
-    where = marker.read_text()
-    marker.unlink()
-    return where
 
 
 def finish(process: subprocess.Popen[str]) -> dict[str, Any]:

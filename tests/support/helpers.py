@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,3 +104,21 @@ def raw_llama(model_path: Path, **options: Any) -> Any:
         return llama_cpp.Llama(model_path=str(model_path), verbose=False, **options)
     finally:
         bindings.llama_model_default_params = original
+
+
+def kill_when_paused(process: subprocess.Popen[str], tmp_path: Path) -> str:
+    """Wait for a worker process to reach its pause point (it writes TMP_PATH/paused, saying
+    where, and sleeps), then SIGKILL it; where it paused."""
+    marker = tmp_path / "paused"
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"the worker ended before pausing: {process.stderr.read()}")  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "the worker never paused"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    where = marker.read_text()
+    marker.unlink()
+    return where
