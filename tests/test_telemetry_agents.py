@@ -30,17 +30,13 @@ from agentkit import (
 from agentkit.agent.core import current_run
 from agentkit.telemetry.tree import render
 
+from support.tracing import recorded_spans
+
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    telemetry.instrument(tracer_provider=provider)
-    try:
+    with recorded_spans() as exporter:
         yield exporter
-    finally:
-        telemetry.uninstrument()
 
 
 def named(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 from opentelemetry.semconv.attributes.http_attributes import (
@@ -27,10 +25,11 @@ from opentelemetry.semconv.attributes.http_attributes import (
 )
 from opentelemetry.trace import SpanKind
 
-from agentkit import WorkersAI, telemetry
+from agentkit import WorkersAI
 from agentkit.server import create_app
 
 from support.loopback import Collector, LoopbackServer
+from support.tracing import recorded_spans
 
 MODEL = "@cf/meta/llama-3.1-8b-instruct"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -41,14 +40,8 @@ ROUTE = "/client/v4/accounts/{account_id}/ai/run/{model:path}"
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    telemetry.instrument(tracer_provider=provider)
-    try:
+    with recorded_spans() as exporter:
         yield exporter
-    finally:
-        telemetry.uninstrument()
 
 
 def test_the_server_continues_the_clients_trace_and_passes_it_on(
