@@ -20,7 +20,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.workflow import NondeterminismError
 
-import agentkit.temporal.workflow as durable_workflow
+import agentkit.temporal.calls as durable_calls
 from agentkit import ToolRetry, tool
 from agentkit.runtimes import ScriptedRuntime
 from agentkit.temporal import Worker, connect, decide, progress, replayer, start_run
@@ -138,7 +138,7 @@ async def test_a_history_recorded_by_an_earlier_version_replays(name: str) -> No
 async def test_renaming_an_activity_breaks_replay(
     history: WorkflowHistory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(durable_workflow, "TOOL", "agentkit.tool.v2")
+    monkeypatch.setattr(durable_calls, "TOOL", "agentkit.tool.v2")
     with pytest.raises(NondeterminismError, match=r"agentkit\.tool"):
         await replayer().replay_workflow(history)
 
