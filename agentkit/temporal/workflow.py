@@ -8,8 +8,13 @@ run as async handlers (no threads); anyio's task groups and limiter run on the w
 event loop. The modules are imported passed through the sandbox: agentkit keeps no state
 between runs that a replay could see.
 
+On workers of agents, the workflow runs the twin of the agent that starts the run, made with
+its handoffs' twins (`agentkit.temporal.calls.build_agent`): a handoff is the loop's own,
+a deterministic step of the workflow.
+
 A run that pauses for approval waits in the workflow for the `decide` signal, then resumes with
-`Agent.resume`; the `progress` query reports steps, tool calls, usage and the waiting calls.
+`Agent.resume` (in the agent that was in force); the `progress` query reports steps, tool calls,
+usage and the waiting calls.
 """
 
 from __future__ import annotations
