@@ -73,6 +73,25 @@ def test_local_assistant_example_runs_on_the_embedded_model() -> None:
 
 @pytest.mark.model
 @pytest.mark.subprocess
+def test_triage_example_hands_off_to_math_on_the_embedded_model() -> None:
+    done = subprocess.run(
+        [sys.executable, "examples/triage.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "you> What is 37 * 41?",
+        "triage -> math",
+        '  math: calculate({"expression":"37 * 41"}) -> 1517',
+        "math> 1517",
+    ]
+
+
+@pytest.mark.model
+@pytest.mark.subprocess
 def test_extract_record_example_runs_on_the_embedded_model() -> None:
     done = subprocess.run(
         [sys.executable, "examples/extract_record.py"],

@@ -166,6 +166,22 @@ def test_the_transfer_tool_is_described_by_the_target_or_the_handoff() -> None:
     }
 
 
+def test_a_transfer_without_an_input_type_takes_no_arguments() -> None:
+    billing = Agent(ScriptedRuntime(["Paid."]), name="billing")
+    triage_model = ScriptedRuntime([call("transfer_to_billing", order=7), "Let me check."])
+    triage = Agent(triage_model, name="triage", handoffs=[billing])
+    # Closed, like a function's without parameters: a model held by a grammar writes `{}`.
+    assert triage_model_tools(triage)["transfer_to_billing"] == {
+        "type": "object",
+        "properties": {},
+        "additionalProperties": False,
+    }
+    result = triage.run_sync("Did I pay for order 7?")
+    assert result.agent == "triage" and result.handoffs == []
+    told = triage_model.requests[1].messages[-1].content
+    assert told.startswith("Error: invalid arguments for transfer_to_billing")
+
+
 class Order(BaseModel):
     order: int
     reason: str
@@ -405,6 +421,24 @@ def test_a_handoff_that_returns_gives_the_answer_back_to_the_agent_that_handed_o
     record = result.handoffs[0]
     assert result.messages[record.start or 0].tool_calls[0].name == "invoice"
     assert result.messages[(record.end or 0) - 1].content == "Order 7 is paid."
+
+
+def test_a_forced_tool_choice_holds_for_the_first_step_of_the_agent_handed_the_run() -> None:
+    billing_model = ScriptedRuntime([call("invoice", order=7), "Order 7 is paid."])
+    billing = Agent(billing_model, tools=[invoice], name="billing", tool_choice="required")
+    triage_model = ScriptedRuntime([call("transfer_to_billing"), "It is paid."])
+    triage = Agent(
+        triage_model,
+        name="triage",
+        tool_choice="required",
+        handoffs=[handoff(billing, returns=True)],
+    )
+    result = triage.run_sync("Did I pay for order 7?")
+    assert result.output == "It is paid."
+    # Billing's tools had not answered it yet: its first step is forced, as a run's first is.
+    assert [r.tool_choice for r in billing_model.requests] == ["required", "auto"]
+    # Back in triage, its transfer has its answer: triage may answer.
+    assert [r.tool_choice for r in triage_model.requests] == ["required", "auto"]
 
 
 def test_an_agent_handed_off_to_by_one_that_returns_answers_in_its_place() -> None:
@@ -777,6 +811,14 @@ def test_a_run_killed_after_a_handoff_continues_in_the_right_agent_without_rerun
     assert lines(tmp_path, "charge") == ["5"] and lines(tmp_path, "receipt") == ["7"]
     assert lines(tmp_path, "requests")[len(before) :] == requests_after
     assert [(h["target"], h["end"] is not None) for h in result["handoffs"]] == [("billing", True)]
+    # Each agent's calls count under its own model (100 and 10 prompt tokens a call), those
+    # made before the crash included, as far as the journal holds them.
+    usage = result["usage_by_model"]
+    assert set(usage) == {"billing-model", "triage-model"}
+    assert usage["billing-model"]["prompt_tokens"] % 100 == 0
+    assert usage["triage-model"]["prompt_tokens"] == 10 * usage["triage-model"]["completion_tokens"]
+    assert usage["triage-model"]["completion_tokens"] >= 2
+    assert usage["billing-model"]["completion_tokens"] >= 3
     messages = [Message.model_validate(m) for m in result["messages"]]
     assert roles(messages) == [
         "system",

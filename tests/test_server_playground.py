@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentkit import (
+    Agent,
     Capabilities,
     FunctionRuntime,
     Generation,
@@ -481,3 +482,71 @@ def test_the_page_sets_a_schema_and_shows_the_answer_object(page: Page) -> None:
         closer = threading.Thread(target=anyio.run, args=(model.aclose,))
         closer.start()
         closer.join()
+
+
+@tool
+def invoice(order: int) -> str:
+    """An order's invoice.
+
+    Args:
+        order: The order number.
+    """
+    return f"order {order}: 12.50 EUR, paid"
+
+
+@pytest.mark.subprocess
+def test_the_page_shows_which_agent_answered_and_the_path_of_a_sub_agents_calls(
+    page: Page,
+) -> None:
+    billing = Agent(
+        ScriptedRuntime([ScriptedRuntime.call("invoice", order=7), "Order 7 is paid."]),
+        tools=[invoice],
+        name="billing",
+    )
+    triage = Agent(
+        ScriptedRuntime(
+            [ScriptedRuntime.call("billing", input="Is order 7 paid?"), "Yes, order 7 is paid."]
+        ),
+        tools=[billing.as_tool(description="Answers billing questions.")],
+        name="triage",
+    )
+    with BackgroundServer(create_app(triage.runtime, agent=triage)) as server:
+        page.goto(server.url + "/")
+        expect(page.locator("#agent")).to_have_text("agent: triage")
+        expect(page.locator("#model-settings")).to_be_hidden()
+        expect(page.locator("#tool-list li")).to_have_text(["billing Answers billing questions."])
+        page.fill("#prompt", "Is order 7 paid?")
+        page.press("#prompt", "Enter")
+        answers = page.locator(".msg.assistant")
+        expect(answers).to_have_count(2)
+        expect(answers.last.locator(".bubble")).to_have_text("Yes, order 7 is paid.")
+        expect(answers.last.locator(".agent")).to_have_text("triage")
+        expect(answers.first.locator(".agent")).to_have_text("triage/billing")
+        expect(answers.first.locator(".bubble")).to_have_text("Order 7 is paid.")
+        cards = page.locator(".toolcall")
+        expect(cards.locator(".name")).to_have_text(["billing", "invoice"])
+        expect(cards.nth(0).locator(".path")).to_have_count(0)
+        expect(cards.nth(1).locator(".path")).to_have_text("triage/billing")
+        expect(cards.nth(1).locator(".result")).to_have_text("order 7: 12.50 EUR, paid")
+        expect(page.locator(".meta")).to_have_text(["2 steps · 0 prompt + 0 completion tokens"])
+        screenshot(page, "playground-agents.png")
+
+
+def test_the_page_shows_a_handoff_and_the_agent_that_took_over(page: Page) -> None:
+    billing = Agent(ScriptedRuntime(["Order 7 is paid."]), name="billing")
+    triage = Agent(
+        ScriptedRuntime([ScriptedRuntime.call("transfer_to_billing")]),
+        name="triage",
+        handoffs=[billing],
+    )
+    with BackgroundServer(create_app(triage.runtime, agent=triage)) as server:
+        page.goto(server.url + "/")
+        page.fill("#prompt", "Is order 7 paid?")
+        page.press("#prompt", "Enter")
+        answers = page.locator(".msg.assistant")
+        expect(answers.last.locator(".bubble")).to_have_text("Order 7 is paid.")
+        expect(answers.last.locator(".agent")).to_have_text("billing")
+        expect(page.locator(".meta")).to_have_text(
+            ["handoff: triage → billing", "2 steps · 0 prompt + 0 completion tokens"]
+        )
+        screenshot(page, "playground-handoff.png")

@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -32,6 +32,9 @@ from agentkit.runtimes.base import Runtime
 from agentkit.tools import Toolset
 from agentkit.tools.context import RunContext
 from agentkit.usage import PriceTable, add_usage, cost
+
+if TYPE_CHECKING:
+    from agentkit.telemetry._otel import RunSpans
 
 __all__ = [
     "Decisions",
@@ -100,6 +103,8 @@ class HandoffTrail:
     """Usage of the model calls of the agents before the one in force, by model."""
     steps: int = 0
     """The run's steps when the agent in force took over."""
+    returned: bool = False
+    """The agent in force took over when control came back to it (its transfer answered)."""
     hooks: HookSet | None = None
     """The hooks of the agent in force (the run's other hooks stay when another takes over)."""
     view: tuple[list[Message], int] | None = None
@@ -178,6 +183,8 @@ class RunCore:
         """Which agent's run this is, as its events say (`agentkit.agent.events`)."""
         self.trail: HandoffTrail | None = None
         """Its handoffs, for a run of an agent that has some."""
+        self.spans: RunSpans | None = None
+        """The run's telemetry hooks, when OpenTelemetry records it (`agentkit.telemetry`)."""
         self._context: RunContext[Any] | None = None
 
     @property
@@ -208,6 +215,22 @@ class RunCore:
         return next(
             (r for r in reversed(trail.records) if r.target == name and r.start is not None), None
         )
+
+    def note_handoff(self, from_agent: Any, to_agent: Any, call_id: str | None) -> None:
+        """Tell the run's trace that `from_agent` handed the conversation to `to_agent`
+        (agents, or their names) with the call `call_id`: an `agentkit.handoff` event on the
+        run's span. Nothing (one check) when the run is not traced."""
+        if self.spans is not None:
+            self.spans.handoff(from_agent, to_agent, call_id)
+
+    def tools_answered(self) -> bool:
+        """Whether tools have answered the agent in force, in its time in force: then a forced
+        tool choice goes back to `auto`. An agent handed the run starts forced again; one that
+        gets control back has its transfer's answer."""
+        trail = self.trail
+        if trail is None or trail.view is None:
+            return bool(self.records)
+        return trail.returned or any(r.step > trail.steps for r in self.records)
 
     def usage_by_model(self) -> dict[str, Usage]:
         by_model = {self.setup.model: self.usage} if self.steps else {}

@@ -132,6 +132,16 @@ class HandedOff:
     """The agent that had the run until now (see the module's docstring)."""
     kind: Literal["handed_off"] = "handed_off"
 
+    @property
+    def source(self) -> str:
+        """The agent that had the run until now."""
+        return self.record.target if self.back else self.record.source
+
+    @property
+    def target(self) -> str:
+        """The agent that has the run from now on."""
+        return self.record.source if self.back else self.record.target
+
 
 _ResultT = TypeVar("_ResultT", default=Any)
 

@@ -346,7 +346,12 @@ def _schema_input(schema: Mapping[str, Any]) -> dict[str, Any]:
 def _transfer_tool(made: Handoff) -> Tool:
     adapter: TypeAdapter[Any] | None = None
     if made.input_type is None:
-        parameters: dict[str, Any] = {"type": "object", "properties": {}}
+        # Closed, as a function without parameters is: a model held by a grammar writes `{}`.
+        parameters: dict[str, Any] = {
+            "type": "object",
+            "properties": {},
+            "additionalProperties": False,
+        }
     elif isinstance(made.input_type, Mapping):
         parameters = _schema_input(made.input_type)
     else:

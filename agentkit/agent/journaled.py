@@ -61,9 +61,10 @@ __all__ = ["JournalHooks", "attach_paused", "open_run", "resumed"]
 class JournalHooks(RunHooks[Any]):
     """Writes a run's progress into its session's journal as the run goes."""
 
-    def __init__(self, journal: RunJournal, max_tool_output: int) -> None:
+    def __init__(self, journal: RunJournal, run: AgentRun[Any]) -> None:
         self.journal = journal
-        self.max_tool_output = max_tool_output
+        self.run = run
+        self.max_tool_output = run.settings.max_tool_output
 
     async def on_tools_start(self, ctx: RunContext[Any], calls: Sequence[ToolCall]) -> None:
         # The step's message with the calls, then which of them start: stored before any runs.
@@ -77,7 +78,10 @@ class JournalHooks(RunHooks[Any]):
         await self.journal.write([])
 
     async def on_handoff(self, ctx: RunContext[Any], record: HandoffRecord) -> None:
-        entry = self.journal.handoff(record.model_dump(mode="json"))
+        # With the usage of the agents that had the run so far, by model: a run continued
+        # after a crash counts each model's calls where they belong.
+        spent = {model: u.model_dump(mode="json") for model, u in self.run.usage_by_model().items()}
+        entry = self.journal.handoff(record.model_dump(mode="json"), spent)
         await self.journal.sync(ctx.messages, ctx.usage, after=[entry])
 
     async def on_step_end(
@@ -98,7 +102,7 @@ def _stop_reason(error: BaseException | None) -> str:
 
 
 def _journaled(run: AgentRun[Any], journal: RunJournal) -> AgentRun[Any]:
-    run.hooks = run.hooks.plus([JournalHooks(journal, run.settings.max_tool_output)])
+    run.hooks = run.hooks.plus([JournalHooks(journal, run)])
     return run
 
 
@@ -162,6 +166,7 @@ async def _take_over(
         steps=sum(1 for m in log.messages if m.role == "assistant"),
         usage=Usage.model_validate(log.usage) if log.usage else Usage(),
         handoffs=[HandoffRecord.model_validate(r) for r in log.handoffs.values()],
+        handoff_usage={m: Usage.model_validate(u) for m, u in log.handoff_usage.items()},
     )
     run.restore(state)
     last = messages[-1] if messages else None

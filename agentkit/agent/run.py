@@ -130,7 +130,8 @@ class AgentRun(RunCore, Generic[OutputT]):
         if setup.telemetry:
             tracing = telemetry_active()
             if tracing is not None:
-                self.hooks = self.hooks.plus([tracing.run_hooks(setup.runtime, setup.name)])
+                self.spans = tracing.run_hooks(setup.runtime, setup.name)
+                self.hooks = self.hooks.plus([self.spans])
         runtime = setup.runtime
         for wrap in self.hooks.wrap_model:
             runtime = wrap(runtime)
@@ -412,7 +413,7 @@ class AgentRun(RunCore, Generic[OutputT]):
         tool_choice = None
         if tools is None:
             tool_choice = "none"
-        elif self.records and self.settings.reset_tool_choice:
+        elif self.settings.reset_tool_choice and self.tools_answered():
             tool_choice = "auto"
         request = self.setup.request(list(self.messages), tools or [], tool_choice)
         for before in self.hooks.before_model:

@@ -55,6 +55,7 @@ async def hand_back(run: RunCore) -> Fresh | None:
 
 
 async def _told(run: RunCore, event: HandedOff) -> None:
+    run.note_handoff(event.source, event.target, event.record.call_id)
     if run.emit:
         run.emit(event)
     for hook in run.hooks.on_handoff:
@@ -85,6 +86,7 @@ def _enter(run: RunCore, trail: HandoffTrail, record: HandoffRecord) -> Fresh:
     agent = trail.agents[record.target]
     fresh: Fresh = agent.start([], deps=run.deps)
     _install(run, trail, agent, fresh, [*fresh.messages, *conversation], record.start)
+    trail.returned = False
     return fresh
 
 
@@ -101,6 +103,7 @@ def _back(run: RunCore, trail: HandoffTrail) -> Fresh:
     agent = trail.agents[record.source]
     fresh: Fresh = agent.start([], deps=run.deps)
     _install(run, trail, agent, fresh, head, record.end)
+    trail.returned = True
     return fresh
 
 

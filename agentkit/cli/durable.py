@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import anyio
 
 from agentkit.cli.approval import EXIT_PAUSED, ask, parse_denials
-from agentkit.cli.options import sampling
+from agentkit.cli.options import DEFAULT_MAX_STEPS, DEFAULT_RUNTIME, sampling
 from agentkit.errors import ConfigurationError, UserError
 
 __all__ = ["add_connection_options", "add_temporal_options", "end_process", "run_durable", "sdk"]
@@ -90,9 +90,9 @@ def run_durable(args: argparse.Namespace) -> int:
                 client,
                 args.prompt,
                 task_queue=args.task_queue,
-                runtime=args.runtime,
+                runtime=args.runtime or DEFAULT_RUNTIME,
                 instructions=args.instructions,
-                max_steps=args.max_steps,
+                max_steps=DEFAULT_MAX_STEPS if args.max_steps is None else args.max_steps,
                 tool_choice=args.tool_choice,
                 sampling=sampling(args),
             )

@@ -1,7 +1,9 @@
 """The options `run` and `chat` share, and what they build: the runtime, the Agent, the session.
 
 `--tools`, `--runtime`, `--model`, `--instructions`, `--max-steps`, `--tool-choice`, the
-sampling fields of the contract, `-v`, and the telemetry, MCP and session options.
+sampling fields of the contract, `-v`, and the telemetry, MCP and session options; or
+`--agents FILE`, a Python file whose module-level `agent` is the Agent to run, as it defines
+it: the options that would change that definition are refused with it.
 """
 
 from __future__ import annotations
@@ -11,33 +13,41 @@ import json
 import os
 import sys
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from agentkit.agent import Agent
 from agentkit.cli.mcp import add_mcp_options, mcp_sources
 from agentkit.cli.telemetry import add_telemetry_options
-from agentkit.errors import UserError
+from agentkit.errors import ConfigurationError, UserError
 from agentkit.model_api import SAMPLING_FIELDS, ModelRequest
 from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.runtimes.base import Runtime
 from agentkit.sessions.base import check_session_id
 from agentkit.sessions.sqlite import SQLiteSession
 from agentkit.tools import Tool, ToolSource
-from agentkit.tools.loader import load_tools
+from agentkit.tools.loader import load_module, load_tools
 
 __all__ = [
     "DB_VARIABLE",
+    "DEFAULT_MAX_STEPS",
+    "DEFAULT_RUNTIME",
+    "DEFINED_BY_AGENT",
     "add_agent_options",
     "add_session_options",
     "build_agent",
     "default_db",
+    "load_agent",
     "open_session",
+    "refuse_with_agents",
     "sampling",
 ]
 
 DB_VARIABLE = "AGENTKIT_SESSION_DB"
 """The environment variable naming the sessions file, when `--session-db` is not given."""
+DEFAULT_RUNTIME = "local"
+DEFAULT_MAX_STEPS = 10
 
 
 def _number(name: str) -> type[int] | type[float]:
@@ -47,14 +57,40 @@ def _number(name: str) -> type[int] | type[float]:
 
 _SAMPLING = tuple(("--" + name.replace("_", "-"), _number(name)) for name in SAMPLING_FIELDS)
 
+DEFINED_BY_AGENT = (
+    "--tools",
+    "--runtime",
+    "--model",
+    "--instructions",
+    "--max-steps",
+    "--tool-choice",
+    *(flag for flag, _ in _SAMPLING),
+    "--mcp-stdio",
+    "--mcp-http",
+    "--mcp-header",
+    "--output-schema",
+    "--temporal",
+)
+"""The options of `run` and `chat` that `--agents` refuses: what the file's agent defines
+(its tools, runtime, instructions, limits and sampling), and a durable run, whose workers
+bring the tools."""
+
 
 def add_agent_options(parser: argparse.ArgumentParser) -> None:
     """The options of an agent's command, `run` or `chat`."""
+    parser.add_argument(
+        "--agents",
+        metavar="FILE",
+        help="a Python file defining `agent`, the Agent to run (with its tools and sub-agents)",
+    )
     parser.add_argument("--tools", nargs="+", default=[], metavar="FILE", help="tool files")
-    parser.add_argument("--runtime", default="local", choices=sorted(RUNTIMES))
+    # Unset (None) rather than their defaults, so that `--agents` can tell them given.
+    parser.add_argument("--runtime", choices=sorted(RUNTIMES), help=f"default: {DEFAULT_RUNTIME}")
     parser.add_argument("--model", help="GGUF file (local) or model name (hosted)")
     parser.add_argument("--instructions", help="system message")
-    parser.add_argument("--max-steps", type=int, default=10)
+    parser.add_argument(
+        "--max-steps", type=int, help=f"model calls allowed (default: {DEFAULT_MAX_STEPS})"
+    )
     parser.add_argument(
         "--tool-choice",
         help="auto, required, none or a tool's name (default: the runtime's profile: auto; on "
@@ -92,8 +128,51 @@ def sampling(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def refuse_with_agents(args: argparse.Namespace, flags: Sequence[str]) -> None:
+    """With `--agents`, refuse the `flags` given (an option left unset is None, False or an
+    empty list): the agents file defines what they would set.
+
+    Raises:
+        UserError: naming the options given.
+    """
+    if not args.agents:
+        return
+    given = [flag for flag in flags if _given(getattr(args, flag[2:].replace("-", "_"), None))]
+    if given:
+        raise UserError(
+            f"--agents: {', '.join(given)} cannot be given with it: the agent in "
+            f"{args.agents} defines its own tools, runtime, instructions and settings"
+        )
+
+
+def _given(value: Any) -> bool:
+    return value is not None and value is not False and value != []
+
+
+def load_agent(path: str) -> Agent[Any]:
+    """The module-level `agent` of the Python file `path` (`--agents`).
+
+    Raises:
+        ConfigurationError: the file is missing, fails to import, defines no `agent`, or an
+            `agent` that is not an Agent.
+    """
+    module = load_module(path, "--agents")
+    agent = getattr(module, "agent", None)
+    if agent is None:
+        raise ConfigurationError(
+            f"--agents: {path} defines no `agent` (a module-level Agent to run)"
+        )
+    if not isinstance(agent, Agent):
+        raise ConfigurationError(
+            f"--agents: `agent` in {path} must be an Agent (got {type(agent).__name__})"
+        )
+    return agent
+
+
 def _runtime(args: argparse.Namespace) -> Runtime:
-    return get_runtime(args.runtime, model=args.model, progress=sys.stderr.isatty())
+    return get_runtime(
+        args.runtime or DEFAULT_RUNTIME, model=args.model, progress=sys.stderr.isatty()
+    )
 
 
 def _output_schema(value: str | None) -> dict[str, Any] | None:
@@ -117,7 +196,11 @@ def _output_schema(value: str | None) -> dict[str, Any] | None:
 
 
 def build_agent(args: argparse.Namespace) -> Agent[Any]:
-    """The Agent the options describe, on a runtime of its own (the caller closes it)."""
+    """The Agent the options describe, on a runtime of its own (the caller closes it); with
+    `--agents`, the file's agent, once the options it would conflict with are refused."""
+    if args.agents:
+        refuse_with_agents(args, DEFINED_BY_AGENT)
+        return load_agent(args.agents)
     tools: list[Tool | ToolSource] = [*(load_tools(args.tools) if args.tools else [])]
     tools.extend(mcp_sources(args))
     # Unset flags leave the runtime's profile in charge (the embedded model's forced first
@@ -126,7 +209,7 @@ def build_agent(args: argparse.Namespace) -> Agent[Any]:
         _runtime(args),
         tools=tools,
         instructions=args.instructions,
-        max_steps=args.max_steps,
+        max_steps=DEFAULT_MAX_STEPS if args.max_steps is None else args.max_steps,
         tool_choice=args.tool_choice,
         output_type=_output_schema(getattr(args, "output_schema", None)),
         **sampling(args),

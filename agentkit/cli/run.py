@@ -13,11 +13,23 @@ from typing import Any
 import anyio
 
 from agentkit.agent import Agent, RunResult
-from agentkit.agent.events import RunFinished, TextDelta, ToolCallFinished, ToolCallStarted
+from agentkit.agent.events import (
+    HandedOff,
+    RunFinished,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+)
 from agentkit.agent.results import RunState
 from agentkit.cli import approval
 from agentkit.cli.durable import add_temporal_options, run_durable
-from agentkit.cli.options import add_agent_options, build_agent, open_session
+from agentkit.cli.options import (
+    DEFINED_BY_AGENT,
+    add_agent_options,
+    build_agent,
+    open_session,
+    refuse_with_agents,
+)
 from agentkit.errors import UserError
 from agentkit.sessions import Session, interrupted_run
 
@@ -46,6 +58,35 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+class _Speakers:
+    """Streamed text on stdout, saying who writes it: the agent run (the root) writes plainly;
+    any other agent (a sub-agent, by its events' path) starts a line of its own, prefixed with
+    its path below the root: `billing> ...`."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.current = root
+        self.midline = False
+
+    def who(self, path: str) -> str:
+        """How `path` is shown: below the root, without it."""
+        return path.removeprefix(self.root + "/")
+
+    def write(self, path: str, text: str) -> None:
+        if path != self.current:
+            if self.midline:
+                print(flush=True)
+            if path != self.root:
+                print(f"{self.who(path)}> ", end="")
+            self.current = path
+        print(text, end="", flush=True)
+        self.midline = not text.endswith("\n")
+
+    def tool_line(self, path: str, line: str) -> None:
+        """A `-v` line on stderr; a sub-agent's calls name its path."""
+        _say(line if path == self.root else f"[{path}] {line}")
+
+
 async def run_once(
     agent: Agent[Any],
     prompt: str | None,
@@ -55,7 +96,8 @@ async def run_once(
     session: Session | None = None,
 ) -> RunResult[Any]:
     """One run of `agent` (or the resumption of a paused one): with `--stream` its text is
-    printed as it comes, with `-v` its tool calls are said on stderr."""
+    printed as it comes (a sub-agent's lines prefixed with its name), with `-v` its tool calls
+    are said on stderr."""
     stream = getattr(args, "stream", False) or args.verbose
     if not stream:
         if resume is not None:
@@ -64,6 +106,7 @@ async def run_once(
         return await agent.run(prompt, history=history, session=session)
     result: RunResult[Any] | None = None
     printing = getattr(args, "stream", False) and not getattr(args, "json", False)
+    speakers = _Speakers(agent.name or "agent")
     source = (
         agent.stream(prompt, history=history, session=session)
         if resume is None
@@ -72,13 +115,17 @@ async def run_once(
     async with aclosing(source) as events:
         async for event in events:
             if isinstance(event, TextDelta) and printing:
-                print(event.text, end="", flush=True)
+                speakers.write(event.path, event.text)
             elif isinstance(event, ToolCallStarted) and args.verbose:
-                _say(f"-> {event.call.name}({event.call.arguments_json()})")
+                call = event.call
+                speakers.tool_line(event.path, f"-> {call.name}({call.arguments_json()})")
             elif isinstance(event, ToolCallFinished) and args.verbose:
                 record = event.record
                 shown = record.output if record.ok else f"error: {record.error}"
-                _say(f"<- {record.call.name}: {shown} ({record.duration * 1000:.1f} ms)")
+                took = f"({record.duration * 1000:.1f} ms)"
+                speakers.tool_line(event.path, f"<- {record.call.name}: {shown} {took}")
+            elif isinstance(event, HandedOff) and args.verbose:
+                speakers.tool_line(event.path, f"handoff {event.source} -> {event.target}")
             elif isinstance(event, RunFinished):
                 result = event.result
     assert result is not None
@@ -105,6 +152,7 @@ async def continue_interrupted(
 
 
 def _run(args: argparse.Namespace) -> int:
+    refuse_with_agents(args, DEFINED_BY_AGENT)
     if args.temporal:
         return run_durable(args)
     if (args.prompt is None) == (args.resume is None):

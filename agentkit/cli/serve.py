@@ -15,6 +15,7 @@ import anyio
 import uvicorn
 
 from agentkit.cli.mcp import add_mcp_options, mcp_sources
+from agentkit.cli.options import load_agent, refuse_with_agents
 from agentkit.cli.telemetry import add_telemetry_options
 from agentkit.errors import ConfigurationError
 from agentkit.runtimes import RUNTIMES, get_runtime
@@ -34,12 +35,33 @@ from agentkit.tools.loader import load_tools
 __all__ = ["add_parser"]
 
 TOKEN_VARIABLE = "AGENTKIT_API_TOKEN"
+_MAX_STEPS = 8
+DEFINED_BY_AGENT = (
+    "--tools",
+    "--runtime",
+    "--model",
+    "--parallel",
+    "--max-steps",
+    "--mcp",
+    "--mcp-stdio",
+    "--mcp-http",
+    "--mcp-header",
+)
+"""The options of `serve` that `--agents` refuses: the file's agent brings its runtime, tools
+and limits (and `/mcp` serves `--tools`, which it has none of)."""
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`agentkit serve`: its options and handler."""
     parser = commands.add_parser("serve", help="serve the Workers AI API on localhost")
-    parser.add_argument("--runtime", default="local", choices=sorted(RUNTIMES))
+    parser.add_argument(
+        "--agents",
+        metavar="FILE",
+        help="a Python file defining `agent`: the playground's agent, and its runtime the "
+        "served model",
+    )
+    # Unset (None) rather than their defaults, so that `--agents` can tell them given.
+    parser.add_argument("--runtime", choices=sorted(RUNTIMES), help="default: local")
     parser.add_argument("--model", help="GGUF file (local runtime) or model name (hosted)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     parser.add_argument("--port", type=int, default=8787)
@@ -86,7 +108,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="requests that may wait while every slot is busy; past it, 429",
     )
     parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES")
-    parser.add_argument("--max-steps", type=int, default=8, help="playground agent steps")
+    parser.add_argument(
+        "--max-steps", type=int, help=f"playground agent steps (default: {_MAX_STEPS})"
+    )
     parser.add_argument(
         "--allowed-host",
         action="append",
@@ -142,7 +166,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _runtime(args: argparse.Namespace) -> Runtime:
     options = {} if args.parallel is None else {"parallel": args.parallel}
-    return get_runtime(args.runtime, model=args.model, progress=sys.stderr.isatty(), **options)
+    return get_runtime(
+        args.runtime or "local", model=args.model, progress=sys.stderr.isatty(), **options
+    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -155,15 +181,15 @@ def _is_loopback(host: str) -> bool:
 
 
 def _check(args: argparse.Namespace) -> None:
+    refuse_with_agents(args, DEFINED_BY_AGENT)
     if args.approve_all and not args.mcp:
         raise ConfigurationError("--approve-all: applies to /mcp only; add --mcp")
-    for name in ("max_queue", "max_steps"):
-        if getattr(args, name) < (0 if name == "max_queue" else 1):
-            bound = 0 if name == "max_queue" else 1
-            flag = "--" + name.replace("_", "-")
-            raise ConfigurationError(f"{flag}: must be >= {bound} (got {getattr(args, name)})")
+    if args.max_queue < 0:
+        raise ConfigurationError(f"--max-queue: must be >= 0 (got {args.max_queue})")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ConfigurationError(f"--max-steps: must be >= 1 (got {args.max_steps})")
     if args.parallel is not None:
-        if args.runtime != "local":
+        if (args.runtime or "local") != "local":
             raise ConfigurationError(
                 f"--parallel: only the local runtime has slots (got --runtime {args.runtime})"
             )
@@ -223,9 +249,10 @@ def _serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted; returns the exit status."""
     _check(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
+    agent = load_agent(args.agents) if args.agents else None
     tools: list[Tool | ToolSource] = [*(load_tools(args.tools) if args.tools else [])]
     tools.extend(mcp_sources(args))
-    runtime = _runtime(args)
+    runtime = _runtime(args) if agent is None else agent.runtime
     try:
         app = create_app(
             runtime,
@@ -234,7 +261,7 @@ def _serve(args: argparse.Namespace) -> int:
             models=args.model_names,
             max_queue=args.max_queue,
             max_body=args.max_body,
-            max_steps=args.max_steps,
+            max_steps=_MAX_STEPS if args.max_steps is None else args.max_steps,
             mcp=args.mcp,
             allowed_hosts=_allowed_hosts(args),
             allowed_origins=args.allowed_origins,
@@ -242,12 +269,14 @@ def _serve(args: argparse.Namespace) -> int:
             approve_all=args.approve_all,
             insecure_allow_any_origin=args.insecure_allow_any_origin,
             insecure_allow_any_host=args.insecure_allow_any_host,
+            agent=agent,
         )
         names = ", ".join(served_models(runtime, args.model_names))
         shown = f"[{args.host}]" if ":" in args.host else args.host
         print(
             f"agentkit serve: {runtime.name} runtime as {names}\n"
-            f"  API:        http://{shown}:{args.port}/client/v4/accounts/<any>/ai/run/<model>\n"
+            + (f"  agent:      {agent.name or 'agent'} ({args.agents})\n" if agent else "")
+            + f"  API:        http://{shown}:{args.port}/client/v4/accounts/<any>/ai/run/<model>\n"
             f"  playground: http://{shown}:{args.port}/"
             + (f"\n  MCP:        http://{shown}:{args.port}/mcp" if args.mcp else ""),
             file=sys.stderr,

@@ -29,6 +29,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentkit import telemetry
+from agentkit.agent import Agent
 from agentkit.model_api import DEFAULT_MODEL, ModelRequest, Usage
 from agentkit.runtimes.base import Runtime
 from agentkit.server import openai_compat
@@ -83,6 +84,7 @@ def create_app(
     approve_all: bool = False,
     insecure_allow_any_origin: bool = False,
     insecure_allow_any_host: bool = False,
+    agent: Agent[Any] | None = None,
 ) -> Starlette:
     """The server as an ASGI application, for `uvicorn`, tests or embedding.
 
@@ -105,6 +107,11 @@ def create_app(
             default it asks the client, with MCP elicitation, and refuses if it cannot.
         insecure_allow_any_origin: accept `allowed_origins=["*"]` without an `api_token`.
         insecure_allow_any_host: accept `allowed_hosts=["*"]` without an `api_token`.
+        agent: the playground's agent, as it is defined (its runtime, tools, sub-agents,
+            instructions and settings; `agentkit serve --agents FILE`): the page sends it the
+            conversation alone. Without one, the playground makes an agent for each message
+            from `runtime`, `tools` and the page's settings. Its tool sources start and stop
+            with the app.
 
     Raises:
         ValueError: a bound below its minimum, a malformed origin, an `api_token` with
@@ -130,6 +137,7 @@ def create_app(
         max_body=max_body,
         max_steps=max_steps,
         api_token=api_token,
+        agent=agent,
     )
     routes: list[BaseRoute] = [
         Route(f"{API}/run/{{model:path}}", endpoint(state, _run), methods=["POST"]),
@@ -141,7 +149,7 @@ def create_app(
         Route(f"{API}/v1/models", endpoint(state, _models, openai=True), methods=["GET"]),
         *playground_routes(state),
     ]
-    lifetimes: list[Any] = [state.tools]
+    lifetimes: list[Any] = [state.tools] if agent is None else [state.tools, agent]
     if mcp:
         from agentkit.mcp.server import MCPEndpoint
 

@@ -8,7 +8,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from starlette.requests import ClientDisconnect, Request
@@ -31,6 +31,9 @@ from agentkit.server.queue import QueuedRuntime
 from agentkit.server.sse import watch_disconnect
 from agentkit.tools import Toolset
 from agentkit.wire import workers_ai
+
+if TYPE_CHECKING:
+    from agentkit.agent import Agent
 
 __all__ = [
     "CURRENT_REQUEST",
@@ -59,6 +62,9 @@ class ServerState:
     max_steps: int
     """Model calls the playground's agent may make per message."""
     api_token: str | None = field(default=None, repr=False)
+    agent: Agent[Any] | None = None
+    """The playground's agent as defined (`serve --agents`); None: one is made for each
+    message from `tools` and the page's settings."""
 
     def authorize(self, request: Request) -> None:
         """Check the bearer token, when the server has one.

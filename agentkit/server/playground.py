@@ -8,6 +8,12 @@ with, and streams its typed events as server-sent events named after each event'
 `stop_reason: "approval"`, the `pending` calls and a `run` key; the paused run stays on the
 server (`agentkit.server.paused`) until the page posts `{run, approve: [ids], deny: {id:
 reason}}` to the resume endpoint, which streams the rest of the run the same way.
+
+Every event says which agent produced it (its `path`, e.g. `triage/billing` for an agent
+used as a tool); `run_finished` says which agent answered (`agent`, its name) and the
+handoffs of the run (`handoffs`, a list, empty without any). A server started with an agent
+(`serve --agents FILE`) runs that agent as it is defined: `/playground/info` names it
+(`agent`) and lists its tools, and the agent endpoint takes the conversation alone.
 """
 
 from __future__ import annotations
@@ -24,17 +30,19 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from agentkit.agent import Agent
+from agentkit.agent import Agent, RunResult
 from agentkit.agent.events import Event, RunFinished
+from agentkit.model_api import Message
 from agentkit.server.answers import check_answer_format
 from agentkit.server.core import ServerState, endpoint
 from agentkit.server.errors import BAD_INPUT, ApiError
 from agentkit.server.paused import PausedRuns, caller, read_decisions
 from agentkit.server.queue import as_generator
 from agentkit.server.sse import EventStream, data_frame
+from agentkit.tools import Toolset
 from agentkit.wire.workers_ai import GenerationRequest
 
-__all__ = ["playground_routes"]
+__all__ = ["answered_by", "playground_routes"]
 
 STATIC = Path(__file__).parent / "static"
 _PAGE_HEADERS = {
@@ -86,26 +94,68 @@ async def _info(state: ServerState, request: Request) -> Response:
                 "tool_choice": state.runtime.profile.tool_choice,
                 "sampling": dict(state.runtime.profile.sampling),
             },
-            "tools": [t.to_function(caps.schema_dialect) for t in state.tools],
+            "tools": [t.to_function(caps.schema_dialect) for t in _toolset(state)],
             "max_steps": state.max_steps,
             "auth": state.api_token is not None,
+            "agent": None if state.agent is None else _name(state.agent),
         }
     )
 
 
+def _name(agent: Any) -> str:
+    """An agent's name, as events' paths give it."""
+    return str(agent.name or "agent")
+
+
+def _toolset(state: ServerState) -> Toolset:
+    return state.tools if state.agent is None else state.agent.toolset
+
+
 async def _agent(paused: PausedRuns, state: ServerState, request: Request) -> Response:
     """Body: `{messages, instructions?, use_tools?, tool_choice?, response_format?, temperature?,
-    top_p?, ...}`."""
+    top_p?, ...}`; for a server's own agent, `{messages}`."""
     state.authorize(request)
     body = await state.read_json(request)
+    if state.agent is not None:
+        agent, messages = _defined(state.agent, body)
+    else:
+        agent, messages = await _from_settings(state, body)
+    events = agent.stream(messages)
+    return EventStream(
+        _events(agent, events, paused, caller(request, state.api_token)), state.to_error
+    )
+
+
+def _defined(agent: Agent[Any], body: dict[str, Any]) -> tuple[Agent[Any], list[Message]]:
+    """The server's own agent, for a body that sends only the conversation."""
+    others = sorted(set(body) - {"messages"})
+    if others:
+        raise ApiError(
+            400,
+            BAD_INPUT,
+            f"Bad input: {', '.join(others)}: the playground's agent is defined by the server "
+            "(serve --agents); send only messages",
+        )
+    return agent, _conversation(GenerationRequest.build(body))
+
+
+def _conversation(checked: GenerationRequest) -> list[Message]:
+    if not checked.messages or checked.messages[-1].role != "user":
+        raise ApiError(400, BAD_INPUT, "Bad input: messages: the last message must be the user's")
+    return checked.messages
+
+
+async def _from_settings(
+    state: ServerState, body: dict[str, Any]
+) -> tuple[Agent[Any], list[Message]]:
+    """An agent made from the server's runtime and tools and the page's settings."""
     instructions = body.pop("instructions", None) or None
     use_tools = body.pop("use_tools", True)
     if not isinstance(instructions, (str, type(None))) or not isinstance(use_tools, bool):
         raise ApiError(400, BAD_INPUT, "Bad input: instructions must be text, use_tools a bool")
     # The contract's own validation, so bad values are named exactly as on the API.
     checked = GenerationRequest.build(body)
-    if not checked.messages or checked.messages[-1].role != "user":
-        raise ApiError(400, BAD_INPUT, "Bad input: messages: the last message must be the user's")
+    messages = _conversation(checked)
     tools = state.tools if use_tools else ()
     if checked.tool_choice not in ("auto", "required"):
         raise ApiError(400, BAD_INPUT, "Bad input: tool_choice: must be auto or required")
@@ -120,11 +170,7 @@ async def _agent(paused: PausedRuns, state: ServerState, request: Request) -> Re
         **{name: value for name, value in checked.sampling().items() if name in body},
         **await _answer_format(state, checked),
     )
-    assert checked.messages is not None
-    events = agent.stream(checked.messages)
-    return EventStream(
-        _events(agent, events, paused, caller(request, state.api_token)), state.to_error
-    )
+    return agent, messages
 
 
 async def _answer_format(state: ServerState, checked: GenerationRequest) -> dict[str, Any]:
@@ -163,6 +209,12 @@ async def _events(
             yield data_frame(_event_data(event, agent, paused, who), event=event.kind)
 
 
+def answered_by(result: RunResult[Any], agent: Agent[Any]) -> str:
+    """The name of the agent that answered: the run's agent, or after a handoff the one the
+    result names (`RunResult.agent`, an agent or its name)."""
+    return result.agent or _name(agent)
+
+
 def _event_data(event: Event, agent: Agent, paused: PausedRuns, who: str) -> Any:
     if isinstance(event, RunFinished):
         result = event.result
@@ -172,6 +224,8 @@ def _event_data(event: Event, agent: Agent, paused: PausedRuns, who: str) -> Any
             "stop_reason": result.stop_reason,
             "usage": result.usage.to_wire(),
             "messages": [m.to_wire("function") for m in result.messages],
+            "agent": answered_by(result, agent),
+            "handoffs": to_jsonable_python(result.handoffs),
         }
         if result.state is not None:
             data["pending"] = [call.model_dump() for call in result.pending]

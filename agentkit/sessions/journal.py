@@ -111,10 +111,11 @@ class RunJournal:
         """The entry that marks calls as started: stored before they run."""
         return {"kind": "started", "run": self.run_id, "calls": [c.id for c in calls]}
 
-    def handoff(self, record: Entry) -> Entry:
+    def handoff(self, record: Entry, usage: Entry) -> Entry:
         """The entry of a handoff (`HandoffRecord` as JSON data), each time it changes: made,
-        taken up, returned from."""
-        return {"kind": "handoff", "run": self.run_id, "record": record}
+        taken up, returned from; with the usage of the agents that had the run before the one
+        now in force, by model."""
+        return {"kind": "handoff", "run": self.run_id, "record": record, "usage": usage}
 
     def finished(self, message: Message) -> None:
         """Queue a call's result for the writer (called on the event loop as it is filed)."""

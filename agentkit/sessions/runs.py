@@ -62,6 +62,8 @@ class RunLog:
     owner: Entry = field(default_factory=dict)
     handoffs: dict[str, Any] = field(default_factory=dict)
     """Its handoffs as journaled, by transfer call id (the latest entry of each)."""
+    handoff_usage: dict[str, Any] = field(default_factory=dict)
+    """Usage of the agents before the one in force, by model, as of the latest handoff."""
     _messages: list[Message] | None = None
 
     @property
@@ -100,6 +102,7 @@ def read_logs(entries: list[Entry]) -> dict[str, RunLog]:
         elif kind == "handoff":
             record = entry.get("record", {})
             log.handoffs[str(record.get("call_id"))] = record
+            log.handoff_usage = entry.get("usage", {})
         elif kind == "end":
             log.ended = True
             log.stop_reason = entry.get("stop_reason")

@@ -45,6 +45,12 @@ STOP_REASON = "agentkit.run.stop_reason"
 COST = "agentkit.run.cost"
 RETRY_DELAY = "agentkit.retry.delay"
 RETRY_EVENT = "agentkit.http.retry"
+HANDOFF_EVENT = "agentkit.handoff"
+HANDOFF_FROM = "agentkit.handoff.from"
+HANDOFF_TO = "agentkit.handoff.to"
+GUARDRAIL_EVENT = "agentkit.guardrail.tripped"
+GUARDRAIL_NAME = "agentkit.guardrail.name"
+GUARDRAIL_KIND = "agentkit.guardrail.kind"
 
 SAMPLING = {
     "max_tokens": "gen_ai.request.max_tokens",
@@ -66,6 +72,14 @@ DURATION_BUCKETS = [0.01 * 2.0**n for n in range(14)]
 def provider_of(runtime: Any) -> str:
     name = str(getattr(runtime, "name", "unknown"))
     return PROVIDERS.get(name, name)
+
+
+def agent_name(agent: Any) -> str:
+    """An agent's name as traces show it: the name given, or the agent's (`agent` without
+    one, as in events' paths)."""
+    if isinstance(agent, str):
+        return agent
+    return str(getattr(agent, "name", None) or "agent")
 
 
 def error_type(error: BaseException) -> str:

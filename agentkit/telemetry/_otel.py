@@ -2,7 +2,8 @@
 
 Names and attributes follow the GenAI semantic conventions: `invoke_agent {name}` (internal),
 `chat {model}` (client, in `_model`), `execute_tool {name}` (internal); HTTP server spans for
-`agentkit serve`; retries of the HTTP runtimes as events on the model call's span.
+`agentkit serve`; retries of the HTTP runtimes as events on the model call's span; a guardrail
+that trips and a handoff as events on the run's span.
 """
 
 from __future__ import annotations
@@ -14,11 +15,18 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from agentkit.errors import GuardrailTripped
 from agentkit.model_api import Usage
 from agentkit.telemetry._conventions import (
     AGENT_NAME,
     COST,
     ERROR_TYPE,
+    GUARDRAIL_EVENT,
+    GUARDRAIL_KIND,
+    GUARDRAIL_NAME,
+    HANDOFF_EVENT,
+    HANDOFF_FROM,
+    HANDOFF_TO,
     INPUT_TOKENS,
     OPERATION,
     OUTPUT_MESSAGES,
@@ -37,6 +45,7 @@ from agentkit.telemetry._conventions import (
     TOOL_NAME,
     TOOL_RESULT,
     TOOL_TYPE,
+    agent_name,
     error_type,
     fail,
     input_messages,
@@ -135,7 +144,8 @@ class Tracing(Instruments):
 class RunSpans:
     """One run's spans, on the run's hooks (`agentkit.RunHooks`): `invoke_agent` from its
     start to its end, a `chat` span per model call (the model is wrapped), an `execute_tool`
-    span per tool call, current while the tool runs so that what it does nests under it."""
+    span per tool call, current while the tool runs so that what it does nests under it (an
+    agent used as a tool: its own `invoke_agent` span)."""
 
     def __init__(self, tracing: Tracing, runtime: Any, name: str | None) -> None:
         self.tracing = tracing
@@ -219,6 +229,20 @@ class RunSpans:
             span.set_attribute(TOOL_RESULT, record.output)
         span.end()
 
+    def handoff(self, from_agent: Any, to_agent: Any, call_id: str | None) -> None:
+        """Note on the run's span that `from_agent` handed the conversation to `to_agent`
+        (agents, or their names) with the call `call_id`: an `agentkit.handoff` event."""
+        span = self.span
+        if span is None:
+            return
+        attributes: dict[str, Any] = {
+            HANDOFF_FROM: agent_name(from_agent),
+            HANDOFF_TO: agent_name(to_agent),
+        }
+        if call_id:
+            attributes[TOOL_CALL_ID] = call_id
+        span.add_event(HANDOFF_EVENT, attributes)
+
     async def on_run_end(self, ctx: Any, result: Any, error: BaseException | None) -> None:
         span = self.span
         if span is None:
@@ -230,6 +254,11 @@ class RunSpans:
         self.tools.clear()
         if error is not None:
             fail(span, error)
+            if isinstance(error, GuardrailTripped):
+                tripped = {GUARDRAIL_NAME: error.guardrail, GUARDRAIL_KIND: error.kind}
+                if error.tool is not None:
+                    tripped[TOOL_NAME] = error.tool
+                span.add_event(GUARDRAIL_EVENT, tripped)
         outcome = result if result is not None else getattr(error, "run", None)
         usage: Usage = ctx.usage
         span.set_attributes(

@@ -68,6 +68,11 @@ def _details(span: ReadableSpan) -> str:
 
 def _event_line(event: Any) -> str:
     attributes: dict[str, Any] = dict(event.attributes or {})
+    if event.name == names.GUARDRAIL_EVENT:
+        where = attributes.get(names.TOOL_NAME) or attributes.get(names.GUARDRAIL_KIND)
+        return f"guardrail {attributes.get(names.GUARDRAIL_NAME)} tripped on {where}"
+    if event.name == names.HANDOFF_EVENT:
+        return f"handoff {attributes.get(names.HANDOFF_FROM)} -> {attributes.get(names.HANDOFF_TO)}"
     if event.name != names.RETRY_EVENT:
         return str(event.name)
     status = attributes.get(names.STATUS_CODE)

@@ -26,6 +26,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -37,6 +38,7 @@ from agentkit import (
     RunState,
     ScriptedRuntime,
     SQLiteSession,
+    Usage,
     handoff,
     tool,
 )
@@ -101,32 +103,46 @@ def call(name: str, step: int, **arguments: object) -> Generation:
     )
 
 
-def billing_model(request: ModelRequest) -> Generation | str:
+def counted(turn: Generation | str, tokens: int) -> Generation:
+    """The turn, with usage: `tokens` prompt tokens and one completion token."""
+    made = ScriptedRuntime.answer(turn) if isinstance(turn, str) else turn
+    return made.model_copy(update={"usage": Usage(prompt_tokens=tokens, completion_tokens=1)})
+
+
+def billing_model(request: ModelRequest) -> Generation:
     seen("billing", request)
     results = {m.name: m.content for m in request.messages if m.role == "tool"}
     if "charge" not in results:
-        return call("charge", 1, amount=5)
+        return counted(call("charge", 1, amount=5), 100)
     if "receipt" not in results:
-        return call("receipt", 2, order=7)
-    return f"billing: {results['charge']}, {results['receipt']}"
+        return counted(call("receipt", 2, order=7), 100)
+    return counted(f"billing: {results['charge']}, {results['receipt']}", 100)
 
 
-def triage_model(request: ModelRequest) -> Generation | str:
+def triage_model(request: ModelRequest) -> Generation:
     seen("triage", request)
     last = request.messages[-1]
     if last.role == "tool" and last.name == "transfer_to_billing":
-        return f"triage: {last.content}"
-    return call("transfer_to_billing", 1, order=7)
+        return counted(f"triage: {last.content}", 10)
+    return counted(call("transfer_to_billing", 1, order=7), 10)
+
+
+class Model(FunctionRuntime):
+    """A function as a model of a name of its own (each agent's usage counts under it)."""
+
+    def __init__(self, decide: Any, model: str) -> None:
+        super().__init__(decide)
+        self.model = model
 
 
 billing = Agent(
-    FunctionRuntime(billing_model),
+    Model(billing_model, "billing-model"),
     tools=[charge, receipt],
     name="billing",
     instructions="You answer billing questions.",
 )
 triage = Agent(
-    FunctionRuntime(triage_model),
+    Model(triage_model, "triage-model"),
     name="triage",
     instructions="You route questions.",
     handoffs=[handoff(billing, input_type=Order, returns=True)],

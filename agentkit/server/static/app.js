@@ -9,6 +9,7 @@ const SAMPLING = [
 ];
 const state = {
   info: null, history: [], controller: null, bubble: null, cards: new Map(), waiting: false,
+  root: null, // the path of the run's own agent; other paths are agents it called
 };
 
 function headers() {
@@ -51,6 +52,11 @@ async function loadInfo() {
   $("runtime").textContent = info.runtime + " runtime";
   $("token-box").hidden = !info.auth;
   $("tools-box").hidden = info.tools.length === 0;
+  // A server's own agent (serve --agents) is run as it is defined: no settings to send.
+  $("agent").hidden = !info.agent;
+  $("agent").textContent = info.agent ? "agent: " + info.agent : "";
+  $("model-settings").hidden = Boolean(info.agent);
+  $("tool-settings").hidden = Boolean(info.agent);
   applyProfile(info.profile);
   $("tool-list").replaceChildren(
     ...info.tools.map((t) => {
@@ -91,7 +97,7 @@ function scrollDown() {
   box.scrollTop = box.scrollHeight;
 }
 
-function addMessage(role, text) {
+function addMessage(role, text, path) {
   $("empty").hidden = true;
   const row = document.createElement("div");
   row.className = "msg " + role;
@@ -99,9 +105,31 @@ function addMessage(role, text) {
   bubble.className = "bubble";
   bubble.textContent = text;
   row.append(bubble);
+  // Text from an agent the run called (an agent used as a tool) says whose it is.
+  if (path && path !== state.root) nameAgent(bubble, path);
   $("transcript").append(row);
   scrollDown();
   return bubble;
+}
+
+// A label over an assistant bubble: which agent wrote it.
+function nameAgent(bubble, name) {
+  let label = bubble.parentElement.querySelector(".agent");
+  if (!label) {
+    label = document.createElement("div");
+    label.className = "agent";
+    bubble.before(label);
+  }
+  label.textContent = name;
+}
+
+// The handoffs of a run (`result.handoffs`), one line each: who handed the conversation to
+// whom. Nothing for a run without any.
+function renderHandoffs(handoffs) {
+  for (const handoff of handoffs || []) {
+    const back = handoff.end !== null && handoff.returns ? ", and back" : "";
+    addMeta(`handoff: ${handoff.source} → ${handoff.target}${back}`);
+  }
 }
 
 function addMeta(text) {
@@ -118,13 +146,20 @@ function dropEmptyBubble() {
   state.bubble = null;
 }
 
-function toolCard(call) {
+function toolCard(call, path) {
   const card = document.createElement("div");
   card.className = "toolcall running";
   const head = document.createElement("div");
   head.className = "head";
   head.innerHTML = '<span class="icon">⚙</span><span class="name"></span><span class="state">running…</span>';
   head.querySelector(".name").textContent = call.name;
+  if (path && path !== state.root) {
+    // A call of an agent the run called: its path, e.g. triage/billing.
+    const where = document.createElement("span");
+    where.className = "path";
+    where.textContent = path;
+    head.querySelector(".name").after(where);
+  }
   const argsLabel = document.createElement("div");
   argsLabel.className = "label";
   argsLabel.textContent = "arguments";
@@ -136,8 +171,8 @@ function toolCard(call) {
   return card;
 }
 
-function finishToolCard(record) {
-  const card = state.cards.get(record.call.id) || toolCard(record.call);
+function finishToolCard(record, path) {
+  const card = state.cards.get(record.call.id) || toolCard(record.call, path);
   const ok = record.error === null;
   card.classList.remove("running", "waiting");
   card.classList.add(ok ? "ok" : "failed");
@@ -154,14 +189,15 @@ function finishToolCard(record) {
 }
 
 function handle(event, data) {
+  if (state.root === null && data && data.path) state.root = data.path; // the run's first event
   switch (event) {
     case "step_started":
       dropEmptyBubble();
-      state.bubble = addMessage("assistant", "");
+      state.bubble = addMessage("assistant", "", data.path);
       state.bubble.classList.add("streaming");
       break;
     case "text_delta":
-      if (!state.bubble) state.bubble = addMessage("assistant", "");
+      if (!state.bubble) state.bubble = addMessage("assistant", "", data.path);
       state.bubble.textContent += data.text;
       scrollDown();
       break;
@@ -173,12 +209,12 @@ function handle(event, data) {
         card.classList.replace("waiting", "running");
         card.querySelector(".state").textContent = "running…";
       } else {
-        state.cards.set(data.call.id, toolCard(data.call));
+        state.cards.set(data.call.id, toolCard(data.call, data.path));
       }
       break;
     }
     case "tool_call_finished":
-      finishToolCard(data.record);
+      finishToolCard(data.record, data.path);
       break;
     case "step_finished":
       dropEmptyBubble();
@@ -190,6 +226,8 @@ function handle(event, data) {
         break;
       }
       showAnswer();
+      showAnswerer(data.agent);
+      renderHandoffs(data.handoffs);
       // The system prompt is sent apart, so editing it applies to the next message.
       state.history = data.messages.filter((m) => m.role !== "system");
       const u = data.usage;
@@ -239,6 +277,16 @@ function responseFormat() {
     throw new Error(`JSON Schema: not valid JSON (${error.message})`);
   }
   return { type: "json_schema", json_schema: schema };
+}
+
+// Which agent answered, over the answer: always for a server's own agent, and whenever it is
+// not the agent the run started with.
+function showAnswerer(name) {
+  const bubbles = document.querySelectorAll("#transcript .msg.assistant .bubble");
+  const bubble = bubbles[bubbles.length - 1];
+  if (bubble && name && ((state.info && state.info.agent) || name !== state.root)) {
+    nameAgent(bubble, name);
+  }
 }
 
 // A JSON answer, once whole, shown indented (the last assistant bubble).
@@ -311,20 +359,22 @@ async function send(text) {
     return;
   }
   addMessage("user", text);
-  const body = {
-    messages: [...state.history, { role: "user", content: text }],
+  const messages = [...state.history, { role: "user", content: text }];
+  const body = state.info && state.info.agent ? { messages } : {
+    messages,
     instructions: $("instructions").value.trim() || null,
     use_tools: $("use-tools").checked,
     tool_choice: $("tool_choice").value,
     ...sampling(),
   };
-  if (format) body.response_format = format;
+  if (format && !(state.info && state.info.agent)) body.response_format = format;
   state.cards.clear();
   await streamRun("/playground/agent", body);
 }
 
 async function streamRun(url, body) {
   state.controller = new AbortController();
+  state.root = null;
   setBusy(true);
   try {
     const response = await fetch(url, {
