@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from agentkit import Agent, RunHooks, ScriptedRuntime, handoff, keep_last, tool
+from agentkit.cli import main
 from agentkit.errors import UserError
+from agentkit.results import RunResult
 from agentkit.temporal import (
     ActivityOptions,
     DurableRunFailed,
@@ -246,3 +249,67 @@ async def test_a_worker_killed_after_the_handoff_another_finishes_it_and_no_tool
     assert [(h.source, h.target) for h in result.handoffs] == [("triage", "billing")]
     assert recorded_calls(tmp_path) == [("crash-1", first.pid), ("crash-2", second.pid)]
     assert [r.call.name for r in result.tool_calls] == ["transfer_to_billing", "record", "record"]
+
+
+AGENTS_FILE = '''
+from agentkit import Agent, ScriptedRuntime, tool
+
+
+@tool
+def invoice(order: int) -> str:
+    """An order's invoice.
+
+    Args:
+        order: The order number.
+    """
+    return f"order {order}: 12.50 EUR, paid"
+
+
+billing = Agent(
+    ScriptedRuntime([ScriptedRuntime.call("invoice", order=7), "Order 7 is paid."]),
+    tools=[invoice],
+    name="billing",
+)
+agent = Agent(
+    ScriptedRuntime([ScriptedRuntime.call("transfer_to_billing")]),
+    name="triage",
+    handoffs=[billing],
+)
+'''
+
+
+def test_the_command_line_worker_refuses_options_the_agents_file_defines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agents = tmp_path / "agents.py"
+    agents.write_text(AGENTS_FILE)
+    assert main(["worker", "--agents", str(agents), "--tools", "x.py", "--model", "m"]) == 2
+    assert "--agents: --tools, --model cannot be given with it" in capsys.readouterr().err
+
+
+async def _ask(address: str, queue: str) -> RunResult[Any]:
+    client = await connect(address)
+    return await run(client, "Did I pay for order 7?", task_queue=queue)
+
+
+@pytest.mark.subprocess
+def test_the_command_line_worker_serves_the_agents_of_a_file(
+    temporal_server: Any, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    agents = tmp_path / "agents.py"
+    agents.write_text(AGENTS_FILE)
+    queue = _queue()
+    log = tmp_path / "worker-0.log"
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "agentkit.cli", "worker", "--agents", str(agents)),
+            *("--task-queue", queue, "--address", temporal_server.address),
+        ],
+        stderr=log.open("wb"),
+    )
+    workers.append(process)
+    said = "agentkit worker: agents triage, billing on"
+    wait_for(lambda: said in log.read_text(), process, tmp_path)
+    result = anyio.run(_ask, temporal_server.address, queue)
+    assert result.output == "Order 7 is paid." and result.agent == "billing"
+    assert result.tool_calls[-1].output == "order 7: 12.50 EUR, paid"
