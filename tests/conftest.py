@@ -4,6 +4,7 @@ that under `AGENTKIT_REQUIRE_ALL=1` (CI) nothing may be skipped."""
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -153,6 +154,17 @@ def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     with TemporalDevServer(tmp_path_factory.mktemp("temporal")) as running:
         yield running
+
+
+@pytest.fixture
+def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test starts (durable-run workers): killed at its end if still running."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
 
 
 @pytest.fixture(scope="module")

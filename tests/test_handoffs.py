@@ -202,6 +202,32 @@ def triage_model_tools(agent: Agent[Any]) -> dict[str, Any]:
     return {t.name: t.to_function()["function"]["parameters"] for t in agent.toolset}
 
 
+def test_an_input_type_given_as_a_json_schema_checks_the_arguments_and_passes_them_on() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"order": {"type": "integer"}},
+        "required": ["order"],
+    }
+    refunds_model = ScriptedRuntime(["Refund approved."])
+    refunds = Agent(refunds_model, name="refunds")
+    triage_model = ScriptedRuntime(
+        [call("transfer_to_refunds", order="seven"), call("transfer_to_refunds", order=7)]
+    )
+    triage = Agent(triage_model, name="triage", handoffs=[handoff(refunds, input_type=schema)])
+    assert triage_model_tools(triage)["transfer_to_refunds"] == schema
+    result = triage.run_sync("Refund order 7.")
+    assert "invalid arguments for transfer_to_refunds" in (result.tool_calls[0].error or "")
+    assert result.agent == "refunds" and result.handoffs[0].input == {"order": 7}
+    told = refunds_model.requests[0].messages[-1].content
+    assert told == 'Transferred to refunds. Input: {"order": 7}'
+
+
+def test_an_input_schema_that_is_not_an_object_is_refused() -> None:
+    refunds = Agent(ScriptedRuntime([]), name="refunds")
+    with pytest.raises(UserError, match="input_type: a JSON Schema must describe an object"):
+        handoff(refunds, input_type={"type": "string"})
+
+
 def test_the_receiving_agents_tools_read_the_input_from_their_context() -> None:
     seen: list[Any] = []
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,8 @@ from agentkit.temporal import (
 from agentkit.temporal import result as result_of
 from agentkit.tools.calls import cut_output
 
-from support import SUPPORT
 from support.helpers import add
+from support.temporal_processes import recorded_calls, start_worker, wait_for
 
 
 def _queue() -> str:
@@ -72,48 +71,7 @@ async def test_a_run_completes_with_tool_calls(temporal_server: Any) -> None:
     assert state.steps == 3 and state.tool_calls == 3 and state.done
 
 
-WORKER_SCRIPT = SUPPORT / "temporal_worker.py"
 CALCULATOR = Path(__file__).parents[1] / "tools" / "calculator.py"
-
-
-def _start_worker(
-    address: str, queue: str, directory: Path, *extra: str
-) -> subprocess.Popen[bytes]:
-    before = set(directory.glob("ready-*"))
-    process = subprocess.Popen(
-        [sys.executable, str(WORKER_SCRIPT), address, queue, str(directory), *extra],
-        stderr=(directory / f"worker-{len(before)}.log").open("wb"),
-    )
-    _wait_for(lambda: (directory / f"ready-{process.pid}").exists(), process, directory)
-    return process
-
-
-def _wait_for(
-    condition: Callable[[], bool], process: subprocess.Popen[bytes], directory: Path
-) -> None:
-    """Until a marker file says so; fails at once if the worker died."""
-    deadline = time.monotonic() + 60
-    while not condition():
-        if process.poll() is not None:
-            logs = "".join(p.read_text() for p in directory.glob("worker-*.log"))
-            raise AssertionError(f"the worker exited ({process.returncode}): {logs[-3000:]}")
-        assert time.monotonic() < deadline, "the worker never got there"
-        time.sleep(0.02)
-
-
-def _calls(directory: Path) -> list[tuple[str, int]]:
-    lines = (directory / "calls").read_text().splitlines()
-    return [(label, int(pid)) for label, pid in (line.split() for line in lines)]
-
-
-@pytest.fixture
-def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
 
 
 @pytest.mark.subprocess
@@ -122,7 +80,7 @@ async def test_a_worker_killed_mid_run_another_finishes_it_and_no_tool_runs_twic
 ) -> None:
     client = await connect(temporal_server.address)
     queue = _queue()
-    first = _start_worker(temporal_server.address, queue, tmp_path, "--hold")
+    first = start_worker(temporal_server.address, queue, tmp_path, "--hold")
     workers.append(first)
     handle = await start_run(
         client,
@@ -131,16 +89,16 @@ async def test_a_worker_killed_mid_run_another_finishes_it_and_no_tool_runs_twic
         activities=ActivityOptions(heartbeat_timeout=1.0, retry_interval=0.1),
     )
     # The model's second call begins only once the first tool call's completion is recorded.
-    await anyio.to_thread.run_sync(_wait_for, (tmp_path / "holding").exists, first, tmp_path)
-    assert _calls(tmp_path) == [("crash-1", first.pid)]
+    await anyio.to_thread.run_sync(wait_for, (tmp_path / "holding").exists, first, tmp_path)
+    assert recorded_calls(tmp_path) == [("crash-1", first.pid)]
     first.send_signal(signal.SIGKILL)
     first.wait()
-    second = _start_worker(temporal_server.address, queue, tmp_path)
+    second = start_worker(temporal_server.address, queue, tmp_path)
     workers.append(second)
     result = await result_of(handle)
     assert result.output == "crash: recorded crash-1, recorded crash-2"
     # Each tool ran exactly once: the first on the killed worker, the second on the new one.
-    assert _calls(tmp_path) == [("crash-1", first.pid), ("crash-2", second.pid)]
+    assert recorded_calls(tmp_path) == [("crash-1", first.pid), ("crash-2", second.pid)]
     assert [r.output for r in result.tool_calls] == ["recorded crash-1", "recorded crash-2"]
 
 
@@ -152,14 +110,14 @@ async def test_two_worker_processes_share_twenty_concurrent_runs(
     queue = _queue()
     # Few activity slots each and tools that take a while, so neither worker can take it all.
     options = ("--max-activities", "3", "--tool-seconds", "0.1")
-    workers.append(_start_worker(temporal_server.address, queue, tmp_path, *options))
-    workers.append(_start_worker(temporal_server.address, queue, tmp_path, *options))
+    workers.append(start_worker(temporal_server.address, queue, tmp_path, *options))
+    workers.append(start_worker(temporal_server.address, queue, tmp_path, *options))
     handles = [await start_run(client, f"run{i}", task_queue=queue) for i in range(20)]
     results = [await result_of(h) for h in handles]
     assert [r.output for r in results] == [
         f"run{i}: recorded run{i}-1, recorded run{i}-2" for i in range(20)
     ]
-    calls = _calls(tmp_path)
+    calls = recorded_calls(tmp_path)
     assert sorted(label for label, _ in calls) == sorted(
         f"run{i}-{k}" for i in range(20) for k in (1, 2)
     )
@@ -182,7 +140,7 @@ def test_the_command_line_runs_a_worker_and_a_durable_run_on_the_embedded_model(
         stderr=log.open("wb"),
     )
     workers.append(worker)
-    _wait_for(lambda: "agentkit worker: local" in log.read_text(), worker, tmp_path)
+    wait_for(lambda: "agentkit worker: local" in log.read_text(), worker, tmp_path)
     done = subprocess.run(
         [
             *(sys.executable, "-m", "agentkit.cli", "run", "What is 37 * 41?", "--json"),
@@ -370,7 +328,7 @@ def test_the_command_line_leaves_a_paused_run_waiting_and_decides_it_later(
 ) -> None:
     queue = _queue()
     options = ("--approval", "--runtime-name", "local")
-    workers.append(_start_worker(temporal_server.address, queue, tmp_path, *options))
+    workers.append(start_worker(temporal_server.address, queue, tmp_path, *options))
     command = [sys.executable, "-m", "agentkit.cli", "run", "--temporal", temporal_server.address]
     command += ["--task-queue", queue]
     paused = subprocess.run(
@@ -393,7 +351,7 @@ def test_the_command_line_leaves_a_paused_run_waiting_and_decides_it_later(
     assert denied.returncode == 0, denied.stderr
     # The first call was denied; the model's next one was approved by --approve-all.
     assert denied.stdout.strip() == "cli: Error: denied by the user: not now, recorded cli-2"
-    assert [label for label, _ in _calls(tmp_path)] == ["cli-2"]
+    assert [label for label, _ in recorded_calls(tmp_path)] == ["cli-2"]
 
 
 async def test_a_model_call_that_fails_for_a_passing_reason_is_retried_a_refused_one_is_not(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from pydantic import PydanticSchemaGenerationError, PydanticUserError, TypeAdapter
@@ -43,6 +43,7 @@ from agentkit.agent.settings import AgentSettings
 from agentkit.errors import ToolRetry, UserError
 from agentkit.model_api import Message
 from agentkit.tools import Tool, Toolset
+from agentkit.tools.formats import meta_problems
 
 __all__ = [
     "Fresh",
@@ -202,7 +203,8 @@ def handoff(
         description: the transfer tool's description; the agent's instructions if None.
         input_type: a pydantic model, dataclass or TypedDict whose fields are the transfer
             tool's parameters; the validated value is in the transfer call's result, which the
-            receiving agent reads, and in `HandoffRecord.input`.
+            receiving agent reads, and in `HandoffRecord.input`. An object JSON Schema (a dict)
+            does the same with the arguments as JSON, checked against it.
         input_filter: what the receiving agent sees of the conversation so far:
             `drop_tool_traffic`, `keep_last(n)`, or a function of the messages (without the
             system message) that returns those to keep. It should be deterministic: a run taken
@@ -332,17 +334,29 @@ def new_trail(agent: Target) -> HandoffTrail:
 # -- a transfer call --------------------------------------------------------------------------
 
 
+def _schema_input(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The transfer tool's parameters from an input type given as a JSON Schema."""
+    problems = meta_problems(dict(schema))
+    if schema.get("type") != "object" or problems:
+        said = "; ".join(problems) or f"type {schema.get('type')!r}"
+        raise UserError(f"input_type: a JSON Schema must describe an object ({said})")
+    return dict(schema)
+
+
 def _transfer_tool(made: Handoff) -> Tool:
+    adapter: TypeAdapter[Any] | None = None
     if made.input_type is None:
-        adapter = None
         # Closed, as a function without parameters is: a model held by a grammar writes `{}`.
         parameters: dict[str, Any] = {
             "type": "object",
             "properties": {},
             "additionalProperties": False,
         }
+    elif isinstance(made.input_type, Mapping):
+        parameters = _schema_input(made.input_type)
     else:
         adapter, parameters = input_schema(made.input_type)
+    checked = made.input_type is not None  # the tool's JSON Schema checked the arguments
 
     async def transfer(**arguments: Any) -> str:
         context = arguments.pop(_CONTEXT)
@@ -352,8 +366,10 @@ def _transfer_tool(made: Handoff) -> Tool:
                 f"{made.tool.name}: a transfer works only in a run of an agent that hands off "
                 f"to {made.name}"
             )
-        value = None if adapter is None else adapter.validate_python(arguments)
-        data = to_jsonable_python(value, fallback=repr)
+        if adapter is not None:
+            data = to_jsonable_python(adapter.validate_python(arguments), fallback=repr)
+        else:
+            data = arguments if checked else None
         return await _transfer(run, made, str(context.tool_call_id), data)
 
     tool = Tool(

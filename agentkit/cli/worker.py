@@ -1,14 +1,17 @@
 """`agentkit worker`: serve durable runs from a Temporal task queue, with these tools and this
-runtime, until stopped. Needs `pip install 'agentkit[temporal]'`, imported when it runs."""
+runtime, or with the agents of `--agents FILE` (the file's `agent` and those it hands off to),
+until stopped. Needs `pip install 'agentkit[temporal]'`, imported when it runs."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 import anyio
 
 from agentkit.cli.durable import add_connection_options, sdk
+from agentkit.cli.options import load_agent, refuse_with_agents
 from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.tools.loader import load_tools
 
@@ -18,7 +21,12 @@ __all__ = ["add_parser"]
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`agentkit worker`: its options and handler."""
     worker = commands.add_parser("worker", help="run durable agent runs from a Temporal queue")
-    worker.add_argument("--runtime", default="local", choices=sorted(RUNTIMES))
+    worker.add_argument(
+        "--agents",
+        metavar="FILE",
+        help="a Python file defining `agent`: serve it and the agents it hands off to",
+    )
+    worker.add_argument("--runtime", choices=sorted(RUNTIMES), help="default: local")
     worker.add_argument("--tools", nargs="+", default=[], metavar="FILE", help="tool files")
     worker.add_argument("--model", help="GGUF file (local) or model name (hosted)")
     worker.add_argument(
@@ -36,30 +44,45 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _run_worker(args: argparse.Namespace) -> int:
     durable = sdk()
-    tools = load_tools(args.tools) if args.tools else []
-    runtime = get_runtime(args.runtime, model=args.model, progress=sys.stderr.isatty())
+    refuse_with_agents(args, ("--tools", "--runtime", "--model"))
+    if args.agents:
+        agent = load_agent(args.agents)
+        served: dict[str, Any] = {"agents": [agent]}
+        runtimes = []
+    else:
+        tools = load_tools(args.tools) if args.tools else []
+        name = args.runtime or "local"
+        runtime = get_runtime(name, model=args.model, progress=sys.stderr.isatty())
+        served = {"runtimes": {name: runtime}, "tools": tools}
+        runtimes = [runtime]
 
     async def go() -> None:
         client = await durable.connect(args.address, namespace=args.namespace)
         worker = durable.Worker(
             client,
             task_queue=args.task_queue,
-            runtimes={args.runtime: runtime},
-            tools=tools,
             max_concurrent_activities=args.max_concurrent_activities,
+            **served,
         )
         try:
             async with worker:
-                names = ", ".join(t.name for t in tools) or "no tools"
+                activities = worker.activities
+                if activities.agents:
+                    what = "agents " + ", ".join(activities.agents)
+                else:
+                    names = ", ".join(activities.tools) or "no tools"
+                    what = f"{', '.join(activities.runtimes)} with {names}"
                 print(
-                    f"agentkit worker: {args.runtime} with {names} on {args.task_queue!r} "
-                    f"at {args.address}",
+                    f"agentkit worker: {what} on {args.task_queue!r} at {args.address}",
                     file=sys.stderr,
                     flush=True,
                 )
                 await anyio.sleep_forever()
         finally:
-            await runtime.aclose()
+            for runtime in runtimes:
+                await runtime.aclose()
+            for each in worker.activities.agents.values():
+                await each.aclose()
 
     anyio.run(go)
     return 0

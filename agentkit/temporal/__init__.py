@@ -10,6 +10,9 @@ async with Worker(client, task_queue="agents", runtimes={"local": runtime}, tool
     result = await run(client, "What is 2 + 3?", task_queue="agents")
 ```
 
+A worker may serve agents instead, which hand off to each other as in process:
+`Worker(client, task_queue="agents", agents=[triage])`.
+
 The names load the Temporal SDK when first used, so that importing this package costs nothing
 without it.
 """

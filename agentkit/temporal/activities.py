@@ -1,7 +1,7 @@
 """The activities of a durable run: describe what the worker offers, one model call, one tool
 call. They do the I/O the workflow may not; each runs on whichever worker of the task queue
-takes it, so every worker of a queue registers the same runtimes and tools under the same
-names.
+takes it, so every worker of a queue registers the same runtimes and tools (or agents) under
+the same names.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from agentkit.agent import Agent
 from agentkit.errors import (
     AgentKitError,
     AuthError,
@@ -33,19 +34,19 @@ from agentkit.errors import (
 )
 from agentkit.model_api import Message, Usage
 from agentkit.runtimes.base import Runtime
+from agentkit.temporal.agents import agent_spec, reachable_from, runtime_spec, tool_spec
 from agentkit.temporal.contract import (
     ApprovalCheck,
     DescribeInput,
     Description,
     ModelCall,
     ModelOutcome,
+    RuntimeSpec,
     ToolInput,
-    ToolSpec,
 )
 from agentkit.tools import Tool
 from agentkit.tools.calls import cut_output, output_text
 from agentkit.tools.context import RunContext
-from agentkit.usage import model_name
 
 __all__ = ["DESCRIBE", "MODEL", "NEEDS_APPROVAL", "TOOL", "Activities"]
 
@@ -105,27 +106,27 @@ async def _beating(call: Callable[[], Awaitable[T]]) -> T:
         beating.cancel()
 
 
-def _approval(tool: Tool) -> Literal["never", "always", "predicate"]:
-    rule = tool.requires_approval
-    if callable(rule):
-        return "predicate"
-    return "always" if rule else "never"
-
-
 class Activities:
-    """A worker's runtimes and tools, by name, and the activities that use them.
+    """A worker's runtimes and tools, or agents, by name, and the activities that use them.
 
     Args:
         runtimes: runtimes by the name runs ask for; the first is the default.
         tools: the tools runs may call, by their names.
         deps: the dependencies a tool taking a `RunContext` gets (`ctx.deps`) on this worker.
+        agents: instead of runtimes and tools, agents by name (`agentkit.temporal.agents.
+            registry`); the first starts a run that names none.
     """
 
     def __init__(
-        self, runtimes: Mapping[str, Runtime], tools: Iterable[Tool], deps: Any = None
+        self,
+        runtimes: Mapping[str, Runtime],
+        tools: Iterable[Tool],
+        deps: Any = None,
+        agents: Mapping[str, Agent[Any]] | None = None,
     ) -> None:
         self.deps = deps
-        if not runtimes:
+        self.agents = dict(agents or {})
+        if not runtimes and not self.agents:
             raise AgentKitError("a worker needs at least one runtime")
         self.runtimes = dict(runtimes)
         self.tools: dict[str, Tool] = {}
@@ -141,6 +142,24 @@ class Activities:
     def all(self) -> list[Callable[..., Awaitable[Any]]]:
         """The activity functions to register with a worker."""
         return [self.describe, self.model, self.tool, self.needs_approval]
+
+    def _agent(self, name: str | None) -> Agent[Any]:
+        if name is None and self.agents:
+            name = next(iter(self.agents))
+        agent = self.agents.get(name or "")
+        if agent is None:
+            known = ", ".join(self.agents) or "none"
+            raise ApplicationError(
+                f"agent {name!r} is not registered on this worker (it has: {known})",
+                type="UnknownAgent",
+                non_retryable=True,
+            )
+        return agent
+
+    def _tool(self, agent: str | None, name: str) -> Tool | None:
+        if agent is None:
+            return self.tools.get(name)
+        return self._agent(agent).toolset.get(name)
 
     def _runtime(self, name: str | None) -> tuple[str, Runtime]:
         if name is None:
@@ -158,7 +177,14 @@ class Activities:
     @activity.defn(name=DESCRIBE)
     async def describe(self, request: DescribeInput) -> Description:
         """The runtime's profile and the tools' definitions, for the workflow to build its
-        Agent from."""
+        Agent from; on a worker of agents, every agent the run may reach."""
+        if self.agents:
+            first = self._agent(request.agent)
+            agents = [agent_spec(a) for a in reachable_from(first).values()]
+            fields = agents[0].model_dump(include={*RuntimeSpec.model_fields, "tools"})
+            return Description(**fields, agents=agents)
+        if request.agent is not None:
+            self._agent(request.agent)  # refused: this worker has none
         name, runtime = self._runtime(request.runtime)
         names = list(self.tools) if request.tools is None else request.tools
         missing = [n for n in names if n not in self.tools]
@@ -169,32 +195,18 @@ class Activities:
                 type="UnknownTool",
                 non_retryable=True,
             )
-        capabilities = dataclasses.asdict(runtime.capabilities)
-        capabilities["sampling"] = sorted(capabilities["sampling"])
         return Description(
-            runtime=name,
-            model=model_name(runtime),
-            capabilities=capabilities,
-            tool_choice=runtime.profile.tool_choice,
-            sampling=dict(runtime.profile.sampling),
-            tools=[
-                ToolSpec(
-                    definition=tool.definition("full"),
-                    sequential=tool.sequential,
-                    idempotent=tool.idempotent,
-                    timeout=tool.timeout,
-                    max_retries=tool.max_retries,
-                    approval=_approval(tool),
-                    takes_context=tool.context_param is not None,
-                )
-                for tool in (self.tools[n] for n in names)
-            ],
+            **runtime_spec(name, runtime),
+            tools=[tool_spec(self.tools[n]) for n in names],
         )
 
     @activity.defn(name=MODEL)
     async def model(self, call: ModelCall) -> ModelOutcome:
-        """One model call on the named runtime."""
-        _, runtime = self._runtime(call.runtime)
+        """One model call on the named runtime (or the named agent's)."""
+        if call.agent is not None:
+            runtime = self._agent(call.agent).runtime
+        else:
+            _, runtime = self._runtime(call.runtime)
         try:
             generation = await _beating(partial(runtime.generate, call.request))
         except AgentKitError as exc:
@@ -214,7 +226,7 @@ class Activities:
         A failure is raised as an `ApplicationError` whose message is what the model is told;
         `ToolRetry` and invalid arguments are final, other errors are retried by the policy
         (only idempotent tools get more than one attempt)."""
-        tool = self.tools.get(call.name)
+        tool = self._tool(call.agent, call.name)
         if tool is None or tool.function is None:
             raise ApplicationError(
                 f"unknown tool {call.name!r} on this worker", type="UnknownTool", non_retryable=True
@@ -253,7 +265,7 @@ class Activities:
         """Whether a call of a tool whose approval is a predicate waits for a person: the
         predicate of its validated arguments. One that raises, or arguments that do not
         validate, say yes (when in doubt, ask)."""
-        tool = self.tools.get(check.name)
+        tool = self._tool(check.agent, check.name)
         if tool is None:
             raise ApplicationError(
                 f"unknown tool {check.name!r} on this worker",

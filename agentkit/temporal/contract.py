@@ -17,14 +17,17 @@ from agentkit.model_api import FunctionDefinition, Generation, Message, ModelReq
 __all__ = [
     "MAX_TOOL_OUTPUT",
     "ActivityOptions",
+    "AgentSpec",
     "ApprovalCheck",
     "Decisions",
     "DescribeInput",
     "Description",
+    "HandoffSpec",
     "ModelCall",
     "ModelOutcome",
     "Progress",
     "RunInput",
+    "RuntimeSpec",
     "ToolInput",
     "ToolSpec",
 ]
@@ -57,7 +60,11 @@ class ActivityOptions(BaseModel):
 class RunInput(AgentSettings):
     """One durable run: the prompt and the agent's settings (`AgentSettings`, the Agent's own
     fields and defaults). The tools and the model are the workers' (registered by name), so
-    this says only which of them to use."""
+    this says only which of them to use.
+
+    On workers of agents (`Worker(..., agents=...)`) the run is one of those agents, with its
+    own settings, runtime and tools: `agent` names it, and the settings, `runtime` and `tools`
+    stay unset."""
 
     model_config = ConfigDict(extra="forbid", frozen=False)
 
@@ -71,6 +78,19 @@ class RunInput(AgentSettings):
     """The registered tools to offer by name; None: all of them."""
     max_tool_output: int = Field(default=20_000, ge=1, le=MAX_TOOL_OUTPUT)
     activities: ActivityOptions = Field(default_factory=ActivityOptions)
+    agent: str | None = None
+    """The workers' agent that starts the run, by name; None: their first agent, on workers
+    of agents."""
+
+    def overrides(self) -> list[str]:
+        """The fields a run of the workers' agents leaves unset (the agent's own settings,
+        `runtime`, `tools`) that this one sets, by name."""
+        fields = [*AgentSettings.model_fields, "runtime", "tools"]
+        return [
+            f
+            for f in fields
+            if getattr(self, f) != RunInput.model_fields[f].get_default(call_default_factory=True)
+        ]
 
     @model_validator(mode="after")
     def _durable(self) -> RunInput:
@@ -82,6 +102,11 @@ class RunInput(AgentSettings):
             raise ValueError("tool_timeout: a durable run's is activities.tool_timeout")
         if self.raise_tool_errors:
             raise ValueError("raise_tool_errors: a durable run tells the model every failure")
+        if self.agent is not None and self.overrides():
+            raise ValueError(
+                f"agent: a run of the workers' agent {self.agent!r} takes its settings, runtime "
+                f"and tools; leave unset: {', '.join(self.overrides())}"
+            )
         return self
 
     def settings(self) -> AgentSettings:
@@ -92,6 +117,7 @@ class RunInput(AgentSettings):
 class DescribeInput(BaseModel):
     runtime: str | None = None
     tools: list[str] | None = None
+    agent: str | None = None
 
 
 class ToolSpec(BaseModel):
@@ -109,9 +135,8 @@ class ToolSpec(BaseModel):
     """Whether the tool takes a `RunContext` (given by the worker that runs the call)."""
 
 
-class Description(BaseModel):
-    """What the workers offer a run, read once at its start (and kept in its history, so a
-    run in flight keeps the definitions it began with)."""
+class RuntimeSpec(BaseModel):
+    """A worker's runtime, as the workflow sees it: its name, model and profile."""
 
     runtime: str
     model: str
@@ -120,12 +145,49 @@ class Description(BaseModel):
     """The runtime profile's tool choice."""
     sampling: dict[str, Any] = Field(default_factory=dict)
     """The runtime profile's sampling fields."""
+
+
+class HandoffSpec(BaseModel):
+    """A handoff of a workers' agent, as the workflow makes it again."""
+
+    target: str
+    description: str
+    input_schema: dict[str, Any] | None = None
+    """The transfer tool's parameters, for a handoff with an `input_type`."""
+    input_filter: str | None = None
+    """`drop_tool_traffic`, `keep_last(N)`, or None (see `agentkit.temporal.agents`)."""
+    returns: bool = False
+
+
+class AgentSpec(RuntimeSpec):
+    """A workers' agent, as the workflow makes its twin: its runtime (the fields above), its
+    settings, tools, handoffs and output type."""
+
+    name: str
+    settings: AgentSettings
     tools: list[ToolSpec] = Field(default_factory=list)
+    """Its tools, but for its transfer tools (the twin's handoffs make them)."""
+    handoffs: list[HandoffSpec] = Field(default_factory=list)
+    output_schema: dict[str, Any] | None = None
+    """The JSON Schema of its `output_type`, if it has one."""
+
+
+class Description(RuntimeSpec):
+    """What the workers offer a run, read once at its start (and kept in its history, so a
+    run in flight keeps the definitions it began with).
+
+    On workers of agents, `agents` holds every agent the run may reach, the one that starts
+    it first; the fields above are that agent's."""
+
+    tools: list[ToolSpec] = Field(default_factory=list)
+    agents: list[AgentSpec] = Field(default_factory=list)
 
 
 class ModelCall(BaseModel):
     runtime: str
     request: ModelRequest
+    agent: str | None = None
+    """On workers of agents: the agent whose runtime makes the call."""
 
 
 class ModelOutcome(BaseModel):
@@ -145,11 +207,14 @@ class ToolInput(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     """The call's id, its step and the run's usage so far: the `RunContext` of a tool that
     takes one."""
+    agent: str | None = None
+    """On workers of agents: the agent whose tool it is."""
 
 
 class ApprovalCheck(BaseModel):
     name: str
     arguments: dict[str, Any]
+    agent: str | None = None
 
 
 class Decisions(BaseModel):

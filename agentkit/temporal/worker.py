@@ -10,7 +10,7 @@ async with Worker(client, task_queue="agents", runtimes={"local": runtime}, tool
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -22,10 +22,12 @@ from temporalio.worker import Replayer
 from temporalio.worker import Worker as _TemporalWorker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from agentkit.agent import Agent
 from agentkit.agent.results import RunResult
 from agentkit.errors import AgentKitError, RunError
 from agentkit.runtimes.base import Runtime
 from agentkit.temporal.activities import Activities
+from agentkit.temporal.agents import registry
 from agentkit.temporal.contract import Decisions, Progress, RunInput
 from agentkit.temporal.workflow import AgentWorkflow
 from agentkit.tools import Tool
@@ -86,8 +88,9 @@ class Worker:
     """Runs durable agent runs from one task queue: the workflow, and the model and tool
     activities on this process's runtimes and tools.
 
-    Every worker of a task queue must register the same runtime names and tool names (what a
-    name means may change between deploys; see docs/durable.md for what breaks replay).
+    Every worker of a task queue must register the same runtime names and tool names, or the
+    same agents (what a name means may change between deploys; see docs/durable.md for what
+    breaks replay).
 
     Args:
         client: from `connect`.
@@ -95,6 +98,10 @@ class Worker:
         runtimes: runtimes by the name a run asks for (`RunInput.runtime`); the first is the
             default. A single `Runtime` is registered under its `name`.
         tools: the tools runs may call, by name.
+        agents: instead of `runtimes` and `tools`, an Agent or several: runs are of these
+            agents (`RunInput.agent` names one; the first by default), each with its own
+            runtime, tools and settings, and may hand off through their handoffs. Every agent
+            reachable through handoffs is registered, by name (see docs/durable.md).
         max_concurrent_activities: model and tool calls this worker runs at once.
         identity: how the worker is named in histories (default: the SDK's, pid@host).
         deps: the dependencies of the runs this worker takes part in: what a tool taking a
@@ -107,8 +114,9 @@ class Worker:
         client: Client,
         *,
         task_queue: str,
-        runtimes: Mapping[str, Runtime] | Runtime,
+        runtimes: Mapping[str, Runtime] | Runtime | None = None,
         tools: Iterable[Tool] = (),
+        agents: Agent[Any] | Sequence[Agent[Any]] = (),
         max_concurrent_activities: int = 20,
         identity: str | None = None,
         deps: Any = None,
@@ -116,7 +124,11 @@ class Worker:
     ) -> None:
         if isinstance(runtimes, Runtime):
             runtimes = {runtimes.name: runtimes}
-        self.activities = Activities(runtimes, tools, deps)
+        tools = list(tools)
+        if agents and (runtimes or tools):
+            raise AgentKitError("a worker takes agents, or runtimes and tools: not both")
+        found = registry(agents) if agents else None
+        self.activities = Activities(runtimes or {}, tools, deps, found)
         if identity is not None:
             options["identity"] = identity
         self._worker = _TemporalWorker(

@@ -8,20 +8,22 @@ run as async handlers (no threads); anyio's task groups and limiter run on the w
 event loop. The modules are imported passed through the sandbox: agentkit keeps no state
 between runs that a replay could see.
 
+On workers of agents, the workflow runs the twin of the agent that starts the run, made with
+its handoffs' twins (`agentkit.temporal.calls.build_agent`): a handoff is the loop's own,
+a deterministic step of the workflow.
+
 A run that pauses for approval waits in the workflow for the `decide` signal, then resumes with
-`Agent.resume`; the `progress` query reports steps, tool calls, usage and the waiting calls.
+`Agent.resume` (in the agent that was in force); the `progress` query reports steps, tool calls,
+usage and the waiting calls.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     # The backend the loop's limiter and task groups load on first use: loaded here, outside
@@ -31,179 +33,30 @@ with workflow.unsafe.imports_passed_through():
     from agentkit.agent import Agent, RunHooks
     from agentkit.agent.approval import release
     from agentkit.agent.results import PendingCall, RunResult, RunState
-    from agentkit.errors import AgentKitError, RunError, ToolArgumentsError, ToolRetry
-    from agentkit.model_api import Generation, Message, ModelRequest, StreamChunk
-    from agentkit.runtimes.base import Capabilities, Profile, Runtime
-    from agentkit.temporal.activities import DESCRIBE, MODEL, NEEDS_APPROVAL, TOOL
+    from agentkit.errors import AgentKitError, RunError
+    from agentkit.model_api import Generation, Message
+    from agentkit.temporal.activities import DESCRIBE
+    from agentkit.temporal.calls import build_agent, retry
     from agentkit.temporal.contract import (
-        ActivityOptions,
-        ApprovalCheck,
         Decisions,
         DescribeInput,
         Description,
-        ModelCall,
-        ModelOutcome,
         Progress,
         RunInput,
-        ToolInput,
-        ToolSpec,
     )
-    from agentkit.tools import Tool
     from agentkit.tools.context import RunContext
-    from agentkit.tools.tool import Approval
 
 __all__ = ["WORKFLOW", "AgentWorkflow"]
 
 WORKFLOW = "agentkit.run"
 """The workflow's name, recorded in every history."""
 
-_MARKER_ROOM = 64  # "[... N characters cut ...]" and its newlines
-
-_NON_RETRYABLE_MODEL = ["UserError", "UnsupportedFeature", "BadRequest", "AuthError", "NotFound"]
-
-
-def _retry(options: ActivityOptions, attempts: int) -> RetryPolicy:
-    return RetryPolicy(
-        initial_interval=timedelta(seconds=options.retry_interval),
-        maximum_interval=timedelta(seconds=options.retry_interval * 30),
-        maximum_attempts=attempts,
-    )
-
-
-def _heartbeat(options: ActivityOptions) -> timedelta | None:
-    return (
-        None if options.heartbeat_timeout is None else timedelta(seconds=options.heartbeat_timeout)
-    )
-
-
-class _ActivityRuntime(Runtime):
-    """The worker's runtime, as the workflow sees it: its profile, and calls as activities."""
-
-    def __init__(self, description: Description, options: ActivityOptions) -> None:
-        self.name = description.runtime
-        self.model = description.model
-        capabilities = dict(description.capabilities)
-        capabilities["sampling"] = frozenset(capabilities.get("sampling", ()))
-        self.capabilities = Capabilities(**capabilities)
-        self.profile = Profile(
-            tool_choice=description.tool_choice,
-            sampling=description.sampling,
-        )
-        self._options = options
-
-    async def handle_generate(self, request: ModelRequest) -> Generation:
-        options = self._options
-        retry = _retry(options, options.model_attempts)
-        retry.non_retryable_error_types = _NON_RETRYABLE_MODEL
-        outcome = await workflow.execute_activity(
-            MODEL,
-            ModelCall(runtime=self.name, request=request),
-            result_type=ModelOutcome,
-            start_to_close_timeout=timedelta(seconds=options.model_timeout),
-            heartbeat_timeout=_heartbeat(options),
-            retry_policy=retry,
-        )
-        generation: Generation = outcome.generation
-        if outcome.raw_arguments:
-            calls = [
-                c.model_copy(update={"raw_arguments": outcome.raw_arguments[c.id]})
-                if c.id in outcome.raw_arguments
-                else c
-                for c in generation.tool_calls
-            ]
-            generation = generation.model_copy(update={"tool_calls": calls})
-        return generation
-
-    async def handle_stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
-        generation = await self.handle_generate(request)
-        yield StreamChunk(
-            response=generation.response,
-            tool_calls=generation.tool_calls,
-            usage=generation.usage,
-            finish_reason=generation.finish_reason,
-        )
-
-
-def _told(spec: ToolSpec, timeout: float, error: ActivityError) -> str:
-    """What the model is told of a tool activity that failed: the activity's own message
-    (the loop's wording), or the timeout."""
-    cause = error.cause
-    name = spec.definition.name
-    if isinstance(cause, ApplicationError):
-        return cause.message
-    if isinstance(cause, TimeoutError):
-        return f"{name} timed out after {timeout:g} s"
-    return f"{name} failed: {cause or error}"
-
-
-def _verdict_key(name: str, values: Any) -> str:
-    return name + "\0" + json.dumps(values, sort_keys=True, default=repr)
-
-
-_CONTEXT = "__run_context__"  # the context's key among a workflow tool's keyword arguments
-
-
-def _activity_tool(spec: ToolSpec, run: RunInput, verdicts: dict[str, bool]) -> Tool:
-    """A tool whose calls are tool activities: retried when the tool is idempotent, run at most
-    once otherwise; a failure raises `ToolRetry` with what the model is told."""
-    options = run.activities
-    timeout = spec.timeout if spec.timeout is not None else options.tool_timeout
-    retry = _retry(options, options.tool_attempts if spec.idempotent else 1)
-    retry.non_retryable_error_types = ["ToolRetry", "ToolArgumentsError", "UnknownTool"]
-
-    async def call(**arguments: Any) -> str:
-        context: RunContext[Any] | None = arguments.pop(_CONTEXT, None)
-        request = ToolInput(
-            name=spec.definition.name, arguments=arguments, max_output=run.max_tool_output
-        )
-        if context is not None:
-            request.call_id = context.tool_call_id
-            request.step = context.step
-            request.usage = context.usage
-        try:
-            output: str = await workflow.execute_activity(
-                TOOL,
-                request,
-                result_type=str,
-                start_to_close_timeout=timedelta(seconds=timeout),
-                heartbeat_timeout=_heartbeat(options),
-                retry_policy=retry,
-            )
-        except ActivityError as exc:
-            raise ToolRetry(_told(spec, timeout, exc)) from None
-        return output
-
-    approval: Approval = spec.approval == "always"
-    if spec.approval == "predicate":
-        name = spec.definition.name
-
-        def approval(values: dict[str, Any]) -> bool:
-            # Asked of the workers before the step's calls are checked (`_DurableAgent`).
-            return verdicts.get(_verdict_key(name, values), True)
-
-    made = Tool.from_definition(
-        spec.definition.to_wire("function"),
-        call,
-        sequential=spec.sequential,
-        max_retries=spec.max_retries,
-        idempotent=spec.idempotent,
-        requires_approval=approval,
-    )
-    if spec.takes_context:
-        made.context_param = _CONTEXT  # the worker's tool gets its own, with its deps
-    return made
-
 
 class _Durable(RunHooks[Any]):
-    """The workflow's hooks into the loop: it keeps the run's context where the `progress`
-    query reads it, and asks the workers' approval predicates before a step's calls are
-    checked."""
+    """The workflow's hook into the loop (of every agent the run reaches): it keeps the run's
+    context and counts its tool calls, where the `progress` query reads them."""
 
-    def __init__(self, tools: dict[str, Tool], predicates: set[str], options: ActivityOptions):
-        self.tools = tools
-        self.predicates = predicates
-        self.options = options
-        self.verdicts: dict[str, bool] = {}
+    def __init__(self) -> None:
         self.context: RunContext[Any] | None = None
         self.tool_calls = 0
 
@@ -212,23 +65,6 @@ class _Durable(RunHooks[Any]):
 
     async def after_model(self, ctx: RunContext[Any], generation: Generation) -> None:
         self.tool_calls += len(generation.tool_calls)
-        for call in generation.tool_calls:
-            tool = self.tools.get(call.name)
-            if call.name not in self.predicates or tool is None or call.raw_arguments:
-                continue
-            try:
-                values = tool.check(call.arguments)
-            except ToolArgumentsError:
-                continue  # told to the model as invalid; never held
-            key = _verdict_key(call.name, values)
-            if key not in self.verdicts:
-                self.verdicts[key] = await workflow.execute_activity(
-                    NEEDS_APPROVAL,
-                    ApprovalCheck(name=call.name, arguments=call.arguments),
-                    result_type=bool,
-                    start_to_close_timeout=timedelta(seconds=self.options.tool_timeout),
-                    retry_policy=_retry(self.options, self.options.tool_attempts),
-                )
 
 
 @workflow.defn(name=WORKFLOW)
@@ -247,34 +83,16 @@ class AgentWorkflow:
     @workflow.run
     async def run(self, request: RunInput) -> RunResult:
         options = request.activities
-        description = await workflow.execute_activity(
-            DESCRIBE,
-            DescribeInput(runtime=request.runtime, tools=request.tools),
-            result_type=Description,
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=_retry(options, options.model_attempts),
-        )
-        predicates = {s.definition.name for s in description.tools if s.approval == "predicate"}
-        tools: dict[str, Tool] = {}
-        durable = self._durable = _Durable(tools, predicates, options)
-        settings = request.settings()
-        # The tool activity has cut the output already (the history never holds more): room
-        # for its marker, so the loop does not cut it again.
-        settings = settings.model_copy(
-            update={"max_tool_output": request.max_tool_output + _MARKER_ROOM}
-        )
+        durable = self._durable = _Durable()
         try:
-            for spec in description.tools:
-                made = _activity_tool(spec, request, durable.verdicts)
-                tools[made.name] = made
-            agent = Agent(
-                _ActivityRuntime(description, options),
-                tools=list(tools.values()),
-                settings=settings,
-                hooks=[durable],
-                clock=workflow.time,
-                telemetry=False,
+            description = await workflow.execute_activity(
+                DESCRIBE,
+                DescribeInput(runtime=request.runtime, tools=request.tools, agent=request.agent),
+                result_type=Description,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=retry(options, options.model_attempts),
             )
+            agent = build_agent(description, request, durable)
             prompt: str | list[Message] = request.prompt
             result = await agent.run(prompt, history=request.history)
             while result.stop_reason == "approval":
@@ -287,7 +105,8 @@ class AgentWorkflow:
         except AgentKitError as exc:
             raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from None
         except ActivityError as exc:
-            # A model call that failed for good: the run fails with the model's error.
+            # A model call that failed for good (or the description: an unknown runtime, tool
+            # or agent): the run fails with its error.
             cause = exc.cause
             if not isinstance(cause, ApplicationError):
                 raise
