@@ -346,3 +346,10 @@ def test_serve_without_the_server_extra_says_how_to_install_it(
     assert status == 2
     err = capsys.readouterr().err
     assert err == "error: agentkit serve needs uvicorn: pip install 'agentkit[server]'\n"
+
+
+def test_agent_names_a_workers_agent_and_needs_temporal(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "hi", "--agent", "billing"]) == 2
+    assert (
+        "--agent names one of the workers' agents: it needs --temporal" in capsys.readouterr().err
+    )

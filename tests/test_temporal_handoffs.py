@@ -266,7 +266,8 @@ def invoice(order: int) -> str:
 
 
 billing = Agent(
-    ScriptedRuntime([ScriptedRuntime.call("invoice", order=7), "Order 7 is paid."]),
+    # Two runs' turns: one handed over by triage, one that billing starts.
+    ScriptedRuntime([ScriptedRuntime.call("invoice", order=7), "Order 7 is paid."] * 2),
     tools=[invoice],
     name="billing",
 )
@@ -287,11 +288,6 @@ def test_the_command_line_worker_refuses_options_the_agents_file_defines(
     assert "--agents: --tools, --model cannot be given with it" in capsys.readouterr().err
 
 
-async def _ask(address: str, queue: str) -> RunResult[Any]:
-    client = await connect(address)
-    return await run(client, "Did I pay for order 7?", task_queue=queue)
-
-
 @pytest.mark.subprocess
 def test_the_command_line_worker_serves_the_agents_of_a_file(
     temporal_server: Any, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
@@ -310,6 +306,26 @@ def test_the_command_line_worker_serves_the_agents_of_a_file(
     workers.append(process)
     said = "agentkit worker: agents triage, billing on"
     wait_for(lambda: said in log.read_text(), process, tmp_path)
-    result = anyio.run(_ask, temporal_server.address, queue)
+
+    def ask(*options: str) -> RunResult[Any]:
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "agentkit.cli", "run", "Did I pay for order 7?"),
+                *("--temporal", temporal_server.address, "--task-queue", queue, "--json"),
+                *options,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return RunResult.model_validate_json(done.stdout)
+
+    # The workers' first agent starts a run unless the command names another.
+    result = ask()
     assert result.output == "Order 7 is paid." and result.agent == "billing"
+    assert [h.target for h in result.handoffs] == ["billing"]
     assert result.tool_calls[-1].output == "order 7: 12.50 EUR, paid"
+    result = ask("--agent", "billing")
+    assert result.output == "Order 7 is paid." and result.handoffs == []
+    assert [c.call.name for c in result.tool_calls] == ["invoice"]

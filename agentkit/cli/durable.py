@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import anyio
 
 from agentkit.cli.approval import EXIT_PAUSED, ask, parse_denials
-from agentkit.cli.options import DEFAULT_MAX_STEPS, DEFAULT_RUNTIME, sampling
+from agentkit.cli.options import DEFAULT_MAX_STEPS, sampling
 from agentkit.errors import ConfigurationError, UserError
 
 __all__ = ["add_connection_options", "add_temporal_options", "end_process", "run_durable", "sdk"]
@@ -52,8 +52,15 @@ def add_temporal_options(parser: argparse.ArgumentParser) -> None:
         "--temporal",
         metavar="ADDRESS",
         help="run as a durable workflow on the Temporal server at HOST:PORT; the workers of "
-        "--task-queue bring the tools and the model (--runtime names the one to use); with "
-        "--resume WORKFLOW_ID, --approve and --deny decide the calls a run waits for",
+        "--task-queue bring the tools and the model (--runtime names the one to use, their "
+        "first by default) or their agents (--agent); with --resume WORKFLOW_ID, --approve "
+        "and --deny decide the calls a run waits for",
+    )
+    parser.add_argument(
+        "--agent",
+        metavar="NAME",
+        help="with --temporal, on workers of agents (`agentkit worker --agents FILE`): the "
+        "agent that starts the run (default: the workers' first); it brings its own settings",
     )
     add_connection_options(parser)
 
@@ -90,7 +97,8 @@ def run_durable(args: argparse.Namespace) -> int:
                 client,
                 args.prompt,
                 task_queue=args.task_queue,
-                runtime=args.runtime or DEFAULT_RUNTIME,
+                runtime=args.runtime,
+                agent=args.agent,
                 instructions=args.instructions,
                 max_steps=DEFAULT_MAX_STEPS if args.max_steps is None else args.max_steps,
                 tool_choice=args.tool_choice,

@@ -153,6 +153,8 @@ async def continue_interrupted(
 
 def _run(args: argparse.Namespace) -> int:
     refuse_with_agents(args, DEFINED_BY_AGENT)
+    if args.agent is not None and not args.temporal:
+        raise UserError("--agent names one of the workers' agents: it needs --temporal")
     if args.temporal:
         return run_durable(args)
     if (args.prompt is None) == (args.resume is None):
