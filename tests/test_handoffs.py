@@ -37,11 +37,13 @@ from agentkit import (
     tool,
 )
 from agentkit.agent.results import HandoffRecord
+from agentkit.runtimes.openai import OpenAICompatible
 from agentkit.sessions import history
 from agentkit.tools.context import RunContext
 
 from support import SUPPORT
-from support.helpers import kill_when_paused
+from support.helpers import add, kill_when_paused
+from support.loopback import USAGE, LoopbackServer, openai_model
 
 call = ScriptedRuntime.call
 
@@ -817,3 +819,34 @@ def test_a_run_killed_after_a_handoff_continues_in_the_right_agent_without_rerun
         "assistant",
         "assistant",
     ]
+
+
+async def test_an_agent_on_an_openai_compatible_server_takes_over_from_a_scripted_one() -> None:
+    # Agents on different runtimes: billing's model is a real HTTP server on loopback that
+    # speaks OpenAI's chat completions (it calls the first tool offered, then answers).
+    with LoopbackServer(openai_model) as server:
+        billing = Agent(
+            OpenAICompatible(server.url + "/v1", model="gpt-billing"),
+            tools=[add],
+            name="billing",
+            instructions="You add up bills.",
+        )
+        triage = Agent(
+            ScriptedRuntime([ScriptedRuntime.call("transfer_to_billing")]),
+            name="triage",
+            # Billing sees the question only: its model calls a tool when the last message
+            # is not a tool's result.
+            handoffs=[handoff(billing, input_filter=lambda m: [x for x in m if x.role == "user"])],
+        )
+        async with billing:
+            result = await triage.run("What do 2 and 3 make?")
+    assert (result.output, result.agent) == ("The result is 5.", "billing")
+    assert [(c.call.name, c.output) for c in result.tool_calls] == [
+        ("transfer_to_billing", "Transferred to billing."),
+        ("add", "5"),
+    ]
+    sent = [seen.json for seen in server.requests]
+    assert [body["model"] for body in sent] == ["gpt-billing", "gpt-billing"]
+    assert sent[0]["messages"][0] == {"role": "system", "content": "You add up bills."}
+    assert [t["function"]["name"] for t in sent[0]["tools"]] == ["add"]
+    assert result.usage_by_model["gpt-billing"].total_tokens == 2 * USAGE["total_tokens"]
