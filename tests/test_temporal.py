@@ -3,6 +3,7 @@ and tool calls as activities."""
 
 from __future__ import annotations
 
+import gc
 import signal
 import subprocess
 import sys
@@ -400,3 +401,41 @@ async def test_a_tool_taking_a_run_context_gets_the_worker_s_deps(temporal_serve
     assert record.output == f"the worker's office in Oslo, call {record.call.id}, step 1"
     # Only the city crossed the wire as an argument: the context is the worker's own.
     assert record.call.arguments == {"city": "Oslo"}
+
+
+async def test_a_worker_stopped_while_a_run_waits_on_a_tool_leaves_nothing_to_raise(
+    temporal_server: Any,
+) -> None:
+    # The stopped worker drops the run's workflow where it stands; the garbage collector then
+    # closes its coroutine outside the workflow's event loop. Closing must go through quietly
+    # (no error of the loop's own while it unwinds), as for any coroutine.
+    started = anyio.Event()
+
+    @tool
+    async def slow(order: int) -> str:
+        """Look an order up, slowly.
+
+        Args:
+            order: The order number.
+        """
+        started.set()
+        await anyio.sleep(60)
+        return "found"
+
+    unraisable: list[Any] = []
+    hook = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+    try:
+        client = await connect(temporal_server.address)
+        queue = _queue()
+        runtime = ScriptedRuntime([ScriptedRuntime.call("slow", order=7), "Found."])
+        async with Worker(client, task_queue=queue, runtimes=runtime, tools=[slow]):
+            await start_run(client, "Where is order 7?", task_queue=queue)
+            with anyio.fail_after(30):
+                await started.wait()
+        for _ in range(3):
+            gc.collect()
+            await anyio.sleep(0.1)
+    finally:
+        sys.unraisablehook = hook
+    assert [(u.exc_type, u.exc_value) for u in unraisable] == []

@@ -69,6 +69,17 @@ def result_message(record: ToolCallRecord, limit: int) -> Message:
     )
 
 
+def _closing(error: BaseException) -> GeneratorExit | None:
+    """The `GeneratorExit` `error` was raised in the handling of, if any: the coroutine was
+    being closed."""
+    seen = error.__context__
+    while seen is not None:
+        if isinstance(seen, GeneratorExit):
+            return seen
+        seen = seen.__context__
+    return None
+
+
 def _json_ready(call: ToolCall) -> tuple[ToolCall, str]:
     """The call, with arguments that are not JSON data (e.g. a Python-literal set or `...`
     from a runtime) kept as raw text, so they are told to the model as invalid arguments; and
@@ -387,6 +398,11 @@ class ToolStep:
                 async with self.run.setup.limiter:
                     value = await function()
         except Exception as exc:
+            closing = _closing(exc)
+            if closing is not None:
+                # The run is being closed where it stopped (its event loop dropped it: an
+                # evicted workflow), and leaving the limiter failed there: no tool's failure.
+                raise closing from None
             error = exc
         except anyio.get_cancelled_exc_class() as exc:
             if really_cancelled():
