@@ -22,8 +22,11 @@ PRELOAD = [
     "agentkit.wire",
 ]
 
-_context = multiprocessing.get_context("forkserver")
-_context.set_forkserver_preload(PRELOAD)
+if sys.platform == "win32":  # no forkserver: each program starts a fresh interpreter
+    _context = multiprocessing.get_context("spawn")
+else:
+    _context = multiprocessing.get_context("forkserver")
+    _context.set_forkserver_preload(PRELOAD)
 
 
 def _main(code: str, cwd: str, output: str) -> None:
