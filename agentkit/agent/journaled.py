@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from agentkit.agent.approval import check_decisions
 from agentkit.agent.core import Interrupted
 from agentkit.agent.hooks import RunHooks
 from agentkit.agent.results import HandoffRecord, RunResult, RunState, ToolCallRecord
-from agentkit.agent.run import AgentRun
+from agentkit.agent.run import AgentRun, Starter
 from agentkit.agent.tool_step import result_message
 from agentkit.errors import RunInterrupted, UserError
 from agentkit.model_api import Message, ToolCall, Usage
@@ -36,24 +36,6 @@ from agentkit.sessions.runs import (
     stuck_runs,
 )
 from agentkit.tools.context import RunContext
-
-
-class Starter(Protocol):
-    """What starts a run: the Agent."""
-
-    def start(
-        self,
-        prompt: str | Sequence[Message],
-        history: Sequence[Message] = (),
-        transcript: list[Message] | None = None,
-        deps: Any = None,
-        run_id: str | None = None,
-    ) -> AgentRun[Any]: ...
-
-    def new_run(
-        self, messages: list[Message], deps: Any = None, run_id: str | None = None
-    ) -> AgentRun[Any]: ...
-
 
 __all__ = ["JournalHooks", "attach_paused", "open_run", "resumed"]
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, cast
+from typing import Any, Generic, Protocol, cast
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -47,10 +47,11 @@ from agentkit.model_api import (
 )
 from agentkit.sessions.runs import INTERRUPTED
 from agentkit.telemetry import active as telemetry_active
+from agentkit.tools import Toolset
 from agentkit.tools.calls import really_cancelled
 from agentkit.usage import add_usage
 
-__all__ = ["AgentRun", "ModelResponse", "ToolResults"]
+__all__ = ["AgentRun", "ModelResponse", "Starter", "ToolResults"]
 
 # How text that is a tool call begins: a tagged block, a call object or list, a Python-style
 # call list; maybe inside a code fence.
@@ -58,6 +59,27 @@ _CALL_START = re.compile(
     r"\s*(?:```[\w-]*\s*)?(?:<tool_call>|<function=|<\|python_tag\|>"
     r'|\[?\s*\{\s*"(?:name|type|function)"|\[\s*[A-Za-z_][\w.]*\()'
 )
+
+
+class Starter(Protocol):
+    """What of an Agent starts its runs, for the modules that run agents below `agent.py`
+    (sessions' runs, agents used as tools)."""
+
+    name: str | None
+    toolset: Toolset
+
+    def start(
+        self,
+        prompt: str | Sequence[Message],
+        history: Sequence[Message] = (),
+        transcript: list[Message] | None = None,
+        deps: Any = None,
+        run_id: str | None = None,
+    ) -> AgentRun[Any]: ...
+
+    def new_run(
+        self, messages: list[Message], deps: Any = None, run_id: str | None = None
+    ) -> AgentRun[Any]: ...
 
 
 @dataclass(frozen=True)

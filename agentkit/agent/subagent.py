@@ -26,19 +26,17 @@ anyway (a tool source's tool) is a failure of the call that names the calls that
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from agentkit.agent.core import RunCore, current_run
 from agentkit.agent.handoffs import input_schema
 from agentkit.agent.results import RunResult, ToolCallRecord
-from agentkit.agent.run import AgentRun
+from agentkit.agent.run import Starter
 from agentkit.errors import RunError, UserError
-from agentkit.model_api import Message
-from agentkit.tools import Tool, ToolOptions, Toolset
+from agentkit.tools import Tool, ToolOptions
 from agentkit.tools.context import RunContext
 
-__all__ = ["SubAgent", "agent_tool"]
+__all__ = ["agent_tool"]
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _CONTEXT = "agentkit.context"  # the context's keyword: no field of an input type has this name
@@ -49,24 +47,8 @@ INPUT_DESCRIPTION = (
 )
 
 
-class SubAgent(Protocol):
-    """What of an Agent its tool uses."""
-
-    name: str | None
-    toolset: Toolset
-
-    def start(
-        self,
-        prompt: str | Sequence[Message],
-        history: Sequence[Message] = (),
-        transcript: list[Message] | None = None,
-        deps: Any = None,
-        run_id: str | None = None,
-    ) -> AgentRun[Any]: ...
-
-
 def agent_tool(
-    agent: SubAgent,
+    agent: Starter,
     name: str | None,
     description: str,
     input_type: Any,
@@ -120,7 +102,7 @@ def agent_tool(
     return made
 
 
-async def run_subagent(agent: SubAgent, element: str, prompt: str, context: RunContext[Any]) -> Any:
+async def run_subagent(agent: Starter, element: str, prompt: str, context: RunContext[Any]) -> Any:
     """Run `agent` on `prompt` for a call of its tool, in the run under way (if any): its
     deps, its event stream, its usage, and the call's record, which keeps the sub-run."""
     parent = current_run.get()
