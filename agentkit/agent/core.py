@@ -113,15 +113,17 @@ class HandoffTrail:
     stack: list[tuple[HandoffRecord, list[Message]]] = field(default_factory=list)
     """The open handoffs that return, innermost last, each with what its source saw."""
 
-    def usage_by_model(self, model: str, usage: Usage, steps: int) -> dict[str, Usage]:
-        """Usage by model, given the run's whole usage and the model of the agent in force."""
-        before = Usage()
-        for spent in self.spent.values():
-            before = before + spent
-        own = Usage.of(
+    def own_usage(self, usage: Usage) -> Usage:
+        """The usage of the agent in force, given the run's whole usage."""
+        before = sum(self.spent.values(), Usage())
+        return Usage.of(
             usage.prompt_tokens - before.prompt_tokens,
             usage.completion_tokens - before.completion_tokens,
         )
+
+    def usage_by_model(self, model: str, usage: Usage, steps: int) -> dict[str, Usage]:
+        """Usage by model, given the run's whole usage and the model of the agent in force."""
+        own = self.own_usage(usage)
         by_model = dict(self.spent)
         if own.total_tokens or steps > self.steps:
             add_usage(by_model, {model: own})

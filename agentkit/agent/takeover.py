@@ -116,7 +116,7 @@ def _install(
     start: int,
 ) -> None:
     """Make `agent` the agent in force from message `start` on, seeing `head` before it."""
-    spent = _less(run.usage, sum(trail.spent.values(), Usage()))
+    spent = trail.own_usage(run.usage)
     trail.spent[run.setup.model] = trail.spent.get(run.setup.model, Usage()) + spent
     trail.steps = run.steps
     trail.view = (head, start)
@@ -145,13 +145,6 @@ def _seen(
     tool_choice: str | None,
 ) -> ModelRequest:
     return request([*head, *messages[start:]], tools, tool_choice)
-
-
-def _less(usage: Usage, spent: Usage) -> Usage:
-    return Usage.of(
-        usage.prompt_tokens - spent.prompt_tokens,
-        usage.completion_tokens - spent.completion_tokens,
-    )
 
 
 def replay(run: RunCore, state: RunState) -> Fresh | None:
