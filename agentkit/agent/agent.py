@@ -190,7 +190,7 @@ class Agent(Generic[OutputT]):
         self._owns_runtime = isinstance(runtime, str)
         self.runtime = get_runtime(runtime) if isinstance(runtime, str) else runtime
         self.toolset = tools if isinstance(tools, Toolset) else Toolset(tools)
-        self.handoffs = offer(self, settings.name, self.toolset, handoffs)
+        self.handoffs, self._reachable = offer(self, settings.name, self.toolset, handoffs)
         self.instructions = settings.instructions
         self.name = settings.name
         self.prices = check_prices(prices)
@@ -442,7 +442,7 @@ class Agent(Generic[OutputT]):
             )
         hooks = self._guardrails.run_hooks(self.hooks)
         run: AgentRun[OutputT] = AgentRun(setup, messages, hooks, self._output, deps, run_id)
-        run.trail = new_trail(self) if self.handoffs else None
+        run.trail = new_trail(self, self._reachable) if self.handoffs else None
         return run
 
     def start(

@@ -272,8 +272,10 @@ def keep_last(n: int) -> InputFilter:
 
 def offer(
     agent: Any, name: str | None, toolset: Toolset, given: Iterable[Any]
-) -> tuple[Handoff, ...]:
-    """The handoffs of `agent` (named `name`), their transfer tools added to `toolset`.
+) -> tuple[tuple[Handoff, ...], dict[str, Any]]:
+    """The handoffs of `agent` (named `name`), their transfer tools added to `toolset`, and
+    the agents reachable through them by name (`reachable`; empty without handoffs). Both
+    are fixed from here on: each run's trail takes the same agents.
 
     Raises:
         UserError: an agent with handoffs but no name, a target twice or the agent itself,
@@ -282,7 +284,7 @@ def offer(
     """
     made = tuple(h if isinstance(h, Handoff) else Handoff(h) for h in given)
     if not made:
-        return made
+        return made, {}
     if name is None:
         raise UserError("name: an agent with handoffs needs a name (Agent(..., name=...))")
     seen: set[str] = set()
@@ -293,8 +295,7 @@ def offer(
             raise UserError(f"handoffs: {item.name!r} is there twice")
         seen.add(item.name)
         toolset.add(item.tool)
-    reachable(agent, name, made)
-    return made
+    return made, reachable(agent, name, made)
 
 
 def reachable(agent: Any, name: str, handoffs: Sequence[Handoff]) -> dict[str, Any]:
@@ -321,11 +322,11 @@ def reachable(agent: Any, name: str, handoffs: Sequence[Handoff]) -> dict[str, A
     return agents
 
 
-def new_trail(agent: Target) -> HandoffTrail:
-    """The handoff trail of a new run of `agent` (which has handoffs)."""
-    assert agent.name is not None
+def new_trail(agent: Target, agents: dict[str, Any]) -> HandoffTrail:
+    """The handoff trail of a new run of `agent` (which has handoffs), among `agents` (what
+    `offer` found reachable from it)."""
     return HandoffTrail(
-        agents=reachable(agent, agent.name, agent.handoffs),
+        agents=agents,
         max_handoffs=agent.settings.max_handoffs,
         hooks=agent.hooks,
     )
