@@ -229,7 +229,6 @@ class ThreadBatch:
         self._closed = False
         self._scope: anyio.CancelScope | None = None
         self._nap: anyio.CancelScope | None = None
-        self._timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
         """Run every call; return once each has settled."""
@@ -263,24 +262,26 @@ class ThreadBatch:
         thus cost one hop and no task, sleep or cancellation."""
         async with anyio.create_task_group() as tg:
             self._scope = tg.cancel_scope
+            timer: asyncio.TimerHandle
 
             def reinforce() -> None:
+                nonlocal timer
                 if not self._queue or self._closed:
                     return
                 now = time.monotonic()
                 look = self._reinforce(tg, most, now)
-                self._timer = loop.call_later(max(0.0, look - now), reinforce, context=context)
+                timer = loop.call_later(max(0.0, look - now), reinforce, context=context)
 
             # A timer runs outside any task: say which library runs the loop, for anyio's
             # task group (sniffio tells it when installed, from the current task otherwise).
             context = contextvars.copy_context()
             if sniffio is not None:
                 context.run(sniffio.current_async_library_cvar.set, "asyncio")
-            self._timer = loop.call_later(BLOCKED_AFTER, reinforce, context=context)
+            timer = loop.call_later(BLOCKED_AFTER, reinforce, context=context)
             try:
                 await self._hops(self._add_worker())  # returns once the queue is empty
             finally:
-                self._timer.cancel()
+                timer.cancel()
 
     def stop(self) -> None:
         """Give up the calls still running or waiting; `run` returns soon after."""
