@@ -12,6 +12,8 @@ import pytest
 
 from agentkit.cli import main
 
+from support.agents_files import TRIAGE_TO_BILLING
+
 AGENTS = '''
 from agentkit import Agent, ScriptedRuntime, tool
 
@@ -198,38 +200,11 @@ def test_an_agents_file_without_an_agent_is_one_clear_line(
     assert (out, err.splitlines()) == ("", ["error: --agents: " + error.format(path=path)])
 
 
-HANDOFFS = """
-from agentkit import Agent, ScriptedRuntime, tool
-
-
-@tool
-def invoice(order: int) -> str:
-    \"\"\"An order's invoice.
-
-    Args:
-        order: The order number.
-    \"\"\"
-    return f"order {order}: paid"
-
-
-billing = Agent(
-    ScriptedRuntime([ScriptedRuntime.call("invoice", order=7), "Order 7 is paid."]),
-    tools=[invoice],
-    name="billing",
-)
-agent = Agent(
-    ScriptedRuntime([ScriptedRuntime.call("transfer_to_billing")]),
-    name="triage",
-    handoffs=[billing],
-)
-"""
-
-
 def test_verbose_and_stream_show_the_handoff_and_who_answers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "handoffs.py"
-    path.write_text(HANDOFFS)
+    path.write_text(TRIAGE_TO_BILLING)
     assert main(["run", "Is order 7 paid?", "--agents", str(path), "-v", "--stream"]) == 0
     out, err = capsys.readouterr()
     assert out == "billing> Order 7 is paid.\n"
@@ -239,5 +214,5 @@ def test_verbose_and_stream_show_the_handoff_and_who_answers(
         "<- transfer_to_billing: Transferred to billing.",
         "handoff triage -> billing",
         '[billing] -> invoice({"order":7})',
-        "[billing] <- invoice: order 7: paid",
+        "[billing] <- invoice: order 7: 12.50 EUR, paid",
     ]

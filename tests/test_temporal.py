@@ -4,7 +4,6 @@ and tool calls as activities."""
 from __future__ import annotations
 
 import gc
-import signal
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ from agentkit.temporal import result as result_of
 from agentkit.tools.calls import cut_output
 
 from support.helpers import add
-from support.temporal_processes import recorded_calls, start_worker, wait_for
+from support.temporal_processes import crash_and_finish, recorded_calls, start_worker, wait_for
 
 
 def _queue() -> str:
@@ -79,27 +78,12 @@ CALCULATOR = Path(__file__).parents[1] / "tools" / "calculator.py"
 async def test_a_worker_killed_mid_run_another_finishes_it_and_no_tool_runs_twice(
     temporal_server: Any, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
 ) -> None:
-    client = await connect(temporal_server.address)
-    queue = _queue()
-    first = start_worker(temporal_server.address, queue, tmp_path, "--hold")
-    workers.append(first)
-    handle = await start_run(
-        client,
-        "crash",
-        task_queue=queue,
-        activities=ActivityOptions(heartbeat_timeout=1.0, retry_interval=0.1),
+    result, first, second = await crash_and_finish(
+        temporal_server.address, _queue(), tmp_path, workers
     )
-    # The model's second call begins only once the first tool call's completion is recorded.
-    await anyio.to_thread.run_sync(wait_for, (tmp_path / "holding").exists, first, tmp_path)
-    assert recorded_calls(tmp_path) == [("crash-1", first.pid)]
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    second = start_worker(temporal_server.address, queue, tmp_path)
-    workers.append(second)
-    result = await result_of(handle)
     assert result.output == "crash: recorded crash-1, recorded crash-2"
     # Each tool ran exactly once: the first on the killed worker, the second on the new one.
-    assert recorded_calls(tmp_path) == [("crash-1", first.pid), ("crash-2", second.pid)]
+    assert recorded_calls(tmp_path) == [("crash-1", first), ("crash-2", second)]
     assert [r.output for r in result.tool_calls] == ["recorded crash-1", "recorded crash-2"]
 
 

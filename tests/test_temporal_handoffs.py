@@ -4,7 +4,6 @@ handoff."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import uuid
@@ -20,7 +19,6 @@ from agentkit.cli import main
 from agentkit.errors import UserError
 from agentkit.results import RunResult
 from agentkit.temporal import (
-    ActivityOptions,
     DurableRunFailed,
     RunInput,
     Worker,
@@ -32,7 +30,8 @@ from agentkit.temporal import (
 )
 from agentkit.temporal import result as result_of
 
-from support.temporal_processes import recorded_calls, start_worker, wait_for
+from support.agents_files import TRIAGE_TO_BILLING
+from support.temporal_processes import crash_and_finish, recorded_calls, wait_for
 
 
 def _queue() -> str:
@@ -226,64 +225,22 @@ async def test_a_worker_refuses_agents_that_cannot_run_durably(
 async def test_a_worker_killed_after_the_handoff_another_finishes_it_and_no_tool_runs_twice(
     temporal_server: Any, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
 ) -> None:
-    client = await connect(temporal_server.address)
-    queue = _queue()
-    first = start_worker(temporal_server.address, queue, tmp_path, "--handoff", "--hold")
-    workers.append(first)
-    handle = await start_run(
-        client,
-        "crash",
-        task_queue=queue,
-        activities=ActivityOptions(heartbeat_timeout=1.0, retry_interval=0.1),
-    )
     # Billing's second model call begins once its first tool call is recorded.
-    await anyio.to_thread.run_sync(wait_for, (tmp_path / "holding").exists, first, tmp_path)
-    assert recorded_calls(tmp_path) == [("crash-1", first.pid)]
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    second = start_worker(temporal_server.address, queue, tmp_path, "--handoff")
-    workers.append(second)
-    result = await result_of(handle)
+    result, first, second = await crash_and_finish(
+        temporal_server.address, _queue(), tmp_path, workers, "--handoff"
+    )
     assert result.output == "crash: recorded crash-1, recorded crash-2"
     assert result.agent == "billing"
     assert [(h.source, h.target) for h in result.handoffs] == [("triage", "billing")]
-    assert recorded_calls(tmp_path) == [("crash-1", first.pid), ("crash-2", second.pid)]
+    assert recorded_calls(tmp_path) == [("crash-1", first), ("crash-2", second)]
     assert [r.call.name for r in result.tool_calls] == ["transfer_to_billing", "record", "record"]
-
-
-AGENTS_FILE = '''
-from agentkit import Agent, ScriptedRuntime, tool
-
-
-@tool
-def invoice(order: int) -> str:
-    """An order's invoice.
-
-    Args:
-        order: The order number.
-    """
-    return f"order {order}: 12.50 EUR, paid"
-
-
-billing = Agent(
-    # Two runs' turns: one handed over by triage, one that billing starts.
-    ScriptedRuntime([ScriptedRuntime.call("invoice", order=7), "Order 7 is paid."] * 2),
-    tools=[invoice],
-    name="billing",
-)
-agent = Agent(
-    ScriptedRuntime([ScriptedRuntime.call("transfer_to_billing")]),
-    name="triage",
-    handoffs=[billing],
-)
-'''
 
 
 def test_the_command_line_worker_refuses_options_the_agents_file_defines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     agents = tmp_path / "agents.py"
-    agents.write_text(AGENTS_FILE)
+    agents.write_text(TRIAGE_TO_BILLING)
     assert main(["worker", "--agents", str(agents), "--tools", "x.py", "--model", "m"]) == 2
     assert "--agents: --tools, --model cannot be given with it" in capsys.readouterr().err
 
@@ -293,7 +250,7 @@ def test_the_command_line_worker_serves_the_agents_of_a_file(
     temporal_server: Any, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
 ) -> None:
     agents = tmp_path / "agents.py"
-    agents.write_text(AGENTS_FILE)
+    agents.write_text(TRIAGE_TO_BILLING)
     queue = _queue()
     log = tmp_path / "worker-0.log"
     process = subprocess.Popen(
