@@ -117,7 +117,7 @@ def kill_when_paused(process: subprocess.Popen[str], tmp_path: Path) -> str:
         assert time.monotonic() < deadline, "the worker never paused"
         time.sleep(0.02)
     os.kill(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
+    process.communicate(timeout=30)  # reaps it and closes its pipes
     assert process.returncode == -signal.SIGKILL
     where = marker.read_text()
     marker.unlink()
