@@ -101,9 +101,11 @@ from agentkit.model_api import (
 )
 from agentkit.runtimes import (
     Capabilities,
+    Fallback,
     FunctionRuntime,
     OpenAICompatible,
     Profile,
+    RateLimit,
     RetryPolicy,
     Runtime,
     ScriptedRuntime,
@@ -135,6 +137,7 @@ __all__ = [
     "ConfigurationError",
     "DeadlineExceeded",
     "Event",
+    "Fallback",
     "FieldError",
     "FunctionDefinition",
     "FunctionRuntime",
@@ -164,6 +167,7 @@ __all__ = [
     "PendingCall",
     "PriceTable",
     "Profile",
+    "RateLimit",
     "RateLimited",
     "RepeatedToolCall",
     "RequestValidationError",

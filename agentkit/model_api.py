@@ -442,6 +442,9 @@ class Generation(_Output):
     usage: Usage = Field(default_factory=Usage)
     finish_reason: FinishReason | None = Field(default=None, exclude=True)
     """Why generation stopped, where the runtime knows: `stop`, `length` or `tool_calls`."""
+    runtime: str | None = Field(default=None, exclude=True)
+    """Which runtime answered, where a wrapper chose one of several (`Fallback`); None
+    otherwise. Not part of the wire."""
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Generation:
@@ -461,6 +464,8 @@ class StreamChunk(_Output):
 
     usage: Usage | None = None
     finish_reason: FinishReason | None = Field(default=None, exclude=True)
+    runtime: str | None = Field(default=None, exclude=True)
+    """Which runtime answered, on a stream's first chunk (see `Generation.runtime`)."""
 
     def to_wire(self, shape: ToolShape = "legacy") -> dict[str, Any]:
         out: dict[str, Any] = {"response": self.response}
@@ -480,4 +485,5 @@ class StreamChunk(_Output):
             tool_calls=[call for c in chunks for call in c.tool_calls],
             usage=usage,
             finish_reason=finish,
+            runtime=chunks[0].runtime if chunks else None,
         )

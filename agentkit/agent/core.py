@@ -166,6 +166,8 @@ class RunCore:
         self.nested: dict[str, Usage] = {}
         """Usage of the runs its tools started (agents used as tools), by model."""
         self.steps = 0
+        self.step_runtimes: dict[int, str] = {}
+        """Which runtime answered each step, where a wrapper said (`Generation.runtime`)."""
         self.failures: dict[str, int] = {}
         self.last_signature: str | None = None
         self.repeats = 0
@@ -261,6 +263,7 @@ class RunCore:
             pending=[],
             agent=self.setup.name,
             handoffs=[] if self.trail is None else list(self.trail.records),
+            step_runtimes=dict(self.step_runtimes),
         )
 
     def snapshot(self) -> RunState:
@@ -276,6 +279,7 @@ class RunCore:
             last_signature=self.last_signature,
             repeats=self.repeats,
             fingerprint=self.setup.fingerprint(),
+            step_runtimes=dict(self.step_runtimes),
         )
         if self.trail is not None:
             state.agent = self.setup.name
@@ -288,6 +292,7 @@ class RunCore:
         self.messages[:] = state.messages
         self.records = [record.model_copy(deep=True) for record in state.tool_calls]
         self.steps = state.steps
+        self.step_runtimes = dict(state.step_runtimes)
         self.usage = state.usage
         self.nested = dict(state.nested_usage)
         self.failures = dict(state.failures)

@@ -173,6 +173,10 @@ class RunResult(BaseModel, Generic[OutputT]):
     after handoffs (see docs/multi-agent.md)."""
     handoffs: list[HandoffRecord] = Field(default_factory=list)
     """The run's handoffs, in the order they were made."""
+    step_runtimes: dict[int, str] = Field(default_factory=dict)
+    """Which runtime answered each step (model call, from 1), for the steps whose runtime
+    said so: those answered through a wrapper that chooses between runtimes (`Fallback`).
+    Empty for a run on one plain runtime."""
 
     _state: RunState | None = PrivateAttr(default=None)
 
@@ -252,6 +256,8 @@ class RunState(BaseModel):
     no `start` when its step paused before the target took over."""
     handoff_usage: dict[str, Usage] = Field(default_factory=dict)
     """Usage of the model calls made by agents before the one in force, by model."""
+    step_runtimes: dict[int, str] = Field(default_factory=dict)
+    """Which runtime answered each step so far, where it was said (`RunResult.step_runtimes`)."""
 
     def to_json(self, *, indent: int | None = None) -> str:
         """The state as JSON text."""

@@ -3,6 +3,9 @@
 - `local`: `llama_cpp.LlamaCpp`, needs `pip install 'agentkit[local]'`;
 - `workers-ai`: `workers_ai.WorkersAI`, needs `CLOUDFLARE_ACCOUNT_ID` and `CLOUDFLARE_API_TOKEN`;
 - `openai`: `openai.OpenAICompatible`, needs `OPENAI_BASE_URL` or `OPENAI_API_KEY`.
+
+Wrappers are runtimes around runtimes: `Fallback` (the next runtime when one fails, each behind
+a circuit breaker) and `RateLimit` (requests kept within a service's limits).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from typing import Any
 from agentkit.errors import ConfigurationError
 from agentkit.runtimes._http import RetryPolicy
 from agentkit.runtimes.base import Capabilities, Profile, Runtime, SchemaDialect
+from agentkit.runtimes.fallback import CircuitBreaker, Fallback
 from agentkit.runtimes.openai import OpenAICompatible
+from agentkit.runtimes.rate_limit import RateLimit
 from agentkit.runtimes.recording import NoRecording, RecordingTransport
 from agentkit.runtimes.scripted import FunctionRuntime, ScriptedRuntime
 from agentkit.runtimes.workers_ai import WorkersAI
@@ -21,10 +26,13 @@ from agentkit.runtimes.workers_ai import WorkersAI
 __all__ = [
     "RUNTIMES",
     "Capabilities",
+    "CircuitBreaker",
+    "Fallback",
     "FunctionRuntime",
     "NoRecording",
     "OpenAICompatible",
     "Profile",
+    "RateLimit",
     "RecordingTransport",
     "RetryPolicy",
     "Runtime",

@@ -44,6 +44,7 @@ import anyio.lowlevel
 import httpx
 
 from agentkit import telemetry
+from agentkit.runtimes._wrapping import WAIT_DEADLINE
 from agentkit.errors import (
     AuthError,
     BadRequest,
@@ -359,8 +360,8 @@ class HTTPClient:
         self, retry: int, error: TransportError, url: str, retry_after: float | None
     ) -> bool:
         delay = self.retry.delay(retry, error, retry_after)
-        if delay is None:
-            return False
+        if delay is None or anyio.current_time() + delay > WAIT_DEADLINE.get():
+            return False  # not to be retried, or not within a wrapper's deadline
         log.info("retrying %s in %.2f s after: %s", url, delay, error)
         telemetry.http_retry(url, retry, error, delay)
         await self._sleep(delay)
