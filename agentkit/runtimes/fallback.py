@@ -377,4 +377,3 @@ class Fallback(Runtime):
         if self.owns:
             for member in self.members:
                 await member.runtime.aclose()
-
