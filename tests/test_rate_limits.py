@@ -17,8 +17,8 @@ from agentkit import (
     ModelRequest,
     RateLimit,
     RateLimited,
-    UserError,
     Usage,
+    UserError,
 )
 from agentkit.runtimes import WorkersAI
 from agentkit.runtimes.rate_limit import estimate_tokens
@@ -75,10 +75,9 @@ async def test_fifty_concurrent_runs_keep_to_the_limit_in_every_window(
         agent = Agent(limited, tools=[add])  # every agent shares the one limiter
         results.append(await agent.run(f"What is 2 + 3? ({n})"))
 
-    async with limited:
-        async with anyio.create_task_group() as group:
-            for n in range(50):
-                group.start_soon(one_run, n)
+    async with limited, anyio.create_task_group() as group:
+        for n in range(50):
+            group.start_soon(one_run, n)
     assert len(results) == 50
     assert all(r.output == "The result is 5." for r in results)
     assert len(stamping.arrivals) == 100  # a tool call and an answer per run
@@ -101,8 +100,9 @@ async def test_reported_usage_gives_unused_tokens_back() -> None:
     await limited.generate(request())
     with pytest.raises(RateLimited) as refused:
         await limited.generate(request())
-    assert str(refused.value) == (
-        "rate limit of the function runtime: no room within 0.2 s under tokens_per_minute=12000"
+    assert str(refused.value).startswith(
+        "rate limit of the function runtime: no room within 0.2 s under tokens_per_minute=12000 "
+        "(room in "
     )
     assert refused.value.status is None
     assert refused.value.retry_after is not None and 0 < refused.value.retry_after <= 1.0
@@ -117,7 +117,9 @@ async def test_a_request_larger_than_the_token_limit_is_refused_by_name() -> Non
 async def test_past_its_wait_a_request_fails_naming_the_limit() -> None:
     limited = RateLimit(FunctionRuntime(lambda r: "ok"), requests_per_minute=1, max_wait=0.1)
     await limited.generate(request())
-    with pytest.raises(RateLimited, match=r"no room within 0.1 s under requests_per_minute=1$"):
+    with pytest.raises(
+        RateLimited, match=r"no room within 0.1 s under requests_per_minute=1 \(room in 60 s\)$"
+    ):
         await limited.generate(request())
 
 

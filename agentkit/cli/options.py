@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.agent import Agent
+from agentkit.cli.compose import COMPOSITION_FLAGS, add_composition_options, compose_runtime
 from agentkit.cli.mcp import add_mcp_options, mcp_sources
 from agentkit.cli.telemetry import add_telemetry_options
 from agentkit.errors import ConfigurationError, UserError
@@ -70,6 +71,7 @@ DEFINED_BY_AGENT = (
     "--mcp-header",
     "--output-schema",
     "--temporal",
+    *COMPOSITION_FLAGS,
 )
 """The options of `run` and `chat` that `--agents` refuses: what the file's agent defines
 (its tools, runtime, instructions, limits and sampling), and a durable run, whose workers
@@ -87,6 +89,7 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
     # Unset (None) rather than their defaults, so that `--agents` can tell them given.
     parser.add_argument("--runtime", choices=sorted(RUNTIMES), help=f"default: {DEFAULT_RUNTIME}")
     parser.add_argument("--model", help="GGUF file (local) or model name (hosted)")
+    add_composition_options(parser)
     parser.add_argument("--instructions", help="system message")
     parser.add_argument(
         "--max-steps", type=int, help=f"model calls allowed (default: {DEFAULT_MAX_STEPS})"
@@ -170,9 +173,10 @@ def load_agent(path: str) -> Agent[Any]:
 
 
 def _runtime(args: argparse.Namespace) -> Runtime:
-    return get_runtime(
+    runtime = get_runtime(
         args.runtime or DEFAULT_RUNTIME, model=args.model, progress=sys.stderr.isatty()
     )
+    return compose_runtime(args, runtime)
 
 
 def _output_schema(value: str | None) -> dict[str, Any] | None:

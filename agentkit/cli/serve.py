@@ -14,6 +14,7 @@ import sys
 import anyio
 import uvicorn
 
+from agentkit.cli.compose import COMPOSITION_FLAGS, add_composition_options, compose_runtime
 from agentkit.cli.mcp import add_mcp_options, mcp_sources
 from agentkit.cli.options import load_agent, refuse_with_agents
 from agentkit.cli.telemetry import add_telemetry_options
@@ -46,6 +47,7 @@ DEFINED_BY_AGENT = (
     "--mcp-stdio",
     "--mcp-http",
     "--mcp-header",
+    *COMPOSITION_FLAGS,
 )
 """The options of `serve` that `--agents` refuses: the file's agent brings its runtime, tools
 and limits (and `/mcp` serves `--tools`, which it has none of)."""
@@ -63,6 +65,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     # Unset (None) rather than their defaults, so that `--agents` can tell them given.
     parser.add_argument("--runtime", choices=sorted(RUNTIMES), help="default: local")
     parser.add_argument("--model", help="GGUF file (local runtime) or model name (hosted)")
+    add_composition_options(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     parser.add_argument("--port", type=int, default=8787)
     parser.add_argument(
@@ -166,9 +169,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _runtime(args: argparse.Namespace) -> Runtime:
     options = {} if args.parallel is None else {"parallel": args.parallel}
-    return get_runtime(
+    runtime = get_runtime(
         args.runtime or "local", model=args.model, progress=sys.stderr.isatty(), **options
     )
+    return compose_runtime(args, runtime)
 
 
 def _is_loopback(host: str) -> bool:

@@ -44,7 +44,6 @@ import anyio.lowlevel
 import httpx
 
 from agentkit import telemetry
-from agentkit.runtimes._wrapping import WAIT_DEADLINE
 from agentkit.errors import (
     AuthError,
     BadRequest,
@@ -59,6 +58,7 @@ from agentkit.errors import (
     UserError,
     register_secret,
 )
+from agentkit.runtimes._wrapping import WAIT_DEADLINE
 from agentkit.wire import workers_ai
 
 log = logging.getLogger("agentkit.http")

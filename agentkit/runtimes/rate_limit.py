@@ -239,7 +239,8 @@ class RateLimit(Runtime):
         now = clock()
         # A wrapper's deadline is in the event loop's clock; this one's may be another.
         outer = WAIT_DEADLINE.get() - anyio.current_time()
-        deadline = now + min(self.max_wait, outer)
+        bound = min(self.max_wait, outer)
+        deadline = now + bound
         ticket = object()
         queue = self._queue
         queue.append(ticket)
@@ -256,7 +257,7 @@ class RateLimit(Runtime):
                     return entry
                 left = deadline - now
                 if left <= 0 or (wait != math.inf and wait > left):
-                    raise self._refused(limit or "its turn behind the requests waiting", wait)
+                    raise self._refused(limit or "its turn behind others", bound, wait)
                 with anyio.move_on_after(min(wait, left)):
                     await self._event().wait()
                 now = clock()
@@ -265,10 +266,11 @@ class RateLimit(Runtime):
                 queue.remove(ticket)
                 self._notify()
 
-    def _refused(self, limit: str, wait: float) -> RateLimited:
+    def _refused(self, limit: str, bound: float, wait: float) -> RateLimited:
+        room = "" if wait == math.inf else f" (room in {wait:.3g} s)"
         return RateLimited(
             f"rate limit of the {self.runtime.name} runtime: no room within "
-            f"{self.max_wait:g} s under {limit}",
+            f"{max(bound, 0):.3g} s under {limit}{room}",
             status=None,
             retry_after=None if wait == math.inf else wait,
         )
