@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +17,7 @@ from agentkit.cli import _parser, main
 from agentkit.cli.options import build_agent
 
 from support.loopback import LoopbackServer, Reply, Seen
-from support.mcp_helpers import free_port
+from support.server import serve_process
 
 CALCULATOR = str(Path(__file__).resolve().parents[1] / "tools" / "calculator.py")
 PRIMARY = "workers-ai:@cf/meta/llama-3.1-8b-instruct"
@@ -107,22 +103,10 @@ def test_bad_values_are_named(
 def test_serve_in_front_of_a_fallback_chain(
     environment: LoopbackServer, service: LoopbackServer, tmp_path: Path
 ) -> None:
-    port = free_port()
-    command = [sys.executable, "-m", "agentkit.cli", "serve", "--port", str(port)]
-    command += ["--runtime", "workers-ai", "--fallback", "openai:qwen2.5", "--rpm", "600"]
-    log = (tmp_path / "serve.log").open("w+")
-    process = subprocess.Popen(command, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                info = httpx.get(url + "/playground/info")
-                break
-            except httpx.ConnectError:
-                assert time.monotonic() < deadline, "agentkit serve did not start"
-                time.sleep(0.2)
+    options = ["--runtime", "workers-ai", "--fallback", "openai:qwen2.5", "--rpm", "600"]
+    log = tmp_path / "serve.log"
+    with serve_process(options, log, os.environ) as url:
+        info = httpx.get(url + "/playground/info")
         assert info.json()["capabilities"]["lora"] is False  # what both runtimes honour
         answer = httpx.post(
             url + "/client/v4/accounts/local/ai/run/@cf/meta/llama-3.1-8b-instruct",
@@ -131,11 +115,6 @@ def test_serve_in_front_of_a_fallback_chain(
         )
         assert answer.status_code == 200, answer.text
         assert answer.json()["result"]["response"] == "The result is hello."
-    finally:
-        process.send_signal(signal.SIGINT)
-        status = process.wait(timeout=30)
-    output = (tmp_path / "serve.log").read_text()
-    assert status == 0, output
-    assert "fallback runtime as" in output
+    assert "fallback runtime as" in log.read_text()
     assert len(environment.requests) == 1
     assert service.requests[-1].json["model"] == "qwen2.5"

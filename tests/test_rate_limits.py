@@ -81,10 +81,14 @@ async def test_fifty_concurrent_runs_keep_to_the_limit_in_every_window(
     assert len(results) == 50
     assert all(r.output == "The result is 5." for r in results)
     assert len(stamping.arrivals) == 100  # a tool call and an answer per run
-    # Stamped on arrival, a request may come a little later than it was let go; a window
-    # shorter by that slack still can never hold more than the limit. Unlimited, the fifty
-    # first requests would all arrive within it.
-    assert most_in_any_window(stamping.arrivals, 0.75) <= 20
+    # The limiter lets at most 20 go in any second. Stamped on arrival, after the server's own
+    # lag (a few hundred ms on a loaded machine), two requests let go a second apart may land
+    # closer: so no half second may hold more than 20. Unlimited, the fifty first requests land
+    # within one; a bucket with a second's burst on top of its refill lets 30 through in it.
+    arrivals = stamping.arrivals
+    assert most_in_any_window(arrivals, 0.5) <= 20
+    # 100 requests, 20 a second, the first 20 at once: 4 s between the first and the last.
+    assert max(arrivals) - min(arrivals) >= 3.5
 
 
 async def test_reported_usage_gives_unused_tokens_back() -> None:

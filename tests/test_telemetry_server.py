@@ -6,11 +6,6 @@ exporting to a loopback OTLP/HTTP receiver."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +24,7 @@ from agentkit import WorkersAI
 from agentkit.server import create_app
 
 from support.loopback import Collector, LoopbackServer
+from support.server import serve_process
 from support.tracing import recorded_spans
 
 MODEL = "@cf/meta/llama-3.1-8b-instruct"
@@ -93,19 +89,11 @@ def test_without_telemetry_the_server_sends_no_traceparent(service: LoopbackServ
 # -- a real `agentkit serve --otlp` process ----------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.mark.subprocess
 def test_agentkit_serve_continues_the_trace_and_exports_it_over_otlp(
     tmp_path: Path, service: LoopbackServer
 ) -> None:
     collector = Collector()
-    port = _free_port()
     env = {
         **os.environ,
         "CLOUDFLARE_ACCOUNT_ID": "acct",
@@ -114,28 +102,14 @@ def test_agentkit_serve_continues_the_trace_and_exports_it_over_otlp(
         "OTEL_BSP_SCHEDULE_DELAY": "50",
     }
     with collector.server:
-        command = [sys.executable, "-m", "agentkit.cli", "serve", "--runtime", "workers-ai"]
-        command += ["--port", str(port), "--otlp", collector.server.url]
-        log = (tmp_path / "serve.log").open("w+")
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}/client/v4/accounts/me/ai/run/{MODEL}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert process.poll() is None, (tmp_path / "serve.log").read_text()
-                try:
-                    answer = httpx.post(
-                        url, json={"prompt": "Hi"}, headers={"traceparent": TRACEPARENT}
-                    )
-                    break
-                except httpx.ConnectError:
-                    assert time.monotonic() < deadline, "agentkit serve did not start"
-                    time.sleep(0.2)
+        options = ["--runtime", "workers-ai", "--otlp", collector.server.url]
+        with serve_process(options, tmp_path / "serve.log", env) as server:
+            answer = httpx.post(
+                f"{server}/client/v4/accounts/me/ai/run/{MODEL}",
+                json={"prompt": "Hi"},
+                headers={"traceparent": TRACEPARENT},
+            )
             assert answer.status_code == 200, answer.text
-        finally:
-            process.send_signal(signal.SIGINT)
-            status = process.wait(timeout=30)  # shutting down flushes the exporter
-        assert status == 0, (tmp_path / "serve.log").read_text()
 
     spans = collector.spans()
     by_name = {span.name: span for span in spans}

@@ -15,7 +15,7 @@ from typing import Any
 
 from agentkit.errors import ConfigurationError
 from agentkit.runtimes._http import RetryPolicy
-from agentkit.runtimes.base import Capabilities, Profile, Runtime, SchemaDialect
+from agentkit.runtimes.base import Capabilities, Profile, Runtime, RuntimeWrapper, SchemaDialect
 from agentkit.runtimes.fallback import CircuitBreaker, Fallback
 from agentkit.runtimes.openai import OpenAICompatible
 from agentkit.runtimes.rate_limit import RateLimit
@@ -36,6 +36,7 @@ __all__ = [
     "RecordingTransport",
     "RetryPolicy",
     "Runtime",
+    "RuntimeWrapper",
     "SchemaDialect",
     "ScriptedRuntime",
     "WorkersAI",

@@ -34,17 +34,16 @@ import json
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 import anyio.lowlevel
 
 from agentkit.errors import RateLimited, UserError
-from agentkit.model_api import FunctionDefinition, Generation, ModelRequest, StreamChunk, Usage
+from agentkit.model_api import Generation, ModelRequest, StreamChunk, Usage
 from agentkit.runtimes._wrapping import WAIT_DEADLINE, close_chunks
-from agentkit.runtimes.base import Runtime
+from agentkit.runtimes.base import Runtime, RuntimeWrapper
 
 __all__ = ["RateLimit", "estimate_tokens"]
 
@@ -91,7 +90,7 @@ def _per_window(name: str, per_minute: float | None, window: float) -> float | N
     return allowed
 
 
-class RateLimit(Runtime):
+class RateLimit(RuntimeWrapper):
     """A runtime whose requests wait for room within its limits (see the module's docstring).
 
     Every caller of the same instance shares its limits: give all the agents that call one
@@ -134,7 +133,7 @@ class RateLimit(Runtime):
             raise UserError(f"max_wait: must be >= 0 seconds (got {max_wait})")
         if max_concurrency is not None and max_concurrency < 1:
             raise UserError(f"max_concurrency: must be >= 1 (got {max_concurrency})")
-        self.runtime = runtime
+        super().__init__(runtime)
         self.requests_per_minute = requests_per_minute
         self.tokens_per_minute = tokens_per_minute
         self.max_concurrency = max_concurrency
@@ -152,9 +151,6 @@ class RateLimit(Runtime):
         self._queue: deque[object] = deque()
         self._changed: anyio.Event | None = None
         self._loop: object = None
-        self.name = runtime.name
-        self.capabilities = runtime.capabilities
-        self.profile = runtime.profile
         self.slots = runtime.slots
         model = getattr(runtime, "model", None)
         if model is not None:
@@ -168,14 +164,6 @@ class RateLimit(Runtime):
         }
         shown = ", ".join(f"{k}={v:g}" for k, v in limits.items() if v is not None)
         return f"RateLimit({self.runtime!r}{', ' if shown else ''}{shown})"
-
-    def check_tools(self, tools: Sequence[FunctionDefinition]) -> None:
-        self.runtime.check_tools(tools)
-
-    def check_response_format(
-        self, response_format: Mapping[str, Any], *, validated: bool = True
-    ) -> None:
-        self.runtime.check_response_format(response_format, validated=validated)
 
     # -- the window ---------------------------------------------------------------------------
 

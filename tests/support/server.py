@@ -1,11 +1,19 @@
 """What the `agentkit serve` tests share: the SDK clients pointed at a server, the Workers AI
-endpoint's URL, reading an event stream, and test runtimes that hang or call a calculator."""
+endpoint's URL, reading an event stream, test runtimes that hang or call a calculator, and the
+command run in a process of its own."""
 
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
+import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -28,6 +36,7 @@ from agentkit.model_api import DEFAULT_MODEL
 from agentkit.server.background import BackgroundServer
 
 from support.helpers import ACCOUNT, cloudflare_sdk, openai_sdk
+from support.mcp_helpers import free_port
 
 TOKEN = "test-token-123"
 # Plain JSON, as a user writes it for either SDK (whose TypedDicts for it differ).
@@ -148,3 +157,29 @@ class Calculator:
         if request.messages[-1].role == "tool":
             return f"It is {request.messages[-1].content}."
         return ScriptedRuntime.call("calculate", expression="37 * 41")
+
+
+@contextmanager
+def serve_process(options: list[str], log: Path, env: Mapping[str, str]) -> Iterator[str]:
+    """`agentkit serve` with `options` in a process of its own, on a free loopback port: its
+    URL, once it accepts connections. At the end it is interrupted, as Ctrl-C would, and must
+    exit with status 0 (shutting down flushes what it exports). Its output goes to `log`."""
+    port = free_port()
+    command = [sys.executable, "-m", "agentkit.cli", "serve", "--port", str(port), *options]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "agentkit serve did not start"
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGINT)
+        status = process.wait(timeout=30)
+    assert status == 0, log.read_text()
