@@ -161,15 +161,14 @@ async def test_failures_outside_the_window_do_not_open_the_breaker(
     clock = Clock()
     primary.reply = lambda seen: failure(503, 0, "unavailable")
     runtime = Fallback(
-        runtimes(primary, secondary), failures=2, window=10, clock=clock, retry_wait=0.1
+        runtimes(primary, secondary), failures=2, window=10, clock=clock, retry_wait=0.1, owns=True
     )
-    for _ in range(3):
-        await runtime.generate(REQUEST)
-        clock.now += 11
+    async with runtime:
+        for _ in range(3):
+            await runtime.generate(REQUEST)
+            clock.now += 11
     assert runtime.breakers["workers-ai:@cf/meta/llama-3.1-8b-instruct"].state == "closed"
     assert len(primary.requests) == 3
-    for member in runtime.members:
-        await member.runtime.aclose()
 
 
 async def test_a_stream_cut_after_its_first_chunk_is_not_replayed(
@@ -296,6 +295,15 @@ async def test_an_agent_run_records_which_runtime_answered_each_step(
     assert len(chats) == 2
     assert {(s.attributes or {})["agentkit.response.runtime"] for s in chats} == {
         "openai:backup-model"
+    }
+    # The provider is the one that answered; the primary's failure is an event on the span.
+    assert {(s.attributes or {})["gen_ai.provider.name"] for s in chats} == {"openai"}
+    fell = [e for s in chats for e in s.events if e.name == "agentkit.fallback"]
+    assert len(fell) == 2
+    assert dict(fell[0].attributes or {}) == {
+        "agentkit.fallback.from": "workers-ai:@cf/meta/llama-3.1-8b-instruct",
+        "error.type": "ServerError",
+        "http.response.status_code": 503,
     }
 
     # Streamed, the first chunk says it.

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 import anyio
 
+from agentkit import telemetry
 from agentkit.errors import ModelConnectionError, ModelTimeout, TransportError, UserError
 from agentkit.model_api import FunctionDefinition, Generation, ModelRequest, StreamChunk
 from agentkit.runtimes._wrapping import close_chunks, waits_until
@@ -310,6 +311,7 @@ class Fallback(Runtime):
             raise error
         member.breaker.failed(admission)
         log.warning("%s failed, trying the next runtime: %s", member.label, error)
+        telemetry.fell_over(member.label, error)
         return member.label, error
 
     def _exhausted(self, errors: list[tuple[str, Exception]]) -> Exception:

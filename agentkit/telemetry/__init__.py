@@ -160,6 +160,14 @@ def http_retry(url: str, retry: int, error: BaseException, delay: float) -> None
         tracing.http_retry(url, retry, error, delay)
 
 
+def fell_over(runtime: str, error: BaseException) -> None:
+    """Note on the current span that `runtime` failed with `error` and the next one is tried
+    (`agentkit.runtimes.Fallback`)."""
+    tracing = active()
+    if tracing is not None:
+        tracing.fell_over(runtime, error)
+
+
 class ServerSpans:
     """ASGI middleware: each HTTP request a server span, continuing the caller's W3C trace
     context (`traceparent`), when telemetry is on."""

@@ -21,6 +21,7 @@ from agentkit.telemetry._conventions import (
     OUTPUT_MESSAGES,
     OUTPUT_TOKENS,
     PROVIDER,
+    PROVIDERS,
     REQUEST_MODEL,
     SAMPLING,
     TOKEN_TYPE,
@@ -69,6 +70,9 @@ class _Chat:
             span.set_attribute(FINISH_REASONS, [reason])
         if generation.runtime is not None:
             span.set_attribute(ANSWERED_BY, generation.runtime)
+            # The provider is the one that answered, not the wrapper that chose it.
+            name = generation.runtime.partition(":")[0].partition("#")[0]
+            span.set_attribute(PROVIDER, PROVIDERS.get(name, name))
         span.set_attributes(
             {INPUT_TOKENS: usage.prompt_tokens, OUTPUT_TOKENS: usage.completion_tokens}
         )

@@ -21,6 +21,8 @@ from agentkit.telemetry._conventions import (
     AGENT_NAME,
     COST,
     ERROR_TYPE,
+    FALLBACK_EVENT,
+    FALLBACK_FROM,
     GUARDRAIL_EVENT,
     GUARDRAIL_KIND,
     GUARDRAIL_NAME,
@@ -95,6 +97,16 @@ class Tracing(Instruments):
         if isinstance(status, int):
             attributes[STATUS_CODE] = status
         span.add_event(RETRY_EVENT, attributes)
+
+    def fell_over(self, runtime: str, error: BaseException) -> None:
+        span = trace.get_current_span()
+        if not span.is_recording():
+            return
+        attributes: dict[str, Any] = {FALLBACK_FROM: runtime, ERROR_TYPE: error_type(error)}
+        status = getattr(error, "status", None)
+        if isinstance(status, int):
+            attributes[STATUS_CODE] = status
+        span.add_event(FALLBACK_EVENT, attributes)
 
     async def serve(self, app: Any, scope: Any, receive: Any, send: Any) -> None:
         """Run an ASGI request under a server span that continues the client's trace."""
