@@ -20,10 +20,12 @@ from agentkit import (
     ModelConnectionError,
     ModelRequest,
     RateLimited,
+    RunState,
     ScriptedRuntime,
     StreamInterrupted,
     UnsupportedFeature,
     UserError,
+    tool,
 )
 from agentkit.events import RunFinished
 from agentkit.runtimes import Capabilities, CircuitBreaker, OpenAICompatible, Profile, WorkersAI
@@ -423,3 +425,27 @@ async def test_a_nested_fallback_keeps_the_inner_choice() -> None:
     outer = Fallback([inner, ScriptedRuntime([])])
     generation = await outer.generate(REQUEST)
     assert generation.runtime == "scripted"
+
+
+async def test_a_paused_run_keeps_which_runtime_answered() -> None:
+    @tool(requires_approval=True)
+    def delete(path: str) -> str:
+        """Delete a file.
+
+        Args:
+            path: The file.
+        """
+        return f"deleted {path}"
+
+    def down(request: ModelRequest) -> str:
+        raise ModelConnectionError("could not reach it", retryable=True)
+
+    backup = ScriptedRuntime([ScriptedRuntime.call("delete", path="a.txt"), "done"])
+    agent = Agent(Fallback([FunctionRuntime(down), backup]), tools=[delete])
+    paused = await agent.run("Delete a.txt")
+    assert paused.stop_reason == "approval"
+    assert paused.state is not None
+    state = RunState.from_json(paused.state.to_json())
+    result = await agent.resume(state, approve=[paused.pending[0].id])
+    assert result.output == "done"
+    assert result.step_runtimes == {1: "scripted", 2: "scripted"}
