@@ -72,6 +72,7 @@ class CircuitBreaker:
         window: seconds over which failures are counted (> 0).
         cooldown: seconds it stays open before a probe (>= 0).
         clock: seconds from a monotonic clock (tests pass a fake one).
+        name: what it guards, for its log lines.
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class CircuitBreaker:
         window: float = 60.0,
         cooldown: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        name: str = "a runtime",
     ) -> None:
         if failures < 1:
             raise UserError(f"failures: must be >= 1 (got {failures})")
@@ -90,6 +92,7 @@ class CircuitBreaker:
         self.failures = failures
         self.window = window
         self.cooldown = cooldown
+        self.name = name
         self._clock = clock
         self._failed: deque[float] = deque()
         self._state: BreakerState = "closed"
@@ -148,7 +151,7 @@ class CircuitBreaker:
         self._state = "open"
         self._opened = now
         self._failed.clear()
-        log.warning("circuit open for %g s after repeated failures", self.cooldown)
+        log.warning("circuit of %s open for %g s after failures", self.name, self.cooldown)
 
 
 @dataclass(frozen=True)
@@ -245,9 +248,10 @@ class Fallback(Runtime):
         if attempt_timeout is not None and not attempt_timeout > 0:
             raise UserError(f"attempt_timeout: must be > 0 seconds (got {attempt_timeout})")
         self.members = [
-            _Member(label, runtime, CircuitBreaker(failures, window, cooldown, clock))
+            _Member(label, runtime, CircuitBreaker(failures, window, cooldown, clock, label))
             for label, runtime in zip(_labels(runtimes), runtimes, strict=True)
         ]
+        """Each runtime, in order, with its label and its breaker."""
         self.on = tuple(on)
         self.retry_wait = retry_wait
         self.attempt_timeout = attempt_timeout

@@ -122,3 +122,13 @@ def kill_when_paused(process: subprocess.Popen[str], tmp_path: Path) -> str:
     where = marker.read_text()
     marker.unlink()
     return where
+
+
+class FakeClock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
