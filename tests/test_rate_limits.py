@@ -128,16 +128,37 @@ async def test_past_its_wait_a_request_fails_naming_the_limit() -> None:
 
 
 async def test_a_retry_after_from_the_service_pauses_every_caller(stamping: Stamping) -> None:
+    # The service asks for a second's pause; the runtime's own policy would sleep it out for
+    # that one request while the others kept sending.
     stamping.replies.append(Reply(status=429, json={"errors": []}, headers={"Retry-After": "1"}))
-    inner = WorkersAI("acc", TOKEN, base_url=stamping.url + "/client/v4", max_retries=0)
+    inner = WorkersAI("acc", TOKEN, base_url=stamping.url + "/client/v4")
     limited = RateLimit(inner, requests_per_minute=1000, owns=True)
-    async with limited:
-        with pytest.raises(RateLimited):
+    answers: list[str] = []
+
+    async def ask(text: str) -> None:
+        answers.append((await limited.generate(request(text))).response)
+
+    async with limited, anyio.create_task_group() as group:
+        group.start_soon(ask, "first")
+        await anyio.sleep(0.3)  # the first has met the 429: the limiter is paused
+        group.start_soon(ask, "second")
+        group.start_soon(ask, "third")
+    assert sorted(answers) == [f"The result is {t}." for t in ("first", "second", "third")]
+    first, *after = stamping.arrivals
+    assert len(after) == 3  # the first again, and the other two: each once
+    assert min(after) - first >= 0.9  # nobody sent during the pause
+
+
+async def test_a_retry_after_past_the_wait_is_raised(stamping: Stamping) -> None:
+    stamping.replies.append(Reply(status=429, json={"errors": []}, headers={"Retry-After": "30"}))
+    inner = WorkersAI("acc", TOKEN, base_url=stamping.url + "/client/v4")
+    async with RateLimit(inner, requests_per_minute=1000, max_wait=5, owns=True) as limited:
+        with pytest.raises(RateLimited) as raised:
             await limited.generate(request())
-        answer = await limited.generate(request())
-    assert answer.response == "The result is hi."
-    first, second = stamping.arrivals
-    assert second - first >= 0.9  # the second caller waited out the service's second
+        assert (raised.value.status, raised.value.retry_after) == (429, 30)
+        with pytest.raises(RateLimited, match="under the service's Retry-After"):
+            await limited.generate(request())  # paused: refused at once, nothing sent
+    assert len(stamping.arrivals) == 1
 
 
 async def test_at_most_max_concurrency_requests_run_at_once() -> None:

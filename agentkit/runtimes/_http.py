@@ -58,7 +58,7 @@ from agentkit.errors import (
     UserError,
     register_secret,
 )
-from agentkit.runtimes._wrapping import WAIT_DEADLINE
+from agentkit.runtimes._wrapping import wait_refused
 from agentkit.wire import workers_ai
 
 log = logging.getLogger("agentkit.http")
@@ -360,8 +360,8 @@ class HTTPClient:
         self, retry: int, error: TransportError, url: str, retry_after: float | None
     ) -> bool:
         delay = self.retry.delay(retry, error, retry_after)
-        if delay is None or anyio.current_time() + delay > WAIT_DEADLINE.get():
-            return False  # not to be retried, or not within a wrapper's deadline
+        if delay is None or wait_refused(delay, asked=retry_after is not None):
+            return False  # not to be retried, or not waited for here (`_wrapping`)
         log.info("retrying %s in %.2f s after: %s", url, delay, error)
         telemetry.http_retry(url, retry, error, delay)
         await self._sleep(delay)

@@ -3,8 +3,10 @@
 A wrapper that has somewhere else to go (`Fallback`) does not want the runtime it tries to
 sleep out a minute-long `Retry-After` first: it sets a deadline, in the event loop's clock, for
 the calls it makes, and a runtime asked to wait past it gives up at once instead, with the error
-that made it wait (`HTTPClient` retries, `RateLimit` queues). A context variable carries it, so
-every wrapper in between passes it on without knowing of it.
+that made it wait (`HTTPClient` retries, `RateLimit` queues). A wrapper that waits for the
+service on behalf of all its callers (`RateLimit`) takes on the waits the service asks for
+(`Retry-After`): the runtime below raises them at once, and the wrapper pauses everyone. Context
+variables carry both, so every wrapper in between passes them on without knowing of them.
 """
 
 from __future__ import annotations
@@ -18,10 +20,38 @@ import anyio
 
 from agentkit.model_api import StreamChunk
 
-__all__ = ["WAIT_DEADLINE", "close_chunks", "waits_until"]
+__all__ = [
+    "SERVICE_WAITS_ABOVE",
+    "WAIT_DEADLINE",
+    "close_chunks",
+    "service_waits_above",
+    "wait_refused",
+    "waits_until",
+]
 
 WAIT_DEADLINE: ContextVar[float] = ContextVar("agentkit_wait_deadline", default=math.inf)
 """The time (`anyio.current_time()`) no wait for a retry or a rate limit may pass."""
+SERVICE_WAITS_ABOVE: ContextVar[bool] = ContextVar("agentkit_service_waits_above", default=False)
+"""Whether a wrapper above waits out what the service asks for (`Retry-After`) itself."""
+
+
+def wait_refused(delay: float, asked: bool) -> bool:
+    """Whether a runtime must raise its error rather than wait `delay` seconds to retry: the
+    wait would pass the deadline, or the service asked for it (`asked`) and a wrapper above
+    takes such waits on itself."""
+    if anyio.current_time() + delay > WAIT_DEADLINE.get():
+        return True
+    return asked and delay > 0 and SERVICE_WAITS_ABOVE.get()
+
+
+@contextmanager
+def service_waits_above() -> Iterator[None]:
+    """Within it, the waits a service asks for are raised to the caller (see the module)."""
+    token = SERVICE_WAITS_ABOVE.set(True)
+    try:
+        yield
+    finally:
+        SERVICE_WAITS_ABOVE.reset(token)
 
 
 @contextmanager

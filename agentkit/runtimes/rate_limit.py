@@ -23,9 +23,10 @@ token plus its `max_tokens` (an answer may use them all). Once the answer report
 the count is corrected to the usage's total: an answer shorter than `max_tokens` gives the
 rest back to the waiting requests.
 
-A `RateLimited` error from the service with a `Retry-After` (one the inner runtime's own
-retries gave up on) pauses the limiter for everyone for that long, not just for the request
-that met it.
+A service's `Retry-After` pauses the limiter for everyone for that long, not just the request
+that met it: the runtime inside raises it at once rather than sleep it out alone, and the
+request goes again after the pause, if that is within its wait (else the service's
+`RateLimited` is raised).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import anyio.lowlevel
 
 from agentkit.errors import RateLimited, UserError
 from agentkit.model_api import Generation, ModelRequest, StreamChunk, Usage
-from agentkit.runtimes._wrapping import WAIT_DEADLINE, close_chunks
+from agentkit.runtimes._wrapping import WAIT_DEADLINE, close_chunks, service_waits_above
 from agentkit.runtimes.base import Runtime, RuntimeWrapper
 
 __all__ = ["RateLimit", "estimate_tokens"]
@@ -214,21 +215,34 @@ class RateLimit(RuntimeWrapper):
             self._changed.set()
             self._changed = None
 
-    async def _acquire(self, tokens: int) -> _Sent:
-        """Wait for room for a request of `tokens`, count it, and return its entry."""
+    def _tokens_of(self, request: ModelRequest) -> int:
+        """The tokens to count for `request` (none without a token limit).
+
+        Raises:
+            UserError: the request could never fit the token limit.
+        """
         budget = self._tokens_allowed
-        if budget is not None and tokens > budget:
+        if budget is None:
+            return 0
+        tokens = estimate_tokens(request)
+        if tokens > budget:
             raise UserError(
                 f"tokens_per_minute: the request may use {tokens} tokens (an estimate of its "
                 f"prompt, and its max_tokens), more than the {budget:g} allowed in "
                 f"{self.window:g} s; lower max_tokens or raise the limit"
             )
+        return tokens
+
+    def _bound(self) -> float:
+        """The longest a request may wait from now: `max_wait`, or a wrapper's shorter bound
+        (in the event loop's clock, where this one's may be another)."""
+        return min(self.max_wait, WAIT_DEADLINE.get() - anyio.current_time())
+
+    async def _acquire(self, tokens: int, bound: float, deadline: float) -> _Sent:
+        """Wait for room for a request of `tokens` until `deadline`, count it, and return its
+        entry."""
         clock = self._clock
         now = clock()
-        # A wrapper's deadline is in the event loop's clock; this one's may be another.
-        outer = WAIT_DEADLINE.get() - anyio.current_time()
-        bound = min(self.max_wait, outer)
-        deadline = now + bound
         ticket = object()
         queue = self._queue
         queue.append(ticket)
@@ -271,45 +285,61 @@ class RateLimit(RuntimeWrapper):
             entry.tokens = usage.total_tokens
         self._notify()
 
-    def _pause(self, error: RateLimited) -> None:
-        """The service asked to wait: nobody sends until then."""
-        if error.status is not None and error.retry_after:
-            self._paused_until = max(self._paused_until, self._clock() + error.retry_after)
-
-    def _cost(self, request: ModelRequest) -> int:
-        return 0 if self._tokens_allowed is None else estimate_tokens(request)
+    def _paused(self, error: RateLimited, deadline: float) -> bool:
+        """The service asked to wait (`Retry-After`): nobody sends until then. Whether the
+        request that met it may go again before its `deadline`."""
+        if error.status is None or not error.retry_after:
+            return False  # this limiter's own refusal, or no wait asked for
+        until = self._clock() + error.retry_after
+        self._paused_until = max(self._paused_until, until)
+        return until <= deadline
 
     # -- the runtime --------------------------------------------------------------------------
 
     async def handle_generate(self, request: ModelRequest) -> Generation:
-        entry = await self._acquire(self._cost(request))
-        usage = None
-        try:
-            generation = await self.runtime.generate(request)
-            usage = generation.usage
-        except RateLimited as exc:
-            self._pause(exc)
-            raise
-        finally:
-            self._done(entry, usage)
-        return generation
+        tokens, bound = self._tokens_of(request), self._bound()
+        deadline = self._clock() + bound
+        while True:
+            entry = await self._acquire(tokens, bound, deadline)
+            usage = None
+            try:
+                with service_waits_above():
+                    generation = await self.runtime.generate(request)
+                usage = generation.usage
+                return generation
+            except RateLimited as exc:
+                if not self._paused(exc, deadline):
+                    raise
+            finally:
+                self._done(entry, usage)
 
     async def handle_stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
-        entry = await self._acquire(self._cost(request))
-        usage = None
-        chunks = None
-        try:
-            chunks = self.runtime.stream(request)
-            async for chunk in chunks:
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                yield chunk
-        except RateLimited as exc:
-            self._pause(exc)
-            raise
-        finally:
-            await close_chunks(chunks)
-            self._done(entry, usage)
+        tokens, bound = self._tokens_of(request), self._bound()
+        deadline = self._clock() + bound
+        while True:
+            entry = await self._acquire(tokens, bound, deadline)
+            usage = None
+            chunks = None
+            began = False
+            try:
+                chunks = self.runtime.stream(request)
+                # Only until the first chunk: a service's 429 comes before any; after it the
+                # consumer's context, which this generator shares, is left as it was.
+                with service_waits_above():
+                    chunk = await anext(chunks, None)
+                while chunk is not None:
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    began = True
+                    yield chunk
+                    chunk = await anext(chunks, None)
+                return
+            except RateLimited as exc:
+                if not self._paused(exc, deadline) or began:
+                    raise  # (begun, the answer is not sent again: its text would repeat)
+            finally:
+                await close_chunks(chunks)
+                self._done(entry, usage)
 
     async def aclose(self) -> None:
         """Close the wrapped runtime if this wrapper owns it (`owns=True`); else nothing."""
