@@ -90,7 +90,9 @@ def test_bad_values_are_named(
     assert main([*base, "--fallback", "nowhere:m"]) == 2
     assert "--fallback: unknown runtime 'nowhere' (got 'nowhere:m')" in capsys.readouterr().err
     assert main([*base, "--rpm", "0"]) == 2
-    assert "--rpm: must be > 0 (got 0)" in capsys.readouterr().err
+    assert "--rpm: must be >= 1 (got 0)" in capsys.readouterr().err
+    assert main([*base, "--tpm", "0.5"]) == 2
+    assert "--tpm: must be >= 1 (got 0.5)" in capsys.readouterr().err
     agents = tmp_path / "agents.py"
     agents.write_text(
         "from agentkit import Agent, ScriptedRuntime\nagent = Agent(ScriptedRuntime([]))\n"

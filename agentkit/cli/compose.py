@@ -62,12 +62,12 @@ def compose_runtime(args: argparse.Namespace, runtime: Runtime) -> Runtime:
     runtime in it: closing it closes them all.
 
     Raises:
-        ConfigurationError: a limit that is not a positive number, or an unknown runtime in
+        ConfigurationError: a limit under one a minute, or an unknown runtime in
             `--fallback` (named with the value given).
     """
     for flag, value in (("--rpm", args.rpm), ("--tpm", args.tpm)):
-        if value is not None and not value > 0:
-            raise ConfigurationError(f"{flag}: must be > 0 (got {value:g})")
+        if value is not None and not value >= 1:  # less allows nothing in a minute
+            raise ConfigurationError(f"{flag}: must be >= 1 (got {value:g})")
     if args.rpm is not None or args.tpm is not None:
         runtime = RateLimit(
             runtime, requests_per_minute=args.rpm, tokens_per_minute=args.tpm, owns=True
