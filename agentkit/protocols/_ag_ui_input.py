@@ -176,9 +176,12 @@ class ClientToolset(Toolset):
     toolset is shared by its runs and stays as it is."""
 
     def __init__(self, base: Toolset, tools: Iterable[Tool]) -> None:
-        super().__init__(tools)
+        super().__init__()
         self.base = base
         """The agent's own toolset."""
+        self.client = {t.name: t for t in tools}
+        """The front end's tools, by name."""
+        self._client_definitions: dict[str, list[FunctionDefinition]] = {}
 
     @property
     def sources(self) -> list[Any]:
@@ -189,14 +192,19 @@ class ClientToolset(Toolset):
         return self.base.running
 
     def get(self, name: str) -> Tool | None:
-        return self.base.get(name) or super().get(name)
+        return self.base.get(name) or self.client.get(name)
 
     def definitions(self, dialect: SchemaDialect = "full") -> list[FunctionDefinition]:
-        return [*self.base.definitions(dialect), *super().definitions(dialect)]
+        own = self._client_definitions.get(dialect)
+        if own is None:
+            own = self._client_definitions[dialect] = [
+                t.definition(dialect) for t in self.client.values()
+            ]
+        return [*self.base.definitions(dialect), *own]
 
     def __iter__(self) -> Iterator[Tool]:
         yield from self.base
-        yield from super().__iter__()
+        yield from self.client.values()
 
     async def __aenter__(self) -> ClientToolset:
         await self.base.__aenter__()

@@ -148,7 +148,7 @@ class AGUIAdapter:
                     for made in stream.translate(event):
                         yield made
         except Exception as exc:
-            for made in stream.end_text():
+            for made in stream.interrupted():
                 yield made
             yield _run_error(exc, run_input.run_id)
 
@@ -190,6 +190,8 @@ class _Translator:
         """The id of the text message being streamed, if one is."""
         self.step_messages: dict[int, str] = {}
         """Each step's assistant message id (its text and its tool calls)."""
+        self.open_step: str | None = None
+        """The name of the step under way, if one is."""
 
     def message_id(self, step: int) -> str:
         return self.step_messages.setdefault(step, _new_id())
@@ -200,7 +202,8 @@ class _Translator:
             return []
         if isinstance(event, StepStarted):
             self.step_messages[event.step] = _new_id()
-            return [StepStartedEvent(step_name=_step_name(event.path, event.step))]
+            self.open_step = _step_name(event.path, event.step)
+            return [StepStartedEvent(step_name=self.open_step)]
         if isinstance(event, TextDelta):
             return self.text(event)
         if isinstance(event, ToolCallStarted):
@@ -216,6 +219,7 @@ class _Translator:
                 )
             ]
         if isinstance(event, StepFinished):
+            self.open_step = None
             return [
                 *self.end_text(),
                 StepFinishedEvent(step_name=_step_name(event.path, event.step)),
@@ -242,6 +246,14 @@ class _Translator:
             return []
         ended, self.open_text = self.open_text, None
         return [TextMessageEndEvent(message_id=ended)]
+
+    def interrupted(self) -> list[BaseEvent]:
+        """What closes the text message and the step a failure cut short."""
+        out = self.end_text()
+        if self.open_step is not None:
+            out.append(StepFinishedEvent(step_name=self.open_step))
+            self.open_step = None
+        return out
 
     def call(self, call: ToolCall, step: int, name: str | None = None) -> list[BaseEvent]:
         return [

@@ -1,0 +1,427 @@
+"""AG-UI (`agentkit.protocols.ag_ui`, `POST /ag-ui`): a run streamed as the protocol's events,
+checked against the `ag-ui-protocol` package's own types; a front end's tools round-tripped;
+failures and bad input; the guards of the routes that run a model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from ag_ui.core import Event, RunAgentInput
+from pydantic import TypeAdapter
+from starlette.testclient import TestClient
+
+from agentkit import Agent, FunctionRuntime, ModelRequest, ScriptedRuntime, tool
+from agentkit.protocols.ag_ui import AGUIAdapter
+from agentkit.server.background import BackgroundServer
+
+EVENTS: TypeAdapter[Any] = TypeAdapter(Event)
+SECRET = "sk-live-0123456789abcdef"
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two numbers.
+
+    Args:
+        a: The first number.
+        b: The second number.
+    """
+    return a + b
+
+
+@tool
+def weather(city: str) -> dict[str, Any]:
+    """The weather in a city.
+
+    Args:
+        city: The city.
+    """
+    return {"city": city, "sky": "clear", "celsius": 21}
+
+
+ASK_USER = {
+    "name": "ask_user",
+    "description": "Ask the person at the screen a yes/no question.",
+    "parameters": {
+        "type": "object",
+        "properties": {"question": {"type": "string", "description": "The question."}},
+        "required": ["question"],
+    },
+}
+
+
+def run_input(*messages: dict[str, Any], tools: list[Any] = (), **more: Any) -> dict[str, Any]:  # type: ignore[assignment]
+    """A RunAgentInput as a front end sends it (camelCase, every field)."""
+    return {
+        "threadId": "thread-1",
+        "runId": more.pop("runId", "run-1"),
+        "messages": list(messages),
+        "tools": list(tools),
+        "state": {},
+        "context": [],
+        "forwardedProps": {},
+        **more,
+    }
+
+
+def user(text: str, id: str = "u1") -> dict[str, Any]:
+    return {"id": id, "role": "user", "content": text}
+
+
+def stream(server: BackgroundServer, body: dict[str, Any]) -> list[Any]:
+    """POST `body` to the server's /ag-ui; each event, validated by the package's own types
+    (no field they do not define), in order."""
+    headers = {"Accept": "text/event-stream"}
+    with httpx.stream(
+        "POST", f"{server.url}/ag-ui", json=body, headers=headers, timeout=30
+    ) as answer:
+        assert answer.status_code == 200, answer.read()
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        text = answer.read().decode()
+    events = []
+    for block in text.strip().split("\n\n"):
+        assert block.startswith("data: "), block  # one `data:` line per event, no names
+        event = EVENTS.validate_python(json.loads(block.removeprefix("data: ")))
+        assert not event.model_extra, event
+        events.append(event)
+    return events
+
+
+def check_order(events: list[Any]) -> None:
+    """The protocol's sequencing rules: the run's first and last events; text messages opened,
+    filled and closed one at a time; each tool call's start, args and end together, before
+    its result; step events paired."""
+    kinds = [e.type.value for e in events]
+    assert kinds[0] == "RUN_STARTED"
+    assert kinds[-1] in ("RUN_FINISHED", "RUN_ERROR")
+    assert kinds.count("RUN_STARTED") == 1 and kinds.count("RUN_FINISHED") <= 1
+    open_text: str | None = None
+    calls: dict[str, str] = {}  # tool call id -> its last event
+    steps: list[str] = []
+    for event in events[1:-1]:
+        kind = event.type.value
+        assert kind not in ("RUN_STARTED", "RUN_FINISHED", "RUN_ERROR"), kinds
+        if kind == "TEXT_MESSAGE_START":
+            assert open_text is None, kinds
+            open_text = event.message_id
+        elif kind in ("TEXT_MESSAGE_CONTENT", "TEXT_MESSAGE_END"):
+            assert event.message_id == open_text, kinds
+            if kind == "TEXT_MESSAGE_END":
+                open_text = None
+        else:
+            assert open_text is None, f"{kind} inside a text message: {kinds}"
+        if kind == "TOOL_CALL_START":
+            assert event.tool_call_id not in calls
+            calls[event.tool_call_id] = kind
+        elif kind in ("TOOL_CALL_ARGS", "TOOL_CALL_END", "TOOL_CALL_RESULT"):
+            before = {"TOOL_CALL_ARGS": "TOOL_CALL_START", "TOOL_CALL_END": "TOOL_CALL_ARGS"}
+            assert calls[event.tool_call_id] == before.get(kind, "TOOL_CALL_END"), kinds
+            calls[event.tool_call_id] = kind
+        if kind == "STEP_STARTED":
+            steps.append(event.step_name)
+        elif kind == "STEP_FINISHED":
+            assert steps.pop() == event.step_name
+    assert open_text is None and not steps
+    assert all(last in ("TOOL_CALL_END", "TOOL_CALL_RESULT") for last in calls.values())
+
+
+def client_messages(earlier: list[dict[str, Any]], events: list[Any]) -> list[dict[str, Any]]:
+    """The conversation as a front end keeps it: `earlier`, then what the events built (an
+    assistant message per message id, holding its text and tool calls; a tool message per
+    result)."""
+    messages = list(earlier)
+    by_id: dict[str, dict[str, Any]] = {}
+    calls: dict[str, dict[str, Any]] = {}
+
+    def assistant(message_id: str) -> dict[str, Any]:
+        if message_id not in by_id:
+            by_id[message_id] = {"id": message_id, "role": "assistant", "content": ""}
+            messages.append(by_id[message_id])
+        return by_id[message_id]
+
+    for event in events:
+        kind = event.type.value
+        if kind == "TEXT_MESSAGE_START":
+            assistant(event.message_id)
+        elif kind == "TEXT_MESSAGE_CONTENT":
+            by_id[event.message_id]["content"] += event.delta
+        elif kind == "TOOL_CALL_START":
+            call = {"id": event.tool_call_id, "type": "function"}
+            call["function"] = {"name": event.tool_call_name, "arguments": ""}
+            assistant(event.parent_message_id).setdefault("toolCalls", []).append(call)
+            calls[event.tool_call_id] = call
+        elif kind == "TOOL_CALL_ARGS":
+            calls[event.tool_call_id]["function"]["arguments"] += event.delta
+        elif kind == "TOOL_CALL_RESULT":
+            messages.append(
+                {
+                    "id": event.message_id,
+                    "role": "tool",
+                    "toolCallId": event.tool_call_id,
+                    "content": event.content,
+                }
+            )
+    return messages
+
+
+def served(serve: Callable[..., BackgroundServer], agent: Agent[Any], **options: Any) -> Any:
+    return serve(agent.runtime, agent=agent, **options)
+
+
+# -- the stream -------------------------------------------------------------------------------
+
+
+def test_parallel_tool_calls_stream_as_valid_events_in_order(
+    serve: Callable[..., BackgroundServer],
+) -> None:
+    model = ScriptedRuntime(
+        [
+            ScriptedRuntime.calls(("add", {"a": 2, "b": 3}), ("weather", {"city": "Paris"})),
+            "2 + 3 = 5, and Paris is clear at 21 °C.",
+        ]
+    )
+    server = served(serve, Agent(model, [add, weather], name="helper"))
+    events = stream(server, run_input(user("Add 2 and 3; and the weather in Paris?")))
+    check_order(events)
+    kinds = [e.type.value for e in events]
+    assert kinds == [
+        "RUN_STARTED",
+        "STEP_STARTED",
+        *["TOOL_CALL_START", "TOOL_CALL_ARGS", "TOOL_CALL_END"] * 2,
+        "TOOL_CALL_RESULT",
+        "TOOL_CALL_RESULT",
+        "STEP_FINISHED",
+        "STEP_STARTED",
+        "TEXT_MESSAGE_START",
+        *["TEXT_MESSAGE_CONTENT"] * (kinds.count("TEXT_MESSAGE_CONTENT")),
+        "TEXT_MESSAGE_END",
+        "STEP_FINISHED",
+        "RUN_FINISHED",
+    ]
+    assert (events[0].thread_id, events[0].run_id) == ("thread-1", "run-1")
+    # Both calls belong to the first step's assistant message, in the model's order.
+    starts = [e for e in events if e.type.value == "TOOL_CALL_START"]
+    assert [e.tool_call_name for e in starts] == ["add", "weather"]
+    assert starts[0].parent_message_id == starts[1].parent_message_id
+    calls = model.requests[1].messages[-3].tool_calls
+    assert [e.tool_call_id for e in starts] == [c.id for c in calls]
+    results = {e.tool_call_id: e.content for e in events if e.type.value == "TOOL_CALL_RESULT"}
+    assert results == {
+        calls[0].id: "5",
+        calls[1].id: '{"city": "Paris", "sky": "clear", "celsius": 21}',
+    }
+    text = "".join(e.delta for e in events if e.type.value == "TEXT_MESSAGE_CONTENT")
+    assert text == "2 + 3 = 5, and Paris is clear at 21 °C."
+    assert events[-1].outcome.type == "success" and events[-1].result == text
+    assert [e.step_name for e in events if e.type.value == "STEP_STARTED"] == [
+        "helper step 1",
+        "helper step 2",
+    ]
+
+
+def test_a_front_end_tool_round_trip(serve: Callable[..., BackgroundServer]) -> None:
+    model = ScriptedRuntime(
+        [
+            ScriptedRuntime.calls(
+                ("add", {"a": 40, "b": 2}),
+                ("ask_user", {"question": "Shall I book 42 seats?"}),
+                text="Checking.",
+            ),
+            "Booked 42 seats, as you agreed.",
+        ]
+    )
+    server = served(serve, Agent(model, [add]))
+    first = [user("Book seats for 40 and 2 more.")]
+    events = stream(server, run_input(*first, tools=[ASK_USER]))
+    check_order(events)
+    # The model was offered the front end's tool beside the agent's own.
+    assert [t.name for t in model.requests[0].tools] == ["add", "ask_user"]
+    # The agent's call ran; the front end's came back to it, last, and ended the run.
+    kinds = [e.type.value for e in events]
+    assert kinds[-4:] == ["TOOL_CALL_START", "TOOL_CALL_ARGS", "TOOL_CALL_END", "RUN_FINISHED"]
+    asked = events[-4]
+    assert asked.tool_call_name == "ask_user"
+    assert json.loads(events[-3].delta) == {"question": "Shall I book 42 seats?"}
+    assert events[-1].outcome.pending_tool_call_ids == [asked.tool_call_id]
+    assert events[-1].result is None
+    assert len(model.requests) == 1
+
+    # The front end answers the call; the run goes on from the conversation.
+    messages = client_messages(first, events)
+    messages.append(
+        {"id": "t2", "role": "tool", "toolCallId": asked.tool_call_id, "content": "yes"}
+    )
+    second = stream(server, run_input(*messages, tools=[ASK_USER], runId="run-2"))
+    check_order(second)
+    text = "".join(e.delta for e in second if e.type.value == "TEXT_MESSAGE_CONTENT")
+    assert text == "Booked 42 seats, as you agreed."
+    assert second[-1].type.value == "RUN_FINISHED" and second[-1].run_id == "run-2"
+    sent = model.requests[1].messages
+    assert [(m.role, m.content) for m in sent] == [
+        ("user", "Book seats for 40 and 2 more."),
+        ("assistant", "Checking."),
+        ("tool", "42"),
+        ("tool", "yes"),
+    ]
+    assert [c.name for c in sent[1].tool_calls] == ["add", "ask_user"]
+    assert (sent[3].tool_call_id, sent[3].name) == (asked.tool_call_id, "ask_user")
+    model.assert_complete()
+
+
+# -- failures ---------------------------------------------------------------------------------
+
+
+def test_a_failing_model_ends_the_stream_with_run_error_without_its_secret(
+    serve: Callable[..., BackgroundServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(request: ModelRequest) -> str:
+        raise RuntimeError(f"upstream refused key {SECRET}")
+
+    server = served(serve, Agent(FunctionRuntime(broken)))
+    events = stream(server, run_input(user("hi")))
+    check_order(events)
+    error = events[-1]
+    assert error.type.value == "RUN_ERROR"
+    assert error.code == "internal_error"
+    assert error.message == "the run failed: the server's log has the detail (run run-1)"
+    assert SECRET not in json.dumps([e.model_dump(mode="json") for e in events])
+
+
+def test_a_run_past_its_limit_ends_with_run_error_naming_it(
+    serve: Callable[..., BackgroundServer],
+) -> None:
+    model = FunctionRuntime(
+        lambda request: ScriptedRuntime.call("add", a=1, b=len(request.messages))
+    )
+    server = served(serve, Agent(model, [add], max_steps=2))
+    events = stream(server, run_input(user("Add forever.")))
+    check_order(events)
+    assert events[-1].type.value == "RUN_ERROR"
+    assert events[-1].code == "MaxStepsExceeded"
+    assert "2" in events[-1].message
+
+
+def test_a_tool_of_the_agent_waiting_for_approval_is_refused(
+    serve: Callable[..., BackgroundServer],
+) -> None:
+    @tool(requires_approval=True)
+    def delete_file(path: str) -> str:
+        """Delete a file.
+
+        Args:
+            path: The file.
+        """
+        return "deleted"
+
+    model = ScriptedRuntime([ScriptedRuntime.call("delete_file", path="/tmp/x")])
+    events = stream(served(serve, Agent(model, [delete_file])), run_input(user("Delete it.")))
+    check_order(events)
+    assert events[-1].type.value == "RUN_ERROR"
+    assert events[-1].code == "approval_required"
+    assert "delete_file" in events[-1].message
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"runId": "r", "messages": []}, "threadId: Field required"),
+        (
+            run_input({"id": "u1", "role": "user", "content": 7}),
+            "messages[0].content",
+        ),
+        (
+            run_input(
+                {
+                    "id": "u1",
+                    "role": "user",
+                    "content": [{"type": "image", "source": {"type": "url", "value": "x"}}],
+                }
+            ),
+            "messages[0].content[0]: only text parts are supported (got 'image')",
+        ),
+        (
+            run_input(user("hi"), {"id": "t", "role": "tool", "toolCallId": "c9", "content": "1"}),
+            "messages[1].toolCallId: answers no tool call of an earlier assistant message "
+            "(got 'c9')",
+        ),
+        (run_input(), "messages: must end with a user message or a tool result (got none)"),
+        (
+            run_input(user("hi"), tools=[{**ASK_USER, "name": "add"}]),
+            "tools[0].name: 'add' is the name of the agent's own tools",
+        ),
+        (
+            run_input(user("hi"), tools=[{"name": "x", "description": "y", "parameters": 3}]),
+            "tools[0]: tool 'x'",
+        ),
+    ],
+)
+def test_bad_input_gets_a_400_naming_the_field(
+    client: Callable[..., TestClient], body: dict[str, Any], expected: str
+) -> None:
+    model = ScriptedRuntime(["never"])
+    app = client(model, agent=Agent(model, [add]))
+    answer = app.post("/ag-ui", json=body)
+    assert answer.status_code == 400, answer.text
+    messages = " ".join(e["message"] for e in answer.json()["errors"])
+    assert expected in messages
+    assert model.requests == []
+
+
+def test_parse_names_the_fields_as_the_wire_spells_them() -> None:
+    adapter = AGUIAdapter(Agent(ScriptedRuntime()))
+    parsed = adapter.parse(run_input(user("hi")))
+    assert isinstance(parsed, RunAgentInput)
+    with pytest.raises(Exception, match=r"runId: Field required") as caught:
+        adapter.parse({"threadId": "t", "messages": []})
+    assert type(caught.value).__name__ == "RequestValidationError"
+
+
+# -- the guards -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Origin": "http://evil.example:8787"}, 403),
+        ({"Host": "evil.example:8787"}, 403),
+        ({"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"}, 403),
+        ({"Content-Type": "text/plain"}, 415),
+    ],
+)
+def test_a_cross_site_request_is_refused_before_the_model_runs(
+    client: Callable[..., TestClient], headers: dict[str, str], status: int
+) -> None:
+    model = ScriptedRuntime(["never"])
+    app = client(model, agent=Agent(model))
+    body = json.dumps(run_input(user("hi")))
+    answer = app.post(
+        "/ag-ui", content=body, headers={"Content-Type": "application/json", **headers}
+    )
+    assert answer.status_code == status, answer.text
+    assert model.requests == []
+
+
+def test_the_token_is_required_when_the_server_has_one(client: Callable[..., TestClient]) -> None:
+    model = ScriptedRuntime(["Hello."])
+    app = client(model, agent=Agent(model), api_token="s3cret-token")
+    assert app.post("/ag-ui", json=run_input(user("hi"))).status_code == 401
+    with_token = {"Authorization": "Bearer s3cret-token"}
+    answer = app.post("/ag-ui", json=run_input(user("hi")), headers=with_token)
+    assert answer.status_code == 200
+    assert '"type":"RUN_FINISHED"' in answer.text
+
+
+def test_a_body_past_the_limit_is_refused(client: Callable[..., TestClient]) -> None:
+    model = ScriptedRuntime(["never"])
+    app = client(model, agent=Agent(model), max_body=1000)
+    answer = app.post("/ag-ui", json=run_input(user("x" * 2000)))
+    assert answer.status_code == 413
+    assert model.requests == []
+
+
+def test_without_an_agent_there_is_no_ag_ui_route(client: Callable[..., TestClient]) -> None:
+    assert client(ScriptedRuntime()).post("/ag-ui", json=run_input(user("hi"))).status_code == 404
