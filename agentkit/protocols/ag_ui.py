@@ -117,20 +117,24 @@ class AGUIAdapter:
         self.deps = deps
 
     def parse(self, body: Mapping[str, Any]) -> RunAgentInput:
-        """A request's JSON body as the protocol's run input.
+        """A request's JSON body as the protocol's run input, checked as a run will take it:
+        its conversation and the tools its front end offers.
 
         Raises:
             RequestValidationError: naming each failing field as the wire spells it
                 (`threadId`, `messages[0].content`) and the value given.
         """
-        return parse_run_input(body)
+        run_input = parse_run_input(body)
+        conversation(run_input)
+        client_tools(run_input, self.agent.toolset, self.agent.runtime)
+        return run_input
 
     async def events(self, run_input: RunAgentInput) -> AsyncGenerator[BaseEvent, None]:
         """The run of `run_input`, as AG-UI events; the last is `RUN_FINISHED` or `RUN_ERROR`.
 
         Raises:
-            RequestValidationError: before the first event, when the conversation or the
-                offered tools cannot make a run (each problem named by its field).
+            RequestValidationError: before the first event, for a run input `parse` did not
+                check, whose conversation or offered tools cannot make a run.
         """
         agent = self.agent
         messages = conversation(run_input)
