@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from ag_ui.core import Event, RunAgentInput
@@ -17,6 +18,8 @@ from starlette.testclient import TestClient
 from agentkit import Agent, FunctionRuntime, ModelRequest, ScriptedRuntime, tool
 from agentkit.protocols.ag_ui import AGUIAdapter
 from agentkit.server.background import BackgroundServer
+
+from support.server import HangingRuntime
 
 EVENTS: TypeAdapter[Any] = TypeAdapter(Event)
 SECRET = "sk-live-0123456789abcdef"
@@ -270,6 +273,81 @@ def test_a_front_end_tool_round_trip(serve: Callable[..., BackgroundServer]) -> 
     assert [c.name for c in sent[1].tool_calls] == ["add", "ask_user"]
     assert (sent[3].tool_call_id, sent[3].name) == (asked.tool_call_id, "ask_user")
     model.assert_complete()
+
+
+def test_two_front_ends_at_once_each_offer_their_own_tools() -> None:
+    """The agent is shared; the tools a request offers belong to its run alone."""
+
+    def model(request: ModelRequest) -> str:
+        return ", ".join(t.name for t in request.tools)
+
+    agent = Agent(FunctionRuntime(model), [add])
+    adapter = AGUIAdapter(agent)
+    seen: dict[str, str] = {}
+
+    async def one(name: str) -> None:
+        offered = {**ASK_USER, "name": name}
+        parsed = adapter.parse(run_input(user("Which tools?"), tools=[offered], runId=name))
+        events = [e async for e in adapter.events(parsed)]
+        seen[name] = "".join(e.delta for e in events if e.type.value == "TEXT_MESSAGE_CONTENT")
+
+    async def both() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, "pick_colour")
+            tg.start_soon(one, "pick_date")
+
+    anyio.run(both)
+    assert seen == {"pick_colour": "add, pick_colour", "pick_date": "add, pick_date"}
+    assert agent.toolset.names == ["add"]
+
+
+def test_a_handoff_is_a_custom_event_and_a_sub_agent_stays_inside_its_call() -> None:
+    billing = Agent(
+        ScriptedRuntime([ScriptedRuntime.call("add", a=10, b=2), "Order 7 cost 12."]),
+        [add],
+        name="billing",
+    )
+    desk = Agent(
+        ScriptedRuntime([ScriptedRuntime.call("billing", input="Order 7?"), "It cost 12."]),
+        [billing.as_tool(description="Answers billing questions.")],
+        name="desk",
+    )
+    triage = Agent(
+        ScriptedRuntime([ScriptedRuntime.call("transfer_to_desk")]), name="triage", handoffs=[desk]
+    )
+    adapter = AGUIAdapter(triage)
+
+    async def collect() -> list[Any]:
+        return [e async for e in adapter.events(adapter.parse(run_input(user("Order 7?"))))]
+
+    events = anyio.run(collect)
+    check_order(events)
+    handoffs = [e.value for e in events if e.type.value == "CUSTOM"]
+    assert handoffs == [{"source": "triage", "target": "desk", "back": False}]
+    # The sub-agent's own call (add) is not streamed: its answer is its call's result.
+    names = [e.tool_call_name for e in events if e.type.value == "TOOL_CALL_START"]
+    assert names == ["transfer_to_desk", "billing"]
+    results = [e.content for e in events if e.type.value == "TOOL_CALL_RESULT"]
+    assert results[-1] == "Order 7 cost 12."
+    assert events[-1].result == "It cost 12."
+
+
+def test_a_client_leaving_cancels_the_run(serve: Callable[..., BackgroundServer]) -> None:
+    model = HangingRuntime()
+    server = served(serve, Agent(model))
+    with httpx.stream("POST", f"{server.url}/ag-ui", json=run_input(user("hi"))) as answer:
+        lines = (line for line in answer.iter_lines() if line)
+        kinds = [json.loads(next(lines).removeprefix("data: "))["type"] for _ in range(4)]
+        assert kinds == [
+            "RUN_STARTED",
+            "STEP_STARTED",
+            "TEXT_MESSAGE_START",
+            "TEXT_MESSAGE_CONTENT",
+        ]
+        assert not model.stopped.is_set()
+    # Leaving the block closes the connection mid-stream.
+    assert model.stopped.wait(10), "the model's stream was not closed"
+    assert not model.release.is_set()
 
 
 # -- failures ---------------------------------------------------------------------------------
