@@ -5,7 +5,7 @@ failures and bad input; the guards of the routes that run a model."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -19,21 +19,11 @@ from agentkit import Agent, FunctionRuntime, ModelRequest, ScriptedRuntime, tool
 from agentkit.protocols.ag_ui import AGUIAdapter
 from agentkit.server.background import BackgroundServer
 
+from support.helpers import add
 from support.server import HangingRuntime
 
 EVENTS: TypeAdapter[Any] = TypeAdapter(Event)
 SECRET = "sk-live-0123456789abcdef"
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two numbers.
-
-    Args:
-        a: The first number.
-        b: The second number.
-    """
-    return a + b
 
 
 @tool
@@ -57,7 +47,7 @@ ASK_USER = {
 }
 
 
-def run_input(*messages: dict[str, Any], tools: list[Any] = (), **more: Any) -> dict[str, Any]:  # type: ignore[assignment]
+def run_input(*messages: dict[str, Any], tools: Sequence[Any] = (), **more: Any) -> dict[str, Any]:
     """A RunAgentInput as a front end sends it (camelCase, every field)."""
     return {
         "threadId": "thread-1",
@@ -92,6 +82,11 @@ def stream(server: BackgroundServer, body: dict[str, Any]) -> list[Any]:
         assert not event.model_extra, event
         events.append(event)
     return events
+
+
+def said(events: list[Any]) -> str:
+    """The text of the events' text messages."""
+    return "".join(e.delta for e in events if e.type.value == "TEXT_MESSAGE_CONTENT")
 
 
 def check_order(events: list[Any]) -> None:
@@ -217,7 +212,7 @@ def test_parallel_tool_calls_stream_as_valid_events_in_order(
         calls[0].id: "5",
         calls[1].id: '{"city": "Paris", "sky": "clear", "celsius": 21}',
     }
-    text = "".join(e.delta for e in events if e.type.value == "TEXT_MESSAGE_CONTENT")
+    text = said(events)
     assert text == "2 + 3 = 5, and Paris is clear at 21 °C."
     assert events[-1].outcome.type == "success" and events[-1].result == text
     assert [e.step_name for e in events if e.type.value == "STEP_STARTED"] == [
@@ -260,7 +255,7 @@ def test_a_front_end_tool_round_trip(serve: Callable[..., BackgroundServer]) -> 
     )
     second = stream(server, run_input(*messages, tools=[ASK_USER], runId="run-2"))
     check_order(second)
-    text = "".join(e.delta for e in second if e.type.value == "TEXT_MESSAGE_CONTENT")
+    text = said(second)
     assert text == "Booked 42 seats, as you agreed."
     assert second[-1].type.value == "RUN_FINISHED" and second[-1].run_id == "run-2"
     sent = model.requests[1].messages
@@ -289,7 +284,7 @@ def test_two_front_ends_at_once_each_offer_their_own_tools() -> None:
         offered = {**ASK_USER, "name": name}
         parsed = adapter.parse(run_input(user("Which tools?"), tools=[offered], runId=name))
         events = [e async for e in adapter.events(parsed)]
-        seen[name] = "".join(e.delta for e in events if e.type.value == "TEXT_MESSAGE_CONTENT")
+        seen[name] = said(events)
 
     async def both() -> None:
         async with anyio.create_task_group() as tg:
