@@ -11,7 +11,7 @@ RUN_STARTED
   STEP_STARTED  TEXT_MESSAGE_START CONTENT* END                     the model's text
                 (TOOL_CALL_START ARGS END)*  TOOL_CALL_RESULT*       the agent's own tools
   STEP_FINISHED ...
-  (TOOL_CALL_START ARGS END)*                                       the front end's tools
+  (TOOL_CALL_START ARGS END)*                 the front end's tools, or calls awaiting approval
 RUN_FINISHED | RUN_ERROR
 ```
 
@@ -19,6 +19,9 @@ The text and the tool calls of one step share one message id (the assistant mess
 holds them). A call of a front end's tool ends the run: its `TOOL_CALL_*` events come last,
 and `RUN_FINISHED` names it in `outcome.pendingToolCallIds`; the front end runs it and sends
 the result as a `tool` message in its next request, which goes on from the conversation. A
+call of the agent's own tool that waits for a person's approval ends the run with an
+interrupt (`outcome.interrupts`, one per call); the next request's `resume` entries decide
+them and the run goes on from where it stopped (`agentkit.protocols._ag_ui_interrupts`). A
 failed run ends with `RUN_ERROR`: agentkit's own errors with their message (they never hold
 secrets), anything else with a generic one (the detail is logged).
 """
@@ -45,6 +48,7 @@ from agentkit.agent.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
+from agentkit.agent.journaled import resumed
 from agentkit.errors import AgentKitError, ConfigurationError
 from agentkit.model_api import ToolCall
 
@@ -55,6 +59,7 @@ try:
         RunAgentInput,
         RunErrorEvent,
         RunFinishedEvent,
+        RunFinishedInterruptOutcome,
         RunFinishedSuccessOutcome,
         RunStartedEvent,
         StepFinishedEvent,
@@ -80,8 +85,9 @@ from agentkit.protocols._ag_ui_input import (
     conversation,
     parse_run_input,
 )
+from agentkit.protocols._ag_ui_interrupts import PausedRuns
 
-__all__ = ["MEDIA_TYPE", "AGUIAdapter"]
+__all__ = ["MEDIA_TYPE", "AGUIAdapter", "PausedRuns"]
 
 log = logging.getLogger("agentkit.protocols.ag_ui")
 
@@ -108,24 +114,35 @@ class AGUIAdapter:
             entered (`async with agent:`) for as long as requests come.
         deps: makes a run's dependencies (`RunContext.deps`) from its run input, e.g. from
             its `state` or `forwarded_props`; without it a run has none.
+        paused: where runs waiting for approval are kept until a request resumes them (by
+            default at most 64, for 30 minutes each).
     """
 
     def __init__(
-        self, agent: Agent[Any], *, deps: Callable[[RunAgentInput], Any] | None = None
+        self,
+        agent: Agent[Any],
+        *,
+        deps: Callable[[RunAgentInput], Any] | None = None,
+        paused: PausedRuns | None = None,
     ) -> None:
         self.agent = agent
         self.deps = deps
+        self.paused = paused if paused is not None else PausedRuns()
 
     def parse(self, body: Mapping[str, Any]) -> RunAgentInput:
         """A request's JSON body as the protocol's run input, checked as a run will take it:
-        its conversation and the tools its front end offers.
+        its conversation (or, for a run that resumes, its decisions) and the tools its front
+        end offers.
 
         Raises:
             RequestValidationError: naming each failing field as the wire spells it
                 (`threadId`, `messages[0].content`) and the value given.
         """
         run_input = parse_run_input(body)
-        conversation(run_input)
+        if run_input.resume:
+            self.paused.decide(run_input.resume, take=False)
+        else:
+            conversation(run_input)
         client_tools(run_input, self.agent.toolset, self.agent.runtime)
         return run_input
 
@@ -137,14 +154,22 @@ class AGUIAdapter:
                 check, whose conversation or offered tools cannot make a run.
         """
         agent = self.agent
-        messages = conversation(run_input)
         offered = client_tools(run_input, agent.toolset, agent.runtime)
         deps = self.deps(run_input) if self.deps is not None else None
-        run = agent.start(messages, deps=deps)
+        announced: set[str] = set()
+        if run_input.resume:
+            # The run goes on from its state; the conversation sent with it is the front
+            # end's copy of the same.
+            state, approve, deny = self.paused.decide(run_input.resume, take=True)
+            run = await resumed(agent, state, approve, deny, None, deps)
+            announced = {call.id for call in state.pending}
+        else:
+            run = agent.start(conversation(run_input), deps=deps)
         if offered:
             # The run's own setup, not the agent's: other runs of the agent never see them.
             run.setup = replace(run.setup, toolset=ClientToolset(run.setup.toolset, offered))
-        stream = _Translator(run_input, {t.name: t.original_name for t in offered})
+        names = {t.name: t.original_name for t in offered}
+        stream = _Translator(run_input, names, self.paused, announced)
         yield RunStartedEvent(thread_id=run_input.thread_id, run_id=run_input.run_id)
         try:
             async with aclosing(run.events()) as events:
@@ -185,11 +210,21 @@ def _run_error(exc: Exception, run_id: str) -> RunErrorEvent:
 class _Translator:
     """agentkit events to AG-UI events, for one run."""
 
-    def __init__(self, run_input: RunAgentInput, client_names: dict[str, str]) -> None:
+    def __init__(
+        self,
+        run_input: RunAgentInput,
+        client_names: dict[str, str],
+        paused: PausedRuns,
+        announced: set[str],
+    ) -> None:
         self.thread_id = run_input.thread_id
         self.run_id = run_input.run_id
         self.client_names = client_names
         """The front end's tools: the name the model sees -> the name the front end gave."""
+        self.paused = paused
+        self.announced = announced
+        """Calls the front end has seen made (in the run that paused): only their results
+        are sent."""
         self.open_text: str | None = None
         """The id of the text message being streamed, if one is."""
         self.step_messages: dict[int, str] = {}
@@ -211,6 +246,8 @@ class _Translator:
         if isinstance(event, TextDelta):
             return self.text(event)
         if isinstance(event, ToolCallStarted):
+            if event.call.id in self.announced:
+                return self.end_text()
             return [*self.end_text(), *self.call(event.call, event.step)]
         if isinstance(event, ToolCallFinished):
             record = event.record
@@ -223,6 +260,8 @@ class _Translator:
                 )
             ]
         if isinstance(event, StepFinished):
+            if self.open_step is None:
+                return self.end_text()  # the step a resumed run finishes began in another
             self.open_step = None
             return [
                 *self.end_text(),
@@ -288,19 +327,28 @@ class _Translator:
                     usage=usage,
                 )
             ]
-        asking = [p.name for p in result.pending if p.name not in self.client_names]
-        if asking:
-            return [
-                RunErrorEvent(
-                    message=f"calls of {', '.join(sorted(set(asking)))} wait for approval, "
-                    "which an AG-UI request cannot give",
-                    code="approval_required",
-                )
-            ]
+        asking = sorted({p.name for p in result.pending if p.name not in self.client_names})
         out: list[BaseEvent] = []
         for pending in result.pending:
             call = ToolCall(id=pending.id, name=pending.name, arguments=pending.arguments)
-            out += self.call(call, pending.step, self.client_names[pending.name])
+            out += self.call(call, pending.step, self.client_names.get(pending.name))
+        if asking and any(p.name in self.client_names for p in result.pending):
+            return [
+                RunErrorEvent(
+                    message=f"calls of {', '.join(asking)} wait for approval in the step that "
+                    "calls the front end's tools; an AG-UI run cannot stop for both at once",
+                    code="approval_required",
+                )
+            ]
+        if asking:
+            assert result.state is not None  # a run paused for approval has its state
+            interrupted = RunFinishedInterruptOutcome(interrupts=self.paused.put(result.state))
+            return [
+                *out,
+                RunFinishedEvent(
+                    thread_id=self.thread_id, run_id=self.run_id, outcome=interrupted, usage=usage
+                ),
+            ]
         outcome = RunFinishedSuccessOutcome(pending_tool_call_ids=[p.id for p in result.pending])
         out.append(
             RunFinishedEvent(
