@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,6 +17,7 @@ from pydantic import TypeAdapter
 from starlette.testclient import TestClient
 
 from agentkit import Agent, FunctionRuntime, ModelRequest, ScriptedRuntime, tool
+from agentkit.cli import main as cli_main
 from agentkit.errors import RequestValidationError
 from agentkit.protocols.ag_ui import AGUIAdapter, PausedRuns
 from agentkit.server.background import BackgroundServer
@@ -610,6 +612,25 @@ def test_a_body_past_the_limit_is_refused(client: Callable[..., TestClient]) -> 
     answer = app.post("/ag-ui", json=run_input(user("x" * 2000)))
     assert answer.status_code == 413
     assert model.requests == []
+
+
+def test_serve_agents_offers_the_files_agent_over_ag_ui(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "agents.py"
+    path.write_text(
+        "from agentkit import Agent, ScriptedRuntime\n"
+        "agent = Agent(ScriptedRuntime(['Hello from triage.']), name='triage')\n"
+    )
+    apps: list[Any] = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: apps.append(app))
+    assert cli_main(["serve", "--agents", str(path)]) == 0
+    assert "AG-UI:      http://127.0.0.1:8787/ag-ui" in capsys.readouterr().err
+    with TestClient(apps[0], base_url="http://localhost") as app:
+        answer = app.post("/ag-ui", json=run_input(user("Hi")))
+    assert '"delta":"Hello"' in answer.text
+    last = json.loads(answer.text.rstrip().rpartition("data: ")[2])
+    assert (last["type"], last["result"]) == ("RUN_FINISHED", "Hello from triage.")
 
 
 def test_without_an_agent_there_is_no_ag_ui_route(client: Callable[..., TestClient]) -> None:

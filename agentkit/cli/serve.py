@@ -57,8 +57,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--agents",
         metavar="FILE",
-        help="a Python file defining `agent`: the playground's agent, and its runtime the "
-        "served model",
+        help="a Python file defining `agent`: the playground's agent (also served over AG-UI "
+        "at /ag-ui), and its runtime the served model",
     )
     # Unset (None) rather than their defaults, so that `--agents` can tell them given.
     parser.add_argument("--runtime", choices=sorted(RUNTIMES), help="default: local")
@@ -278,6 +278,7 @@ def _serve(args: argparse.Namespace) -> int:
             + (f"  agent:      {agent.name or 'agent'} ({args.agents})\n" if agent else "")
             + f"  API:        http://{shown}:{args.port}/client/v4/accounts/<any>/ai/run/<model>\n"
             f"  playground: http://{shown}:{args.port}/"
+            + (f"\n  AG-UI:      http://{shown}:{args.port}/ag-ui" if agent else "")
             + (f"\n  MCP:        http://{shown}:{args.port}/mcp" if args.mcp else ""),
             file=sys.stderr,
             flush=True,
