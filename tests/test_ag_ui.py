@@ -12,7 +12,14 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from ag_ui.core import Event, ResumeEntry, RunAgentInput
+from ag_ui.core import (
+    Event,
+    ResumeEntry,
+    RunAgentInput,
+    TextMessageContentEvent,
+    ToolCallStartEvent,
+)
+from ag_ui.encoder import EventEncoder
 from pydantic import TypeAdapter
 from starlette.testclient import TestClient
 
@@ -21,6 +28,7 @@ from agentkit.cli import main as cli_main
 from agentkit.errors import RequestValidationError
 from agentkit.protocols.ag_ui import AGUIAdapter, PausedRuns
 from agentkit.server.background import BackgroundServer
+from agentkit.server.sse import data_frame
 
 from support.helpers import add
 from support.server import HangingRuntime
@@ -271,6 +279,18 @@ def test_a_front_end_tool_round_trip(serve: Callable[..., BackgroundServer]) -> 
     assert [c.name for c in sent[1].tool_calls] == ["add", "ask_user"]
     assert (sent[3].tool_call_id, sent[3].name) == (asked.tool_call_id, "ask_user")
     model.assert_complete()
+
+
+def test_the_packages_encoder_and_the_servers_frames_agree_byte_for_byte() -> None:
+    """The stream is written by the protocol package's encoder; the server's own SSE frames
+    would write the same bytes, so either may serve a route."""
+    events = [
+        TextMessageContentEvent(message_id="m1", delta="21 °C — “clear”\n<b>"),
+        ToolCallStartEvent(tool_call_id="c1", tool_call_name="weather", parent_message_id="m1"),
+    ]
+    for event in events:
+        own = data_frame(event.model_dump(mode="json", by_alias=True))
+        assert EventEncoder().encode(event).encode() == own
 
 
 def test_two_front_ends_at_once_each_offer_their_own_tools() -> None:
