@@ -542,7 +542,16 @@ def test_approval_and_a_front_end_tool_in_one_step_end_with_run_error(
         ({"runId": "r", "messages": []}, "threadId: Field required"),
         (
             run_input({"id": "u1", "role": "user", "content": 7}),
-            "messages[0].content",
+            "messages[0].content: Input should be a valid string; or Input should be a valid "
+            "list (got 7)",
+        ),
+        (
+            run_input({"id": "u1", "role": "user", "content": [{"type": "text"}]}),
+            "messages[0].content[0].text: Field required",
+        ),
+        (
+            run_input(user("hi"), resume=[{"interruptId": "k:c", "status": "maybe"}]),
+            "resume[0].status: Input should be 'resolved' or 'cancelled' (got 'maybe')",
         ),
         (
             run_input(

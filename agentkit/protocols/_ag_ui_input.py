@@ -45,27 +45,41 @@ def parse_run_input(body: Mapping[str, Any]) -> RunAgentInput:
     try:
         return RunAgentInput.model_validate(body)
     except ValidationError as exc:
-        errors = [_field_error(body, error) for error in exc.errors()]
+        # A value that fits no member of a union fails once per member: one line per field.
+        found: dict[str, list[str]] = {}
+        shown: dict[str, str] = {}
+        for error in exc.errors():
+            path = _path(body, error["loc"])
+            found.setdefault(path, []).append(error["msg"])
+            if error["type"] != "missing":
+                text = repr(error["input"])
+                shown[path] = f" (got {text[:80]}{'...' if len(text) > 80 else ''})"
+        errors = [
+            FieldError(path, "; or ".join(dict.fromkeys(why)) + shown.get(path, ""))
+            for path, why in found.items()
+        ]
         raise RequestValidationError(errors, _WHAT) from None
 
 
-def _field_error(body: Mapping[str, Any], error: Any) -> FieldError:
+def _path(body: Mapping[str, Any], loc: Sequence[int | str]) -> str:
+    """A pydantic error's location as the body spells it: `messages[0].content`, leaving out
+    the union members pydantic names (a message's role, `str`, `list[...]`)."""
     path = ""
     here: Any = body
-    for part in error["loc"]:
+    tagged: Any = None  # the object whose union tag was passed over (once: a field may share it)
+    for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
             here = here[part] if isinstance(here, list) and part < len(here) else None
-            continue
-        if isinstance(here, Mapping) and part not in here and part in here.values():
-            continue  # the tag of a union (a message's role): not a field of the body
-        path += f".{part}" if path else part
-        here = here.get(part) if isinstance(here, Mapping) else None
-    message = error["msg"]
-    if error["type"] != "missing":
-        shown = repr(error["input"])
-        message += f" (got {shown[:80]}{'...' if len(shown) > 80 else ''})"
-    return FieldError(path, message)
+        elif isinstance(here, Mapping) and part in here:
+            path += f".{part}" if path else part
+            here = here[part]
+        elif isinstance(here, Mapping) and part in here.values() and tagged is not here:
+            tagged = here
+        elif not path or isinstance(here, Mapping):
+            path += f".{part}" if path else part  # a missing field
+            here = None
+    return path
 
 
 def _bad(path: str, message: str) -> RequestValidationError:
