@@ -5,7 +5,7 @@ failures and bad input; the guards of the routes that run a model."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,27 +13,32 @@ import anyio
 import httpx
 import pytest
 from ag_ui.core import (
-    Event,
-    ResumeEntry,
     RunAgentInput,
     TextMessageContentEvent,
     ToolCallStartEvent,
 )
 from ag_ui.encoder import EventEncoder
-from pydantic import TypeAdapter
 from starlette.testclient import TestClient
 
 from agentkit import Agent, FunctionRuntime, ModelRequest, ScriptedRuntime, tool
 from agentkit.cli import main as cli_main
-from agentkit.errors import RequestValidationError
-from agentkit.protocols.ag_ui import AGUIAdapter, PausedRuns
+from agentkit.protocols.ag_ui import AGUIAdapter
 from agentkit.server.background import BackgroundServer
 from agentkit.server.sse import data_frame
 
+from support.ag_ui import (
+    ASK_USER,
+    check_order,
+    client_messages,
+    run_input,
+    said,
+    served,
+    stream,
+    user,
+)
 from support.helpers import add
 from support.server import HangingRuntime
 
-EVENTS: TypeAdapter[Any] = TypeAdapter(Event)
 SECRET = "sk-live-0123456789abcdef"
 
 
@@ -45,140 +50,6 @@ def weather(city: str) -> dict[str, Any]:
         city: The city.
     """
     return {"city": city, "sky": "clear", "celsius": 21}
-
-
-ASK_USER = {
-    "name": "ask_user",
-    "description": "Ask the person at the screen a yes/no question.",
-    "parameters": {
-        "type": "object",
-        "properties": {"question": {"type": "string", "description": "The question."}},
-        "required": ["question"],
-    },
-}
-
-
-def run_input(*messages: dict[str, Any], tools: Sequence[Any] = (), **more: Any) -> dict[str, Any]:
-    """A RunAgentInput as a front end sends it (camelCase, every field)."""
-    return {
-        "threadId": "thread-1",
-        "runId": more.pop("runId", "run-1"),
-        "messages": list(messages),
-        "tools": list(tools),
-        "state": {},
-        "context": [],
-        "forwardedProps": {},
-        **more,
-    }
-
-
-def user(text: str, id: str = "u1") -> dict[str, Any]:
-    return {"id": id, "role": "user", "content": text}
-
-
-def stream(server: BackgroundServer, body: dict[str, Any]) -> list[Any]:
-    """POST `body` to the server's /ag-ui; each event, validated by the package's own types
-    (no field they do not define), in order."""
-    headers = {"Accept": "text/event-stream"}
-    with httpx.stream(
-        "POST", f"{server.url}/ag-ui", json=body, headers=headers, timeout=30
-    ) as answer:
-        assert answer.status_code == 200, answer.read()
-        assert answer.headers["content-type"].startswith("text/event-stream")
-        text = answer.read().decode()
-    events = []
-    for block in text.strip().split("\n\n"):
-        assert block.startswith("data: "), block  # one `data:` line per event, no names
-        event = EVENTS.validate_python(json.loads(block.removeprefix("data: ")))
-        assert not event.model_extra, event
-        events.append(event)
-    return events
-
-
-def said(events: list[Any]) -> str:
-    """The text of the events' text messages."""
-    return "".join(e.delta for e in events if e.type.value == "TEXT_MESSAGE_CONTENT")
-
-
-def check_order(events: list[Any], earlier: Sequence[str] = ()) -> None:
-    """The protocol's sequencing rules: the run's first and last events; text messages opened,
-    filled and closed one at a time; each tool call's start, args and end together, before
-    its result (or made in an `earlier` run); step events paired."""
-    kinds = [e.type.value for e in events]
-    assert kinds[0] == "RUN_STARTED"
-    assert kinds[-1] in ("RUN_FINISHED", "RUN_ERROR")
-    assert kinds.count("RUN_STARTED") == 1 and kinds.count("RUN_FINISHED") <= 1
-    open_text: str | None = None
-    calls = dict.fromkeys(earlier, "TOOL_CALL_END")  # tool call id -> its last event
-    steps: list[str] = []
-    for event in events[1:-1]:
-        kind = event.type.value
-        assert kind not in ("RUN_STARTED", "RUN_FINISHED", "RUN_ERROR"), kinds
-        if kind == "TEXT_MESSAGE_START":
-            assert open_text is None, kinds
-            open_text = event.message_id
-        elif kind in ("TEXT_MESSAGE_CONTENT", "TEXT_MESSAGE_END"):
-            assert event.message_id == open_text, kinds
-            if kind == "TEXT_MESSAGE_END":
-                open_text = None
-        else:
-            assert open_text is None, f"{kind} inside a text message: {kinds}"
-        if kind == "TOOL_CALL_START":
-            assert event.tool_call_id not in calls
-            calls[event.tool_call_id] = kind
-        elif kind in ("TOOL_CALL_ARGS", "TOOL_CALL_END", "TOOL_CALL_RESULT"):
-            before = {"TOOL_CALL_ARGS": "TOOL_CALL_START", "TOOL_CALL_END": "TOOL_CALL_ARGS"}
-            assert calls[event.tool_call_id] == before.get(kind, "TOOL_CALL_END"), kinds
-            calls[event.tool_call_id] = kind
-        if kind == "STEP_STARTED":
-            steps.append(event.step_name)
-        elif kind == "STEP_FINISHED":
-            assert steps.pop() == event.step_name
-    assert open_text is None and not steps
-    assert all(last in ("TOOL_CALL_END", "TOOL_CALL_RESULT") for last in calls.values())
-
-
-def client_messages(earlier: list[dict[str, Any]], events: list[Any]) -> list[dict[str, Any]]:
-    """The conversation as a front end keeps it: `earlier`, then what the events built (an
-    assistant message per message id, holding its text and tool calls; a tool message per
-    result)."""
-    messages = list(earlier)
-    by_id: dict[str, dict[str, Any]] = {}
-    calls: dict[str, dict[str, Any]] = {}
-
-    def assistant(message_id: str) -> dict[str, Any]:
-        if message_id not in by_id:
-            by_id[message_id] = {"id": message_id, "role": "assistant", "content": ""}
-            messages.append(by_id[message_id])
-        return by_id[message_id]
-
-    for event in events:
-        kind = event.type.value
-        if kind == "TEXT_MESSAGE_START":
-            assistant(event.message_id)
-        elif kind == "TEXT_MESSAGE_CONTENT":
-            by_id[event.message_id]["content"] += event.delta
-        elif kind == "TOOL_CALL_START":
-            call = {"id": event.tool_call_id, "type": "function"}
-            call["function"] = {"name": event.tool_call_name, "arguments": ""}
-            assistant(event.parent_message_id).setdefault("toolCalls", []).append(call)
-            calls[event.tool_call_id] = call
-        elif kind == "TOOL_CALL_ARGS":
-            calls[event.tool_call_id]["function"]["arguments"] += event.delta
-        elif kind == "TOOL_CALL_RESULT":
-            messages.append(
-                {
-                    "id": event.message_id,
-                    "role": "tool",
-                    "toolCallId": event.tool_call_id,
-                    "content": event.content,
-                }
-            )
-    return messages
-
-
-def served(serve: Callable[..., BackgroundServer], agent: Agent[Any], **options: Any) -> Any:
-    return serve(agent.runtime, agent=agent, **options)
 
 
 # -- the stream -------------------------------------------------------------------------------
@@ -399,141 +270,6 @@ def test_a_run_past_its_limit_ends_with_run_error_naming_it(
     assert events[-1].type.value == "RUN_ERROR"
     assert events[-1].code == "MaxStepsExceeded"
     assert "2" in events[-1].message
-
-
-@tool(requires_approval=True)
-def delete_file(path: str) -> str:
-    """Delete a file.
-
-    Args:
-        path: The file.
-    """
-    return f"deleted {path}"
-
-
-def test_a_call_waiting_for_approval_is_an_interrupt_that_resume_decides(
-    serve: Callable[..., BackgroundServer],
-) -> None:
-    model = ScriptedRuntime(
-        [
-            ScriptedRuntime.calls(
-                ("delete_file", {"path": "/tmp/a"}),
-                ("delete_file", {"path": "/tmp/b"}),
-                ("add", {"a": 1, "b": 1}),
-            ),
-            "Deleted /tmp/a; /tmp/b stays.",
-        ]
-    )
-    server = served(serve, Agent(model, [delete_file, add]))
-    first = [user("Delete /tmp/a and /tmp/b.")]
-    events = stream(server, run_input(*first))
-    check_order(events)
-    finished = events[-1]
-    assert finished.type.value == "RUN_FINISHED"
-    assert finished.outcome.type == "interrupt"
-    interrupts = finished.outcome.interrupts
-    waiting = [e for e in events if e.type.value == "TOOL_CALL_START"][-2:]
-    assert [i.tool_call_id for i in interrupts] == [e.tool_call_id for e in waiting]
-    assert {(i.reason, i.message) for i in interrupts} == {
-        ("tool_approval", "delete_file waits for approval to run")
-    }
-    # The call that needed nobody ran; the two waiting ones did not.
-    assert [e.content for e in events if e.type.value == "TOOL_CALL_RESULT"] == ["2"]
-
-    resume = [
-        {"interruptId": interrupts[0].id, "status": "resolved"},
-        {
-            "interruptId": interrupts[1].id,
-            "status": "resolved",
-            "payload": {"approved": False, "reason": "keep b"},
-        },
-    ]
-    messages = client_messages(first, events)
-    second = stream(server, run_input(*messages, resume=resume, runId="run-2"))
-    check_order(second, earlier=[i.tool_call_id for i in interrupts])
-    # Only the results of the calls the front end saw made, then the answer.
-    assert [e.type.value for e in second if e.type.value.startswith("TOOL_CALL")] == [
-        "TOOL_CALL_RESULT",
-        "TOOL_CALL_RESULT",
-    ]
-    decided = {e.tool_call_id: e.content for e in second if e.type.value == "TOOL_CALL_RESULT"}
-    assert decided == {
-        interrupts[0].tool_call_id: "deleted /tmp/a",
-        interrupts[1].tool_call_id: "denied by the user: keep b",
-    }
-    assert said(second) == "Deleted /tmp/a; /tmp/b stays."
-    assert second[-1].outcome.type == "success"
-    model.assert_complete()
-
-    # A paused run is resumed once.
-    answer = httpx.post(f"{server.url}/ag-ui", json=run_input(*messages, resume=resume))
-    assert answer.status_code == 400
-    assert "resume: answers no paused run" in answer.text
-
-
-def test_resume_entries_must_decide_every_waiting_call(
-    client: Callable[..., TestClient],
-) -> None:
-    model = ScriptedRuntime(
-        [
-            ScriptedRuntime.calls(("delete_file", {"path": "/a"}), ("delete_file", {"path": "/b"})),
-            "Done.",
-        ]
-    )
-    app = client(model, agent=Agent(model, [delete_file]))
-    finished = json.loads(
-        app.post("/ag-ui", json=run_input(user("Delete."))).text.split("data: ")[-1]
-    )
-    first, second = (i["id"] for i in finished["outcome"]["interrupts"])
-    half = [{"interruptId": first, "status": "resolved"}]
-    answer = app.post("/ag-ui", json=run_input(user("Delete."), resume=half))
-    assert answer.status_code == 400
-    assert "resume: undecided: " in answer.text
-    forged = [{"interruptId": "nokey:call_1", "status": "resolved"}]
-    answer = app.post("/ag-ui", json=run_input(user("Delete."), resume=forged))
-    assert answer.status_code == 400
-    assert "resume: answers no paused run" in answer.text
-    # Both decided: the run goes on.
-    both = [*half, {"interruptId": second, "status": "cancelled"}]
-    answer = app.post("/ag-ui", json=run_input(user("Delete."), resume=both))
-    assert answer.status_code == 200
-    assert '"outcome":{"type":"success"}' in answer.text
-    model.assert_complete()
-
-
-def test_paused_runs_are_bounded_in_number_and_age() -> None:
-    now = [0.0]
-    paused = PausedRuns(limit=2, max_age=60, clock=lambda: now[0])
-    agent = Agent(
-        ScriptedRuntime([ScriptedRuntime.call("delete_file", path="/a")] * 3), [delete_file]
-    )
-    states = [agent.run_sync("Delete.").state for _ in range(3)]
-    assert all(state is not None for state in states)
-    keys = [paused.put(state)[0].id for state in states if state is not None]
-    assert len(paused) == 2  # the oldest was pushed out
-    with pytest.raises(RequestValidationError, match="answers no paused run"):
-        paused.decide([ResumeEntry(interrupt_id=keys[0], status="resolved")], take=False)
-    state, approve, deny = paused.decide(
-        [ResumeEntry(interrupt_id=keys[1], status="resolved")], take=False
-    )
-    assert state is states[1]
-    assert (approve, deny) == ([state.pending[0].id], {})
-    now[0] = 61.0
-    assert len(paused) == 0  # waited past max_age
-
-
-def test_approval_and_a_front_end_tool_in_one_step_end_with_run_error(
-    serve: Callable[..., BackgroundServer],
-) -> None:
-    model = ScriptedRuntime(
-        [ScriptedRuntime.calls(("delete_file", {"path": "/a"}), ("ask_user", {"question": "?"}))]
-    )
-    server = served(serve, Agent(model, [delete_file]))
-    events = stream(server, run_input(user("Delete it."), tools=[ASK_USER]))
-    check_order(events)
-    assert events[-1].type.value == "RUN_ERROR"
-    assert events[-1].code == "approval_required"
-    assert "delete_file" in events[-1].message
 
 
 @pytest.mark.parametrize(
