@@ -226,8 +226,13 @@ class SQLiteCacheStore:
         now = self._clock()
         if self.ttl is not None and now - stored >= self.ttl:
             return None  # the next write clears it
-        # One short write of its own: a read never holds the lock while it waits for another.
-        connection.execute("UPDATE responses SET used = ? WHERE key = ?", (now, key))
+        # One short write of its own, after the read: a read never holds the lock while it
+        # waits. When another writer holds it past the timeout, the hit stands all the same; the
+        # entry only looks older to eviction.
+        try:
+            connection.execute("UPDATE responses SET used = ? WHERE key = ?", (now, key))
+        except sqlite3.OperationalError as exc:
+            logger.debug("response cache %s: use not recorded (SQLite: %s)", self.path, exc)
         return bytes(value)
 
     def _set(self, key: str, value: bytes, connection: sqlite3.Connection) -> None:
