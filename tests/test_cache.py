@@ -4,10 +4,10 @@ and cost nothing; secrets never reach a key or the store."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -32,7 +32,7 @@ from agentkit import (
     UserError,
     WorkersAI,
 )
-from agentkit.events import RunFinished
+from agentkit.events import RunFinished, TextDelta
 from agentkit.runtimes import request_key
 from agentkit.wire import GenerationRequest
 
@@ -66,7 +66,7 @@ def greedy(text: str = "What is 2 + 3?", **fields: Any) -> ModelRequest:
     )
 
 
-def texts(chunks: list[StreamChunk]) -> list[tuple[str, list[tuple[str, Any]], Any]]:
+def texts(chunks: list[StreamChunk]) -> list[tuple[str, list[tuple[str, str, Any]], Any]]:
     """What a reader of a stream sees of each chunk: text, calls, finish reason."""
     return [
         (c.response, [(t.id, t.name, t.arguments) for t in c.tool_calls], c.finish_reason)
@@ -128,8 +128,8 @@ async def test_a_streamed_agent_run_replays_its_text_deltas(service: LoopbackSer
             seen: list[str] = []
             async with aclosing(agent.stream("What is 2 + 3?")) as events:
                 async for event in events:
-                    if type(event).__name__ == "TextDelta":
-                        seen.append(event.text)  # type: ignore[attr-defined]
+                    if isinstance(event, TextDelta):
+                        seen.append(event.text)
                     elif isinstance(event, RunFinished):
                         result = event.result
             return seen, result
@@ -161,7 +161,8 @@ async def test_a_stream_cut_midway_is_not_stored(server: LoopbackServer) -> None
 async def test_a_stream_left_early_is_not_stored() -> None:
     inner = ScriptedRuntime(["one two three", "one two three"])
     runtime = Cached(inner)
-    async with aclosing(runtime.stream(greedy())) as stream:
+    stream = cast("AsyncGenerator[StreamChunk, None]", runtime.stream(greedy()))
+    async with aclosing(stream):
         async for _ in stream:
             break
     assert [c.response async for c in runtime.stream(greedy())] == ["one", " two", " three", ""]

@@ -19,6 +19,7 @@ from agentkit import (
     CacheStore,
     ConfigurationError,
     MemoryCacheStore,
+    Message,
     ModelRequest,
     ScriptedRuntime,
     SQLiteCacheStore,
@@ -125,7 +126,7 @@ async def test_a_file_that_is_not_sqlite_is_named(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_bytes(b"these are my notes, not a database" * 100)
     store = SQLiteCacheStore(path)
-    with pytest.raises(ConfigurationError, match="notes.txt: not a SQLite database"):
+    with pytest.raises(ConfigurationError, match=r"notes\.txt: not a SQLite database"):
         await store.get("k")
 
 
@@ -147,7 +148,7 @@ async def test_a_locked_file_is_a_miss_and_the_event_loop_runs_on(
 
     inner = ScriptedRuntime(["answer"])
     runtime = Cached(inner, store)
-    request = ModelRequest(messages=[{"role": "user", "content": "hi"}], temperature=0)
+    request = ModelRequest(messages=[Message.user("hi")], temperature=0)
     try:
         with caplog.at_level(logging.WARNING, "agentkit.cache"):
             async with anyio.create_task_group() as tg:

@@ -224,6 +224,9 @@ class Cached(Runtime):
         # Only a stream read to its end gets here: one that failed or was left raised above.
         await self.store.set(key, _encode(chunks))
 
+    async def __aenter__(self) -> Cached:
+        return self
+
     async def aclose(self) -> None:
         """Close the store if this runtime made it, and the wrapped runtime if it `owns` it."""
         if self._closed:
