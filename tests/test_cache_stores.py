@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import sqlite3
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -25,6 +23,8 @@ from agentkit import (
     SQLiteCacheStore,
     UserError,
 )
+
+from support.helpers import run_together
 
 
 class Clock:
@@ -221,19 +221,9 @@ def value(name: str) -> bytes:
 
 @pytest.mark.subprocess
 def test_processes_writing_one_file_at_once_lose_and_damage_nothing(tmp_path: Path) -> None:
-    db, go = tmp_path / "cache.db", tmp_path / "go"
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(db), str(w), str(ENTRIES), str(go)],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for w in range(WRITERS)
-    ]
-    go.touch()
-    for process in processes:
-        _, err = process.communicate(timeout=300)
-        assert process.returncode == 0, err  # no "database is locked", nothing dropped
+    db = tmp_path / "cache.db"
+    # Each fails unless every write of its own landed and read back: nothing was dropped.
+    run_together(WRITER, [[str(db), str(w), str(ENTRIES)] for w in range(WRITERS)], tmp_path / "go")
     store = SQLiteCacheStore(db, max_bytes=None)
     names = [f"w{w}-{i}" for w in range(WRITERS) for i in range(ENTRIES)]
     names += [f"shared-{i}" for i in range(20)]

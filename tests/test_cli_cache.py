@@ -17,24 +17,17 @@ import pytest
 from agentkit import SQLiteCacheStore
 from agentkit.cli import main
 
+from support.helpers import HOSTED_VARIABLES
 from support.loopback import LoopbackServer
 from support.temporal_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CALCULATOR = str(ROOT / "tools" / "calculator.py")
-VARIABLES = (
-    "CLOUDFLARE_ACCOUNT_ID",
-    "CLOUDFLARE_API_TOKEN",
-    "CLOUDFLARE_BASE_URL",
-    "OPENAI_BASE_URL",
-    "OPENAI_API_KEY",
-    "OPENAI_MODEL",
-)
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in VARIABLES:
+    for name in HOSTED_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 

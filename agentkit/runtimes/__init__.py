@@ -4,7 +4,8 @@
 - `workers-ai`: `workers_ai.WorkersAI`, needs `CLOUDFLARE_ACCOUNT_ID` and `CLOUDFLARE_API_TOKEN`;
 - `openai`: `openai.OpenAICompatible`, needs `OPENAI_BASE_URL` or `OPENAI_API_KEY`.
 
-Wrappers compose around any of them: `Cached` answers repeated requests from a `CacheStore`.
+Wrappers (`RuntimeWrapper`) compose around any of them: `Cached` answers repeated requests
+from a `CacheStore`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from agentkit.runtimes.openai import OpenAICompatible
 from agentkit.runtimes.recording import NoRecording, RecordingTransport
 from agentkit.runtimes.scripted import FunctionRuntime, ScriptedRuntime
 from agentkit.runtimes.workers_ai import WorkersAI
+from agentkit.runtimes.wrapper import RuntimeWrapper
 
 __all__ = [
     "RUNTIMES",
@@ -35,6 +37,7 @@ __all__ = [
     "RecordingTransport",
     "RetryPolicy",
     "Runtime",
+    "RuntimeWrapper",
     "SQLiteCacheStore",
     "SchemaDialect",
     "ScriptedRuntime",

@@ -28,7 +28,8 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 import anyio.to_thread
 
-from agentkit.errors import ConfigurationError, UserError
+from agentkit._sqlite import not_sqlite, open_shared
+from agentkit.errors import UserError
 
 __all__ = ["CacheStore", "MemoryCacheStore", "SQLiteCacheStore"]
 
@@ -267,28 +268,8 @@ class SQLiteCacheStore:
                 logger.warning("response cache %s unavailable (SQLite: %s)", self.path, exc)
                 return unavailable
             except sqlite3.DatabaseError as exc:
-                raise ConfigurationError(
-                    f"{self.path}: not a SQLite database, or a damaged one (SQLite: {exc})"
-                ) from None
+                raise not_sqlite(self.path, exc) from None
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode: writes begin their transactions explicitly, IMMEDIATE.
-        connection = sqlite3.connect(
-            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-        )
-        try:
-            connection.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise UserError(f"{self.path}: SQLite could not use WAL mode (got {mode!r})")
-            # A cache may lose its last writes to a power cut; it must never be damaged.
-            connection.execute("PRAGMA synchronous = NORMAL")
-            connection.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA:
-                connection.execute(statement)
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.close()
-            raise
-        return connection
+        # A cache may lose its last writes to a power cut (NORMAL); it is never damaged.
+        return open_shared(self.path, timeout=self.timeout, synchronous="NORMAL", schema=_SCHEMA)

@@ -30,13 +30,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from agentkit.errors import UserError
-from agentkit.model_api import FunctionDefinition, Generation, ModelRequest, StreamChunk, Usage
+from agentkit.model_api import Generation, ModelRequest, StreamChunk, Usage
 from agentkit.runtimes.base import Runtime
 from agentkit.runtimes.cache_stores import CacheStore, MemoryCacheStore, SQLiteCacheStore
+from agentkit.runtimes.wrapper import RuntimeWrapper
 from agentkit.usage import model_name
 
 __all__ = ["Cached", "request_key"]
@@ -112,7 +113,7 @@ def _decode(value: bytes) -> list[StreamChunk] | None:
     return chunks
 
 
-class Cached(Runtime):
+class Cached(RuntimeWrapper):
     """A runtime around another that answers repeated requests from a `CacheStore`.
 
     Args:
@@ -142,8 +143,7 @@ class Cached(Runtime):
     ) -> None:
         if not isinstance(runtime, Runtime):
             raise UserError(f"Cached: runtime must be a Runtime (got {type(runtime).__name__})")
-        self.runtime = runtime
-        """The runtime that answers misses."""
+        super().__init__(runtime)
         self._owns_store = not isinstance(store, CacheStore)
         if store is None:
             store = MemoryCacheStore()
@@ -158,12 +158,8 @@ class Cached(Runtime):
         self.sampled = sampled
         self.namespace = namespace
         self.owns = owns
-        self.name = runtime.name
         self.model = model_name(runtime)
         """The wrapped runtime's model, for usage by model and prices."""
-        self.capabilities = runtime.capabilities
-        self.profile = runtime.profile
-        self.slots = runtime.slots
         self._closed = False
 
     def __repr__(self) -> str:
@@ -177,14 +173,6 @@ class Cached(Runtime):
     def key(self, request: ModelRequest) -> str:
         """The cache key of `request` (`request_key` with this runtime's wrapped runtime)."""
         return request_key(request, self.runtime, self.namespace)
-
-    def check_tools(self, tools: Sequence[FunctionDefinition]) -> None:
-        self.runtime.check_tools(tools)
-
-    def check_response_format(
-        self, response_format: Mapping[str, Any], *, validated: bool = True
-    ) -> None:
-        self.runtime.check_response_format(response_format, validated=validated)
 
     async def handle_generate(self, request: ModelRequest) -> Generation:
         if not self.cacheable(request):
