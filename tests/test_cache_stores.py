@@ -95,6 +95,23 @@ async def test_past_max_bytes_the_least_recently_used_go(tmp_path: Path) -> None
     await store.aclose()
 
 
+def totals(path: Path) -> tuple[int, int]:
+    """The entries and bytes the file says it holds, as kept for its caps."""
+    with sqlite3.connect(path) as connection:
+        entries, size = connection.execute("SELECT entries, bytes FROM totals").fetchone()
+    return entries, size
+
+
+async def test_a_replaced_entry_counts_once_at_its_new_size(tmp_path: Path) -> None:
+    store = SQLiteCacheStore(tmp_path / "c.db", max_bytes=150, clock=Clock())
+    await store.set("a", b"a" * 100)
+    await store.set("a", b"A" * 40)
+    await store.set("b", b"b" * 100)  # fits beside the smaller `a`: nothing evicted
+    assert [await store.get(k) for k in "ab"] == [b"A" * 40, b"b" * 100]
+    assert store.count() == totals(tmp_path / "c.db") == (2, 140)
+    await store.aclose()
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -229,7 +246,7 @@ def test_processes_writing_one_file_at_once_lose_and_damage_nothing(tmp_path: Pa
     names += [f"shared-{i}" for i in range(20)]
     for name in names:
         assert store.get_sync(name) == value(name), name
-    assert store.count() == (len(names), sum(len(value(n)) for n in names))
+    assert store.count() == (len(names), sum(len(value(n)) for n in names)) == totals(db)
     store.close()
     with sqlite3.connect(db) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
