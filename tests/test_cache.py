@@ -245,6 +245,15 @@ async def test_a_failed_call_is_not_stored() -> None:
     inner.assert_complete()
 
 
+async def test_an_entry_that_cannot_be_read_is_a_miss_and_is_stored_again() -> None:
+    store = MemoryCacheStore()
+    inner = ScriptedRuntime(["fresh"])
+    runtime = Cached(inner, store)
+    await store.set(runtime.key(greedy()), b"{not json")
+    assert (await runtime.generate(greedy())).response == "fresh"
+    assert (await runtime.generate(greedy())).cached
+
+
 # -- hits are marked: on the generation, in the run's usage and cost, on the trace --------------
 
 

@@ -46,10 +46,6 @@ _VERSION = 1
 """Part of every key: a change to what is stored, or how, starts afresh."""
 
 
-def _hit_usage() -> Usage:
-    return Usage(cache_hits=1)
-
-
 def request_key(request: ModelRequest, runtime: Runtime, namespace: str = "") -> str:
     """The cache key of `request` sent to `runtime`: a sha256 hex digest of the canonical
     request (every field, as sorted-key JSON) with the runtime's name and model.
@@ -109,7 +105,7 @@ def _decode(value: bytes) -> list[StreamChunk] | None:
     carrier = max((n for n, c in enumerate(chunks) if c.usage is not None), default=len(chunks) - 1)
     for n, chunk in enumerate(chunks):
         chunk.cached = True
-        chunk.usage = _hit_usage() if n == carrier else None
+        chunk.usage = Usage(cache_hits=1) if n == carrier else None
     return chunks
 
 
@@ -129,7 +125,9 @@ class Cached(RuntimeWrapper):
             it made it.
 
     Capabilities, profile, slots, name and model are the wrapped runtime's, so an Agent, a
-    server or a price table see the model behind the cache.
+    server or a price table see the model behind the cache. The key holds the runtime's name
+    and model, not where it is served from: two servers of one model name share entries unless
+    their `namespace`s differ.
     """
 
     def __init__(
@@ -175,29 +173,24 @@ class Cached(RuntimeWrapper):
         return request_key(request, self.runtime, self.namespace)
 
     async def handle_generate(self, request: ModelRequest) -> Generation:
-        if not self.cacheable(request):
-            return await self.runtime.generate(request)
-        key = self.key(request)
-        stored = await self.store.get(key)
-        chunks = None if stored is None else _decode(stored)
-        if chunks is not None:
-            return StreamChunk.join(chunks)
+        key = self.key(request) if self.cacheable(request) else None
+        if key is not None:
+            replayed = await self._lookup(key)
+            if replayed is not None:
+                return StreamChunk.join(replayed)
         generation = await self.runtime.generate(request)
-        await self.store.set(key, _encode([generation]))
+        if key is not None:
+            await self.store.set(key, _encode([generation]))
         return generation
 
     async def handle_stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
-        if not self.cacheable(request):
-            async for chunk in self.runtime.stream(request):
-                yield chunk
-            return
-        key = self.key(request)
-        stored = await self.store.get(key)
-        replayed = None if stored is None else _decode(stored)
-        if replayed is not None:
-            for chunk in replayed:
-                yield chunk
-            return
+        key = self.key(request) if self.cacheable(request) else None
+        if key is not None:
+            replayed = await self._lookup(key)
+            if replayed is not None:
+                for chunk in replayed:
+                    yield chunk
+                return
         chunks: list[StreamChunk] = []
         stream = self.runtime.stream(request)
         try:
@@ -210,7 +203,12 @@ class Cached(RuntimeWrapper):
             if close is not None:
                 await close()
         # Only a stream read to its end gets here: one that failed or was left raised above.
-        await self.store.set(key, _encode(chunks))
+        if key is not None:
+            await self.store.set(key, _encode(chunks))
+
+    async def _lookup(self, key: str) -> list[StreamChunk] | None:
+        stored = await self.store.get(key)
+        return None if stored is None else _decode(stored)
 
     async def __aenter__(self) -> Cached:
         return self
