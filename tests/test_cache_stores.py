@@ -72,9 +72,11 @@ async def test_expired_entries_leave_the_file_on_the_next_write(tmp_path: Path) 
 
 @pytest.mark.parametrize("kind", [0, 1], ids=["memory", "sqlite"])
 async def test_past_max_entries_the_least_recently_used_go(tmp_path: Path, kind: int) -> None:
-    store = stores(tmp_path, Clock(), max_entries=2)[kind]
+    clock = Clock()
+    store = stores(tmp_path, clock, max_entries=2)[kind]
     await store.set("a", b"1")
     await store.set("b", b"2")
+    clock.now += 2  # uses are told apart to the second
     assert await store.get("a") == b"1"  # now `b` is the least recently used
     await store.set("c", b"3")
     assert [await store.get(k) for k in "abc"] == [b"1", None, b"3"]
@@ -82,9 +84,11 @@ async def test_past_max_entries_the_least_recently_used_go(tmp_path: Path, kind:
 
 
 async def test_past_max_bytes_the_least_recently_used_go(tmp_path: Path) -> None:
-    store = SQLiteCacheStore(tmp_path / "c.db", max_bytes=250, clock=Clock())
+    clock = Clock()
+    store = SQLiteCacheStore(tmp_path / "c.db", max_bytes=250, clock=clock)
     await store.set("a", b"a" * 100)
     await store.set("b", b"b" * 100)
+    clock.now += 2
     assert await store.get("a") == b"a" * 100
     await store.set("c", b"c" * 100)
     assert [await store.get(k) for k in "abc"] == [b"a" * 100, None, b"c" * 100]

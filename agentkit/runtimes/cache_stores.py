@@ -128,6 +128,10 @@ class MemoryCacheStore:
             self._entries.clear()
 
 
+TOUCH_EVERY = 1.0
+"""Seconds within which an entry's hits record its use only once: least recently used is
+counted to the second, and processes reading one entry do not take turns to write."""
+
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value BLOB NOT NULL, "
     "size INTEGER NOT NULL, stored REAL NOT NULL, used REAL NOT NULL)",
@@ -235,14 +239,16 @@ class SQLiteCacheStore:
 
     def _get(self, key: str, connection: sqlite3.Connection) -> bytes | None:
         row = connection.execute(
-            "SELECT value, stored FROM responses WHERE key = ?", (key,)
+            "SELECT value, stored, used FROM responses WHERE key = ?", (key,)
         ).fetchone()
         if row is None:
             return None
-        value, stored = row
+        value, stored, used = row
         now = self._clock()
         if self.ttl is not None and now - stored >= self.ttl:
             return None  # the next write clears it
+        if now - used < TOUCH_EVERY:
+            return bytes(value)  # a hot entry's hits take no write lock
         # One short write of its own, after the read: a read never holds the lock while it
         # waits. When another writer holds it past the timeout, the hit stands all the same; the
         # entry only looks older to eviction.
