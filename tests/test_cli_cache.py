@@ -9,16 +9,19 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from agentkit import SQLiteCacheStore
+from agentkit import RunResult, SQLiteCacheStore
 from agentkit.cli import main
 
 from support.helpers import HOSTED_VARIABLES
 from support.loopback import LoopbackServer
+from support.temporal_processes import wait_for
 from support.temporal_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,3 +151,34 @@ def test_serve_with_a_cache_answers_a_repeated_request_from_it(
     assert "The result is Hi." in streamed.text
     assert len(service.requests) == 1
     assert SQLiteCacheStore(cache).count()[0] == 1
+
+
+@pytest.mark.subprocess
+def test_a_worker_with_a_cache_answers_a_repeated_durable_run_from_it(
+    temporal_server: Any,
+    service: LoopbackServer,
+    tmp_path: Path,
+    workers: list[subprocess.Popen[bytes]],
+) -> None:
+    queue = f"cache-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "worker-0.log"
+    argv = ["worker", "--runtime", "openai", "--model", "m", "--tools", CALCULATOR]
+    argv += ["--cache", str(tmp_path / "c.db"), "--task-queue", queue]
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "agentkit.cli", *argv, "--address", temporal_server.address],
+        env={**os.environ, "OPENAI_BASE_URL": service.url + "/v1"},
+        stderr=log.open("wb"),
+    )
+    workers.append(worker)
+    wait_for(lambda: "agentkit worker: openai" in log.read_text(), worker, tmp_path)
+    run = [sys.executable, "-m", "agentkit.cli", "run", "What is 2 + 3?", "--json"]
+    run += ["--temporal", temporal_server.address, "--task-queue", queue]
+    run += ["--runtime", "openai", "--temperature", "0"]
+    results = []
+    for _ in range(2):
+        done = subprocess.run(run, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr
+        results.append(RunResult.model_validate_json(done.stdout))
+    assert [r.output for r in results] == ["The result is 5."] * 2
+    assert len(service.requests) == 2  # the first run's call and answer; none for the second
+    assert results[1].usage.cache_hits == 2
