@@ -1,7 +1,7 @@
 """The options `run` and `chat` share, and what they build: the runtime, the Agent, the session.
 
-`--tools`, `--runtime`, `--model`, `--instructions`, `--max-steps`, `--tool-choice`, the
-sampling fields of the contract, `-v`, and the telemetry, MCP and session options; or
+`--tools`, `--runtime`, `--model`, `--cache`, `--instructions`, `--max-steps`, `--tool-choice`,
+the sampling fields of the contract, `-v`, and the telemetry, MCP and session options; or
 `--agents FILE`, a Python file whose module-level `agent` is the Agent to run, as it defines
 it: the options that would change that definition are refused with it.
 """
@@ -24,6 +24,7 @@ from agentkit.errors import ConfigurationError, UserError
 from agentkit.model_api import SAMPLING_FIELDS, ModelRequest
 from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.runtimes.base import Runtime
+from agentkit.runtimes.cached import Cached
 from agentkit.sessions.base import check_session_id
 from agentkit.sessions.sqlite import SQLiteSession
 from agentkit.tools import Tool, ToolSource
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_RUNTIME",
     "DEFINED_BY_AGENT",
     "add_agent_options",
+    "add_runtime_wrapper_options",
     "add_session_options",
     "build_agent",
     "default_db",
@@ -42,6 +44,7 @@ __all__ = [
     "open_session",
     "refuse_with_agents",
     "sampling",
+    "wrap_runtime",
 ]
 
 DB_VARIABLE = "AGENTKIT_SESSION_DB"
@@ -61,6 +64,7 @@ DEFINED_BY_AGENT = (
     "--tools",
     "--runtime",
     "--model",
+    "--cache",
     "--instructions",
     "--max-steps",
     "--tool-choice",
@@ -87,6 +91,7 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
     # Unset (None) rather than their defaults, so that `--agents` can tell them given.
     parser.add_argument("--runtime", choices=sorted(RUNTIMES), help=f"default: {DEFAULT_RUNTIME}")
     parser.add_argument("--model", help="GGUF file (local) or model name (hosted)")
+    add_runtime_wrapper_options(parser)
     parser.add_argument("--instructions", help="system message")
     parser.add_argument(
         "--max-steps", type=int, help=f"model calls allowed (default: {DEFAULT_MAX_STEPS})"
@@ -169,10 +174,30 @@ def load_agent(path: str) -> Agent[Any]:
     return agent
 
 
+def add_runtime_wrapper_options(parser: argparse.ArgumentParser) -> None:
+    """The options that wrap the runtime `--runtime/--model` make (`wrap_runtime`):
+    `--cache PATH`."""
+    parser.add_argument(
+        "--cache",
+        metavar="PATH",
+        help="answer repeated greedy or seeded model requests from this SQLite file (a "
+        "response cache, made if missing; processes may share it)",
+    )
+
+
+def wrap_runtime(runtime: Runtime, args: argparse.Namespace) -> Runtime:
+    """`runtime` in the wrappers the options ask for: with `--cache PATH`, a `Cached` on a
+    SQLite store there. The wrapper owns `runtime`: closing it closes both."""
+    if getattr(args, "cache", None):
+        runtime = Cached(runtime, Path(args.cache).expanduser(), owns=True)
+    return runtime
+
+
 def _runtime(args: argparse.Namespace) -> Runtime:
-    return get_runtime(
+    runtime = get_runtime(
         args.runtime or DEFAULT_RUNTIME, model=args.model, progress=sys.stderr.isatty()
     )
+    return wrap_runtime(runtime, args)
 
 
 def _output_schema(value: str | None) -> dict[str, Any] | None:

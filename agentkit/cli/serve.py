@@ -15,7 +15,12 @@ import anyio
 import uvicorn
 
 from agentkit.cli.mcp import add_mcp_options, mcp_sources
-from agentkit.cli.options import load_agent, refuse_with_agents
+from agentkit.cli.options import (
+    add_runtime_wrapper_options,
+    load_agent,
+    refuse_with_agents,
+    wrap_runtime,
+)
 from agentkit.cli.telemetry import add_telemetry_options
 from agentkit.errors import ConfigurationError
 from agentkit.runtimes import RUNTIMES, get_runtime
@@ -40,6 +45,7 @@ DEFINED_BY_AGENT = (
     "--tools",
     "--runtime",
     "--model",
+    "--cache",
     "--parallel",
     "--max-steps",
     "--mcp",
@@ -63,6 +69,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     # Unset (None) rather than their defaults, so that `--agents` can tell them given.
     parser.add_argument("--runtime", choices=sorted(RUNTIMES), help="default: local")
     parser.add_argument("--model", help="GGUF file (local runtime) or model name (hosted)")
+    add_runtime_wrapper_options(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     parser.add_argument("--port", type=int, default=8787)
     parser.add_argument(
@@ -166,9 +173,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _runtime(args: argparse.Namespace) -> Runtime:
     options = {} if args.parallel is None else {"parallel": args.parallel}
-    return get_runtime(
+    runtime = get_runtime(
         args.runtime or "local", model=args.model, progress=sys.stderr.isatty(), **options
     )
+    return wrap_runtime(runtime, args)
 
 
 def _is_loopback(host: str) -> bool:
