@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from agentkit.errors import AgentKitError, ToolDefinitionError, ToolRetry, UserError, redact
 from agentkit.openapi._calls import MAX_ERROR_EXCERPT, build_request, read_answer, send
 from agentkit.openapi.auth import OpenAPIAuth
