@@ -124,7 +124,7 @@ def build_request(
                 if headers["Content-Type"] == "*/*":
                     headers["Content-Type"] = "application/json"
     url = base_url.rstrip("/") + path
-    params = httpx.QueryParams(query)
+    params = httpx.QueryParams(tuple(query))
     return client.build_request(
         operation.method.upper(), url, params=params, headers=headers, **content
     )

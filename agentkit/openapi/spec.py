@@ -177,7 +177,7 @@ def tool_name(operation_id: Any, method: str, path: str, taken: set[str]) -> str
     if isinstance(operation_id, str) and operation_id.strip():
         base = _NAME.sub("_", operation_id.strip()).strip("_")
     else:
-        base = _NAME.sub("_", f"{method}_{path}").strip("_")
+        base = "_".join([method, *re.findall(r"[a-zA-Z0-9]+", path)])
     base = base[:64] or method
     name, n = base, 1
     while name in taken:
