@@ -341,7 +341,25 @@ async def test_a_large_answer_is_cut_with_a_marker(service: LoopbackServer) -> N
     assert len(answer) < BIG // 100
 
 
-async def test_a_service_that_does_not_answer_in_time_is_a_tool_failure() -> None:
+async def test_a_service_that_does_not_answer_in_time_is_a_tool_failure(
+    service: LoopbackServer,
+) -> None:
+    source = OpenAPITools.from_url(f"{service.url}/openapi.json", allow_private=True, timeout=0.2)
+    async with source:
+        with pytest.raises(ToolRetry) as caught:
+            await source.tools["slow"]()
+    assert str(caught.value) == f"GET {service.url}/slow: no answer within 0.2 s"
+
+
+async def test_a_header_value_cannot_smuggle_another_header(inventory: OpenAPITools) -> None:
+    with pytest.raises(ToolRetry) as caught:
+        await inventory.tools["get_item"](item_id=1, **{"x-trace": "t\r\nX-Admin: yes"})
+    assert str(caught.value) == (
+        "get_item: x-trace: a header value must be printable ASCII (got 't\\r\\nX-Admin: yes')"
+    )
+
+
+async def test_a_service_that_cannot_be_reached_is_a_tool_failure() -> None:
     # Nothing listens there: a refused connection, told to the model.
     source = OpenAPITools(
         document({"/ok": {"get": {"operationId": "ok"}}}),

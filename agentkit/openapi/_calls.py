@@ -79,7 +79,12 @@ def build_request(
     arguments: Mapping[str, Any],
     placements: list[Placement],
 ) -> httpx.Request:
-    """The request for a call with validated arguments, credentials placed."""
+    """The request for a call with validated arguments, credentials placed.
+
+    Raises:
+        ValueError: an argument cannot be sent where it goes (a header value with a line
+            break); the message names it.
+    """
     path = operation.path
     query: list[tuple[str, str]] = []
     headers: dict[str, str] = {}
@@ -95,13 +100,22 @@ def build_request(
         elif param.location == "query":
             query.extend(_query_pairs(param, value))
         elif param.location == "header":
-            headers[param.wire_name] = _text(value) if param.json_encoded else _joined(value)
+            text = _text(value) if param.json_encoded else _joined(value)
+            if not text.isprintable() or not text.isascii():
+                # A line break would start another header; httpx sends only ASCII anyway.
+                raise ValueError(
+                    f"{param.name}: a header value must be printable ASCII (got {text!r:.80})"
+                )
+            headers[param.wire_name] = text
         elif param.location == "cookie":
             cookies.append(f"{param.wire_name}={quote(_joined(value), safe='')}")
         elif operation.body is not None and operation.body.whole == param.name:
             whole = value
         else:
             body[param.wire_name] = value
+    # A credential's place cannot be taken by an argument of the same name.
+    query = [q for q in query if all(q[0] != p.name for p in placements)]
+    cookies = [c for c in cookies if all(c.split("=")[0] != p.name for p in placements)]
     for placed in placements:
         if placed.location == "header":
             headers[placed.name] = placed.value

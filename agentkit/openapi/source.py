@@ -84,7 +84,6 @@ class OpenAPITools(ToolSource):
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         resolver: Resolver | None = None,
         tool_options: ToolOptions | None = None,
-        _url: str | None = None,
     ) -> None:
         if timeout <= 0:
             raise UserError(f"timeout: must be > 0 seconds (got {timeout})")
@@ -93,8 +92,9 @@ class OpenAPITools(ToolSource):
         unknown = sorted({m.lower() for m in methods or ()} - set(METHODS))
         if unknown:
             raise UserError(f"methods: {unknown} are not HTTP methods of OpenAPI ({METHODS})")
-        self.url = _url
-        self.name = name or _url or "openapi"
+        self.url: str | None = None
+        """Where the document is fetched from (`from_url`)."""
+        self.name = name or "openapi"
         self.base_url = _checked_base(base_url, "base_url") if base_url else None
         self.allowed = [origin_of(_checked_base(u, "allowed_base_urls")) for u in allowed_base_urls]
         self.allow_private = allow_private
@@ -146,7 +146,10 @@ class OpenAPITools(ToolSource):
             UserError: `url` is not an absolute http(s) URL.
         """
         _checked_base(url, "url")
-        return cls(None, _url=url, **settings)
+        made = cls(None, **settings)
+        made.url = url
+        made.name = settings.get("name") or url
+        return made
 
     # -- the document -----------------------------------------------------------------------
 
@@ -302,7 +305,10 @@ class OpenAPITools(ToolSource):
             raise UserError(f"OpenAPI source {self.name!r} is not started: enter the agent first")
         operation = self.operations[name]
         placements = self.auth.placements(operation.security, self._schemes)
-        request = build_request(client, self.base_url, operation, arguments, placements)
+        try:
+            request = build_request(client, self.base_url, operation, arguments, placements)
+        except ValueError as exc:
+            raise ToolRetry(self._clean(f"{operation.name}: {exc}")) from None
         shown = f"{operation.method.upper()} {request.url.copy_with(query=None)}"
         try:
             response = await send(client, request)

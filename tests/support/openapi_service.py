@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -99,6 +100,11 @@ def create_service() -> FastAPI:
     @app.get("/big", operation_id="big", summary="A large answer")
     def big() -> PlainTextResponse:
         return PlainTextResponse("x" * BIG)
+
+    @app.get("/slow", operation_id="slow", summary="Answer after two seconds")
+    async def slow() -> dict[str, str]:
+        await anyio.sleep(2)
+        return {"finally": "here"}
 
     @app.post("/tree", operation_id="plant", summary="Count the nodes of a tree")
     def plant(tree: Node) -> dict[str, int]:
