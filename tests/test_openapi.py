@@ -4,7 +4,7 @@ FastAPI service on loopback called through the tools its own `/openapi.json` des
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +16,16 @@ from agentkit.errors import ToolRetry, UserError
 from agentkit.openapi import OpenAPIAuth, OpenAPIError, OpenAPITools
 
 from support.loopback import LoopbackServer
-from support.openapi_service import API_KEY, BIG, TOKEN, create_service
+from support.openapi_service import API_KEY, BIG, TOKEN
 
 SPECS = Path(__file__).parent / "support" / "openapi"
 
 
-@pytest.fixture(scope="module")
-def service() -> Iterator[LoopbackServer]:
-    with LoopbackServer(app=create_service()) as running:
-        yield running
-
-
 @pytest.fixture
-async def inventory(service: LoopbackServer) -> AsyncIterator[OpenAPITools]:
+async def inventory(openapi_service: LoopbackServer) -> AsyncIterator[OpenAPITools]:
     """The service's tools, from its own `/openapi.json`, with both credentials."""
     source = OpenAPITools.from_url(
-        f"{service.url}/openapi.json",
+        f"{openapi_service.url}/openapi.json",
         allow_private=True,
         auth=OpenAPIAuth(bearer_token=TOKEN, api_key=API_KEY),
     )
@@ -306,16 +300,16 @@ async def test_the_tools_of_a_fastapi_service_call_it(inventory: OpenAPITools) -
 
 
 async def test_a_404_is_told_to_the_model_not_raised_at_the_agent(
-    service: LoopbackServer,
+    openapi_service: LoopbackServer,
 ) -> None:
     # Not started here: the agent starts it, and stops it after the run.
-    source = OpenAPITools.from_url(f"{service.url}/openapi.json", allow_private=True)
+    source = OpenAPITools.from_url(f"{openapi_service.url}/openapi.json", allow_private=True)
     runtime = ScriptedRuntime([ScriptedRuntime.call("get_item", item_id=99), "No such item."])
     result = await Agent(runtime, tools=[source]).run("Get item 99")
     (call,) = result.tool_calls
     assert call.output is None
     assert call.error == (
-        f'GET {service.url}/items/99 failed: HTTP 404 Not Found: {{"detail":"no item 99"}}'
+        f'GET {openapi_service.url}/items/99 failed: HTTP 404 Not Found: {{"detail":"no item 99"}}'
     )
     assert result.output == "No such item."
 
@@ -331,9 +325,9 @@ async def test_path_values_are_encoded_and_cannot_climb(inventory: OpenAPITools)
     assert answer == {"name": "..", "raw_path": "/files/%2E%2E"}
 
 
-async def test_a_large_answer_is_cut_with_a_marker(service: LoopbackServer) -> None:
+async def test_a_large_answer_is_cut_with_a_marker(openapi_service: LoopbackServer) -> None:
     source = OpenAPITools.from_url(
-        f"{service.url}/openapi.json", allow_private=True, max_response_bytes=1000
+        f"{openapi_service.url}/openapi.json", allow_private=True, max_response_bytes=1000
     )
     async with source:
         answer = await source.tools["big"]()
@@ -342,13 +336,15 @@ async def test_a_large_answer_is_cut_with_a_marker(service: LoopbackServer) -> N
 
 
 async def test_a_service_that_does_not_answer_in_time_is_a_tool_failure(
-    service: LoopbackServer,
+    openapi_service: LoopbackServer,
 ) -> None:
-    source = OpenAPITools.from_url(f"{service.url}/openapi.json", allow_private=True, timeout=0.2)
+    source = OpenAPITools.from_url(
+        f"{openapi_service.url}/openapi.json", allow_private=True, timeout=0.2
+    )
     async with source:
         with pytest.raises(ToolRetry) as caught:
             await source.tools["slow"]()
-    assert str(caught.value) == f"GET {service.url}/slow: no answer within 0.2 s"
+    assert str(caught.value) == f"GET {openapi_service.url}/slow: no answer within 0.2 s"
 
 
 async def test_a_header_value_cannot_smuggle_another_header(inventory: OpenAPITools) -> None:

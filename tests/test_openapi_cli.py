@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,35 +12,20 @@ import pytest
 from agentkit.cli import main
 
 from support.loopback import LoopbackServer
-from support.openapi_service import API_KEY, create_service
+from support.openapi_service import API_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = Path(__file__).parent / "support" / "openapi"
 
 
-@pytest.fixture(scope="module")
-def inventory() -> Iterator[LoopbackServer]:
-    with LoopbackServer(app=create_service()) as running:
-        yield running
-
-
-@pytest.fixture
-def workers_ai(monkeypatch: pytest.MonkeyPatch, service: LoopbackServer) -> LoopbackServer:
-    """A fake Workers AI that calls the first tool offered, then answers with its result."""
-    monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "acc")
-    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "cf-token")
-    monkeypatch.setenv("CLOUDFLARE_BASE_URL", service.url + "/client/v4")
-    return service
-
-
 def test_run_calls_a_service_with_the_api_key_from_the_environment(
     workers_ai: LoopbackServer,
-    inventory: LoopbackServer,
+    openapi_service: LoopbackServer,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("AGENTKIT_OPENAPI_API_KEY", API_KEY)
-    spec = f"{inventory.url}/openapi.json"
+    spec = f"{openapi_service.url}/openapi.json"
     argv = ["run", "How many lamps?", "--runtime", "workers-ai", "--openapi", spec]
     argv += ["--openapi-allow-private", "--openapi-operation", "stock"]
     assert main(argv) == 0
@@ -52,9 +36,9 @@ def test_run_calls_a_service_with_the_api_key_from_the_environment(
 
 
 def test_a_loopback_service_is_refused_without_the_flag(
-    workers_ai: LoopbackServer, inventory: LoopbackServer, capsys: pytest.CaptureFixture[str]
+    workers_ai: LoopbackServer, openapi_service: LoopbackServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = f"{inventory.url}/openapi.json"
+    spec = f"{openapi_service.url}/openapi.json"
     assert main(["run", "hi", "--runtime", "workers-ai", "--openapi", spec]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"error: refused to call {spec}: 127.0.0.1 is a loopback address; private addresses are "
@@ -82,13 +66,13 @@ def test_openapi_options_are_one_clear_line_when_wrong(
 
 @pytest.mark.subprocess
 def test_the_embedded_model_calls_a_service_through_agentkit_run(
-    model_path: Path, inventory: LoopbackServer
+    model_path: Path, openapi_service: LoopbackServer
 ) -> None:
     # One operation offered: the embedded model's forced first call goes to it.
     done = subprocess.run(
         [
             sys.executable, "-m", "agentkit.cli", "run", "Show me item 1.",
-            "--openapi", f"{inventory.url}/openapi.json",
+            "--openapi", f"{openapi_service.url}/openapi.json",
             "--openapi-operation", "get_item", "--openapi-allow-private",
             "--max-steps", "3", "--json",
         ],

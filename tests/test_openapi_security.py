@@ -7,7 +7,7 @@ are refused before any connection, and allowed ones go to the FastAPI service on
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -18,12 +18,6 @@ from agentkit.openapi import OpenAPIAuth, OpenAPITools, RequestRefused
 
 from support.loopback import LoopbackServer
 from support.openapi_service import API_KEY, TOKEN, create_service
-
-
-@pytest.fixture(scope="module")
-def service() -> Iterator[LoopbackServer]:
-    with LoopbackServer(app=create_service()) as running:
-        yield running
 
 
 class Resolver:
@@ -95,7 +89,7 @@ async def test_a_name_that_resolves_to_a_private_address_is_refused(
     assert f"'api.example.test' {says}" in str(caught.value)
 
 
-async def test_each_call_checks_the_address_again(service: LoopbackServer) -> None:
+async def test_each_call_checks_the_address_again(openapi_service: LoopbackServer) -> None:
     # The name looked public when the source started, then resolves to loopback (rebinding).
     answers = iter([["93.184.215.14"], ["127.0.0.1"]])
     asked: list[str] = []
@@ -111,11 +105,13 @@ async def test_each_call_checks_the_address_again(service: LoopbackServer) -> No
     assert asked == ["shop.test", "shop.test"]
 
 
-async def test_the_checked_address_is_the_one_connected_to(service: LoopbackServer) -> None:
+async def test_the_checked_address_is_the_one_connected_to(openapi_service: LoopbackServer) -> None:
     # `.test` names resolve nowhere: only a connection to the resolver's answer can succeed.
     resolver = Resolver({"inventory.test": ["127.0.0.1"]})
     source = OpenAPITools.from_url(
-        f"http://inventory.test:{service.port}/openapi.json", resolver=resolver, allow_private=True
+        f"http://inventory.test:{openapi_service.port}/openapi.json",
+        resolver=resolver,
+        allow_private=True,
     )
     async with source:
         assert json.loads(await source.tools["get_item"](item_id=1))["name"] == "lamp"
@@ -136,10 +132,10 @@ async def test_a_document_is_fetched_under_the_same_rules(server: LoopbackServer
 # -- redirects --------------------------------------------------------------------------------
 
 
-async def test_a_redirect_to_another_host_is_refused(service: LoopbackServer) -> None:
+async def test_a_redirect_to_another_host_is_refused(openapi_service: LoopbackServer) -> None:
     resolver = Resolver({"other.test": ["127.0.0.1"]})
     source = OpenAPITools.from_url(
-        f"{service.url}/openapi.json", allow_private=True, resolver=resolver
+        f"{openapi_service.url}/openapi.json", allow_private=True, resolver=resolver
     )
     async with source:
         away = source.tools["away"]
@@ -147,25 +143,27 @@ async def test_a_redirect_to_another_host_is_refused(service: LoopbackServer) ->
             await away(to="http://169.254.169.254/latest/meta-data/")
         assert str(caught.value) == (
             "refused to call http://169.254.169.254/latest/meta-data/: a redirect from "
-            f"{service.url}/away: http://169.254.169.254:80 is not one of the allowed servers "
-            f"({service.url})"
+            f"{openapi_service.url}/away: http://169.254.169.254:80 is not one of the allowed "
+            f"servers ({openapi_service.url})"
         )
         # Another name, even on an allowed address, is another origin.
         with pytest.raises(ToolRetry, match=r"http://other.test:\d+ is not one of the allowed"):
-            await away(to=f"http://other.test:{service.port}/items/1")
+            await away(to=f"http://other.test:{openapi_service.port}/items/1")
     assert resolver.asked == []
 
 
-async def test_a_redirect_to_an_allowed_base_url_is_followed(service: LoopbackServer) -> None:
+async def test_a_redirect_to_an_allowed_base_url_is_followed(
+    openapi_service: LoopbackServer,
+) -> None:
     resolver = Resolver({"other.test": ["127.0.0.1"]})
     source = OpenAPITools.from_url(
-        f"{service.url}/openapi.json",
+        f"{openapi_service.url}/openapi.json",
         allow_private=True,
         resolver=resolver,
-        allowed_base_urls=[f"http://other.test:{service.port}"],
+        allowed_base_urls=[f"http://other.test:{openapi_service.port}"],
     )
     async with source:
-        answer = await source.tools["away"](to=f"http://other.test:{service.port}/items/1")
+        answer = await source.tools["away"](to=f"http://other.test:{openapi_service.port}/items/1")
     assert json.loads(answer)["name"] == "lamp"
     assert resolver.asked == ["other.test"]
 
@@ -180,9 +178,9 @@ def shows_no_secret(text: str) -> bool:
     return not any(s in text for s in (TOKEN, API_KEY, REJECTED, QUERY_KEY))
 
 
-async def test_credentials_never_reach_the_model(service: LoopbackServer) -> None:
+async def test_credentials_never_reach_the_model(openapi_service: LoopbackServer) -> None:
     source = OpenAPITools.from_url(
-        f"{service.url}/openapi.json",
+        f"{openapi_service.url}/openapi.json",
         allow_private=True,
         auth=OpenAPIAuth(bearer_token=TOKEN, api_key=API_KEY),
     )
@@ -200,7 +198,7 @@ async def test_credentials_never_reach_the_model(service: LoopbackServer) -> Non
     assert (whoami.output, stock.output) == ('{"user":"ada"}', '{"lamps":4}')
     # The 500 echoed the Authorization header it was sent.
     assert crash.error is not None
-    assert crash.error.startswith(f"GET {service.url}/secure/crash failed: HTTP 500")
+    assert crash.error.startswith(f"GET {openapi_service.url}/secure/crash failed: HTTP 500")
     assert "internal error while serving Bearer [redacted]" in crash.error
     # Nothing the model was sent or answered holds a credential.
     assert shows_no_secret(result.model_dump_json())
@@ -208,9 +206,11 @@ async def test_credentials_never_reach_the_model(service: LoopbackServer) -> Non
     assert shows_no_secret(repr(source)) and shows_no_secret(repr(source.auth))
 
 
-async def test_a_rejected_token_echoed_in_a_401_is_redacted(service: LoopbackServer) -> None:
+async def test_a_rejected_token_echoed_in_a_401_is_redacted(
+    openapi_service: LoopbackServer,
+) -> None:
     source = OpenAPITools.from_url(
-        f"{service.url}/openapi.json",
+        f"{openapi_service.url}/openapi.json",
         allow_private=True,
         auth=OpenAPIAuth(bearer_token=REJECTED),
     )
@@ -218,12 +218,14 @@ async def test_a_rejected_token_echoed_in_a_401_is_redacted(service: LoopbackSer
         with pytest.raises(ToolRetry) as caught:
             await source.tools["whoami"]()
     assert str(caught.value) == (
-        f"GET {service.url}/secure/whoami failed: HTTP 401 Unauthorized: "
+        f"GET {openapi_service.url}/secure/whoami failed: HTTP 401 Unauthorized: "
         '{"detail":"token [redacted] is not valid"}'
     )
 
 
-async def test_an_api_key_in_the_query_is_kept_out_of_errors(service: LoopbackServer) -> None:
+async def test_an_api_key_in_the_query_is_kept_out_of_errors(
+    openapi_service: LoopbackServer,
+) -> None:
     document = create_service().openapi()
     document["components"]["securitySchemes"] = {
         "key": {"type": "apiKey", "in": "query", "name": "api_key"}
@@ -232,7 +234,7 @@ async def test_an_api_key_in_the_query_is_kept_out_of_errors(service: LoopbackSe
     document["paths"]["/away"]["get"]["security"] = [{"key": []}]
     source = OpenAPITools(
         document,
-        base_url=service.url,
+        base_url=openapi_service.url,
         allow_private=True,
         auth=OpenAPIAuth(api_key=QUERY_KEY),
     )
@@ -244,7 +246,7 @@ async def test_an_api_key_in_the_query_is_kept_out_of_errors(service: LoopbackSe
     assert "/secure/crash?api_key=[redacted]" in str(crashed.value)
     assert shows_no_secret(str(crashed.value))
     assert str(refused.value).startswith(
-        f"refused to call http://10.0.0.1/: a redirect from {service.url}/away: "
+        f"refused to call http://10.0.0.1/: a redirect from {openapi_service.url}/away: "
     )
     assert shows_no_secret(str(refused.value))
 
