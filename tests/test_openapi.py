@@ -299,6 +299,30 @@ async def test_the_tools_of_a_fastapi_service_call_it(inventory: OpenAPITools) -
     assert json.loads(await tools["moved"]())["name"] == "lamp"
 
 
+async def test_query_arrays_cookies_and_forms(inventory: OpenAPITools) -> None:
+    assert inventory.tools["search"].parameters_schema()["required"] == ["tag"]
+    found = json.loads(await inventory.tools["search"](tag=["home", "red"], basket="b-17"))
+    assert found == {"tags": ["home", "red"], "basket": "b-17"}
+    added = json.loads(await inventory.tools["add_note"](note="buy milk", count=2))
+    assert added == {
+        "type": "application/x-www-form-urlencoded",
+        "fields": {"note": ["buy milk"], "count": ["2"]},
+    }
+
+
+def test_references_that_multiply_are_refused_past_a_budget() -> None:
+    # Each level names the next twice: inlined, 2**20 copies of the last one.
+    schemas: dict[str, Any] = {"L20": {"type": "string"}}
+    for n in range(20):
+        ref = {"$ref": f"#/components/schemas/L{n + 1}"}
+        schemas[f"L{n}"] = {"type": "object", "properties": {"a": ref, "b": ref}}
+    body = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/L0"}}}}
+    paths = {"/bomb": {"post": {"operationId": "bomb", "requestBody": body}}}
+    source = OpenAPITools(document(paths, components={"schemas": schemas}), base_url="http://x.io")
+    assert source.tools == {}
+    assert source.problems == ["POST /bomb: its schemas expand to more than 20000 parts"]
+
+
 async def test_a_404_is_told_to_the_model_not_raised_at_the_agent(
     openapi_service: LoopbackServer,
 ) -> None:

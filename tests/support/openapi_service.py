@@ -9,9 +9,10 @@ answer, and a recursive body schema.
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import parse_qs
 
 import anyio
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Cookie, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
@@ -61,6 +62,29 @@ def create_service() -> FastAPI:
         new = max(items) + 1
         items[new] = item.model_dump()
         return {"id": new, **items[new]}
+
+    @app.get("/search", operation_id="search", summary="Items with all these tags")
+    def search(
+        tag: Annotated[list[str], Query()],
+        basket: Annotated[str | None, Cookie()] = None,
+    ) -> dict[str, Any]:
+        return {"tags": tag, "basket": basket}
+
+    form = {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object",
+        "properties": {"note": {"type": "string"}, "count": {"type": "integer"}},
+        "required": ["note"],
+    }}}  # fmt: skip
+
+    @app.post(
+        "/notes",
+        operation_id="add_note",
+        summary="Add a note (a form)",
+        openapi_extra={"requestBody": {"required": True, "content": form}},
+    )
+    async def add_note(request: Request) -> dict[str, Any]:
+        fields = parse_qs((await request.body()).decode())
+        return {"type": request.headers["content-type"], "fields": fields}
 
     @app.get("/files/{name}", operation_id="read_file", summary="Echo a file name")
     def read_file(name: str, request: Request) -> dict[str, str]:
