@@ -81,7 +81,8 @@ class OpenAPIAuth:
     def scrub(self, text: str) -> str:
         """`text` with every credential (and the basic-auth header made of them) replaced."""
         for secret in self._forms():
-            text = text.replace(secret, REDACTED)
+            if len(secret) >= 4:  # a shorter one would mangle ordinary words, and be no secret
+                text = text.replace(secret, REDACTED)
         return text
 
     def _forms(self) -> list[str]:

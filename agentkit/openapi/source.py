@@ -257,7 +257,7 @@ class OpenAPITools(ToolSource):
         )
         await transport.check(httpx.URL(base))
         self.base_url = base
-        self._client = httpx.AsyncClient(transport=transport, timeout=self.timeout)
+        self._client = _client(transport, self.timeout)
 
     async def stop(self) -> None:
         client, self._client = self._client, None
@@ -268,7 +268,7 @@ class OpenAPITools(ToolSource):
         transport = GuardedTransport(
             [origin_of(url)], allow_private=self.allow_private, resolver=self.resolver
         )
-        async with httpx.AsyncClient(transport=transport, timeout=self.timeout) as client:
+        async with _client(transport, self.timeout) as client:
             try:
                 response = await send(client, client.build_request("GET", url))
                 text, cut = await read_answer(response, MAX_SPEC_BYTES, self.auth.scrub)
@@ -303,7 +303,9 @@ class OpenAPITools(ToolSource):
         client = self._client
         if client is None or self.base_url is None:
             raise UserError(f"OpenAPI source {self.name!r} is not started: enter the agent first")
-        operation = self.operations[name]
+        operation = self.operations.get(name)
+        if operation is None:
+            raise UserError(f"OpenAPI source {self.name!r} has no operation {name!r}")
         placements = self.auth.placements(operation.security, self._schemes)
         try:
             request = build_request(client, self.base_url, operation, arguments, placements)
@@ -340,6 +342,12 @@ class OpenAPITools(ToolSource):
     def __repr__(self) -> str:
         where = self.base_url or self.url
         return f"OpenAPITools({self.name!r}, {len(self._tools)} tools, at {where!r})"
+
+
+def _client(transport: GuardedTransport, timeout: float) -> httpx.AsyncClient:
+    # Nothing from the environment: no proxy in front of the guarded transport (httpx mounts
+    # none beside a given transport today; this keeps it so), no .netrc credentials.
+    return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
 
 
 def _checked_base(url: str, what: str) -> str:
