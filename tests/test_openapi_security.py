@@ -7,7 +7,8 @@ are refused before any connection, and allowed ones go to the FastAPI service on
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import ssl
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from agentkit import Agent, ScriptedRuntime
 from agentkit.errors import ToolRetry, UserError
 from agentkit.openapi import OpenAPIAuth, OpenAPITools, RequestRefused
+from agentkit.server.background import BackgroundServer
 
 from support.loopback import LoopbackServer
 from support.openapi_service import API_KEY, TOKEN, create_service
@@ -267,3 +269,51 @@ def test_credentials_are_in_no_repr_and_come_from_the_environment() -> None:
     with pytest.raises(UserError, match="must hold no credentials") as bad_url:
         OpenAPITools(one_operation("http://x.test"), base_url="https://ada:pw@x.test/")
     assert "pw" not in str(bad_url.value)
+
+
+# -- HTTPS: the socket goes to the checked address, the certificate is checked for the name --
+
+
+@pytest.fixture(scope="module")
+def tls_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, int]]:
+    """The service over HTTPS on loopback, with a certificate for `shop.test` from a test CA."""
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("shop.test")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    app = create_service()
+    with BackgroundServer(app, ssl_certfile=str(cert), ssl_keyfile=str(key)) as running:
+        yield ca, running.port
+
+
+async def test_https_checks_the_certificate_against_the_name(
+    tls_service: tuple[Any, int],
+) -> None:
+    ca, port = tls_service
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    resolver = Resolver({"shop.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]})
+    shop = OpenAPITools(
+        create_service().openapi(),
+        base_url=f"https://shop.test:{port}",
+        resolver=resolver,
+        allow_private=True,
+        verify=context,
+    )
+    async with shop:
+        assert json.loads(await shop.tools["get_item"](item_id=1))["name"] == "lamp"
+    # The same address under a name the certificate does not hold is refused by TLS.
+    other = OpenAPITools(
+        create_service().openapi(),
+        base_url=f"https://other.test:{port}",
+        resolver=resolver,
+        allow_private=True,
+        verify=context,
+    )
+    async with other:
+        with pytest.raises(ToolRetry, match=r"cannot be reached: ConnectError: .*certificate"):
+            await other.tools["get_item"](item_id=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,8 @@ class OpenAPITools(ToolSource):
         max_response_bytes: the most of an answer the model is shown; the rest is cut with a
             marker saying so, and never downloaded.
         resolver: how host names become addresses (for tests; the system's by default).
-        http_client: make the client (for tests): called with the guarded transport.
+        verify: how HTTPS certificates are checked: True (the system's CAs, through httpx),
+            a CA bundle's path, or an `ssl.SSLContext`. Always against the host's name.
         tool_options: `ToolOptions` for every tool (`requires_approval`, `max_retries`,
             ...); `idempotent` defaults to True for GET, HEAD and OPTIONS operations.
     """
@@ -83,6 +85,7 @@ class OpenAPITools(ToolSource):
         timeout: float = DEFAULT_TIMEOUT,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         resolver: Resolver | None = None,
+        verify: ssl.SSLContext | str | bool = True,
         tool_options: ToolOptions | None = None,
     ) -> None:
         if timeout <= 0:
@@ -105,6 +108,7 @@ class OpenAPITools(ToolSource):
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
         self.resolver = resolver
+        self.verify = verify
         self.problems: list[str] = []
         """Operations left out, with why (an unsupported body, a reference to another file)."""
         self.operations: dict[str, Operation] = {}
@@ -254,6 +258,7 @@ class OpenAPITools(ToolSource):
             [origin_of(base), *self.allowed],
             allow_private=self.allow_private,
             resolver=self.resolver,
+            verify=self.verify,
         )
         await transport.check(httpx.URL(base))
         self.base_url = base
@@ -266,7 +271,10 @@ class OpenAPITools(ToolSource):
 
     async def _fetch(self, url: str) -> Mapping[str, Any]:
         transport = GuardedTransport(
-            [origin_of(url)], allow_private=self.allow_private, resolver=self.resolver
+            [origin_of(url)],
+            allow_private=self.allow_private,
+            resolver=self.resolver,
+            verify=self.verify,
         )
         async with _client(transport, self.timeout) as client:
             try:
