@@ -57,9 +57,14 @@ def test_openapi_options_are_one_clear_line_when_wrong(
         f"error: --openapi: OpenAPI document {notes}: Swagger 2.0 is not supported; "
         "convert it to OpenAPI 3"
     )
+    petstore = str(SPECS / "petstore.yaml")
+    two = ["--openapi", petstore, "--openapi", petstore, "--openapi-base-url", "http://x.test"]
+    assert main(["run", "hi", *two]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --openapi-base-url: says where one service is, and 2 --openapi documents are given"
+    )
     agents = tmp_path / "agents.py"
     agents.write_text("")
-    petstore = str(SPECS / "petstore.yaml")
     assert main(["run", "hi", "--agents", str(agents), "--openapi", petstore]) == 2
     assert "--agents: --openapi cannot be given with it" in capsys.readouterr().err
 

@@ -43,7 +43,7 @@ def add_openapi_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--openapi-base-url",
         metavar="URL",
-        help="call the service here instead of at the document's first server",
+        help="call the service here instead of at the document's first server (with one --openapi)",
     )
     parser.add_argument(
         "--openapi-allow-url",
@@ -77,6 +77,11 @@ def openapi_sources(args: argparse.Namespace) -> list[ToolSource]:
     specs: list[str] = getattr(args, "openapi", [])
     if not specs:
         return []
+    if args.openapi_base_url and len(specs) > 1:
+        raise ConfigurationError(
+            f"--openapi-base-url: says where one service is, and {len(specs)} --openapi "
+            "documents are given"
+        )
     from agentkit.openapi import OpenAPIAuth, OpenAPIError, OpenAPITools
 
     settings = {
