@@ -108,6 +108,8 @@ def test_operations_are_chosen_by_id_tag_method_or_predicate() -> None:
     assert list(OpenAPITools.from_file(SPECS / "petstore.yaml", tags=["cats"]).tools) == []
     chosen = OpenAPITools.from_file(path, operations=lambda op: op.path == "/pets/{id}")
     assert list(chosen.tools) == ["find_pet_by_id", "deletePet"]
+    with pytest.raises(OpenAPIError, match=r"operations: \['addpet'\] name no operation of it"):
+        OpenAPITools.from_file(path, operations=["addpet"])
     with pytest.raises(UserError, match=r"methods: \['fetch'\] are not HTTP methods"):
         OpenAPITools.from_file(path, methods=["fetch"])
 

@@ -71,9 +71,6 @@ class OpenAPIAuth:
         """Every value set, for scrubbing."""
         return [v for v in (self.bearer_token, self.api_key, self.password) if v]
 
-    def __bool__(self) -> bool:
-        return bool(self.secrets())
-
     def __repr__(self) -> str:
         given = [k for k in ("bearer_token", "api_key", "username") if getattr(self, k)]
         return f"OpenAPIAuth({', '.join(f'{k}={REDACTED!r}' for k in given)})"

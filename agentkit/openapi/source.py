@@ -169,6 +169,15 @@ class OpenAPITools(ToolSource):
         components = document.get("components")
         schemes = components.get("securitySchemes") if isinstance(components, Mapping) else None
         self._schemes = schemes if isinstance(schemes, Mapping) else {}
+        chosen = self.operation_filter
+        if chosen is not None and not callable(chosen):
+            known = {o.name for o in found} | {o.operation_id for o in found}
+            missing = sorted(set(chosen) - known)
+            if missing:
+                names = ", ".join(o.name for o in found)
+                raise OpenAPIError(
+                    self.name, f"operations: {missing} name no operation of it (it has {names})"
+                )
         tools: dict[str, Tool] = {}
         operations: dict[str, Operation] = {}
         for operation in found:
