@@ -297,23 +297,19 @@ async def test_https_checks_the_certificate_against_the_name(
     context = ssl.create_default_context()
     ca.configure_trust(context)
     resolver = Resolver({"shop.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]})
-    shop = OpenAPITools(
-        create_service().openapi(),
-        base_url=f"https://shop.test:{port}",
-        resolver=resolver,
-        allow_private=True,
-        verify=context,
-    )
-    async with shop:
+
+    def at(name: str) -> OpenAPITools:
+        return OpenAPITools(
+            create_service().openapi(),
+            base_url=f"https://{name}:{port}",
+            resolver=resolver,
+            allow_private=True,
+            verify=context,
+        )
+
+    async with at("shop.test") as shop:
         assert json.loads(await shop.tools["get_item"](item_id=1))["name"] == "lamp"
     # The same address under a name the certificate does not hold is refused by TLS.
-    other = OpenAPITools(
-        create_service().openapi(),
-        base_url=f"https://other.test:{port}",
-        resolver=resolver,
-        allow_private=True,
-        verify=context,
-    )
-    async with other:
+    async with at("other.test") as other:
         with pytest.raises(ToolRetry, match=r"cannot be reached: ConnectError: .*certificate"):
             await other.tools["get_item"](item_id=1)
