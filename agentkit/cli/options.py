@@ -1,7 +1,7 @@
 """The options `run` and `chat` share, and what they build: the runtime, the Agent, the session.
 
 `--tools`, `--runtime`, `--model`, `--cache`, `--instructions`, `--max-steps`, `--tool-choice`,
-the sampling fields of the contract, `-v`, and the telemetry, MCP and session options; or
+the sampling fields of the contract, `-v`, and the telemetry, MCP, OpenAPI and session options; or
 `--agents FILE`, a Python file whose module-level `agent` is the Agent to run, as it defines
 it: the options that would change that definition are refused with it.
 """
@@ -19,6 +19,7 @@ from typing import Any
 
 from agentkit.agent import Agent
 from agentkit.cli.mcp import add_mcp_options, mcp_sources
+from agentkit.cli.openapi import OPENAPI_FLAGS, add_openapi_options, openapi_sources
 from agentkit.cli.telemetry import add_telemetry_options
 from agentkit.errors import ConfigurationError, UserError
 from agentkit.model_api import SAMPLING_FIELDS, ModelRequest
@@ -72,6 +73,7 @@ DEFINED_BY_AGENT = (
     "--mcp-stdio",
     "--mcp-http",
     "--mcp-header",
+    *OPENAPI_FLAGS,
     "--output-schema",
     "--temporal",
 )
@@ -106,6 +108,7 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="show each tool call")
     add_telemetry_options(parser)
     add_mcp_options(parser)
+    add_openapi_options(parser)
     add_session_options(parser)
 
 
@@ -228,6 +231,7 @@ def build_agent(args: argparse.Namespace) -> Agent[Any]:
         return load_agent(args.agents)
     tools: list[Tool | ToolSource] = [*(load_tools(args.tools) if args.tools else [])]
     tools.extend(mcp_sources(args))
+    tools.extend(openapi_sources(args))
     # Unset flags leave the runtime's profile in charge (the embedded model's forced first
     # call and greedy sampling, for one).
     return Agent(
