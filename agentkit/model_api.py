@@ -356,6 +356,9 @@ class Usage(_Model):
     total_tokens: int = 0
     cached_prompt_tokens: int | None = None
     """Prompt tokens served from a cache instead of evaluated (local runtime, some servers)."""
+    cache_hits: int = 0
+    """Generations answered from a response cache (`agentkit.runtimes.Cached`) rather than by
+    the model; their tokens count as zero, so they cost nothing. Never sent on a wire."""
 
     def __add__(self, other: Usage) -> Usage:
         cached = (
@@ -368,6 +371,7 @@ class Usage(_Model):
             completion_tokens=self.completion_tokens + other.completion_tokens,
             total_tokens=self.total_tokens + other.total_tokens,
             cached_prompt_tokens=cached,
+            cache_hits=self.cache_hits + other.cache_hits,
         )
 
     @classmethod
@@ -380,7 +384,7 @@ class Usage(_Model):
         )
 
     def to_wire(self) -> dict[str, int]:
-        return self.model_dump(exclude_none=True)
+        return self.model_dump(exclude_none=True, exclude={"cache_hits"})
 
 
 def _response_text(value: Any) -> Any:
@@ -445,6 +449,8 @@ class Generation(_Output):
     runtime: str | None = Field(default=None, exclude=True)
     """Which runtime answered, where a wrapper chose one of several (`Fallback`); None
     otherwise. Not part of the wire."""
+    cached: bool = Field(default=False, exclude=True)
+    """Answered from a response cache (`agentkit.runtimes.Cached`), not by the model."""
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Generation:
@@ -466,6 +472,8 @@ class StreamChunk(_Output):
     finish_reason: FinishReason | None = Field(default=None, exclude=True)
     runtime: str | None = Field(default=None, exclude=True)
     """Which runtime answered, on a stream's first chunk (see `Generation.runtime`)."""
+    cached: bool = Field(default=False, exclude=True)
+    """Replayed from a response cache, as every chunk of a cached stream is."""
 
     def to_wire(self, shape: ToolShape = "legacy") -> dict[str, Any]:
         out: dict[str, Any] = {"response": self.response}
@@ -486,4 +494,5 @@ class StreamChunk(_Output):
             usage=usage,
             finish_reason=finish,
             runtime=chunks[0].runtime if chunks else None,
+            cached=any(c.cached for c in chunks),
         )

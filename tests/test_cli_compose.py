@@ -16,6 +16,7 @@ from agentkit import Fallback, RateLimit
 from agentkit.cli import _parser, main
 from agentkit.cli.options import build_agent
 
+from support.helpers import HOSTED_VARIABLES
 from support.loopback import LoopbackServer, Reply, Seen
 from support.server import serve_process
 
@@ -35,13 +36,13 @@ def environment(
     monkeypatch: pytest.MonkeyPatch, service: LoopbackServer
 ) -> Iterator[LoopbackServer]:
     """Workers AI on a busy loopback server, OpenAI-compatible on the model service."""
+    for name in HOSTED_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     with LoopbackServer(busy) as cloudflare:
         monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "acc")
         monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "cf-token-compose")
         monkeypatch.setenv("CLOUDFLARE_BASE_URL", cloudflare.url + "/client/v4")
         monkeypatch.setenv("OPENAI_BASE_URL", service.url + "/v1")
-        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-        monkeypatch.delenv("OPENAI_MODEL", raising=False)
         yield cloudflare
 
 

@@ -1,8 +1,9 @@
 """The runtime wrappers on the command line: `--fallback RUNTIME[:MODEL]` (repeatable),
 `--rpm` and `--tpm`, for `run`, `chat`, `serve` and `worker`.
 
-Each command builds its runtime from `--runtime` and `--model` as before, then hands it to
-`compose_runtime`, the one place that wraps it:
+Each command builds its runtime from `--runtime` and `--model`, then hands it to
+`agentkit.cli.options.wrap_runtime`, which composes it here (`compose_runtime`) and puts a
+response cache (`--cache`) around the whole:
 
 ```
 --runtime workers-ai --rpm 300 --fallback openai:gpt-4o-mini

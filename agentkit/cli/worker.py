@@ -10,9 +10,14 @@ from typing import Any
 
 import anyio
 
-from agentkit.cli.compose import COMPOSITION_FLAGS, add_composition_options, compose_runtime
+from agentkit.cli.compose import COMPOSITION_FLAGS
 from agentkit.cli.durable import add_connection_options, sdk
-from agentkit.cli.options import load_agent, refuse_with_agents
+from agentkit.cli.options import (
+    add_runtime_wrapper_options,
+    load_agent,
+    refuse_with_agents,
+    wrap_runtime,
+)
 from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.tools.loader import load_tools
 
@@ -30,7 +35,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     worker.add_argument("--runtime", choices=sorted(RUNTIMES), help="default: local")
     worker.add_argument("--tools", nargs="+", default=[], metavar="FILE", help="tool files")
     worker.add_argument("--model", help="GGUF file (local) or model name (hosted)")
-    add_composition_options(worker)
+    add_runtime_wrapper_options(worker)
     worker.add_argument(
         "--address", default="127.0.0.1:7233", help="the Temporal server (default: 127.0.0.1:7233)"
     )
@@ -46,7 +51,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _run_worker(args: argparse.Namespace) -> int:
     durable = sdk()
-    refuse_with_agents(args, ("--tools", "--runtime", "--model", *COMPOSITION_FLAGS))
+    refuse_with_agents(args, ("--tools", "--runtime", "--model", "--cache", *COMPOSITION_FLAGS))
     if args.agents:
         agent = load_agent(args.agents)
         served: dict[str, Any] = {"agents": [agent]}
@@ -54,8 +59,9 @@ def _run_worker(args: argparse.Namespace) -> int:
     else:
         tools = load_tools(args.tools) if args.tools else []
         name = args.runtime or "local"
-        runtime = get_runtime(name, model=args.model, progress=sys.stderr.isatty())
-        runtime = compose_runtime(args, runtime)
+        runtime = wrap_runtime(
+            get_runtime(name, model=args.model, progress=sys.stderr.isatty()), args
+        )
         served = {"runtimes": {name: runtime}, "tools": tools}
         runtimes = [runtime]
 

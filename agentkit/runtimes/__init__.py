@@ -4,8 +4,9 @@
 - `workers-ai`: `workers_ai.WorkersAI`, needs `CLOUDFLARE_ACCOUNT_ID` and `CLOUDFLARE_API_TOKEN`;
 - `openai`: `openai.OpenAICompatible`, needs `OPENAI_BASE_URL` or `OPENAI_API_KEY`.
 
-Wrappers are runtimes around runtimes: `Fallback` (the next runtime when one fails, each behind
-a circuit breaker) and `RateLimit` (requests kept within a service's limits).
+Wrappers (`RuntimeWrapper`) compose around any of them: `Cached` answers repeated requests
+from a `CacheStore`, `Fallback` tries the next runtime when one fails (each behind a circuit
+breaker), and `RateLimit` keeps requests within a service's limits.
 """
 
 from __future__ import annotations
@@ -15,20 +16,26 @@ from typing import Any
 
 from agentkit.errors import ConfigurationError
 from agentkit.runtimes._http import RetryPolicy
-from agentkit.runtimes.base import Capabilities, Profile, Runtime, RuntimeWrapper, SchemaDialect
+from agentkit.runtimes.base import Capabilities, Profile, Runtime, SchemaDialect
+from agentkit.runtimes.cache_stores import CacheStore, MemoryCacheStore, SQLiteCacheStore
+from agentkit.runtimes.cached import Cached, request_key
 from agentkit.runtimes.fallback import CircuitBreaker, Fallback
 from agentkit.runtimes.openai import OpenAICompatible
 from agentkit.runtimes.rate_limit import RateLimit
 from agentkit.runtimes.recording import NoRecording, RecordingTransport
 from agentkit.runtimes.scripted import FunctionRuntime, ScriptedRuntime
 from agentkit.runtimes.workers_ai import WorkersAI
+from agentkit.runtimes.wrapper import RuntimeWrapper
 
 __all__ = [
     "RUNTIMES",
+    "CacheStore",
+    "Cached",
     "Capabilities",
     "CircuitBreaker",
     "Fallback",
     "FunctionRuntime",
+    "MemoryCacheStore",
     "NoRecording",
     "OpenAICompatible",
     "Profile",
@@ -37,10 +44,12 @@ __all__ = [
     "RetryPolicy",
     "Runtime",
     "RuntimeWrapper",
+    "SQLiteCacheStore",
     "SchemaDialect",
     "ScriptedRuntime",
     "WorkersAI",
     "get_runtime",
+    "request_key",
 ]
 
 RUNTIMES: dict[str, tuple[str, str]] = {

@@ -36,14 +36,7 @@ from agentkit.model_api import (
 )
 from agentkit.wire.workers_ai import GenerationRequest
 
-__all__ = [
-    "DEFAULT_PARALLEL",
-    "Capabilities",
-    "Profile",
-    "Runtime",
-    "RuntimeWrapper",
-    "SchemaDialect",
-]
+__all__ = ["DEFAULT_PARALLEL", "Capabilities", "Profile", "Runtime", "SchemaDialect"]
 
 _REASONS = {
     "tools": "this runtime cannot call tools",
@@ -202,24 +195,3 @@ class Runtime(abc.ABC):
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-
-class RuntimeWrapper(Runtime):
-    """A runtime around one other: it answers to that runtime's name, honours what it honours
-    and has its profile, and passes it the checks an Agent makes when it is built. Subclasses
-    write `handle_stream` (and, often, `handle_generate`) around `self.runtime`, and say in
-    their docstring whether they close it."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.name = runtime.name
-        self.capabilities = runtime.capabilities
-        self.profile = runtime.profile
-
-    def check_tools(self, tools: Sequence[FunctionDefinition]) -> None:
-        self.runtime.check_tools(tools)
-
-    def check_response_format(
-        self, response_format: Mapping[str, Any], *, validated: bool = True
-    ) -> None:
-        self.runtime.check_response_format(response_format, validated=validated)

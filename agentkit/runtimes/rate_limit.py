@@ -44,7 +44,8 @@ import anyio.lowlevel
 from agentkit.errors import RateLimited, UserError
 from agentkit.model_api import Generation, ModelRequest, StreamChunk, Usage
 from agentkit.runtimes._wrapping import WAIT_DEADLINE, close_chunks, service_waits_above
-from agentkit.runtimes.base import Runtime, RuntimeWrapper
+from agentkit.runtimes.base import Runtime
+from agentkit.runtimes.wrapper import RuntimeWrapper
 
 __all__ = ["RateLimit", "estimate_tokens"]
 
@@ -152,7 +153,6 @@ class RateLimit(RuntimeWrapper):
         self._queue: deque[object] = deque()
         self._changed: anyio.Event | None = None
         self._loop: object = None
-        self.slots = runtime.slots
         model = getattr(runtime, "model", None)
         if model is not None:
             self.model = model

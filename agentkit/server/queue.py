@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 import anyio
 
 from agentkit.model_api import Generation, ModelRequest, StreamChunk
-from agentkit.runtimes.base import Runtime, RuntimeWrapper
+from agentkit.runtimes.base import Runtime
+from agentkit.runtimes.wrapper import RuntimeWrapper
 from agentkit.server.errors import OUT_OF_CAPACITY, ApiError
 
 __all__ = ["ModelQueue", "QueuedRuntime", "as_generator"]

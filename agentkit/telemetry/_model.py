@@ -14,6 +14,7 @@ from opentelemetry.trace import SpanKind
 from agentkit.model_api import Generation, Message, StreamChunk
 from agentkit.telemetry._conventions import (
     ANSWERED_BY,
+    CACHE_HIT,
     ERROR_TYPE,
     FINISH_REASONS,
     INPUT_TOKENS,
@@ -73,6 +74,8 @@ class _Chat:
             # The provider is the one that answered, not the wrapper that chose it.
             name = generation.runtime.partition(":")[0].partition("#")[0]
             span.set_attribute(PROVIDER, PROVIDERS.get(name, name))
+        if generation.cached:  # answered by a response cache: no model was called
+            span.set_attribute(CACHE_HIT, True)
         span.set_attributes(
             {INPUT_TOKENS: usage.prompt_tokens, OUTPUT_TOKENS: usage.completion_tokens}
         )
