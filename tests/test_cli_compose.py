@@ -9,10 +9,11 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
-from agentkit import Fallback, RateLimit
+from agentkit import Cached, Fallback, RateLimit
 from agentkit.cli import _parser, main
 from agentkit.cli.options import build_agent
 
@@ -62,7 +63,7 @@ def test_a_run_falls_over_to_the_fallback(
     assert service.requests[-1].json["model"] == "qwen2.5"
 
 
-def test_each_command_composes_the_same_way(environment: LoopbackServer) -> None:
+def test_each_command_composes_the_same_way(environment: LoopbackServer, tmp_path: Path) -> None:
     parser = _parser()
     flags = ["--runtime", "workers-ai", "--rpm", "300", "--tpm", "90000"]
     more = ["--fallback", "openai:a", "--fallback", "workers-ai:@cf/other"]
@@ -79,6 +80,12 @@ def test_each_command_composes_the_same_way(environment: LoopbackServer) -> None
     assert isinstance(build_agent(args).runtime, RateLimit)
     args = parser.parse_args(["run", "hi", "--runtime", "workers-ai"])
     assert build_agent(args).runtime.name == "workers-ai"
+    # The cache goes outside the whole composition: a hit needs no runtime and no room.
+    cache = str(tmp_path / "responses.db")
+    args = parser.parse_args(["run", "hi", *flags, "--fallback", "openai:a", "--cache", cache])
+    cached = build_agent(args).runtime
+    assert isinstance(cached, Cached) and isinstance(cached.runtime, Fallback)
+    anyio.run(cached.aclose)
     for command in (["serve"], ["worker"]):
         args = parser.parse_args([*command, "--fallback", "openai:b", "--rpm", "5", "--tpm", "9"])
         assert (args.fallback, args.rpm, args.tpm) == (["openai:b"], 5, 9)
