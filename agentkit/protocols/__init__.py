@@ -1,0 +1,1 @@
+"""Protocols that offer agents to other programs and reach agents elsewhere (A2A, AG-UI)."""
