@@ -111,7 +111,7 @@ def test_an_allowed_origin_gets_cors_and_an_answer(guarded: BackgroundServer) ->
     answer = httpx.post(f"{guarded.url}/a2a", json=RPC, headers=headers)
     assert answer.status_code == 200
     assert answer.headers["access-control-allow-origin"] == "https://app.example"
-    assert answer.json()["error"]["message"].startswith("Task nope not found")
+    assert answer.json()["error"]["message"] == "Task not found"
 
 
 def test_a_body_past_the_limit_is_refused(guarded: BackgroundServer) -> None:
