@@ -1,0 +1,177 @@
+"""`A2AAgent`: a remote A2A agent as a tool, against a server written with the official SDK's
+server classes and against our own, both under uvicorn on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.events import EventQueue
+from a2a.server.request_handlers import DefaultRequestHandler
+from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
+from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.types import (
+    AgentCapabilities,
+    AgentCard,
+    AgentInterface,
+    AgentSkill,
+    Part,
+    Task,
+    TaskState,
+    TaskStatus,
+)
+from starlette.applications import Starlette
+
+from agentkit import Agent, ScriptedRuntime
+from agentkit.agent.events import TextDelta
+from agentkit.errors import UserError
+from agentkit.protocols.a2a import A2AAgent
+from agentkit.protocols.a2a.client import A2AError
+from agentkit.server.a2a import a2a_app
+from agentkit.server.background import BackgroundServer
+
+from support.a2a import BANK
+from support.server import TOKEN
+from support.temporal_server import free_port
+
+
+class Echo(AgentExecutor):
+    """Says it is working, then answers `echo: <text>`; asks back on a question mark."""
+
+    async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        task_id, context_id = context.task_id or "", context.context_id or ""
+        assert context.message is not None
+        await event_queue.enqueue_event(
+            Task(
+                id=task_id,
+                context_id=context_id,
+                status=TaskStatus(state=TaskState.TASK_STATE_SUBMITTED),
+                history=[context.message],
+            )
+        )
+        updater = TaskUpdater(event_queue, task_id, context_id)
+        await updater.start_work(updater.new_agent_message([Part(text="echoing")]))
+        text = context.get_user_input()
+        if text.endswith("?"):
+            await updater.requires_input(updater.new_agent_message([Part(text="Which city?")]))
+            return
+        await updater.add_artifact([Part(text=f"echo: {text}")], name="echo")
+        await updater.complete()
+
+    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        await TaskUpdater(event_queue, context.task_id or "", context.context_id or "").cancel()
+
+
+@pytest.fixture(scope="module")
+def sdk_echo() -> Iterator[BackgroundServer]:
+    """An echo agent served by the A2A SDK's own server classes, nothing of ours."""
+    port = free_port()  # the port first: the card names the URL
+    url = f"http://127.0.0.1:{port}/rpc"
+    card = AgentCard(
+        name="Echo Agent",
+        description="Repeats what it is told.",
+        version="1.0.0",
+        supported_interfaces=[AgentInterface(url=url, protocol_binding="JSONRPC")],
+        capabilities=AgentCapabilities(streaming=True),
+        default_input_modes=["text/plain"],
+        default_output_modes=["text/plain"],
+        skills=[AgentSkill(id="echo", name="echo", description="Echo.", tags=["echo"])],
+    )
+    handler = DefaultRequestHandler(
+        agent_executor=Echo(), task_store=InMemoryTaskStore(), agent_card=card
+    )
+    app = Starlette(routes=[*create_agent_card_routes(card), *create_jsonrpc_routes(handler, "/rpc")])
+    with BackgroundServer(app, port=port) as server:
+        yield server
+
+
+def caller(remote: A2AAgent, *turns: Any) -> Agent[str]:
+    return Agent(ScriptedRuntime(list(turns)), tools=[remote], name="main")
+
+
+async def test_a_remote_sdk_agent_answers_as_a_tool_and_streams_its_progress(
+    sdk_echo: BackgroundServer,
+) -> None:
+    remote = A2AAgent(sdk_echo.url)
+    agent = caller(remote, ScriptedRuntime.call("Echo_Agent", input="hi"), "It said hi.")
+    async with agent:
+        tool = remote.tools["Echo_Agent"]
+        assert tool.description == "Repeats what it is told."
+        events = [event async for event in agent.stream("Ask the echo agent.")]
+    result = events[-1].result
+    assert result.tool_calls[0].output == "echo: hi"
+    assert result.output == "It said hi."
+    progress = [e.text for e in events if isinstance(e, TextDelta) and e.path == "main/Echo_Agent"]
+    assert progress == ["echoing\n", "echo: hi"]
+
+
+async def test_without_streaming_the_answer_is_the_same(sdk_echo: BackgroundServer) -> None:
+    remote = A2AAgent(sdk_echo.url, name="echo", streaming=False)
+    agent = caller(remote, ScriptedRuntime.call("echo", input="hello"), "Done.")
+    result = await agent.run("Ask the echo agent.")
+    assert result.tool_calls[0].output == "echo: hello"
+
+
+async def test_a_remote_question_is_a_failed_call_naming_it(sdk_echo: BackgroundServer) -> None:
+    remote = A2AAgent(sdk_echo.url, name="echo")
+    agent = caller(remote, ScriptedRuntime.call("echo", input="weather?"), "I cannot tell.")
+    result = await agent.run("Ask the echo agent.")
+    error = result.tool_calls[0].error or ""
+    assert error.startswith("A2ATaskError: the remote agent echo stopped task ")
+    assert error.endswith(" as input-required; it asks: Which city?")
+
+
+@pytest.fixture
+def bank(tmp_path: Path) -> Iterator[BackgroundServer]:
+    """Our own server: the bank agent over A2A, behind a token."""
+    namespace: dict[str, Any] = {}
+    exec(BANK, namespace)
+    app = a2a_app(namespace["agent"], tmp_path / "tasks.db", api_token=TOKEN)
+    with BackgroundServer(app, lifespan="on") as server:
+        yield server
+
+
+async def test_our_own_server_answers_and_its_approval_question_is_told(
+    bank: BackgroundServer,
+) -> None:
+    remote = A2AAgent(bank.url, token=TOKEN)
+    agent = caller(
+        remote,
+        ScriptedRuntime.call("bank", input="hello"),
+        ScriptedRuntime.call("bank", input="please pay bob"),
+        "Bob needs a person's approval.",
+    )
+    result = await agent.run("Greet the bank, then pay bob.")
+    greeted, paid = result.tool_calls
+    assert greeted.output == "You said: hello"
+    said = (paid.error or "").split(" as input-required; it asks: ")[1]
+    assert said.startswith('Approval needed for transfer({"to": "bob", "amount": 250}) [id ')
+    assert 'To decide, reply "approve" or "deny"' in said
+    assert remote.card is not None and remote.card.name == "bank"
+
+
+async def test_without_the_token_the_call_fails_and_the_token_is_never_shown(
+    bank: BackgroundServer,
+) -> None:
+    remote = A2AAgent(bank.url, token="not-the-token")
+    agent = caller(remote, ScriptedRuntime.call("bank", input="hello"), "No.")
+    result = await agent.run("Greet the bank.")
+    assert "401" in (result.tool_calls[0].error or "")
+    assert "not-the-token" not in repr(remote) + (result.tool_calls[0].error or "")
+
+
+async def test_an_unreachable_agent_fails_to_start_naming_its_url() -> None:
+    remote = A2AAgent("http://127.0.0.1:9/", token="secret-token")
+    with pytest.raises(A2AError) as raised:
+        async with caller(remote, "unused"):
+            pass
+    assert str(raised.value).startswith("A2A agent at http://127.0.0.1:9: ")
+    assert "secret-token" not in str(raised.value)
+
+
+def test_a_url_that_is_not_http_is_refused() -> None:
+    with pytest.raises(UserError, match=r"url: must be an http:// or https:// address \(got 'ftp://x'\)"):
+        A2AAgent("ftp://x")
