@@ -52,7 +52,8 @@ async def test_a_typed_answer_is_a_data_artifact(tmp_path: Path) -> None:
     runtime = ScriptedRuntime(['{"customer": "Maria", "quantity": 3}'])
     agent = Agent(runtime, output_type=Order, name="orders", instructions="Extract the order.")
     with BackgroundServer(a2a_app(agent, tmp_path / "t.db"), lifespan="on") as server:
-        card = httpx.get(f"{server.url}/.well-known/agent-card.json").json()
+        async with httpx.AsyncClient() as http:
+            card = (await http.get(f"{server.url}/.well-known/agent-card.json")).json()
         assert card["defaultOutputModes"] == ["application/json"]
         client = await sdk_client(server.url, streaming=False)
         [response] = [r async for r in client.send_message(user_message(Part(text="3 for Maria")))]
@@ -63,7 +64,12 @@ async def test_a_typed_answer_is_a_data_artifact(tmp_path: Path) -> None:
 
 
 async def test_the_token_is_required_and_the_card_says_so(guarded: BackgroundServer) -> None:
-    card = httpx.get(f"{guarded.url}/.well-known/agent-card.json").json()
+    async with httpx.AsyncClient() as http:
+        card = (await http.get(f"{guarded.url}/.well-known/agent-card.json")).json()
+        answers = [
+            await http.post(f"{guarded.url}/a2a", json=RPC, headers=headers)
+            for headers in ({}, {"Authorization": "Bearer wrong"})
+        ]
     assert card["securitySchemes"] == {
         "bearer": {
             "httpAuthSecurityScheme": {
@@ -72,8 +78,7 @@ async def test_the_token_is_required_and_the_card_says_so(guarded: BackgroundSer
             }
         }
     }
-    for headers in ({}, {"Authorization": "Bearer wrong"}):
-        answer = httpx.post(f"{guarded.url}/a2a", json=RPC, headers=headers)
+    for answer in answers:
         assert answer.status_code == 401, answer.text
         assert TOKEN not in answer.text
     refused = await sdk_client(guarded.url, streaming=False)
@@ -87,10 +92,18 @@ async def test_the_token_is_required_and_the_card_says_so(guarded: BackgroundSer
 @pytest.mark.parametrize(
     ("headers", "status", "says"),
     [
-        ({"Origin": "https://evil.example"}, 403, "requests from the origin 'https://evil.example'"),
+        (
+            {"Origin": "https://evil.example"},
+            403,
+            "requests from the origin 'https://evil.example'",
+        ),
         ({"Host": "evil.example"}, 403, "does not answer to the host 'evil.example'"),
         ({"Sec-Fetch-Site": "cross-site"}, 403, "a cross-site page"),
-        ({"Content-Type": "text/plain"}, 415, "Content-Type must be application/json (got text/plain)"),
+        (
+            {"Content-Type": "text/plain"},
+            415,
+            "Content-Type must be application/json (got text/plain)",
+        ),
     ],
 )
 def test_cross_site_requests_are_refused(
@@ -127,7 +140,8 @@ async def test_serve_offers_a2a_beside_the_api_behind_the_same_token(tmp_path: P
     agent = echo()
     app = create_app(agent.runtime, agent=agent, api_token=TOKEN, a2a=tmp_path / "tasks.db")
     with BackgroundServer(app, lifespan="on") as server:
-        assert httpx.post(f"{server.url}/a2a", json=RPC).status_code == 401
+        async with httpx.AsyncClient() as http:
+            assert (await http.post(f"{server.url}/a2a", json=RPC)).status_code == 401
         client = await sdk_client(server.url, streaming=False, token=TOKEN)
         [response] = [r async for r in client.send_message(user_message(Part(text="hello")))]
         assert [p.text for p in response.task.artifacts[0].parts] == ["Hi there."]

@@ -26,7 +26,7 @@ from a2a.types import (
 from starlette.applications import Starlette
 
 from agentkit import Agent, ScriptedRuntime
-from agentkit.agent.events import TextDelta
+from agentkit.agent.events import RunFinished, TextDelta
 from agentkit.errors import UserError
 from agentkit.protocols.a2a import A2AAgent
 from agentkit.protocols.a2a.client import A2AError
@@ -83,7 +83,9 @@ def sdk_echo() -> Iterator[BackgroundServer]:
     handler = DefaultRequestHandler(
         agent_executor=Echo(), task_store=InMemoryTaskStore(), agent_card=card
     )
-    app = Starlette(routes=[*create_agent_card_routes(card), *create_jsonrpc_routes(handler, "/rpc")])
+    app = Starlette(
+        routes=[*create_agent_card_routes(card), *create_jsonrpc_routes(handler, "/rpc")]
+    )
     with BackgroundServer(app, port=port) as server:
         yield server
 
@@ -101,7 +103,9 @@ async def test_a_remote_sdk_agent_answers_as_a_tool_and_streams_its_progress(
         tool = remote.tools["Echo_Agent"]
         assert tool.description == "Repeats what it is told."
         events = [event async for event in agent.stream("Ask the echo agent.")]
-    result = events[-1].result
+    finished = events[-1]
+    assert isinstance(finished, RunFinished)
+    result = finished.result
     assert result.tool_calls[0].output == "echo: hi"
     assert result.output == "It said hi."
     progress = [e.text for e in events if isinstance(e, TextDelta) and e.path == "main/Echo_Agent"]
@@ -173,5 +177,7 @@ async def test_an_unreachable_agent_fails_to_start_naming_its_url() -> None:
 
 
 def test_a_url_that_is_not_http_is_refused() -> None:
-    with pytest.raises(UserError, match=r"url: must be an http:// or https:// address \(got 'ftp://x'\)"):
+    with pytest.raises(
+        UserError, match=r"url: must be an http:// or https:// address \(got 'ftp://x'\)"
+    ):
         A2AAgent("ftp://x")

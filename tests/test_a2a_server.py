@@ -122,8 +122,9 @@ async def test_a_paused_run_is_input_required_and_the_clients_approval_completes
     text, pending = task.status.message.parts
     [call] = data(pending)["pending"]
     assert (call["name"], call["arguments"]) == ("transfer", {"to": "bob", "amount": 250})
-    assert text.text.startswith(f'Approval needed for transfer({{"to": "bob", "amount": 250}}) '
-                                f"[id {call['id']}]")
+    assert text.text.startswith(
+        f'Approval needed for transfer({{"to": "bob", "amount": 250}}) [id {call["id"]}]'
+    )
     approve = user_message(
         decision({"approve": [call["id"]]}), task_id=task.id, context_id=task.context_id
     )
@@ -166,7 +167,9 @@ async def test_a_running_task_is_cancelled(bank: ServeProcess) -> None:
             seen.append(response)
             message = response.status_update.status.message
             if message.parts and message.parts[0].text.startswith("calling audit"):
-                cancelled = await client.cancel_task(CancelTaskRequest(id=response.status_update.task_id))
+                cancelled = await client.cancel_task(
+                    CancelTaskRequest(id=response.status_update.task_id)
+                )
                 assert cancelled.status.state == TaskState.TASK_STATE_CANCELED
     task_id = seen[0].task.id
     stored = await client.get_task(GetTaskRequest(id=task_id))

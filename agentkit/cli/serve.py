@@ -295,7 +295,11 @@ def _serve(args: argparse.Namespace) -> int:
             + f"  API:        http://{shown}:{args.port}/client/v4/accounts/<any>/ai/run/<model>\n"
             f"  playground: http://{shown}:{args.port}/"
             + (f"\n  MCP:        http://{shown}:{args.port}/mcp" if args.mcp else "")
-            + (f"\n  A2A:        http://{shown}:{args.port}/a2a ({args.a2a_store})" if args.a2a else ""),
+            + (
+                f"\n  A2A:        http://{shown}:{args.port}/a2a ({args.a2a_store})"
+                if args.a2a
+                else ""
+            ),
             file=sys.stderr,
             flush=True,
         )

@@ -37,7 +37,6 @@ DEFAULT_MAX_BODY = 4 * 1024 * 1024
 _JSON_TYPES = ("application/json", "application/a2a+json")
 
 
-
 def a2a_service(agent: Agent[Any], store: str | Path, *, bearer: bool) -> A2AService:
     """The A2A service of `agent` with tasks in `store`.
 

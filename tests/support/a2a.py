@@ -72,7 +72,8 @@ agent = Agent(
 )
 '''
 """An agent that echoes, reads the balance, pays through `transfer` (which needs approval)
-or audits for a minute, decided by the words of the request; a function decides, so it survives restarts."""
+or audits for a minute, decided by the words of the request; a function decides, so it
+survives restarts."""
 
 
 def user_message(*parts: Part, task_id: str = "", context_id: str = "") -> SendMessageRequest:

@@ -17,6 +17,7 @@ from here (pausing the calling run for a person) is not supported.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
@@ -47,7 +48,7 @@ __all__ = ["A2AAgent", "A2AError", "A2ATaskError"]
 
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_-]+")
 _CONTEXT = "agentkit.context"
-_UNFINISHED = {
+_UNFINISHED: dict[int, str] = {
     TaskState.TASK_STATE_INPUT_REQUIRED: "input-required",
     TaskState.TASK_STATE_AUTH_REQUIRED: "auth-required",
     TaskState.TASK_STATE_FAILED: "failed",
@@ -185,10 +186,8 @@ class A2AAgent(ToolSource):
         """Close the connection (and the HTTP client, when it is this source's own)."""
         client, self._client = self._client, None
         if client is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing must not raise: nothing is left to do
                 await client.close()
-            except Exception:  # closing must not raise; nothing is left to do
-                pass
         if self._http is not None and self._given_client is None:
             await self._http.aclose()
         self._http = None

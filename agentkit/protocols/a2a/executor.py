@@ -138,7 +138,9 @@ class AgentTaskExecutor(AgentExecutor):
                     history=[message] if message is not None else [],
                 )
             )
-            events = self.agent.stream(message_text(parts), session=self.store.journal(task_id))
+            events: AsyncIterator[Event] = self.agent.stream(
+                message_text(parts), session=self.store.journal(task_id)
+            )
         else:
             state = await self.store.paused(task_id)
             if state is None:
@@ -188,9 +190,11 @@ class AgentTaskExecutor(AgentExecutor):
         return result
 
     async def _finish(self, task_id: str, result: RunResult[Any], updater: TaskUpdater) -> None:
-        if result.stop_reason == "approval":
+        if result.stop_reason == "approval" and result.state is not None:
             await self.store.pause(task_id, result.state)
-            pending = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in result.pending]
+            pending = [
+                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in result.pending
+            ]
             status = updater.new_agent_message(
                 [Part(text=describe_pending(result.pending)), data_part({"pending": pending})]
             )
@@ -218,4 +222,3 @@ async def _chain(first: Event, rest: AsyncIterator[Event]) -> AsyncIterator[Even
     yield first
     async for event in rest:
         yield event
-

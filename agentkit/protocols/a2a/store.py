@@ -27,6 +27,7 @@ from agentkit.sessions import SQLiteSession
 
 __all__ = ["SessionTaskStore"]
 
+Entries = list[dict[str, Any]]
 _TASK = "a2a-task:"
 _RUN = "a2a-run:"
 
@@ -99,9 +100,8 @@ class SessionTaskStore(TaskStore):
         for entry in await self._load(task_id):
             if entry["kind"] == "paused":
                 waiting = entry
-            elif entry["kind"] == "taken" and waiting is not None:
-                if entry["run"] == waiting["run"]:
-                    waiting = None
+            elif entry["kind"] == "taken" and waiting and entry["run"] == waiting["run"]:
+                waiting = None
         return None if waiting is None else RunState.from_json(waiting["state"])
 
     async def take(self, task_id: str, state: RunState) -> None:
@@ -115,7 +115,7 @@ class SessionTaskStore(TaskStore):
         finally:
             session.close()
 
-    async def _load(self, task_id: str) -> list[dict[str, Any]]:
+    async def _load(self, task_id: str) -> Entries:
         session = self.record(task_id)
         try:
             return await session.load()
