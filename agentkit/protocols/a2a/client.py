@@ -276,7 +276,9 @@ class _Progress:
         said = parts_text(parts)
         if said:
             self.said = said
-            self._tell(said + "\n")
+            # The progress shown is the words; data parts (ids and such) go to the model only.
+            words = parts_text([p for p in parts if p.WhichOneof("content") == "text"])
+            self._tell(words + "\n" if words else "")
 
     def _artifact(self, artifact: Artifact, append: bool) -> None:
         kept = self.artifacts.setdefault(artifact.artifact_id, [])
