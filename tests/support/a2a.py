@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from types import TracebackType
@@ -15,7 +13,7 @@ import httpx
 from a2a.client import Client, ClientConfig, create_client
 from a2a.types import Message, Part, Role, SendMessageRequest
 
-from support.temporal_server import free_port
+from support.temporal_server import free_port, wait_listening
 
 BANK = '''
 import anyio
@@ -127,16 +125,8 @@ class ServeProcess:
         self.process = subprocess.Popen(
             self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(f"agentkit serve ended: {self.process.communicate()[1]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                assert time.monotonic() < deadline, "agentkit serve did not start"
-                time.sleep(0.05)
+        process = self.process
+        wait_listening(process, self.port, "agentkit serve", lambda: process.communicate()[1])
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

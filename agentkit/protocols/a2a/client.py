@@ -18,7 +18,6 @@ from here (pausing the calling run for a person) is not supported.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -36,11 +35,11 @@ from a2a.types import (
     StreamResponse,
     TaskState,
 )
-from google.protobuf.json_format import MessageToDict
 
 from agentkit.agent.core import current_run
 from agentkit.agent.events import TextDelta
 from agentkit.errors import AgentKitError, UserError
+from agentkit.protocols.a2a.parts import parts_text
 from agentkit.tools import Tool, ToolSource
 from agentkit.tools.context import RunContext
 
@@ -79,20 +78,6 @@ class A2ATaskError(AgentKitError):
             f"the remote agent {agent} stopped task {task_id} as {state}; it {what}: "
             f"{said or '(nothing)'}"
         )
-
-
-def parts_text(parts: Any) -> str:
-    """Text parts as they are, data parts as JSON, links by URL, one part a line."""
-    pieces = []
-    for part in parts:
-        kind = part.WhichOneof("content")
-        if kind == "text":
-            pieces.append(part.text)
-        elif kind == "data":
-            pieces.append(json.dumps(MessageToDict(part.data), ensure_ascii=False))
-        elif kind == "url":
-            pieces.append(part.url)
-    return "\n".join(pieces)
 
 
 class A2AAgent(ToolSource):

@@ -26,13 +26,11 @@ from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.tasks import TaskUpdater
 from a2a.types import Artifact, Message, Part, Role, Task, TaskState, TaskStatus
-from google.protobuf.json_format import MessageToDict, ParseDict
-from google.protobuf.struct_pb2 import Value
-from pydantic_core import to_jsonable_python
 
 from agentkit.agent import Agent, PendingCall, RunResult
 from agentkit.agent.events import Event
 from agentkit.errors import RunStateError
+from agentkit.protocols.a2a.parts import data_part, part_data, parts_text
 from agentkit.protocols.a2a.store import SessionTaskStore
 
 __all__ = ["AgentTaskExecutor", "decisions", "message_text"]
@@ -44,29 +42,9 @@ APPROVAL_HINT = (
 """How a client answers a task that waits for approval, as the status message says it."""
 
 
-def data_part(value: Any) -> Part:
-    """A data part holding `value` (any JSON data)."""
-    return Part(data=ParseDict(to_jsonable_python(value), Value()))
-
-
-def part_data(part: Part) -> Any:
-    """The JSON value of a data part."""
-    return MessageToDict(part.data)
-
-
 def message_text(parts: Sequence[Part]) -> str:
-    """The text a message's parts make for the model: text parts as they are, data parts as
-    JSON, links by their URL, one part a paragraph."""
-    pieces = []
-    for part in parts:
-        kind = part.WhichOneof("content")
-        if kind == "text":
-            pieces.append(part.text)
-        elif kind == "data":
-            pieces.append(json.dumps(part_data(part), ensure_ascii=False))
-        elif kind == "url":
-            pieces.append(part.url)
-    return "\n\n".join(pieces)
+    """The prompt a message's parts make for the model, one part a paragraph."""
+    return parts_text(parts, "\n\n")
 
 
 def decisions(parts: Sequence[Part], pending: Sequence[PendingCall]) -> dict[str, Any]:
