@@ -216,3 +216,27 @@ async def test_a_task_waiting_for_approval_outlives_a_restart_of_the_server(
         assert stored.status.message.parts[0].text == task.status.message.parts[0].text
         done = final_task(await send(client, user_message(Part(text="approve"), task_id=task.id)))
         assert (done.status.state, texts(done)) == (COMPLETED, ["Done: sent 250 EUR to bob."])
+
+
+async def test_a_task_cut_short_by_a_crash_is_failed_when_the_server_comes_back(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "bank.py").write_text(BANK)
+    server = ServeProcess(tmp_path / "bank.py", tmp_path / "tasks.db")
+    with server:
+        client = await sdk_client(server.url, streaming=True)
+        with anyio.fail_after(60):
+            async for response in client.send_message(user_message(Part(text="audit please"))):
+                if response.HasField("task"):
+                    task_id = response.task.id
+                said = response.status_update.status.message.parts
+                if said and said[0].text.startswith("calling audit"):
+                    break
+        server.kill()  # the audit is under way
+    with server:
+        client = await sdk_client(server.url, streaming=False)
+        stored = await client.get_task(GetTaskRequest(id=task_id))
+    assert stored.status.state == TaskState.TASK_STATE_FAILED
+    assert stored.status.message.parts[0].text == (
+        "the server stopped while this task ran; send it again as a new task"
+    )

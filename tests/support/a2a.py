@@ -134,6 +134,13 @@ class ServeProcess:
             self.process.communicate(timeout=30)
         self.process = None
 
+    def kill(self) -> None:
+        """End the process at once (SIGKILL), as a crash would."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.communicate(timeout=30)
+        self.process = None
+
     def __enter__(self) -> ServeProcess:
         self.start()
         return self

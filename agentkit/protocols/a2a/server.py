@@ -182,7 +182,9 @@ class A2AService:
     @asynccontextmanager
     async def lifespan(self, *, enter_agent: bool = True) -> AsyncIterator[None]:
         """While serving: the agent's tool sources open (unless `enter_agent` is False: the
-        caller opens them); after, the tasks still running drained."""
+        caller opens them); after, the tasks still running drained. First, the tasks whose
+        run a stopped process left under way are marked failed (`fail_interrupted`)."""
+        await self.store.fail_interrupted()
         try:
             if enter_agent:
                 async with self.agent:

@@ -19,17 +19,29 @@ from typing import Any
 
 from a2a.server.context import ServerCallContext
 from a2a.server.tasks import TaskStore
-from a2a.types import ListTasksRequest, ListTasksResponse, Task
+from a2a.types import (
+    ListTasksRequest,
+    ListTasksResponse,
+    Message,
+    Part,
+    Role,
+    Task,
+    TaskState,
+)
 from google.protobuf.json_format import MessageToDict, ParseDict
 
 from agentkit.agent import RunState
 from agentkit.sessions import SQLiteSession
+from agentkit.sessions.runs import discard_interrupted
 
 __all__ = ["SessionTaskStore"]
 
 Entries = list[dict[str, Any]]
 _TASK = "a2a-task:"
 _RUN = "a2a-run:"
+_UNDER_WAY = (TaskState.TASK_STATE_SUBMITTED, TaskState.TASK_STATE_WORKING)
+STOPPED = "the server stopped while this task ran; send it again as a new task"
+"""The status message of a task whose run was cut short by the end of its process."""
 
 
 class SessionTaskStore(TaskStore):
@@ -89,6 +101,40 @@ class SessionTaskStore(TaskStore):
                 await session.clear()
             finally:
                 session.close()
+
+    async def fail_interrupted(self) -> list[str]:
+        """Mark failed every task whose run was under way in a process that is gone (its
+        journal says so), closing that run; the ids of the tasks marked.
+
+        A task running in a live process sharing the file is left alone.
+        """
+        failed = []
+        for name in SQLiteSession.sessions(self.path):
+            if not name.startswith(_TASK):
+                continue
+            task = await self.get(name[len(_TASK) :])
+            if task is None or task.status.state not in _UNDER_WAY:
+                continue
+            journal = self.journal(task.id)
+            try:
+                stuck = await discard_interrupted(journal)
+            finally:
+                journal.close()
+            if stuck is None:
+                continue
+            task.status.state = TaskState.TASK_STATE_FAILED
+            task.status.message.CopyFrom(
+                Message(
+                    message_id=f"stopped-{stuck.run_id}",
+                    role=Role.ROLE_AGENT,
+                    task_id=task.id,
+                    context_id=task.context_id,
+                    parts=[Part(text=STOPPED)],
+                )
+            )
+            await self.save(task)
+            failed.append(task.id)
+        return failed
 
     async def pause(self, task_id: str, state: RunState) -> None:
         """Keep the paused run task `task_id` continues from when its input comes."""
