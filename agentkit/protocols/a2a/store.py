@@ -37,6 +37,7 @@ from agentkit.sessions.runs import discard_interrupted
 __all__ = ["SessionTaskStore"]
 
 Entries = list[dict[str, Any]]
+Ids = list[str]
 _TASK = "a2a-task:"
 _RUN = "a2a-run:"
 _UNDER_WAY = (TaskState.TASK_STATE_SUBMITTED, TaskState.TASK_STATE_WORKING)
@@ -102,13 +103,13 @@ class SessionTaskStore(TaskStore):
             finally:
                 session.close()
 
-    async def fail_interrupted(self) -> list[str]:
+    async def fail_interrupted(self) -> Ids:
         """Mark failed every task whose run was under way in a process that is gone (its
         journal says so), closing that run; the ids of the tasks marked.
 
         A task running in a live process sharing the file is left alone.
         """
-        failed = []
+        failed: Ids = []
         for name in SQLiteSession.sessions(self.path):
             if not name.startswith(_TASK):
                 continue
