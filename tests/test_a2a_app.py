@@ -10,16 +10,18 @@ from typing import Any
 import httpx
 import pytest
 from a2a.client import A2AClientError
-from a2a.types import GetTaskRequest, Part, TaskState
+from a2a.types import GetTaskRequest, ListTasksRequest, Part, TaskState
 from google.protobuf.json_format import MessageToDict
 from pydantic import BaseModel
 
 from agentkit import Agent, ScriptedRuntime
+from agentkit.cli import main as cli_main
 from agentkit.server import create_app
 from agentkit.server.a2a import a2a_app
 from agentkit.server.background import BackgroundServer
 
 from support.a2a import sdk_client, user_message
+from support.helpers import add
 from support.server import TOKEN
 
 RPC = {"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": "nope"}}
@@ -146,3 +148,30 @@ async def test_serve_offers_a2a_beside_the_api_behind_the_same_token(tmp_path: P
         [response] = [r async for r in client.send_message(user_message(Part(text="hello")))]
         assert [p.text for p in response.task.artifacts[0].parts] == ["Hi there."]
     assert (tmp_path / "tasks.db").exists()
+
+
+async def test_without_an_agent_serve_offers_one_of_its_runtime_and_tools(tmp_path: Path) -> None:
+    runtime = ScriptedRuntime([ScriptedRuntime.call("add", a=2, b=3), "2 + 3 = 5"])
+    app = create_app(runtime, tools=[add], a2a=tmp_path / "tasks.db")
+    with BackgroundServer(app, lifespan="on") as server:
+        async with httpx.AsyncClient() as http:
+            card = (await http.get(f"{server.url}/.well-known/agent-card.json")).json()
+        assert [skill["id"] for skill in card["skills"]] == ["agent", "add"]
+        client = await sdk_client(server.url, streaming=False)
+        sent = user_message(Part(text="2 + 3?"), context_id="ctx-1")
+        [response] = [r async for r in client.send_message(sent)]
+        assert [p.text for p in response.task.artifacts[0].parts] == ["2 + 3 = 5"]
+        other = [r async for r in client.send_message(user_message(Part(text="hi")))]
+        failed = other[0].task.status  # the script has no turn left: the run raises
+        assert failed.state == TaskState.TASK_STATE_FAILED
+        assert failed.message.parts[0].text == (
+            "AssertionError: the script has 2 turn(s) but request 3 asked for another"
+        )
+        listed = await client.list_tasks(ListTasksRequest(context_id="ctx-1"))
+    assert [task.id for task in listed.tasks] == [response.task.id]
+    runtime.assert_complete()
+
+
+def test_the_a2a_store_option_needs_a2a(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["serve", "--a2a-store", "tasks.db"]) == 2
+    assert capsys.readouterr().err == "error: --a2a-store: applies to A2A only; add --a2a\n"
