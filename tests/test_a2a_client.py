@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
@@ -181,3 +182,13 @@ def test_a_url_that_is_not_http_is_refused() -> None:
         UserError, match=r"url: must be an http:// or https:// address \(got 'ftp://x'\)"
     ):
         A2AAgent("ftp://x")
+
+
+async def test_a_given_http_client_is_used_as_it_is(bank: BackgroundServer) -> None:
+    with pytest.raises(UserError, match=r"token, headers: with http_client, set them on that"):
+        A2AAgent(bank.url, token=TOKEN, http_client=httpx.AsyncClient())
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        remote = A2AAgent(bank.url, http_client=http)
+        result = await caller(remote, ScriptedRuntime.call("bank", input="hi"), "Ok.").run("Hi")
+        assert result.tool_calls[0].output == "You said: hi"
+        assert not http.is_closed  # the caller's to close

@@ -91,7 +91,8 @@ class A2AAgent(ToolSource):
         token: sent as `Authorization: Bearer <token>` (never shown in reprs or errors).
         headers: more headers for every request.
         timeout: seconds to wait for the card and for each read of an answer.
-        http_client: the `httpx.AsyncClient` to use (not closed here); default: one of its own.
+        http_client: the `httpx.AsyncClient` to use (not closed here; give it the token and
+            headers yourself); default: one of its own.
         streaming: stream the task's updates when the agent can.
     """
 
@@ -111,6 +112,12 @@ class A2AAgent(ToolSource):
             raise UserError(f"url: must be an http:// or https:// address (got {url!r})")
         if not timeout > 0:
             raise UserError(f"timeout: must be > 0 seconds (got {timeout})")
+        if http_client is not None and (token is not None or headers):
+            # Set on a client others use too, they would go with every request it makes.
+            raise UserError(
+                "token, headers: with http_client, set them on that client "
+                "(httpx.AsyncClient(headers=...))"
+            )
         self.url = url.rstrip("/")
         self.name = name or self.url
         self._tool_name = name
@@ -153,7 +160,6 @@ class A2AAgent(ToolSource):
             headers["Authorization"] = f"Bearer {self._token}"
         if self._given_client is not None:
             self._http = self._given_client
-            self._http.headers.update(headers)
         else:
             self._http = httpx.AsyncClient(headers=headers, timeout=self.timeout)
         try:
