@@ -26,11 +26,11 @@ from a2a.types import (
 )
 from starlette.applications import Starlette
 
-from agentkit import Agent, ScriptedRuntime
+from agentkit import Agent, Message, ScriptedRuntime, handoff
 from agentkit.agent.events import RunFinished, TextDelta
 from agentkit.errors import UserError
 from agentkit.protocols.a2a import A2AAgent
-from agentkit.protocols.a2a.client import A2AError
+from agentkit.protocols.a2a.client import A2AError, A2ATaskError
 from agentkit.server.a2a import a2a_app
 from agentkit.server.background import BackgroundServer
 
@@ -192,3 +192,64 @@ async def test_a_given_http_client_is_used_as_it_is(bank: BackgroundServer) -> N
         result = await caller(remote, ScriptedRuntime.call("bank", input="hi"), "Ok.").run("Hi")
         assert result.tool_calls[0].output == "You said: hi"
         assert not http.is_closed  # the caller's to close
+
+
+async def test_a_remote_agent_takes_over_a_handed_off_conversation(
+    sdk_echo: BackgroundServer,
+) -> None:
+    echo = A2AAgent(sdk_echo.url, name="echo").as_agent(description="Repeats what it is told.")
+    triage = Agent(
+        ScriptedRuntime([ScriptedRuntime.call("transfer_to_echo")]),
+        name="triage",
+        handoffs=[echo],
+    )
+    transfer = triage.toolset.get("transfer_to_echo")
+    assert transfer is not None and transfer.description == "Repeats what it is told."
+    result = await triage.run("hello there")
+    assert result.output == "echo: hello there"
+    assert [(h.source, h.target) for h in result.handoffs] == [("triage", "echo")]
+
+
+async def test_a_remote_agent_handed_off_to_can_answer_back(bank: BackgroundServer) -> None:
+    remote = A2AAgent(bank.url, name="bank", token=TOKEN)
+    model = ScriptedRuntime([ScriptedRuntime.call("transfer_to_bank"), "The bank says hi."])
+    triage = Agent(model, name="triage", handoffs=[handoff(remote.as_agent(), returns=True)])
+    result = await triage.run("hi")
+    # The bank's answer comes back as the transfer's result.
+    assert model.requests[1].messages[-1].content == "You said: hi"
+    assert (result.output, result.agent) == ("The bank says hi.", "triage")
+
+
+def test_a_remote_agent_handed_off_to_needs_a_name() -> None:
+    with pytest.raises(UserError, match=r"name: required for a remote agent handed off to"):
+        A2AAgent("http://127.0.0.1:9").as_agent()
+
+
+async def test_the_remote_agent_is_sent_the_words_of_the_conversation(
+    sdk_echo: BackgroundServer,
+) -> None:
+    echo = A2AAgent(sdk_echo.url, name="echo").as_agent()
+    triage = Agent(
+        ScriptedRuntime([ScriptedRuntime.call("transfer_to_echo")]),
+        name="triage",
+        handoffs=[echo],
+        instructions="Route the user.",
+    )
+    earlier = [
+        Message(role="user", content="I am Ana."),
+        Message(role="assistant", content="Hi Ana."),
+    ]
+    result = await triage.run("Say my name.", history=earlier)
+    # No system message, no tool traffic: the words, each turn with its role.
+    assert result.output == "echo: user: I am Ana.\n\nassistant: Hi Ana.\n\nuser: Say my name."
+
+
+async def test_a_question_of_a_remote_agent_handed_off_to_ends_the_run(
+    sdk_echo: BackgroundServer,
+) -> None:
+    echo = A2AAgent(sdk_echo.url, name="echo").as_agent()
+    triage = Agent(
+        ScriptedRuntime([ScriptedRuntime.call("transfer_to_echo")]), name="triage", handoffs=[echo]
+    )
+    with pytest.raises(A2ATaskError, match=r"as input-required; it asks: Which city\?$"):
+        await triage.run("weather?")

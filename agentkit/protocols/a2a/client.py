@@ -36,6 +36,7 @@ from a2a.types import (
     TaskState,
 )
 
+from agentkit.agent import Agent
 from agentkit.agent.core import current_run
 from agentkit.agent.events import TextDelta
 from agentkit.errors import AgentKitError, UserError
@@ -149,6 +150,52 @@ class A2AAgent(ToolSource):
         """Changes each time the source starts."""
         return self._version
 
+    @property
+    def started(self) -> bool:
+        """Whether the card is read and the connection open."""
+        return self._client is not None
+
+    def as_agent(
+        self, name: str | None = None, description: str | None = None, **options: Any
+    ) -> Agent[str]:
+        """The remote agent as an `Agent` here, for `handoffs=[...]`: its runtime sends the
+        conversation to the remote agent and answers with the remote task's answer (see
+        `agentkit.protocols.a2a.remote`). It connects when first used.
+
+        Args:
+            name: the agent's name (the transfer tool is `transfer_to_<name>`); default: the
+                `name` this source was given.
+            description: what the transfer tool says of it; default: that it is a remote
+                agent.
+            **options: more `Agent` settings (`max_steps`, `deadline`, ...).
+
+        Raises:
+            UserError: no name, given here or to the source (the card is read only later).
+        """
+        from agentkit.protocols.a2a.remote import remote_agent
+
+        name = name or self._tool_name
+        if name is None:
+            raise UserError(
+                "name: required for a remote agent handed off to, here or as "
+                "A2AAgent(url, name=...): its card is read only when it is first used"
+            )
+        return remote_agent(self, name, description or self._description, **options)
+
+    def connection(self) -> A2AAgent:
+        """A copy of this source, not started, for a connection of its own
+        (`async with remote.connection() as own:`)."""
+        return A2AAgent(
+            self.url,
+            name=self._tool_name,
+            description=self._description,
+            token=self._token,
+            headers=self._headers,
+            timeout=self.timeout,
+            http_client=self._given_client,
+            streaming=self.streaming,
+        )
+
     async def start(self) -> None:
         """Read the card and connect.
 
@@ -206,8 +253,11 @@ class A2AAgent(ToolSource):
         made.context_param = _CONTEXT
         return made
 
-    async def send(self, text: str, context: RunContext[Any] | None = None) -> str:
-        """Send `text` as a new task and answer with its artifacts' text.
+    async def send(
+        self, text: str, context: RunContext[Any] | None = None, *, report: bool = True
+    ) -> str:
+        """Send `text` as a new task and answer with its artifacts' text; with `report`, the
+        task's progress goes into the events of the run under way.
 
         Raises:
             A2ATaskError: the task ended other than completed.
@@ -216,7 +266,7 @@ class A2AAgent(ToolSource):
         if self._client is None:
             raise UserError(f"{self!r}: not started (use it inside `async with agent:`)")
         message = Message(role=Role.ROLE_USER, message_id=uuid.uuid4().hex, parts=[Part(text=text)])
-        progress = _Progress(self.name)
+        progress = _Progress(self.name, report=report)
         async for response in self._client.send_message(SendMessageRequest(message=message)):
             progress.take(response)
         if progress.state not in (TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_UNSPECIFIED):
@@ -228,9 +278,9 @@ class A2AAgent(ToolSource):
 class _Progress:
     """What a task's responses said so far; text streamed into the calling run's events."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, report: bool) -> None:
         parent = current_run.get()
-        self.emit = parent.emit if parent is not None else None
+        self.emit = parent.emit if parent is not None and report else None
         self.path = f"{parent.path}/{name}" if parent is not None else name
         self.step = parent.steps if parent is not None else 0
         self.task_id = ""
