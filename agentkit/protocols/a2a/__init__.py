@@ -17,8 +17,8 @@ from agentkit.protocols.a2a.store import SessionTaskStore
 __all__ = [
     "A2AAgent",
     "A2AError",
-    "A2AService",
     "A2ARuntime",
+    "A2AService",
     "A2ATaskError",
     "AgentTaskExecutor",
     "SessionTaskStore",
