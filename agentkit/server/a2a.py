@@ -7,7 +7,7 @@ Needs the `a2a` extra (`pip install 'agentkit[a2a]'`).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Message
 
 from agentkit.agent import Agent
-from agentkit.server.core import ServerState, check_token
+from agentkit.server.core import DEFAULT_MAX_BODY, ServerState, check_token
 from agentkit.server.deadlines import DEFAULT_BODY_TIMEOUT, BodyDeadline
 from agentkit.server.errors import BAD_INPUT, ApiError
 from agentkit.server.queue import ModelQueue, QueuedRuntime
@@ -27,13 +27,10 @@ from agentkit.server.security import SitePolicy, check_origin
 from agentkit.tools import Toolset
 
 if TYPE_CHECKING:
-    from agentkit.protocols.a2a.server import A2AService
-
-Endpoint = Callable[[Request], Awaitable[Response]]
+    from agentkit.protocols.a2a.server import A2AService, Endpoint
 
 __all__ = ["a2a_app", "a2a_service", "guarded"]
 
-DEFAULT_MAX_BODY = 4 * 1024 * 1024
 _JSON_TYPES = ("application/json", "application/a2a+json")
 
 
@@ -118,6 +115,8 @@ def a2a_app(
         check_token(api_token)
     origins = [check_origin(o) for o in allowed_origins]
     service = a2a_service(agent, store, bearer=api_token is not None)
+    # The token and body checks are the server state's; this one serves no model API, so
+    # its runtime and tools stand unused (the agent runs on its own runtime).
     state = ServerState(
         runtime=QueuedRuntime(agent.runtime, ModelQueue(0, agent.runtime.slots)),
         models=(),
@@ -125,7 +124,6 @@ def a2a_app(
         max_body=max_body,
         max_steps=agent.settings.max_steps,
         api_token=api_token,
-        agent=agent,
     )
 
     @asynccontextmanager

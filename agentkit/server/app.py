@@ -37,7 +37,14 @@ from agentkit.model_api import DEFAULT_MODEL, ModelRequest, Usage
 from agentkit.runtimes.base import Runtime
 from agentkit.server import openai_compat
 from agentkit.server.answers import check_answer_format
-from agentkit.server.core import CURRENT_REQUEST, ServerState, check_token, endpoint, internal_error
+from agentkit.server.core import (
+    CURRENT_REQUEST,
+    DEFAULT_MAX_BODY,
+    ServerState,
+    check_token,
+    endpoint,
+    internal_error,
+)
 from agentkit.server.deadlines import DEFAULT_BODY_TIMEOUT, BodyDeadline
 from agentkit.server.errors import BAD_INPUT, NO_ROUTE, ApiError, envelope
 from agentkit.server.playground import playground_routes
@@ -54,8 +61,6 @@ log = logging.getLogger("agentkit.server")
 
 DEFAULT_MAX_QUEUE = 8
 """Requests that may wait for the model while it serves another; one more gets a 429."""
-DEFAULT_MAX_BODY = 4 * 1024 * 1024
-"""The largest request body accepted, in bytes; a larger one gets a 413."""
 
 REQUEST_ID = "cf-ai-req-id"
 API = "/client/v4/accounts/{account_id}/ai"
