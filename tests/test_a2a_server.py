@@ -150,8 +150,18 @@ async def test_a_reply_that_decides_nothing_leaves_the_task_waiting_and_says_why
     task = await pause_payment(client)
     again = final_task(await send(client, user_message(Part(text="maybe?"), task_id=task.id)))
     assert again.status.state == INPUT_REQUIRED
+    assert again.status.message.parts[0].text == (
+        "cannot resume this run: the reply decides nothing ('maybe?'). To decide, reply "
+        '"approve" or "deny" (or "deny: <reason>") for every call, or a data part '
+        '{"approve": [ids], "deny": {id: reason}}.'
+    )
+    [call] = data(task.status.message.parts[1])["pending"]
+    wrong = user_message(decision({"approve": ["call_nope"]}), task_id=task.id)
+    again = final_task(await send(client, wrong))
+    assert again.status.state == INPUT_REQUIRED
     assert again.status.message.parts[0].text.startswith(
-        "cannot resume this run: the reply decides nothing ('maybe?'): reply \"approve\""
+        f"cannot resume this run: not pending: call_nope (pending: {call['id']}); "
+        f"undecided: {call['id']}; approve or deny every pending call. To decide, reply "
     )
     # Still waiting: a valid decision goes through.
     done = final_task(await send(client, user_message(Part(text="approve"), task_id=task.id)))

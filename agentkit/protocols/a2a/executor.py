@@ -75,7 +75,7 @@ def decisions(parts: Sequence[Part], pending: Sequence[PendingCall]) -> dict[str
     if word.strip().lower() == "deny":
         return {"approve": [], "deny": dict.fromkeys(ids, reason.strip())}
     shown = text[:100] or "no text or decision data"
-    raise RunStateError([f"the reply decides nothing ({shown!r}): {APPROVAL_HINT}"])
+    raise RunStateError([f"the reply decides nothing ({shown!r})"])
 
 
 def describe_pending(pending: Sequence[PendingCall]) -> str:
@@ -132,7 +132,8 @@ class AgentTaskExecutor(AgentExecutor):
                 # Checked before anything runs: a bad decision leaves the run waiting.
                 first = await anext(events)
             except RunStateError as exc:
-                await updater.requires_input(self._say(updater, f"{exc} {APPROVAL_HINT}."))
+                said = f"{exc}. To decide, {APPROVAL_HINT}."
+                await updater.requires_input(self._say(updater, said))
                 return
             await self.store.take(task_id, state)
             events = _chain(first, events)
