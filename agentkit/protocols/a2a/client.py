@@ -13,6 +13,9 @@ A task that ends other than completed is a failed call, told to the model: `fail
 `rejected` and `canceled` with the remote agent's status message; `input-required` and
 `auth-required` with the remote agent's question (`A2ATaskError`). Continuing such a task
 from here (pausing the calling run for a person) is not supported.
+
+`A2AAgent.as_agent()` makes the remote agent an agent to hand off to instead
+(`agentkit.protocols.a2a.remote`).
 """
 
 from __future__ import annotations
@@ -42,12 +45,10 @@ from agentkit.agent.events import TextDelta
 from agentkit.errors import AgentKitError, UserError
 from agentkit.protocols.a2a.parts import parts_text
 from agentkit.tools import Tool, ToolSource
-from agentkit.tools.context import RunContext
 
 __all__ = ["A2AAgent", "A2AError", "A2ATaskError"]
 
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_-]+")
-_CONTEXT = "agentkit.context"
 _UNFINISHED: dict[int, str] = {
     TaskState.TASK_STATE_INPUT_REQUIRED: "input-required",
     TaskState.TASK_STATE_AUTH_REQUIRED: "auth-required",
@@ -244,18 +245,13 @@ class A2AAgent(ToolSource):
             "additionalProperties": False,
         }
 
-        async def call(**arguments: Any) -> str:
-            context = arguments.pop(_CONTEXT)
-            return await self.send(arguments["input"], context)
+        async def call(input: str) -> str:
+            return await self.send(input)
 
         description = self._description or card.description or f"The {card.name} agent."
-        made = Tool(call, name=self.name, description=description, parameters=parameters)
-        made.context_param = _CONTEXT
-        return made
+        return Tool(call, name=self.name, description=description, parameters=parameters)
 
-    async def send(
-        self, text: str, context: RunContext[Any] | None = None, *, report: bool = True
-    ) -> str:
+    async def send(self, text: str, *, report: bool = True) -> str:
         """Send `text` as a new task and answer with its artifacts' text; with `report`, the
         task's progress goes into the events of the run under way.
 
