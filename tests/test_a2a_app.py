@@ -72,14 +72,10 @@ async def test_the_token_is_required_and_the_card_says_so(guarded: BackgroundSer
             await http.post(f"{guarded.url}/a2a", json=RPC, headers=headers)
             for headers in ({}, {"Authorization": "Bearer wrong"})
         ]
-    assert card["securitySchemes"] == {
-        "bearer": {
-            "httpAuthSecurityScheme": {
-                "scheme": "Bearer",
-                "description": "the server's API token",
-            }
-        }
-    }
+    bearer = card["securitySchemes"]["bearer"]
+    scheme = {"scheme": "Bearer", "description": "the server's API token"}
+    assert bearer["httpAuthSecurityScheme"] == scheme  # as A2A 1.0 spells it
+    assert bearer == {"httpAuthSecurityScheme": scheme, "type": "http", **scheme}  # and 0.3
     for answer in answers:
         assert answer.status_code == 401, answer.text
         assert TOKEN not in answer.text

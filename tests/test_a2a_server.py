@@ -79,9 +79,12 @@ def test_the_card_names_the_agent_its_skills_and_its_endpoint(bank: ServeProcess
         "transfer": "Send money.",
         "audit": "Audit the account's history; takes a while.",
     }
-    [interface] = card["supportedInterfaces"]
-    assert interface["url"] == f"{bank.url}/a2a"
-    assert (interface["protocolBinding"], interface["protocolVersion"]) == ("JSONRPC", "1.0")
+    interfaces = [
+        (i["url"], i["protocolBinding"], i["protocolVersion"]) for i in card["supportedInterfaces"]
+    ]
+    assert interfaces == [(f"{bank.url}/a2a", "JSONRPC", v) for v in ("1.0", "0.3")]
+    # What A2A 0.3 clients read of a card.
+    assert (card["url"], card["protocolVersion"]) == (f"{bank.url}/a2a", "0.3")
     assert card["capabilities"]["streaming"] is True
     assert "securitySchemes" not in card  # no token: nothing to send
 

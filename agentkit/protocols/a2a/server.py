@@ -40,7 +40,11 @@ from a2a.types import (
     StringList,
     Task,
 )
-from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH, PROTOCOL_VERSION_CURRENT
+from a2a.utils.constants import (
+    AGENT_CARD_WELL_KNOWN_PATH,
+    PROTOCOL_VERSION_0_3,
+    PROTOCOL_VERSION_CURRENT,
+)
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -88,10 +92,10 @@ def agent_card(
         name=name,
         description=description,
         version=version,
+        # One endpoint speaks both versions; the 0.3 entry gives 0.3 clients their card fields.
         supported_interfaces=[
-            AgentInterface(
-                url=url, protocol_binding="JSONRPC", protocol_version=PROTOCOL_VERSION_CURRENT
-            )
+            AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version=protocol)
+            for protocol in (PROTOCOL_VERSION_CURRENT, PROTOCOL_VERSION_0_3)
         ],
         capabilities=AgentCapabilities(streaming=True, push_notifications=False),
         default_input_modes=["text/plain", "application/json"],
@@ -163,7 +167,8 @@ class A2AService:
         """The agent card, its interface's URL on the address the client used."""
         card = AgentCard()
         card.CopyFrom(self.card)
-        card.supported_interfaces[0].url = str(request.base_url).rstrip("/") + RPC_PATH
+        for interface in card.supported_interfaces:
+            interface.url = str(request.base_url).rstrip("/") + RPC_PATH
         return JSONResponse(agent_card_to_dict(card))
 
     async def rpc_endpoint(self, request: Request) -> Response:
