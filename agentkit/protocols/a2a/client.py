@@ -44,6 +44,7 @@ from agentkit.agent.core import current_run
 from agentkit.agent.events import TextDelta
 from agentkit.errors import AgentKitError, UserError
 from agentkit.protocols.a2a.parts import parts_text
+from agentkit.protocols.a2a.remote import remote_agent
 from agentkit.tools import Tool, ToolSource
 
 __all__ = ["A2AAgent", "A2AError", "A2ATaskError"]
@@ -173,8 +174,6 @@ class A2AAgent(ToolSource):
         Raises:
             UserError: no name, given here or to the source (the card is read only later).
         """
-        from agentkit.protocols.a2a.remote import remote_agent
-
         name = name or self._tool_name
         if name is None:
             raise UserError(

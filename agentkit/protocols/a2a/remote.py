@@ -10,16 +10,31 @@ off.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
 from agentkit.agent import Agent
 from agentkit.model_api import Message, ModelRequest, StreamChunk
 from agentkit.runtimes.base import Capabilities, Runtime
 
-if TYPE_CHECKING:
-    from agentkit.protocols.a2a.client import A2AAgent
+__all__ = ["A2ARuntime", "Remote", "conversation_text", "remote_agent"]
 
-__all__ = ["A2ARuntime", "conversation_text", "remote_agent"]
+
+class Remote(Protocol):
+    """What of a remote agent (`A2AAgent`) the runtime uses."""
+
+    @property
+    def started(self) -> bool:
+        """Whether its connection is open."""
+        ...
+
+    async def send(self, text: str, *, report: bool = True) -> str:
+        """`text` as a new task; its answer."""
+        ...
+
+    def connection(self) -> AbstractAsyncContextManager[Remote]:
+        """A connection of its own, opened and closed with `async with`."""
+        ...
 
 
 def conversation_text(messages: Sequence[Message]) -> str:
@@ -44,7 +59,7 @@ class A2ARuntime(Runtime):
     name = "a2a"
     capabilities = Capabilities(tools=False)
 
-    def __init__(self, remote: A2AAgent) -> None:
+    def __init__(self, remote: Remote) -> None:
         self.remote = remote
 
     async def handle_stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
@@ -57,9 +72,7 @@ class A2ARuntime(Runtime):
         yield StreamChunk(response=answer)
 
 
-def remote_agent(
-    remote: A2AAgent, name: str, description: str | None, **options: Any
-) -> Agent[str]:
+def remote_agent(remote: Remote, name: str, description: str | None, **options: Any) -> Agent[str]:
     """An `Agent` named `name` whose runtime is `remote` (see `A2AAgent.as_agent`)."""
     instructions = description or f"The remote agent {name}, reached over A2A."
     return Agent(A2ARuntime(remote), name=name, instructions=instructions, **options)
