@@ -35,7 +35,7 @@ INPUT_REQUIRED = TaskState.TASK_STATE_INPUT_REQUIRED
 def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     folder = tmp_path_factory.mktemp("bank")
     (folder / "bank.py").write_text(BANK)
-    with ServeProcess(folder / "bank.py", folder / "tasks.db") as server:
+    with ServeProcess(folder / "bank.py", folder / "tasks.db").running() as server:
         yield server
 
 
@@ -220,9 +220,9 @@ async def test_a_task_waiting_for_approval_outlives_a_restart_of_the_server(
 ) -> None:
     (tmp_path / "bank.py").write_text(BANK)
     server = ServeProcess(tmp_path / "bank.py", tmp_path / "tasks.db")
-    with server:
+    with server.running():
         task = await pause_payment(await sdk_client(server.url, streaming=False))
-    with server:  # a new process, the same file
+    with server.running():  # a new process, the same file
         client = await sdk_client(server.url, streaming=False)
         stored = await client.get_task(GetTaskRequest(id=task.id))
         assert stored.status.state == INPUT_REQUIRED
@@ -236,7 +236,7 @@ async def test_a_task_cut_short_by_a_crash_is_failed_when_the_server_comes_back(
 ) -> None:
     (tmp_path / "bank.py").write_text(BANK)
     server = ServeProcess(tmp_path / "bank.py", tmp_path / "tasks.db")
-    with server:
+    with server.running():
         client = await sdk_client(server.url, streaming=True)
         with anyio.fail_after(60):
             async for response in client.send_message(user_message(Part(text="audit please"))):
@@ -246,7 +246,7 @@ async def test_a_task_cut_short_by_a_crash_is_failed_when_the_server_comes_back(
                 if said and said[0].text.startswith("calling audit"):
                     break
         server.kill()  # the audit is under way
-    with server:
+    with server.running():
         client = await sdk_client(server.url, streaming=False)
         stored = await client.get_task(GetTaskRequest(id=task_id))
     assert stored.status.state == TaskState.TASK_STATE_FAILED

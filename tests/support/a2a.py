@@ -7,7 +7,8 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from types import TracebackType
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 from a2a.client import Client, ClientConfig, create_client
@@ -96,8 +97,9 @@ async def sdk_client(url: str, *, streaming: bool, token: str | None = None) -> 
 class ServeProcess:
     """`agentkit serve --a2a` in a process of its own on a free loopback port.
 
-    `with ServeProcess(agents, store) as server:` ... `server.url`; `stop()` ends the process
-    (SIGTERM), `start()` starts another on the same port and store.
+    `with ServeProcess(agents, store).running() as server:` ... `server.url`; `stop()` ends
+    the process (SIGTERM), `kill()` as a crash would, `start()` starts another on the same
+    port and store.
     """
 
     def __init__(self, agents: Path, store: Path, *extra: str) -> None:
@@ -141,14 +143,11 @@ class ServeProcess:
         self.process.communicate(timeout=30)
         self.process = None
 
-    def __enter__(self) -> ServeProcess:
+    @contextmanager
+    def running(self) -> Iterator[ServeProcess]:
+        """Started for the `with` block, stopped after it."""
         self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        try:
+            yield self
+        finally:
+            self.stop()
