@@ -6,9 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 from a2a.client import Client, ClientConfig, create_client
