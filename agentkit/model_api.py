@@ -356,6 +356,9 @@ class Usage(_Model):
     total_tokens: int = 0
     cached_prompt_tokens: int | None = None
     """Prompt tokens served from a cache instead of evaluated (local runtime, some servers)."""
+    cache_hits: int = 0
+    """Generations answered from a response cache (`agentkit.runtimes.Cached`) rather than by
+    the model; their tokens count as zero, so they cost nothing. Never sent on a wire."""
 
     def __add__(self, other: Usage) -> Usage:
         cached = (
@@ -368,6 +371,7 @@ class Usage(_Model):
             completion_tokens=self.completion_tokens + other.completion_tokens,
             total_tokens=self.total_tokens + other.total_tokens,
             cached_prompt_tokens=cached,
+            cache_hits=self.cache_hits + other.cache_hits,
         )
 
     @classmethod
@@ -380,7 +384,7 @@ class Usage(_Model):
         )
 
     def to_wire(self) -> dict[str, int]:
-        return self.model_dump(exclude_none=True)
+        return self.model_dump(exclude_none=True, exclude={"cache_hits"})
 
 
 def _response_text(value: Any) -> Any:
@@ -442,6 +446,8 @@ class Generation(_Output):
     usage: Usage = Field(default_factory=Usage)
     finish_reason: FinishReason | None = Field(default=None, exclude=True)
     """Why generation stopped, where the runtime knows: `stop`, `length` or `tool_calls`."""
+    cached: bool = Field(default=False, exclude=True)
+    """Answered from a response cache (`agentkit.runtimes.Cached`), not by the model."""
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Generation:
@@ -461,6 +467,8 @@ class StreamChunk(_Output):
 
     usage: Usage | None = None
     finish_reason: FinishReason | None = Field(default=None, exclude=True)
+    cached: bool = Field(default=False, exclude=True)
+    """Replayed from a response cache, as every chunk of a cached stream is."""
 
     def to_wire(self, shape: ToolShape = "legacy") -> dict[str, Any]:
         out: dict[str, Any] = {"response": self.response}
@@ -480,4 +488,5 @@ class StreamChunk(_Output):
             tool_calls=[call for c in chunks for call in c.tool_calls],
             usage=usage,
             finish_reason=finish,
+            cached=any(c.cached for c in chunks),
         )

@@ -113,6 +113,26 @@ def service(_model_loopback: LoopbackServer) -> LoopbackServer:
 
 
 @pytest.fixture
+def workers_ai(monkeypatch: pytest.MonkeyPatch, service: LoopbackServer) -> LoopbackServer:
+    """`service`, made the Workers AI runtime's endpoint through its environment variables
+    (for the command line, which builds its runtime from them)."""
+    monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "acc")
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "cf-token")
+    monkeypatch.setenv("CLOUDFLARE_BASE_URL", service.url + "/client/v4")
+    return service
+
+
+@pytest.fixture(scope="module")
+def openapi_service() -> Iterator[LoopbackServer]:
+    """The FastAPI service of the OpenAPI tests (`support/openapi_service.py`) on loopback;
+    its own `/openapi.json` describes it."""
+    from support.openapi_service import create_service
+
+    with LoopbackServer(app=create_service()) as running:
+        yield running
+
+
+@pytest.fixture
 def serve() -> Iterator[Callable[..., BackgroundServer]]:
     """`serve(runtime, **create_app_options)`: `agentkit serve`'s application under uvicorn on
     127.0.0.1, stopped after the test. For what the wire decides: streams, disconnects,

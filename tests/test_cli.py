@@ -107,14 +107,6 @@ def test_output_schema_prints_the_object_from_the_embedded_model() -> None:
 CALCULATOR = str(ROOT / "tools" / "calculator.py")
 
 
-@pytest.fixture
-def workers_ai(monkeypatch: pytest.MonkeyPatch, service: LoopbackServer) -> LoopbackServer:
-    monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "acc")
-    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "cf-token")
-    monkeypatch.setenv("CLOUDFLARE_BASE_URL", service.url + "/client/v4")
-    return service
-
-
 def test_run_with_a_session_continues_the_conversation_in_a_sessions_file(
     workers_ai: LoopbackServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -10,22 +10,15 @@ import pytest
 
 from agentkit.cli import main
 
+from support.helpers import HOSTED_VARIABLES
 from support.loopback import LoopbackServer, Reply
 
 CALCULATOR = str(Path(__file__).resolve().parents[1] / "tools" / "calculator.py")
-VARIABLES = (
-    "CLOUDFLARE_ACCOUNT_ID",
-    "CLOUDFLARE_API_TOKEN",
-    "CLOUDFLARE_BASE_URL",
-    "OPENAI_BASE_URL",
-    "OPENAI_API_KEY",
-    "OPENAI_MODEL",
-)
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in VARIABLES:
+    for name in HOSTED_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 

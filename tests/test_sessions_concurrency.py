@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from collections import defaultdict
 from pathlib import Path
@@ -13,6 +11,8 @@ import pytest
 
 from agentkit import SQLiteSession
 from agentkit.sessions import history
+
+from support.helpers import run_together
 
 pytestmark = pytest.mark.subprocess
 
@@ -71,19 +71,8 @@ RUNNER = textwrap.dedent(
 
 
 def start(script: str, tmp_path: Path, count: int) -> None:
-    go = tmp_path / "go"
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, str(tmp_path / "s.db"), str(w), str(count), str(go)],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for w in range(WRITERS)
-    ]
-    go.touch()
-    for process in processes:
-        _, err = process.communicate(timeout=300)
-        assert process.returncode == 0, err
+    argvs = [[str(tmp_path / "s.db"), str(w), str(count)] for w in range(WRITERS)]
+    run_together(script, argvs, tmp_path / "go")
 
 
 def test_processes_appending_to_their_own_and_to_a_shared_session_lose_nothing(

@@ -116,10 +116,12 @@ class HandoffTrail:
     def own_usage(self, usage: Usage) -> Usage:
         """The usage of the agent in force, given the run's whole usage."""
         before = sum(self.spent.values(), Usage())
-        return Usage.of(
+        own = Usage.of(
             usage.prompt_tokens - before.prompt_tokens,
             usage.completion_tokens - before.completion_tokens,
         )
+        own.cache_hits = usage.cache_hits - before.cache_hits
+        return own
 
     def usage_by_model(self, model: str, usage: Usage, steps: int) -> dict[str, Usage]:
         """Usage by model, given the run's whole usage and the model of the agent in force."""

@@ -102,7 +102,6 @@ class ToolStep:
     def __init__(self, run: RunCore) -> None:
         self.run = run
         self.settings = run.settings
-        self.toolset = run.setup.toolset
         self._texts: dict[str, str] = {}  # the step's calls' arguments as JSON, by call id
         self._outcomes: Any = None  # where `file` hands outcomes to the after_tool hooks
 
@@ -193,7 +192,7 @@ class ToolStep:
         signature = call.name + "\0" + (call.arguments_json() if text is None else text)
         run.repeats = run.repeats + 1 if signature == run.last_signature else 1
         run.last_signature = signature
-        tool = self.toolset.get(call.name)
+        tool = self.run.setup.toolset.get(call.name)
         job: tuple[Tool, dict[str, Any]] | None = None
         if tool is not None and tool.function is not None:
             try:
@@ -223,7 +222,7 @@ class ToolStep:
             )
             return None
         if tool is None:
-            available = ", ".join(self.toolset.names) or "none"
+            available = ", ".join(self.run.setup.toolset.names) or "none"
             record.error = f"unknown tool {call.name!r}; available tools: {available}"
         elif tool.function is None:
             record.error = f"tool {call.name!r} has no handler to run it"
@@ -281,7 +280,7 @@ class ToolStep:
             return None
         if id(record) in self.run.nudged:
             return None  # repeat_limit governs repeats; a veto is no failure
-        tool = self.toolset.get(name)
+        tool = self.run.setup.toolset.get(name)
         if tool is None:
             return None
         count = failures.get(name, 0) + 1

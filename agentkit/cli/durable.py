@@ -77,6 +77,11 @@ def run_durable(args: argparse.Namespace) -> int:
             "--tools and MCP servers belong to the workers with --temporal: "
             "start them with `agentkit worker --tools ...`"
         )
+    if getattr(args, "cache", None):
+        raise UserError(
+            "--cache belongs to the workers with --temporal: start them with "
+            "`agentkit worker --cache PATH ...`"
+        )
     if args.stream or args.verbose:
         raise UserError("--stream and --verbose are not available with --temporal")
     if (args.prompt is None) == (args.resume is None):

@@ -1,7 +1,7 @@
 """The options `run` and `chat` share, and what they build: the runtime, the Agent, the session.
 
-`--tools`, `--runtime`, `--model`, `--instructions`, `--max-steps`, `--tool-choice`, the
-sampling fields of the contract, `-v`, and the telemetry, MCP and session options; or
+`--tools`, `--runtime`, `--model`, `--cache`, `--instructions`, `--max-steps`, `--tool-choice`,
+the sampling fields of the contract, `-v`, and the telemetry, MCP, OpenAPI and session options; or
 `--agents FILE`, a Python file whose module-level `agent` is the Agent to run, as it defines
 it: the options that would change that definition are refused with it.
 """
@@ -19,11 +19,13 @@ from typing import Any
 
 from agentkit.agent import Agent
 from agentkit.cli.mcp import add_mcp_options, mcp_sources
+from agentkit.cli.openapi import OPENAPI_FLAGS, add_openapi_options, openapi_sources
 from agentkit.cli.telemetry import add_telemetry_options
 from agentkit.errors import ConfigurationError, UserError
 from agentkit.model_api import SAMPLING_FIELDS, ModelRequest
 from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.runtimes.base import Runtime
+from agentkit.runtimes.cached import Cached
 from agentkit.sessions.base import check_session_id
 from agentkit.sessions.sqlite import SQLiteSession
 from agentkit.tools import Tool, ToolSource
@@ -35,6 +37,7 @@ __all__ = [
     "DEFAULT_RUNTIME",
     "DEFINED_BY_AGENT",
     "add_agent_options",
+    "add_runtime_wrapper_options",
     "add_session_options",
     "build_agent",
     "default_db",
@@ -42,6 +45,7 @@ __all__ = [
     "open_session",
     "refuse_with_agents",
     "sampling",
+    "wrap_runtime",
 ]
 
 DB_VARIABLE = "AGENTKIT_SESSION_DB"
@@ -61,6 +65,7 @@ DEFINED_BY_AGENT = (
     "--tools",
     "--runtime",
     "--model",
+    "--cache",
     "--instructions",
     "--max-steps",
     "--tool-choice",
@@ -68,6 +73,7 @@ DEFINED_BY_AGENT = (
     "--mcp-stdio",
     "--mcp-http",
     "--mcp-header",
+    *OPENAPI_FLAGS,
     "--output-schema",
     "--temporal",
 )
@@ -87,6 +93,7 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
     # Unset (None) rather than their defaults, so that `--agents` can tell them given.
     parser.add_argument("--runtime", choices=sorted(RUNTIMES), help=f"default: {DEFAULT_RUNTIME}")
     parser.add_argument("--model", help="GGUF file (local) or model name (hosted)")
+    add_runtime_wrapper_options(parser)
     parser.add_argument("--instructions", help="system message")
     parser.add_argument(
         "--max-steps", type=int, help=f"model calls allowed (default: {DEFAULT_MAX_STEPS})"
@@ -101,6 +108,7 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="show each tool call")
     add_telemetry_options(parser)
     add_mcp_options(parser)
+    add_openapi_options(parser)
     add_session_options(parser)
 
 
@@ -169,10 +177,30 @@ def load_agent(path: str) -> Agent[Any]:
     return agent
 
 
+def add_runtime_wrapper_options(parser: argparse.ArgumentParser) -> None:
+    """The options that wrap the runtime `--runtime/--model` make (`wrap_runtime`):
+    `--cache PATH`."""
+    parser.add_argument(
+        "--cache",
+        metavar="PATH",
+        help="answer repeated greedy or seeded model requests from this SQLite file (a "
+        "response cache, made if missing; processes may share it)",
+    )
+
+
+def wrap_runtime(runtime: Runtime, args: argparse.Namespace) -> Runtime:
+    """`runtime` in the wrappers the options ask for: with `--cache PATH`, a `Cached` on a
+    SQLite store there. The wrapper owns `runtime`: closing it closes both."""
+    if getattr(args, "cache", None):
+        runtime = Cached(runtime, Path(args.cache).expanduser(), owns=True)
+    return runtime
+
+
 def _runtime(args: argparse.Namespace) -> Runtime:
-    return get_runtime(
+    runtime = get_runtime(
         args.runtime or DEFAULT_RUNTIME, model=args.model, progress=sys.stderr.isatty()
     )
+    return wrap_runtime(runtime, args)
 
 
 def _output_schema(value: str | None) -> dict[str, Any] | None:
@@ -203,6 +231,7 @@ def build_agent(args: argparse.Namespace) -> Agent[Any]:
         return load_agent(args.agents)
     tools: list[Tool | ToolSource] = [*(load_tools(args.tools) if args.tools else [])]
     tools.extend(mcp_sources(args))
+    tools.extend(openapi_sources(args))
     # Unset flags leave the runtime's profile in charge (the embedded model's forced first
     # call and greedy sampling, for one).
     return Agent(

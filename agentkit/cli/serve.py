@@ -15,7 +15,12 @@ import anyio
 import uvicorn
 
 from agentkit.cli.mcp import add_mcp_options, mcp_sources
-from agentkit.cli.options import load_agent, refuse_with_agents
+from agentkit.cli.options import (
+    add_runtime_wrapper_options,
+    load_agent,
+    refuse_with_agents,
+    wrap_runtime,
+)
 from agentkit.cli.telemetry import add_telemetry_options
 from agentkit.errors import ConfigurationError
 from agentkit.runtimes import RUNTIMES, get_runtime
@@ -41,6 +46,7 @@ DEFINED_BY_AGENT = (
     "--tools",
     "--runtime",
     "--model",
+    "--cache",
     "--parallel",
     "--max-steps",
     "--mcp",
@@ -58,12 +64,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--agents",
         metavar="FILE",
-        help="a Python file defining `agent`: the playground's agent, and its runtime the "
-        "served model",
+        help="a Python file defining `agent`: the playground's agent (also served over AG-UI "
+        "at /ag-ui), and its runtime the served model",
     )
     # Unset (None) rather than their defaults, so that `--agents` can tell them given.
     parser.add_argument("--runtime", choices=sorted(RUNTIMES), help="default: local")
     parser.add_argument("--model", help="GGUF file (local runtime) or model name (hosted)")
+    add_runtime_wrapper_options(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     parser.add_argument("--port", type=int, default=8787)
     parser.add_argument(
@@ -179,9 +186,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _runtime(args: argparse.Namespace) -> Runtime:
     options = {} if args.parallel is None else {"parallel": args.parallel}
-    return get_runtime(
+    runtime = get_runtime(
         args.runtime or "local", model=args.model, progress=sys.stderr.isatty(), **options
     )
+    return wrap_runtime(runtime, args)
 
 
 def _is_loopback(host: str) -> bool:
@@ -294,6 +302,7 @@ def _serve(args: argparse.Namespace) -> int:
             + (f"  agent:      {agent.name or 'agent'} ({args.agents})\n" if agent else "")
             + f"  API:        http://{shown}:{args.port}/client/v4/accounts/<any>/ai/run/<model>\n"
             f"  playground: http://{shown}:{args.port}/"
+            + (f"\n  AG-UI:      http://{shown}:{args.port}/ag-ui" if agent else "")
             + (f"\n  MCP:        http://{shown}:{args.port}/mcp" if args.mcp else "")
             + (
                 f"\n  A2A:        http://{shown}:{args.port}/a2a ({args.a2a_store})"

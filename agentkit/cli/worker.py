@@ -11,7 +11,12 @@ from typing import Any
 import anyio
 
 from agentkit.cli.durable import add_connection_options, sdk
-from agentkit.cli.options import load_agent, refuse_with_agents
+from agentkit.cli.options import (
+    add_runtime_wrapper_options,
+    load_agent,
+    refuse_with_agents,
+    wrap_runtime,
+)
 from agentkit.runtimes import RUNTIMES, get_runtime
 from agentkit.tools.loader import load_tools
 
@@ -29,6 +34,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     worker.add_argument("--runtime", choices=sorted(RUNTIMES), help="default: local")
     worker.add_argument("--tools", nargs="+", default=[], metavar="FILE", help="tool files")
     worker.add_argument("--model", help="GGUF file (local) or model name (hosted)")
+    add_runtime_wrapper_options(worker)
     worker.add_argument(
         "--address", default="127.0.0.1:7233", help="the Temporal server (default: 127.0.0.1:7233)"
     )
@@ -44,7 +50,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _run_worker(args: argparse.Namespace) -> int:
     durable = sdk()
-    refuse_with_agents(args, ("--tools", "--runtime", "--model"))
+    refuse_with_agents(args, ("--tools", "--runtime", "--model", "--cache"))
     if args.agents:
         agent = load_agent(args.agents)
         served: dict[str, Any] = {"agents": [agent]}
@@ -52,7 +58,9 @@ def _run_worker(args: argparse.Namespace) -> int:
     else:
         tools = load_tools(args.tools) if args.tools else []
         name = args.runtime or "local"
-        runtime = get_runtime(name, model=args.model, progress=sys.stderr.isatty())
+        runtime = wrap_runtime(
+            get_runtime(name, model=args.model, progress=sys.stderr.isatty()), args
+        )
         served = {"runtimes": {name: runtime}, "tools": tools}
         runtimes = [runtime]
 

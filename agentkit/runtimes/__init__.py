@@ -3,6 +3,9 @@
 - `local`: `llama_cpp.LlamaCpp`, needs `pip install 'agentkit[local]'`;
 - `workers-ai`: `workers_ai.WorkersAI`, needs `CLOUDFLARE_ACCOUNT_ID` and `CLOUDFLARE_API_TOKEN`;
 - `openai`: `openai.OpenAICompatible`, needs `OPENAI_BASE_URL` or `OPENAI_API_KEY`.
+
+Wrappers (`RuntimeWrapper`) compose around any of them: `Cached` answers repeated requests
+from a `CacheStore`.
 """
 
 from __future__ import annotations
@@ -13,25 +16,34 @@ from typing import Any
 from agentkit.errors import ConfigurationError
 from agentkit.runtimes._http import RetryPolicy
 from agentkit.runtimes.base import Capabilities, Profile, Runtime, SchemaDialect
+from agentkit.runtimes.cache_stores import CacheStore, MemoryCacheStore, SQLiteCacheStore
+from agentkit.runtimes.cached import Cached, request_key
 from agentkit.runtimes.openai import OpenAICompatible
 from agentkit.runtimes.recording import NoRecording, RecordingTransport
 from agentkit.runtimes.scripted import FunctionRuntime, ScriptedRuntime
 from agentkit.runtimes.workers_ai import WorkersAI
+from agentkit.runtimes.wrapper import RuntimeWrapper
 
 __all__ = [
     "RUNTIMES",
+    "CacheStore",
+    "Cached",
     "Capabilities",
     "FunctionRuntime",
+    "MemoryCacheStore",
     "NoRecording",
     "OpenAICompatible",
     "Profile",
     "RecordingTransport",
     "RetryPolicy",
     "Runtime",
+    "RuntimeWrapper",
+    "SQLiteCacheStore",
     "SchemaDialect",
     "ScriptedRuntime",
     "WorkersAI",
     "get_runtime",
+    "request_key",
 ]
 
 RUNTIMES: dict[str, tuple[str, str]] = {

@@ -7,6 +7,7 @@ POST /client/v4/accounts/{account_id}/ai/v1/chat/completions      OpenAI chat co
 GET  /client/v4/accounts/{account_id}/ai/v1/models                OpenAI model list
 GET  /                                                            the playground
 POST /mcp                                                         the tools over MCP (--mcp)
+POST /ag-ui                                                       the agent over AG-UI (--agents)
 GET  /.well-known/agent-card.json                                 the agent's A2A card (--a2a)
 POST /a2a                                                         the agent over A2A (--a2a)
 ```
@@ -36,6 +37,7 @@ from agentkit.agent import Agent
 from agentkit.model_api import DEFAULT_MODEL, ModelRequest, Usage
 from agentkit.runtimes.base import Runtime
 from agentkit.server import openai_compat
+from agentkit.server.ag_ui import ag_ui_routes
 from agentkit.server.answers import check_answer_format
 from agentkit.server.core import (
     CURRENT_REQUEST,
@@ -161,6 +163,7 @@ def create_app(
         ),
         Route(f"{API}/v1/models", endpoint(state, _models, openai=True), methods=["GET"]),
         *playground_routes(state),
+        *ag_ui_routes(state),
     ]
     lifetimes: list[Any] = [state.tools] if agent is None else [state.tools, agent]
     if mcp:

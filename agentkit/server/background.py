@@ -36,6 +36,8 @@ class BackgroundServer:
         header_timeout: seconds a connection may take to send a request's headers.
         keep_alive: seconds an idle keep-alive connection stays open.
         lifespan: uvicorn's lifespan setting (`"on"` for apps that start things, like `/mcp`).
+        ssl_certfile: serve HTTPS with this certificate (PEM; the chain, leaf first).
+        ssl_keyfile: the certificate's private key (PEM).
     """
 
     def __init__(
@@ -48,8 +50,11 @@ class BackgroundServer:
         header_timeout: float = DEFAULT_HEADER_TIMEOUT,
         keep_alive: int = DEFAULT_KEEP_ALIVE,
         lifespan: str = "off",
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
     ) -> None:
         self.host = host
+        self.scheme = "https" if ssl_certfile else "http"
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
         # and without it every small response waits ~40 ms for a delayed ACK.
@@ -64,6 +69,8 @@ class BackgroundServer:
             log_level=log_level,
             lifespan=lifespan,
             timeout_graceful_shutdown=3,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -72,9 +79,9 @@ class BackgroundServer:
 
     @property
     def url(self) -> str:
-        """`http://host:port`, no trailing slash."""
+        """`http://host:port` (`https://` with a certificate), no trailing slash."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> None:
         """Start serving; returns once the server accepts connections.

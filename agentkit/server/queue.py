@@ -3,14 +3,15 @@ for the rest."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
 
-from agentkit.model_api import FunctionDefinition, Generation, ModelRequest, StreamChunk
+from agentkit.model_api import Generation, ModelRequest, StreamChunk
 from agentkit.runtimes.base import Runtime
+from agentkit.runtimes.wrapper import RuntimeWrapper
 from agentkit.server.errors import OUT_OF_CAPACITY, ApiError
 
 __all__ = ["ModelQueue", "QueuedRuntime", "as_generator"]
@@ -69,23 +70,12 @@ class ModelQueue:
             self._semaphore.release()
 
 
-class QueuedRuntime(Runtime):
+class QueuedRuntime(RuntimeWrapper):
     """A runtime whose every generation (or whole stream) first takes a slot of a queue."""
 
     def __init__(self, runtime: Runtime, queue: ModelQueue) -> None:
-        self.runtime = runtime
+        super().__init__(runtime)
         self.queue = queue
-        self.name = runtime.name
-        self.capabilities = runtime.capabilities
-        self.profile = runtime.profile
-
-    def check_tools(self, tools: Sequence[FunctionDefinition]) -> None:
-        self.runtime.check_tools(tools)
-
-    def check_response_format(
-        self, response_format: Mapping[str, Any], *, validated: bool = True
-    ) -> None:
-        self.runtime.check_response_format(response_format, validated=validated)
 
     async def handle_generate(self, request: ModelRequest) -> Generation:
         async with self.queue.slot():

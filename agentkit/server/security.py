@@ -11,7 +11,8 @@ them same-origin under its own name. Three checks stop that, in this order:
    `Sec-Fetch-Site: cross-site` without an allowed `Origin` is refused the same way (except
    for a page opened from a link on another site).
 3. **Content type**: a body sent by a browser (it carries `Origin` or a `Sec-Fetch-*` header),
-   and every body sent to the playground's endpoints, must be `application/json` (415):
+   and every body sent to the playground's endpoints and to `/ag-ui`, must be
+   `application/json` (415):
    browsers send other types without a preflight. API clients that are not browsers keep
    working with any type, as Workers AI's own `curl -d '{...}'` examples do.
 """
@@ -33,7 +34,9 @@ ANY = "*"
 """In `allowed_hosts`: serve any `Host` (turns the Host check off)."""
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 """The names a loopback server always answers to."""
-_PLAYGROUND = "/playground/"
+_JSON_ONLY = ("/playground/", "/ag-ui")
+"""Paths whose bodies must be JSON whoever sends them: only the server's own pages and
+front ends call them."""
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _CORS_HEADERS = "authorization, content-type"
 
@@ -170,7 +173,7 @@ class SitePolicy:
     def _check_content_type(self, scope: Scope, headers: Headers, *, browser: bool) -> None:
         if scope["method"] not in _BODY_METHODS:
             return
-        if not (browser or scope["path"].startswith(_PLAYGROUND)):
+        if not (browser or scope["path"].startswith(_JSON_ONLY)):
             return
         kind = headers.get("content-type", "").partition(";")[0].strip().lower()
         if kind != "application/json":

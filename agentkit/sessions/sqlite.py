@@ -21,7 +21,8 @@ from typing import Literal, TypeVar
 
 import anyio.to_thread
 
-from agentkit.errors import ConfigurationError, UserError
+from agentkit._sqlite import not_sqlite, open_shared
+from agentkit.errors import UserError
 from agentkit.sessions.base import Entry, HistoryLimit, check_entries, check_session_id
 
 __all__ = ["SQLiteSession"]
@@ -120,7 +121,7 @@ class SQLiteSession:
             except sqlite3.OperationalError:  # no table yet
                 return {}
             except sqlite3.DatabaseError as exc:
-                raise _not_sqlite(path, exc) from None
+                raise not_sqlite(path, exc) from None
         return {name: count for name, count in rows}
 
     # -- plumbing -------------------------------------------------------------------------
@@ -134,37 +135,20 @@ class SQLiteSession:
             except sqlite3.OperationalError:  # busy, full, read-only: not the file's fault
                 raise
             except sqlite3.DatabaseError as exc:
-                raise _not_sqlite(self.path, exc) from None
+                raise not_sqlite(self.path, exc) from None
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode: transactions are begun explicitly, IMMEDIATE for writes.
-        connection = sqlite3.connect(
-            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-        )
         try:
-            connection.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise UserError(f"{self.path}: SQLite could not use WAL mode (got {mode!r})")
-            connection.execute(f"PRAGMA synchronous = {self.synchronous}")
-            _transaction(connection, lambda: [connection.execute(s) for s in _SCHEMA])
-        except sqlite3.DatabaseError as exc:
-            connection.close()
-            if isinstance(exc, sqlite3.OperationalError):
-                raise
-            raise _not_sqlite(self.path, exc) from None
-        except BaseException:
-            connection.close()
+            return open_shared(
+                self.path, timeout=self.timeout, synchronous=self.synchronous, schema=_SCHEMA
+            )
+        except sqlite3.OperationalError:  # busy, full, read-only: not the file's fault
             raise
-        return connection
+        except sqlite3.DatabaseError as exc:
+            raise not_sqlite(self.path, exc) from None
 
     def __repr__(self) -> str:
         return f"SQLiteSession({str(self.path)!r}, {self.session_id!r})"
-
-
-def _not_sqlite(path: str | Path, exc: sqlite3.DatabaseError) -> ConfigurationError:
-    return ConfigurationError(f"{path}: not a SQLite database, or a damaged one (SQLite: {exc})")
 
 
 def _select(connection: sqlite3.Connection, session: str) -> list[tuple[str]]:

@@ -13,6 +13,7 @@ from opentelemetry.trace import SpanKind
 
 from agentkit.model_api import Generation, Message, StreamChunk
 from agentkit.telemetry._conventions import (
+    CACHE_HIT,
     ERROR_TYPE,
     FINISH_REASONS,
     INPUT_TOKENS,
@@ -66,6 +67,8 @@ class _Chat:
         reason = generation.finish_reason or ("tool_calls" if generation.tool_calls else None)
         if reason:
             span.set_attribute(FINISH_REASONS, [reason])
+        if generation.cached:  # answered by a response cache: no model was called
+            span.set_attribute(CACHE_HIT, True)
         span.set_attributes(
             {INPUT_TOKENS: usage.prompt_tokens, OUTPUT_TOKENS: usage.completion_tokens}
         )

@@ -1,10 +1,12 @@
-"""What several test modules share: the `add` tool, and a client whose HTTP goes to a function."""
+"""What several test modules share: the `add` tool, a client whose HTTP goes to a function, the
+hosted runtimes' settings, and processes started together."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +31,35 @@ def add(a: int, b: int) -> int:
 
 
 ACCOUNT = "acc"
+
+HOSTED_VARIABLES = (
+    "CLOUDFLARE_ACCOUNT_ID",
+    "CLOUDFLARE_API_TOKEN",
+    "CLOUDFLARE_BASE_URL",
+    "OPENAI_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_MODEL",
+)
+"""The environment variables the hosted runtimes read: a test of the command line clears them
+and sets its own."""
+
+
+def run_together(script: str, argvs: list[list[str]], go: Path, timeout: float = 300) -> None:
+    """Run `python -c script` once per argument list, all at once: each is given the path `go`
+    as its last argument and waits for that file, made once they have all started, for the
+    most contention. Fails, with its stderr, on any that does not exit 0."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *argv, str(go)], stderr=subprocess.PIPE, text=True
+        )
+        for argv in argvs
+    ]
+    go.touch()
+    for process in processes:
+        _, err = process.communicate(timeout=timeout)
+        assert process.returncode == 0, err
+
+
 """The account id in the SDKs' URLs (our server takes any)."""
 
 
