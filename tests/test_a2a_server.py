@@ -215,11 +215,17 @@ def test_the_a2a_0_3_method_names_are_answered(bank: ServeProcess) -> None:
     assert stored["artifacts"][0]["parts"] == [{"kind": "text", "text": "You said: hello"}]
 
 
-async def test_a_task_waiting_for_approval_outlives_a_restart_of_the_server(
-    tmp_path: Path,
-) -> None:
+@pytest.fixture
+def restartable(tmp_path: Path) -> ServeProcess:
+    """The bank's server of this test alone, not started: the test stops and starts it."""
     (tmp_path / "bank.py").write_text(BANK)
-    server = ServeProcess(tmp_path / "bank.py", tmp_path / "tasks.db")
+    return ServeProcess(tmp_path / "bank.py", tmp_path / "tasks.db")
+
+
+async def test_a_task_waiting_for_approval_outlives_a_restart_of_the_server(
+    restartable: ServeProcess,
+) -> None:
+    server = restartable
     with server.running():
         task = await pause_payment(await sdk_client(server.url, streaming=False))
     with server.running():  # a new process, the same file
@@ -232,10 +238,9 @@ async def test_a_task_waiting_for_approval_outlives_a_restart_of_the_server(
 
 
 async def test_a_task_cut_short_by_a_crash_is_failed_when_the_server_comes_back(
-    tmp_path: Path,
+    restartable: ServeProcess,
 ) -> None:
-    (tmp_path / "bank.py").write_text(BANK)
-    server = ServeProcess(tmp_path / "bank.py", tmp_path / "tasks.db")
+    server = restartable
     with server.running():
         client = await sdk_client(server.url, streaming=True)
         with anyio.fail_after(60):
