@@ -16,6 +16,8 @@ from pydantic import BaseModel
 
 from agentkit import Agent, ScriptedRuntime
 from agentkit.cli import main as cli_main
+from agentkit.errors import UserError
+from agentkit.protocols.a2a import SessionTaskStore
 from agentkit.server import create_app
 from agentkit.server.a2a import a2a_app
 from agentkit.server.background import BackgroundServer
@@ -171,3 +173,8 @@ async def test_without_an_agent_serve_offers_one_of_its_runtime_and_tools(tmp_pa
 def test_the_a2a_store_option_needs_a2a(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["serve", "--a2a-store", "tasks.db"]) == 2
     assert capsys.readouterr().err == "error: --a2a-store: applies to A2A only; add --a2a\n"
+
+
+def test_the_stores_durability_is_checked_by_name(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"^synchronous: must be FULL or NORMAL \(got 'OFF'\)$"):
+        SessionTaskStore(tmp_path / "t.db", synchronous="OFF")  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from a2a.server.agent_execution import RequestContext
 from a2a.server.agent_execution.simple_request_context_builder import SimpleRequestContextBuilder
@@ -140,6 +140,7 @@ class A2AService:
         store: the SQLite file for tasks (created if missing; may be shared with sessions).
         description: the card's description (default: the first line of the instructions).
         bearer: the card says calls need a bearer token (the server checks it).
+        synchronous: how durable each write to `store` is (see `SessionTaskStore`).
     """
 
     def __init__(
@@ -149,9 +150,10 @@ class A2AService:
         *,
         description: str | None = None,
         bearer: bool = False,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
     ) -> None:
         self.agent = agent
-        self.store = SessionTaskStore(store)
+        self.store = SessionTaskStore(store, synchronous=synchronous)
         # The card's URL is the request's own (the Host check vouches for it); this one
         # stands in until a request comes.
         self.card = agent_card(agent, RPC_PATH, description=description, bearer=bearer)

@@ -15,7 +15,7 @@ file answers `tasks/get` and continues a paused task with the next message.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from a2a.server.context import ServerCallContext
 from a2a.server.tasks import TaskStore
@@ -31,6 +31,7 @@ from a2a.types import (
 from google.protobuf.json_format import MessageToDict, ParseDict
 
 from agentkit.agent import RunState
+from agentkit.errors import UserError
 from agentkit.sessions import SQLiteSession
 from agentkit.sessions.runs import discard_interrupted
 
@@ -51,18 +52,26 @@ class SessionTaskStore(TaskStore):
     Args:
         path: the database file, created with its folders if missing; it may also hold other
             sessions (the names used here start with `a2a-`).
+        synchronous: as for `SQLiteSession`: `FULL` makes every write durable against power
+            loss too; `NORMAL`, about three times faster per task, still survives a killed
+            process.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self, path: str | Path, *, synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise UserError(f"synchronous: must be FULL or NORMAL (got {synchronous!r})")
         self.path = Path(path)
+        self.synchronous: Literal["FULL", "NORMAL"] = synchronous
 
     def record(self, task_id: str) -> SQLiteSession:
         """The session holding task `task_id`'s versions and its paused run."""
-        return SQLiteSession(self.path, _TASK + task_id)
+        return SQLiteSession(self.path, _TASK + task_id, synchronous=self.synchronous)
 
     def journal(self, task_id: str) -> SQLiteSession:
         """The session the agent's runs for task `task_id` are journaled into."""
-        return SQLiteSession(self.path, _RUN + task_id)
+        return SQLiteSession(self.path, _RUN + task_id, synchronous=self.synchronous)
 
     async def save(self, task: Task, context: ServerCallContext | None = None) -> None:
         """Store a new version of `task`."""
