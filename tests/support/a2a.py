@@ -121,14 +121,15 @@ class ServeProcess:
             "warning",
             *extra,
         ]
-        self.process: subprocess.Popen[str] | None = None
+        self.log = store.with_suffix(".log")
+        """What the server wrote, from every start."""
+        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        process = self.process
-        wait_listening(process, self.port, "agentkit serve", lambda: process.communicate()[1])
+        # Its output goes to a file: a pipe nobody reads would stall a server that logs much.
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
+        wait_listening(self.process, self.port, "agentkit serve", self.log.read_text)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
