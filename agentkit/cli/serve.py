@@ -41,6 +41,7 @@ from agentkit.tools.loader import load_tools
 __all__ = ["add_parser"]
 
 TOKEN_VARIABLE = "AGENTKIT_API_TOKEN"
+A2A_STORE = "agentkit-a2a.db"
 _MAX_STEPS = 8
 DEFINED_BY_AGENT = (
     "--tools",
@@ -92,6 +93,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="with --mcp: run tools that require approval without asking the MCP client "
         "(by default the client is asked, and a client that cannot be asked is refused)",
+    )
+    parser.add_argument(
+        "--a2a",
+        action="store_true",
+        help="also serve the agent over A2A (card at /.well-known/agent-card.json, JSON-RPC at "
+        "/a2a), behind the same token",
+    )
+    parser.add_argument(
+        "--a2a-store",
+        metavar="FILE",
+        default=A2A_STORE,
+        help=f"with --a2a: the SQLite file A2A tasks are kept in (default: {A2A_STORE})",
     )
     add_mcp_options(parser)
     parser.add_argument(
@@ -194,6 +207,8 @@ def _check(args: argparse.Namespace) -> None:
     refuse_with_agents(args, DEFINED_BY_AGENT)
     if args.approve_all and not args.mcp:
         raise ConfigurationError("--approve-all: applies to /mcp only; add --mcp")
+    if args.a2a_store != A2A_STORE and not args.a2a:
+        raise ConfigurationError("--a2a-store: applies to A2A only; add --a2a")
     if args.max_queue < 0:
         raise ConfigurationError(f"--max-queue: must be >= 0 (got {args.max_queue})")
     if args.max_steps is not None and args.max_steps < 1:
@@ -280,6 +295,7 @@ def _serve(args: argparse.Namespace) -> int:
             insecure_allow_any_origin=args.insecure_allow_any_origin,
             insecure_allow_any_host=args.insecure_allow_any_host,
             agent=agent,
+            a2a=args.a2a_store if args.a2a else None,
         )
         names = ", ".join(served_models(runtime, args.model_names))
         shown = f"[{args.host}]" if ":" in args.host else args.host
@@ -289,7 +305,12 @@ def _serve(args: argparse.Namespace) -> int:
             + f"  API:        http://{shown}:{args.port}/client/v4/accounts/<any>/ai/run/<model>\n"
             f"  playground: http://{shown}:{args.port}/"
             + (f"\n  AG-UI:      http://{shown}:{args.port}/ag-ui" if agent else "")
-            + (f"\n  MCP:        http://{shown}:{args.port}/mcp" if args.mcp else ""),
+            + (f"\n  MCP:        http://{shown}:{args.port}/mcp" if args.mcp else "")
+            + (
+                f"\n  A2A:        http://{shown}:{args.port}/a2a ({args.a2a_store})"
+                if args.a2a
+                else ""
+            ),
             file=sys.stderr,
             flush=True,
         )

@@ -8,6 +8,8 @@ GET  /client/v4/accounts/{account_id}/ai/v1/models                OpenAI model l
 GET  /                                                            the playground
 POST /mcp                                                         the tools over MCP (--mcp)
 POST /ag-ui                                                       the agent over AG-UI (--agents)
+GET  /.well-known/agent-card.json                                 the agent's A2A card (--a2a)
+POST /a2a                                                         the agent over A2A (--a2a)
 ```
 """
 
@@ -18,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -36,7 +39,14 @@ from agentkit.runtimes.base import Runtime
 from agentkit.server import openai_compat
 from agentkit.server.ag_ui import ag_ui_routes
 from agentkit.server.answers import check_answer_format
-from agentkit.server.core import CURRENT_REQUEST, ServerState, check_token, endpoint, internal_error
+from agentkit.server.core import (
+    CURRENT_REQUEST,
+    DEFAULT_MAX_BODY,
+    ServerState,
+    check_token,
+    endpoint,
+    internal_error,
+)
 from agentkit.server.deadlines import DEFAULT_BODY_TIMEOUT, BodyDeadline
 from agentkit.server.errors import BAD_INPUT, NO_ROUTE, ApiError, envelope
 from agentkit.server.playground import playground_routes
@@ -53,8 +63,6 @@ log = logging.getLogger("agentkit.server")
 
 DEFAULT_MAX_QUEUE = 8
 """Requests that may wait for the model while it serves another; one more gets a 429."""
-DEFAULT_MAX_BODY = 4 * 1024 * 1024
-"""The largest request body accepted, in bytes; a larger one gets a 413."""
 
 REQUEST_ID = "cf-ai-req-id"
 API = "/client/v4/accounts/{account_id}/ai"
@@ -87,6 +95,7 @@ def create_app(
     insecure_allow_any_origin: bool = False,
     insecure_allow_any_host: bool = False,
     agent: Agent[Any] | None = None,
+    a2a: str | Path | None = None,
 ) -> Starlette:
     """The server as an ASGI application, for `uvicorn`, tests or embedding.
 
@@ -114,6 +123,10 @@ def create_app(
             conversation alone. Without one, the playground makes an agent for each message
             from `runtime`, `tools` and the page's settings. Its tool sources start and stop
             with the app.
+        a2a: also serve the agent over A2A (its card at `/.well-known/agent-card.json`,
+            JSON-RPC at `/a2a`, behind the same token), its tasks kept in this SQLite file.
+            The agent is `agent`, or one made of `runtime`, `tools` and `max_steps`. Needs
+            the `a2a` extra.
 
     Raises:
         ValueError: a bound below its minimum, a malformed origin, an `api_token` with
@@ -159,6 +172,14 @@ def create_app(
         mcp_endpoint = MCPEndpoint(state.tools, partial(_refusal, state), approve_all=approve_all)
         routes.append(Route("/mcp", mcp_endpoint, methods=["GET", "POST", "DELETE"]))
         lifetimes.append(mcp_endpoint.run())
+    if a2a is not None:
+        from agentkit.server.a2a import a2a_service, guarded
+
+        served = agent or Agent(state.runtime, tools=state.tools, max_steps=max_steps)
+        service = a2a_service(served, a2a, bearer=api_token is not None)
+        routes.extend(service.routes(guarded(state)))
+        # An agent given is entered above already; one made here brings only its tools.
+        lifetimes.append(service.lifespan(enter_agent=False))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CURRENT_REQUEST",
+    "DEFAULT_MAX_BODY",
     "ServerState",
     "check_token",
     "endpoint",
@@ -45,6 +46,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("agentkit.server")
+
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
+"""The largest request body accepted, in bytes; a larger one gets a 413."""
 
 
 @dataclass

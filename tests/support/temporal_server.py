@@ -9,8 +9,10 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 
 def temporal_binary() -> Path:
@@ -29,6 +31,24 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def wait_listening(
+    process: subprocess.Popen[Any], port: int, what: str, output: Callable[[], str]
+) -> None:
+    """Return once something accepts connections on 127.0.0.1:`port`; raise `RuntimeError`
+    if `process` (called `what`) ends first, with the tail of its `output()`, or after 60 s."""
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited: {output()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start in 60 s") from None
+            time.sleep(0.05)
 
 
 class TemporalDevServer:
@@ -64,17 +84,9 @@ class TemporalDevServer:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        deadline = time.monotonic() + 60
-        while True:  # ready when the frontend accepts connections
-            if self.process.poll() is not None:
-                raise RuntimeError(f"temporal dev server exited: {self.log.read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("temporal dev server did not start in 60 s") from None
-                time.sleep(0.05)
+        # Ready when the frontend accepts connections.
+        wait_listening(self.process, self.port, "temporal dev server", self.log.read_text)
+        return self
 
     def __exit__(
         self,
