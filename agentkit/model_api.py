@@ -447,8 +447,8 @@ class Generation(_Output):
     finish_reason: FinishReason | None = Field(default=None, exclude=True)
     """Why generation stopped, where the runtime knows: `stop`, `length` or `tool_calls`."""
     runtime: str | None = Field(default=None, exclude=True)
-    """Which runtime answered, where a wrapper chose one of several (`Fallback`); None
-    otherwise. Not part of the wire."""
+    """Which runtime answered, where a wrapper chose one of several (`Fallback`): `name:model`
+    (or a name alone); the run books the usage under that model. Not on the wire."""
     cached: bool = Field(default=False, exclude=True)
     """Answered from a response cache (`agentkit.runtimes.Cached`), not by the model."""
 

@@ -87,6 +87,29 @@ def check_prices(prices: PriceTable | None) -> PriceTable | None:
     return dict(prices)
 
 
+def rebooked(
+    by_model: Mapping[str, Usage], moves: Mapping[str, Mapping[str, Usage]]
+) -> dict[str, Usage]:
+    """`by_model` with usage moved between models: `moves[source][target]` is usage booked
+    under `source` that belongs to `target` (a step another model answered, through a
+    `Fallback`). A source left with no tokens goes."""
+    out = dict(by_model)
+    for source, targets in moves.items():
+        taken = sum(targets.values(), Usage())
+        left = out.get(source, Usage())
+        rest = Usage.of(
+            left.prompt_tokens - taken.prompt_tokens,
+            left.completion_tokens - taken.completion_tokens,
+        )
+        rest.cache_hits = left.cache_hits - taken.cache_hits
+        if rest.total_tokens or rest.cache_hits or not taken.total_tokens:
+            out[source] = rest
+        else:
+            out.pop(source, None)
+        add_usage(out, targets)
+    return out
+
+
 def add_usage(by_model: dict[str, Usage], more: Mapping[str, Usage]) -> dict[str, Usage]:
     """Add `more` into `by_model`, model by model; returns `by_model`."""
     for model, usage in more.items():

@@ -12,10 +12,12 @@ from agentkit import (
     FunctionRuntime,
     Generation,
     ModelConnectionError,
+    ModelPrice,
     ModelRequest,
     RunState,
     ScriptedRuntime,
     UnsupportedFeature,
+    Usage,
     UserError,
     tool,
 )
@@ -161,3 +163,33 @@ async def test_a_paused_run_keeps_which_runtime_answered() -> None:
     result = await agent.resume(state, approve=[paused.pending[0].id])
     assert result.output == "done"
     assert result.step_runtimes == {1: "scripted", 2: "scripted"}
+
+
+async def test_usage_and_cost_are_booked_under_the_model_that_answered() -> None:
+    class Named(ScriptedRuntime):
+        def __init__(self, model: str, turns: list[Generation | str | Exception]) -> None:
+            super().__init__(turns)
+            self.model = model
+
+    def usage(prompt: int, completion: int) -> Usage:
+        return Usage(
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+        )
+
+    down = ModelConnectionError("could not reach it", retryable=True)
+    call = ScriptedRuntime.call("clock").model_copy(update={"usage": usage(10, 2)})
+    primary = Named("big", [call, down])
+    backup = Named("small", [Generation(response="noon", usage=usage(100, 20))])
+
+    def clock() -> str:
+        """The time."""
+        return "12:00"
+
+    prices = {"big": ModelPrice(1.0, 1.0), "small": ModelPrice(0.5, 0.5)}
+    agent = Agent(Fallback([primary, backup], failures=5), tools=[clock], prices=prices)
+    result = await agent.run("What time is it?")
+    assert result.output == "noon"
+    assert result.step_runtimes == {1: "scripted:big", 2: "scripted:small"}
+    assert result.usage_by_model == {"big": usage(10, 2), "small": usage(100, 20)}
+    assert result.cost == pytest.approx((12 * 1.0 + 120 * 0.5) / 1e6)
+    assert result.usage == usage(110, 22)

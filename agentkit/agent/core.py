@@ -27,11 +27,11 @@ from agentkit.agent.results import (
     ToolCallRecord,
 )
 from agentkit.agent.settings import AgentSettings
-from agentkit.model_api import Message, ModelRequest, SchemaDialect, Usage
+from agentkit.model_api import Generation, Message, ModelRequest, SchemaDialect, Usage
 from agentkit.runtimes.base import Runtime
 from agentkit.tools import Toolset
 from agentkit.tools.context import RunContext
-from agentkit.usage import PriceTable, add_usage, cost
+from agentkit.usage import PriceTable, add_usage, cost, rebooked
 
 if TYPE_CHECKING:
     from agentkit.telemetry._otel import RunSpans
@@ -170,6 +170,9 @@ class RunCore:
         self.steps = 0
         self.step_runtimes: dict[int, str] = {}
         """Which runtime answered each step, where a wrapper said (`Generation.runtime`)."""
+        self.rerouted: dict[str, dict[str, Usage]] = {}
+        """Usage of steps another model answered than the agent's own (a `Fallback` fell
+        over): under the agent's model, then the model that answered."""
         self.failures: dict[str, int] = {}
         self.last_signature: str | None = None
         self.repeats = 0
@@ -238,10 +241,23 @@ class RunCore:
             return bool(self.records)
         return trail.returned or any(r.step > trail.steps for r in self.records)
 
+    def answered_by(self, step: int, generation: Generation) -> None:
+        """Note which runtime answered `step`, where a wrapper said, and book the step's usage
+        under the model that answered (`runtime` is `name:model`, or a name alone)."""
+        if generation.runtime is None:
+            return
+        self.step_runtimes[step] = generation.runtime
+        name, colon, model = generation.runtime.partition(":")
+        model = model if colon else name
+        if model != self.setup.model:
+            add_usage(self.rerouted.setdefault(self.setup.model, {}), {model: generation.usage})
+
     def usage_by_model(self) -> dict[str, Usage]:
         by_model = {self.setup.model: self.usage} if self.steps else {}
         if self.trail is not None and self.trail.spent:
             by_model = self.trail.usage_by_model(self.setup.model, self.usage, self.steps)
+        if self.rerouted:
+            by_model = rebooked(by_model, self.rerouted)
         return add_usage(by_model, self.nested) if self.nested else by_model
 
     def outcome(
@@ -282,6 +298,7 @@ class RunCore:
             repeats=self.repeats,
             fingerprint=self.setup.fingerprint(),
             step_runtimes=dict(self.step_runtimes),
+            rerouted_usage={source: dict(to) for source, to in self.rerouted.items()},
         )
         if self.trail is not None:
             state.agent = self.setup.name
@@ -295,6 +312,7 @@ class RunCore:
         self.records = [record.model_copy(deep=True) for record in state.tool_calls]
         self.steps = state.steps
         self.step_runtimes = dict(state.step_runtimes)
+        self.rerouted = {source: dict(to) for source, to in state.rerouted_usage.items()}
         self.usage = state.usage
         self.nested = dict(state.nested_usage)
         self.failures = dict(state.failures)

@@ -258,6 +258,9 @@ class RunState(BaseModel):
     """Usage of the model calls made by agents before the one in force, by model."""
     step_runtimes: dict[int, str] = Field(default_factory=dict)
     """Which runtime answered each step so far, where it was said (`RunResult.step_runtimes`)."""
+    rerouted_usage: dict[str, dict[str, Usage]] = Field(default_factory=dict)
+    """Usage of steps another model answered than the agent's own (a `Fallback` fell over),
+    by the agent's model, then by the model that answered."""
 
     def to_json(self, *, indent: int | None = None) -> str:
         """The state as JSON text."""

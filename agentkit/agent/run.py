@@ -444,8 +444,7 @@ class AgentRun(RunCore, Generic[OutputT]):
             generation = await self._streamed(request, step)
         else:
             generation = await self.runtime.generate(request)
-        if generation.runtime is not None:
-            self.step_runtimes[step] = generation.runtime
+        self.answered_by(step, generation)
         self.usage = self.usage + generation.usage
         for after in self.hooks.after_model:
             await after(self.context, generation)

@@ -157,13 +157,20 @@ class CircuitBreaker:
 @dataclass(frozen=True)
 class _Member:
     label: str
+    """Tells the runtime apart in logs and breakers (`#2` on a repeated one)."""
     runtime: Runtime
     breaker: CircuitBreaker
 
+    @property
+    def answered(self) -> str:
+        """What a generation it gave says of it: `name:model`, the model as usage books it
+        (just the name for a runtime with no model of its own)."""
+        return _label(self.runtime)
+
 
 def _label(runtime: Runtime) -> str:
-    model = getattr(runtime, "model", None)
-    return f"{runtime.name}:{model}" if isinstance(model, str) and model else runtime.name
+    model = model_name(runtime)
+    return runtime.name if model == runtime.name else f"{runtime.name}:{model}"
 
 
 def _labels(runtimes: Sequence[Runtime]) -> list[str]:
@@ -344,7 +351,7 @@ class Fallback(Runtime):
                 continue
             member.breaker.succeeded(admission)
             if generation.runtime is None:  # a nested wrapper's own choice is more precise
-                generation = generation.model_copy(update={"runtime": member.label})
+                generation = generation.model_copy(update={"runtime": member.answered})
             return generation
         raise self._exhausted(errors)
 
@@ -368,7 +375,7 @@ class Fallback(Runtime):
                 if first is None:
                     return
                 if first.runtime is None:
-                    first = first.model_copy(update={"runtime": member.label})
+                    first = first.model_copy(update={"runtime": member.answered})
                 yield first
                 # From here on the answer has begun: an error is the caller's, not replayed.
                 async for chunk in chunks:
