@@ -57,6 +57,7 @@ from agentkit.agent.events import (
 )
 from agentkit.errors import (
     AgentKitError,
+    ApprovalRequired,
     AuthError,
     BadRequest,
     ConfigurationError,
@@ -124,6 +125,7 @@ from agentkit.tools import (
     tool,
     validate_tool_definitions,
 )
+from agentkit.tools.context import Decision
 from agentkit.usage import ModelPrice, PriceTable
 
 __version__ = "0.1.0"
@@ -133,6 +135,7 @@ __all__ = [
     "AgentKitError",
     "AgentRun",
     "AgentSettings",
+    "ApprovalRequired",
     "AuthError",
     "BadRequest",
     "CacheStore",
@@ -140,6 +143,7 @@ __all__ = [
     "Capabilities",
     "ConfigurationError",
     "DeadlineExceeded",
+    "Decision",
     "Event",
     "FieldError",
     "FunctionDefinition",
