@@ -26,7 +26,17 @@ from a2a.types import (
 )
 from starlette.applications import Starlette
 
-from agentkit import Agent, Message, ScriptedRuntime, handoff
+from agentkit import (
+    Agent,
+    ApprovalRequired,
+    FunctionRuntime,
+    Message,
+    ModelRequest,
+    RunContext,
+    ScriptedRuntime,
+    handoff,
+    tool,
+)
 from agentkit.agent.events import RunFinished, TextDelta
 from agentkit.errors import UserError
 from agentkit.protocols.a2a import A2AAgent
@@ -162,7 +172,9 @@ async def test_our_own_server_answers_and_its_approval_question_pauses_the_run(
         assert greeted.output == "You said: hello"
         [call] = paused.pending
         assert call.question is not None
-        assert call.question.startswith('Approval needed for transfer({"to": "bob", "amount": 250})')
+        assert call.question.startswith(
+            'Approval needed for transfer({"to": "bob", "amount": 250})'
+        )
         assert 'To decide, reply "approve" or "deny"' in call.question
         assert paused.state is not None
         result = await agent.resume(paused.state, approve=[call.id])
@@ -265,3 +277,43 @@ async def test_a_question_of_a_remote_agent_handed_off_to_ends_the_run(
     )
     with pytest.raises(A2ATaskError, match=r"as input-required; it asks: Which city\?$"):
         await triage.run("weather?")
+
+
+async def test_a_served_tool_that_asks_has_its_question_carried_to_our_run(
+    tmp_path: Path,
+) -> None:
+    @tool
+    def ship(item: str, context: RunContext) -> str:
+        """Ship an item.
+
+        Args:
+            item: What to ship.
+        """
+        if context.decision is None:
+            raise ApprovalRequired(f"{item} is fragile: ship it by air?", data={"by": "air"})
+        return f"shipped {item} by {context.decision.data['by']}"
+
+    def warehouse_model(request: ModelRequest) -> object:
+        last = request.messages[-1]
+        if last.role == "tool":
+            return last.content
+        return ScriptedRuntime.call("ship", item="vase")
+
+    warehouse = Agent(FunctionRuntime(warehouse_model), tools=[ship], name="warehouse")
+    app = a2a_app(warehouse, tmp_path / "tasks.db")
+    with BackgroundServer(app, lifespan="on") as server:
+        agent = caller(
+            A2AAgent(server.url),
+            ScriptedRuntime.call("warehouse", input="ship the vase"),
+            "The vase is on its way.",
+        )
+        paused = await agent.run("Ship the vase.")
+        [call] = paused.pending
+        # The remote status names the call and its tool's question; the status' data too.
+        assert call.question is not None
+        assert call.question.startswith('Approval needed for ship({"item": "vase"}) [id ')
+        assert "], which asks: vase is fragile: ship it by air?. To decide, " in call.question
+        assert paused.state is not None
+        result = await agent.resume(paused.state, approve=[call.id])
+    assert result.tool_calls[0].output == "shipped vase by air"
+    assert result.output == "The vase is on its way."

@@ -145,9 +145,7 @@ def test_two_calls_in_a_step_one_asks_one_runs() -> None:
         # The other call ran and was filed; the one that asked has started but not finished.
         assert [m.content for m in paused.messages if m.role == "tool"] == ["A-1: shipped"]
         assert sum(isinstance(e, ToolCallStarted) for e in events) == 2
-        assert [e.record.call.name for e in events if isinstance(e, ToolCallFinished)] == [
-            "lookup"
-        ]
+        assert [e.record.call.name for e in events if isinstance(e, ToolCallFinished)] == ["lookup"]
         result = await agent.resume(paused.state, approve=[paused.pending[0].id])
         assert result.output == "Done."
         # One result per call, in the model's order.
