@@ -5,15 +5,15 @@ to the same remote task when the run resumes (here, or in a fresh process)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
-from agentkit import Agent, FunctionRuntime, ModelRequest, ScriptedRuntime
+from agentkit import Agent, FunctionRuntime, Generation, ModelRequest, ScriptedRuntime
 from agentkit.protocols.a2a import A2AAgent
 
 from support.a2a import BANK, ServeProcess
@@ -31,7 +31,7 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
         yield server
 
 
-def shop_model(request: ModelRequest) -> object:
+def shop_model(request: ModelRequest) -> Generation | str:
     """Asks the bank to pay; then reports what the bank said."""
     last = request.messages[-1]
     if last.role == "tool":
@@ -90,10 +90,9 @@ async def test_a_run_paused_on_a_remote_question_resumes_in_a_fresh_process(
         print(result.output)
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "The bank says: Done: sent 250 EUR to bob."
+    command = [sys.executable, "-c", script]
+    done = await anyio.run_process(command, check=False, cwd=ROOT)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().strip() == "The bank says: Done: sent 250 EUR to bob."
     # What named the remote task was the state's JSON alone.
     assert json.loads(state_file.read_text())["pending"][0]["data"]["task_id"]

@@ -30,6 +30,7 @@ from agentkit import (
     Agent,
     ApprovalRequired,
     FunctionRuntime,
+    Generation,
     Message,
     ModelRequest,
     RunContext,
@@ -293,7 +294,7 @@ async def test_a_served_tool_that_asks_has_its_question_carried_to_our_run(
             raise ApprovalRequired(f"{item} is fragile: ship it by air?", data={"by": "air"})
         return f"shipped {item} by {context.decision.data['by']}"
 
-    def warehouse_model(request: ModelRequest) -> object:
+    def warehouse_model(request: ModelRequest) -> Generation | str:
         last = request.messages[-1]
         if last.role == "tool":
             return last.content

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 
 from agentkit import (
     Agent,
     ApprovalRequired,
+    Decision,
+    Generation,
     PendingCall,
     RunContext,
+    RunResult,
     RunState,
     ScriptedRuntime,
     SQLiteSession,
@@ -19,7 +23,7 @@ from agentkit import (
 )
 from agentkit.events import ToolCallFinished, ToolCallStarted
 
-heard: list[tuple[str, object]] = []
+heard: list[tuple[str, Decision | None]] = []
 
 
 @tool
@@ -52,9 +56,20 @@ def lookup(order: str) -> str:
     return f"{order}: shipped"
 
 
-def _agent(*turns: object) -> tuple[Agent, ScriptedRuntime]:
+def _agent(*turns: Generation | str) -> tuple[Agent, ScriptedRuntime]:
     runtime = ScriptedRuntime(list(turns))
     return Agent(runtime, tools=[refund, lookup]), runtime
+
+
+def state(result: RunResult) -> RunState:
+    assert result.state is not None, result.stop_reason
+    return result.state
+
+
+def last_decision() -> Decision:
+    decision = heard[-1][1]
+    assert decision is not None
+    return decision
 
 
 @pytest.fixture(autouse=True)
@@ -78,11 +93,11 @@ def test_a_tool_that_asks_pauses_the_run_with_its_question() -> None:
 def test_approve_calls_the_tool_again_with_the_decision() -> None:
     agent, runtime = _agent(ScriptedRuntime.call("refund", order="A-1", amount=250), "Refunded.")
     paused = agent.run_sync("Refund A-1")
-    result = agent.resume_sync(paused.state, approve=[paused.pending[0].id])
+    result = agent.resume_sync(state(paused), approve=[paused.pending[0].id])
     assert result.output == "Refunded."
     assert result.tool_calls[0].output == "refunded 250 EUR on A-1"
-    order, decision = heard[-1]
-    assert decision is not None and decision.approved and decision.reason is None
+    decision = last_decision()
+    assert decision.approved and decision.reason is None
     assert decision.data == {"checked": ["history", "stock"]}
     assert decision.question.startswith("Refund 250 EUR")
     told = [m.content for m in runtime.requests[1].messages if m.role == "tool"]
@@ -92,12 +107,12 @@ def test_approve_calls_the_tool_again_with_the_decision() -> None:
 def test_deny_is_heard_by_the_tool_that_asked() -> None:
     agent, runtime = _agent(ScriptedRuntime.call("refund", order="A-1", amount=250), "Not done.")
     paused = agent.run_sync("Refund A-1")
-    result = agent.resume_sync(paused.state, deny={paused.pending[0].id: "fraud suspected"})
+    result = agent.resume_sync(state(paused), deny={paused.pending[0].id: "fraud suspected"})
     # The tool ran again and chose what the model is told; no error of its own.
     assert result.tool_calls[0].output == "not refunded: fraud suspected"
     assert result.tool_calls[0].error is None
-    _, decision = heard[-1]
-    assert decision is not None and not decision.approved
+    decision = last_decision()
+    assert not decision.approved
     assert decision.reason == "fraud suspected"
     told = [m.content for m in runtime.requests[1].messages if m.role == "tool"]
     assert told == ["not refunded: fraud suspected"]
@@ -105,19 +120,19 @@ def test_deny_is_heard_by_the_tool_that_asked() -> None:
 
 def test_resume_from_json_in_another_agent() -> None:
     first, _ = _agent(ScriptedRuntime.call("refund", order="B-7", amount=500), "x")
-    text = first.run_sync("Refund B-7").state.to_json()
-    state = RunState.from_json(text)
-    assert state.pending[0].question is not None
+    text = state(first.run_sync("Refund B-7")).to_json()
+    loaded = RunState.from_json(text)
+    assert loaded.pending[0].question is not None
     other, _ = _agent("Refunded B-7.")
-    result = other.resume_sync(state, approve=[state.pending[0].id])
+    result = other.resume_sync(loaded, approve=[loaded.pending[0].id])
     assert result.output == "Refunded B-7."
     assert result.tool_calls[0].output == "refunded 500 EUR on B-7"
-    assert heard[-1][1].data == {"checked": ["history", "stock"]}  # type: ignore[union-attr]
+    assert last_decision().data == {"checked": ["history", "stock"]}
 
 
 def test_a_state_written_before_questions_existed_still_loads() -> None:
     agent, _ = _agent(ScriptedRuntime.call("refund", order="A-1", amount=250), "x")
-    raw = agent.run_sync("Refund A-1").state.model_dump(mode="json")
+    raw = state(agent.run_sync("Refund A-1")).model_dump(mode="json")
     for call in raw["pending"]:
         del call["question"], call["data"]
     call = RunState.model_validate(raw).pending[0]
@@ -146,13 +161,11 @@ def test_two_calls_in_a_step_one_asks_one_runs() -> None:
         assert [m.content for m in paused.messages if m.role == "tool"] == ["A-1: shipped"]
         assert sum(isinstance(e, ToolCallStarted) for e in events) == 2
         assert [e.record.call.name for e in events if isinstance(e, ToolCallFinished)] == ["lookup"]
-        result = await agent.resume(paused.state, approve=[paused.pending[0].id])
+        result = await agent.resume(state(paused), approve=[paused.pending[0].id])
         assert result.output == "Done."
         # One result per call, in the model's order.
         told = [m.content for m in runtime.requests[1].messages if m.role == "tool"]
         assert told == ["refunded 250 EUR on A-1", "A-1: shipped"]
-
-    import anyio
 
     anyio.run(main)
 
@@ -179,12 +192,12 @@ def test_asking_again_pauses_again() -> None:
     answers = iter(["Move 5 EUR?", "Which account, savings or current?", None])
     first = agent.run_sync("Move 5")
     assert first.pending[0].question == "Move 5 EUR?"
-    second = agent.resume_sync(first.state, approve=[first.pending[0].id])
+    second = agent.resume_sync(state(first), approve=[first.pending[0].id])
     assert second.stop_reason == "approval"
     assert second.pending[0].question == "Which account, savings or current?"
     assert second.pending[0].id == first.pending[0].id  # the same call, asking again
-    assert second.state is not None and second.state.id != first.state.id
-    third = agent.resume_sync(second.state, approve=[second.pending[0].id])
+    assert state(second).id != state(first).id
+    third = agent.resume_sync(state(second), approve=[second.pending[0].id])
     assert third.output == "Moved."
     assert third.tool_calls[0].output == "moved 5 after {'round': 2}"
     assert len(runtime.requests) == 2  # no model call while the tool and the person talked
@@ -205,21 +218,21 @@ def test_a_tool_without_context_is_called_again_on_approval_and_not_on_denial() 
             raise ApprovalRequired(f"Wipe {disk}?")
         return f"wiped {disk}"
 
-    def paused() -> tuple[Agent, object]:
+    def paused() -> tuple[Agent, RunResult]:
         runtime = ScriptedRuntime([ScriptedRuntime.call("wipe", disk="sdb"), "ok"])
         agent = Agent(runtime, tools=[wipe])
         return agent, agent.run_sync("wipe sdb")
 
     agent, result = paused()
-    done = agent.resume_sync(result.state, approve=[result.pending[0].id])  # type: ignore[attr-defined]
+    done = agent.resume_sync(state(result), approve=[result.pending[0].id])
     assert done.tool_calls[0].output == "wiped sdb" and calls == ["sdb", "sdb"]
     calls.clear()
     agent, result = paused()
-    done = agent.resume_sync(result.state, deny={result.pending[0].id: "no"})  # type: ignore[attr-defined]
+    done = agent.resume_sync(state(result), deny={result.pending[0].id: "no"})
     assert done.tool_calls[0].error == "denied by the user: no" and calls == ["sdb"]
 
 
-def test_bad_question_or_data_is_told_to_the_model() -> None:
+def test_a_question_must_be_text_and_its_data_json() -> None:
     with pytest.raises(TypeError, match=r"data: must be JSON data"):
         ApprovalRequired("ok?", data={1, 2})
     with pytest.raises(TypeError, match=r"question: expected text \(got int\)"):
@@ -234,13 +247,13 @@ def test_a_journaled_run_survives_a_question(tmp_path: Path) -> None:
     async def main() -> None:
         agent = Agent(runtime, tools=[refund, lookup])
         paused = await agent.run("Refund A-1", session=SQLiteSession(store, "s1"))
-        assert paused.state is not None and paused.pending[0].question is not None
-        text = paused.state.to_json()
+        assert paused.pending[0].question is not None
+        text = state(paused).to_json()
         # Later, another agent and another connection to the same file.
-        state = RunState.from_json(text)
+        loaded = RunState.from_json(text)
         session = SQLiteSession(store, "s1")
         agent = Agent(ScriptedRuntime(["Done."]), tools=[refund, lookup])
-        result = await agent.resume(state, approve=[state.pending[0].id], session=session)
+        result = await agent.resume(loaded, approve=[loaded.pending[0].id], session=session)
         assert result.output == "Done."
         # The session's conversation holds the call's one result, then the answer.
         follow = Agent(ScriptedRuntime(["ok"]), tools=[refund])
@@ -249,7 +262,5 @@ def test_a_journaled_run_survives_a_question(tmp_path: Path) -> None:
         assert ("tool", "refunded 250 EUR on A-1") in contents
         assert contents.count(("tool", "refunded 250 EUR on A-1")) == 1
         assert ("assistant", "Done.") in contents
-
-    import anyio
 
     anyio.run(main)

@@ -253,6 +253,7 @@ def test_a_tool_that_asks_has_its_question_in_the_paused_run(
 ) -> None:
     app = client(FunctionRuntime(charge_model), tools=[charge])
     kind, finished = frames(app.post("/playground/agent", json=QUESTION).text)[-1]
+    assert kind == "run_finished"
     [pending] = finished["pending"]
     assert pending["question"] == "The card expires tomorrow. Charge 30 EUR today?"
     decisions = {"run": finished["run"], "approve": [pending["id"]]}
