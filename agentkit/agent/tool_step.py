@@ -11,7 +11,6 @@ person while it runs (`ApprovalRequired`) waits, as a call held back does, with 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -36,7 +35,7 @@ from agentkit.errors import (
 from agentkit.model_api import Generation, Message, ToolCall, Usage
 from agentkit.tools import Tool
 from agentkit.tools._threads import ThreadBatch, ThreadedCall
-from agentkit.tools.calls import cut_output, output_text, really_cancelled
+from agentkit.tools.calls import closing_exit, cut_output, json_ready, output_text, really_cancelled
 from agentkit.tools.context import Decision, RunContext
 
 __all__ = ["Job", "Stop", "ToolStep", "cancelled_error", "pending_call", "result_message"]
@@ -85,33 +84,6 @@ def pending_call(
     )
 
 
-def _closing(error: BaseException) -> GeneratorExit | None:
-    """The `GeneratorExit` `error` was raised in the handling of, if any: the coroutine was
-    being closed."""
-    seen = error.__context__
-    while seen is not None:
-        if isinstance(seen, GeneratorExit):
-            return seen
-        seen = seen.__context__
-    return None
-
-
-def _json_ready(call: ToolCall) -> tuple[ToolCall, str]:
-    """The call, with arguments that are not JSON data (e.g. a Python-literal set or `...`
-    from a runtime) kept as raw text, so they are told to the model as invalid arguments; and
-    its arguments as compact JSON (`ToolCall.arguments_json`), written once."""
-    if call.raw_arguments is not None:
-        return call, call.raw_arguments
-    try:
-        text = json.dumps(
-            call.arguments, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-        )
-    except (TypeError, ValueError):
-        kept = repr(call.arguments)
-        return call.model_copy(update={"arguments": {}, "raw_arguments": kept}), kept
-    return call, text
-
-
 class ToolStep:
     """Runs the tool calls of a run's steps."""
 
@@ -129,7 +101,7 @@ class ToolStep:
         """File the model's tool-calling message, then run its calls."""
         calls = []
         self._texts.clear()
-        for ready, text in map(_json_ready, generation.tool_calls):
+        for ready, text in map(json_ready, generation.tool_calls):
             calls.append(ready)
             self._texts[ready.id] = text
         self.run.messages.append(Message.assistant(generation.response, calls))
@@ -423,7 +395,7 @@ class ToolStep:
                 async with self.run.setup.limiter:
                     value = await function()
         except Exception as exc:
-            closing = _closing(exc)
+            closing = closing_exit(exc)
             if closing is not None:
                 # The run is being closed where it stopped (its event loop dropped it: an
                 # evicted workflow), and leaving the limiter failed there: no tool's failure.
