@@ -16,7 +16,7 @@ import pytest
 from agentkit import Agent, FunctionRuntime, Generation, ModelRequest, ScriptedRuntime
 from agentkit.protocols.a2a import A2AAgent
 
-from support.a2a import BANK, ServeProcess
+from support.a2a import ServeProcess, serving_bank
 
 pytestmark = pytest.mark.subprocess
 
@@ -25,9 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    folder = tmp_path_factory.mktemp("bank")
-    (folder / "bank.py").write_text(BANK)
-    with ServeProcess(folder / "bank.py", folder / "tasks.db").running() as server:
+    with serving_bank(tmp_path_factory.mktemp("bank")) as server:
         yield server
 
 

@@ -194,14 +194,19 @@ def test_past_the_global_bound_the_caller_holding_the_most_gives_way() -> None:
         store.peek(a1)
 
 
+def send_prompt(page: Page, url: str, prompt: str) -> None:
+    """Open the playground at `url` and send `prompt` once it is ready."""
+    page.goto(url + "/")
+    expect(page.locator("#status")).to_have_text("ready")
+    page.fill("#prompt", prompt)
+    page.press("#prompt", "Enter")
+
+
 def test_the_page_approves_one_call_and_denies_the_other_with_a_reason(page: Page) -> None:
     booked.clear()
     app = create_app(FunctionRuntime(travel_model), tools=[book, get_weather])
     with BackgroundServer(app) as server:
-        page.goto(server.url + "/")
-        expect(page.locator("#status")).to_have_text("ready")
-        page.fill("#prompt", "Book Paris and Rome.")
-        page.press("#prompt", "Enter")
+        send_prompt(page, server.url, "Book Paris and Rome.")
         waiting = page.locator(".toolcall.waiting")
         expect(waiting).to_have_count(2)
         expect(page.locator("#status")).to_have_text("waiting for approval")
@@ -264,10 +269,7 @@ def test_a_tool_that_asks_has_its_question_in_the_paused_run(
 def test_the_page_shows_the_question_on_the_card_of_the_call_that_asked(page: Page) -> None:
     app = create_app(FunctionRuntime(charge_model), tools=[charge])
     with BackgroundServer(app) as server:
-        page.goto(server.url + "/")
-        expect(page.locator("#status")).to_have_text("ready")
-        page.fill("#prompt", "Charge me.")
-        page.press("#prompt", "Enter")
+        send_prompt(page, server.url, "Charge me.")
         card = page.locator(".toolcall.waiting")
         expect(card).to_have_count(1)  # the card of the started call, now waiting
         expect(page.locator(".toolcall")).to_have_count(1)
