@@ -264,3 +264,42 @@ def test_a_journaled_run_survives_a_question(tmp_path: Path) -> None:
         assert ("assistant", "Done.") in contents
 
     anyio.run(main)
+
+
+def test_a_journaled_dialogue_of_two_questions_stays_one_run(tmp_path: Path) -> None:
+    questions = iter(["Move 5 EUR?", "From savings?"])
+
+    @tool
+    def move(amount: int, context: RunContext) -> str:
+        """Move money.
+
+        Args:
+            amount: How much.
+        """
+        question = next(questions, None)
+        if question is not None:
+            raise ApprovalRequired(question)
+        return f"moved {amount}"
+
+    store = tmp_path / "runs.db"
+
+    async def main() -> None:
+        runtime = ScriptedRuntime([ScriptedRuntime.call("move", amount=5), "Moved."])
+        agent = Agent(runtime, tools=[move])
+        result = await agent.run("Move 5", session=SQLiteSession(store, "s2"))
+        asked = []
+        while result.stop_reason == "approval":
+            asked.append(result.pending[0].question)
+            decision = {"approve": [result.pending[0].id]}
+            result = await agent.resume(
+                state(result), **decision, session=SQLiteSession(store, "s2")
+            )
+        assert asked == ["Move 5 EUR?", "From savings?"]
+        assert result.output == "Moved."
+        after = await Agent(ScriptedRuntime(["ok"]), tools=[move]).run(
+            "and?", session=SQLiteSession(store, "s2")
+        )
+        told = [m.content for m in after.messages if m.role == "tool"]
+        assert told == ["moved 5"]  # one result for the call that asked twice
+
+    anyio.run(main)
