@@ -290,10 +290,9 @@ def test_a_journaled_dialogue_of_two_questions_stays_one_run(tmp_path: Path) -> 
         asked = []
         while result.stop_reason == "approval":
             asked.append(result.pending[0].question)
-            decision = {"approve": [result.pending[0].id]}
-            result = await agent.resume(
-                state(result), **decision, session=SQLiteSession(store, "s2")
-            )
+            approve = [result.pending[0].id]
+            session = SQLiteSession(store, "s2")
+            result = await agent.resume(state(result), approve=approve, session=session)
         assert asked == ["Move 5 EUR?", "From savings?"]
         assert result.output == "Moved."
         after = await Agent(ScriptedRuntime(["ok"]), tools=[move]).run(
