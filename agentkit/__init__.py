@@ -57,6 +57,7 @@ from agentkit.agent.events import (
 )
 from agentkit.errors import (
     AgentKitError,
+    ApprovalRequired,
     AuthError,
     BadRequest,
     ConfigurationError,
@@ -126,6 +127,7 @@ from agentkit.tools import (
     tool,
     validate_tool_definitions,
 )
+from agentkit.tools.context import Decision
 from agentkit.usage import ModelPrice, PriceTable
 
 __version__ = "0.1.0"
@@ -135,6 +137,7 @@ __all__ = [
     "AgentKitError",
     "AgentRun",
     "AgentSettings",
+    "ApprovalRequired",
     "AuthError",
     "BadRequest",
     "CacheStore",
@@ -142,6 +145,7 @@ __all__ = [
     "Capabilities",
     "ConfigurationError",
     "DeadlineExceeded",
+    "Decision",
     "Event",
     "Fallback",
     "FieldError",

@@ -33,8 +33,8 @@ AgentKitError
         └── ServerError            5xx
 ```
 
-`ToolRetry` stands outside the tree: it is control flow, raised by a tool to send a message back
-to the model, not an error.
+`ToolRetry` and `ApprovalRequired` stand outside the tree: control flow raised by a tool, to
+send a message back to the model or to ask a person, not errors.
 
 Credentials never show in an error: a runtime registers its token with `register_secret` once,
 and every agentkit error scrubs registered secrets from its message (`str`, `repr`, `args`) when
@@ -43,12 +43,14 @@ it is built, whatever path built it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "AgentKitError",
+    "ApprovalRequired",
     "AuthError",
     "BadRequest",
     "ConfigurationError",
@@ -254,6 +256,31 @@ class ToolRetry(Exception):  # control flow, named for what the tool asks
     def __init__(self, message: str) -> None:
         self.message = message
         super().__init__(message)
+
+
+class ApprovalRequired(Exception):  # control flow, named for what the tool asks
+    """Raised by a tool while it runs to ask a person: the run pauses for approval with the
+    call pending and `question` shown; on resume the tool is called again with the same
+    arguments, the decision in its `RunContext.decision` (see docs/approval.md).
+
+    Args:
+        question: what the person is asked.
+        data: JSON data the tool keeps to go on, handed back with the decision.
+
+    Raises:
+        TypeError: `question` is not text, or `data` is not JSON data.
+    """
+
+    def __init__(self, question: str, *, data: Any = None) -> None:
+        if not isinstance(question, str):
+            raise TypeError(f"question: expected text (got {type(question).__name__})")
+        try:
+            # Kept as its JSON round trip: what a resume in another process reads back.
+            self.data = json.loads(json.dumps(data, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"data: must be JSON data ({exc})") from None
+        self.question = question
+        super().__init__(question)
 
 
 class StopRun(Exception):  # control flow, named for what the hook asks

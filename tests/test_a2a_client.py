@@ -26,7 +26,18 @@ from a2a.types import (
 )
 from starlette.applications import Starlette
 
-from agentkit import Agent, Message, ScriptedRuntime, handoff
+from agentkit import (
+    Agent,
+    ApprovalRequired,
+    FunctionRuntime,
+    Generation,
+    Message,
+    ModelRequest,
+    RunContext,
+    ScriptedRuntime,
+    handoff,
+    tool,
+)
 from agentkit.agent.events import RunFinished, TextDelta
 from agentkit.errors import UserError
 from agentkit.protocols.a2a import A2AAgent
@@ -120,13 +131,20 @@ async def test_without_streaming_the_answer_is_the_same(sdk_echo: BackgroundServ
     assert result.tool_calls[0].output == "echo: hello"
 
 
-async def test_a_remote_question_is_a_failed_call_naming_it(sdk_echo: BackgroundServer) -> None:
+async def test_a_remote_question_pauses_the_run_and_the_answer_goes_back_as_text(
+    sdk_echo: BackgroundServer,
+) -> None:
     remote = A2AAgent(sdk_echo.url, name="echo")
-    agent = caller(remote, ScriptedRuntime.call("echo", input="weather?"), "I cannot tell.")
-    result = await agent.run("Ask the echo agent.")
-    error = result.tool_calls[0].error or ""
-    assert error.startswith("A2ATaskError: the remote agent echo stopped task ")
-    assert error.endswith(" as input-required; it asks: Which city?")
+    agent = caller(remote, ScriptedRuntime.call("echo", input="weather?"), "It echoed.")
+    async with agent:
+        paused = await agent.run("Ask the echo agent.")
+        [call] = paused.pending
+        assert call.question == "Which city?"
+        assert set(call.data) == {"task_id", "context_id"}  # no calls named: a foreign server
+        assert paused.state is not None
+        result = await agent.resume(paused.state, deny={call.id: "Paris, please"})
+    # The reply went to the same task, in words; the task then completed.
+    assert result.tool_calls[0].output == "echo: deny: Paris, please"
 
 
 @pytest.fixture
@@ -139,7 +157,7 @@ def bank(tmp_path: Path) -> Iterator[BackgroundServer]:
         yield server
 
 
-async def test_our_own_server_answers_and_its_approval_question_is_told(
+async def test_our_own_server_answers_and_its_approval_question_pauses_the_run(
     bank: BackgroundServer,
 ) -> None:
     remote = A2AAgent(bank.url, token=TOKEN)
@@ -147,14 +165,21 @@ async def test_our_own_server_answers_and_its_approval_question_is_told(
         remote,
         ScriptedRuntime.call("bank", input="hello"),
         ScriptedRuntime.call("bank", input="please pay bob"),
-        "Bob needs a person's approval.",
+        "Bob is paid.",
     )
-    result = await agent.run("Greet the bank, then pay bob.")
-    greeted, paid = result.tool_calls
-    assert greeted.output == "You said: hello"
-    said = (paid.error or "").split(" as input-required; it asks: ")[1]
-    assert said.startswith('Approval needed for transfer({"to": "bob", "amount": 250}) [id ')
-    assert 'To decide, reply "approve" or "deny"' in said
+    async with agent:
+        paused = await agent.run("Greet the bank, then pay bob.")
+        greeted = paused.tool_calls[0]
+        assert greeted.output == "You said: hello"
+        [call] = paused.pending
+        assert call.question is not None
+        assert call.question.startswith(
+            'Approval needed for transfer({"to": "bob", "amount": 250})'
+        )
+        assert 'To decide, reply "approve" or "deny"' in call.question
+        assert paused.state is not None
+        result = await agent.resume(paused.state, approve=[call.id])
+    assert result.tool_calls[1].output == "Done: sent 250 EUR to bob."
     assert remote.card is not None and remote.card.name == "bank"
 
 
@@ -253,3 +278,43 @@ async def test_a_question_of_a_remote_agent_handed_off_to_ends_the_run(
     )
     with pytest.raises(A2ATaskError, match=r"as input-required; it asks: Which city\?$"):
         await triage.run("weather?")
+
+
+async def test_a_served_tool_that_asks_has_its_question_carried_to_our_run(
+    tmp_path: Path,
+) -> None:
+    @tool
+    def ship(item: str, context: RunContext) -> str:
+        """Ship an item.
+
+        Args:
+            item: What to ship.
+        """
+        if context.decision is None:
+            raise ApprovalRequired(f"{item} is fragile: ship it by air?", data={"by": "air"})
+        return f"shipped {item} by {context.decision.data['by']}"
+
+    def warehouse_model(request: ModelRequest) -> Generation | str:
+        last = request.messages[-1]
+        if last.role == "tool":
+            return last.content
+        return ScriptedRuntime.call("ship", item="vase")
+
+    warehouse = Agent(FunctionRuntime(warehouse_model), tools=[ship], name="warehouse")
+    app = a2a_app(warehouse, tmp_path / "tasks.db")
+    with BackgroundServer(app, lifespan="on") as server:
+        agent = caller(
+            A2AAgent(server.url),
+            ScriptedRuntime.call("warehouse", input="ship the vase"),
+            "The vase is on its way.",
+        )
+        paused = await agent.run("Ship the vase.")
+        [call] = paused.pending
+        # The remote status names the call and its tool's question; the status' data too.
+        assert call.question is not None
+        assert call.question.startswith('Approval needed for ship({"item": "vase"}) [id ')
+        assert "], which asks: vase is fragile: ship it by air?. To decide, " in call.question
+        assert paused.state is not None
+        result = await agent.resume(paused.state, approve=[call.id])
+    assert result.tool_calls[0].output == "shipped vase by air"
+    assert result.output == "The vase is on its way."

@@ -23,7 +23,7 @@ from a2a.types import (
 from google.protobuf.json_format import MessageToDict, ParseDict
 from google.protobuf.struct_pb2 import Value
 
-from support.a2a import BANK, ServeProcess, sdk_client, user_message
+from support.a2a import BANK, ServeProcess, sdk_client, serving_bank, user_message
 
 pytestmark = pytest.mark.subprocess
 
@@ -33,9 +33,7 @@ INPUT_REQUIRED = TaskState.TASK_STATE_INPUT_REQUIRED
 
 @pytest.fixture(scope="module")
 def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    folder = tmp_path_factory.mktemp("bank")
-    (folder / "bank.py").write_text(BANK)
-    with ServeProcess(folder / "bank.py", folder / "tasks.db").running() as server:
+    with serving_bank(tmp_path_factory.mktemp("bank")) as server:
         yield server
 
 

@@ -11,7 +11,7 @@ import pytest
 from ag_ui.core import ResumeEntry
 from starlette.testclient import TestClient
 
-from agentkit import Agent, ScriptedRuntime, tool
+from agentkit import Agent, ApprovalRequired, RunContext, ScriptedRuntime, tool
 from agentkit.errors import RequestValidationError
 from agentkit.protocols.ag_ui import PausedRuns
 from agentkit.server.background import BackgroundServer
@@ -162,3 +162,45 @@ def test_approval_and_a_front_end_tool_in_one_step_end_with_run_error(
     assert events[-1].type.value == "RUN_ERROR"
     assert events[-1].code == "approval_required"
     assert "delete_file" in events[-1].message
+
+
+def test_a_tool_that_asks_while_it_runs_is_an_interrupt_with_its_question(
+    serve: Callable[..., BackgroundServer],
+) -> None:
+    @tool
+    def wipe(disk: str, context: RunContext) -> str:
+        """Wipe a disk.
+
+        Args:
+            disk: Which one.
+        """
+        decision = context.decision
+        if decision is None:
+            raise ApprovalRequired(f"{disk} holds 3 backups. Wipe it anyway?")
+        return f"wiped {disk}" if decision.approved else f"kept {disk}: {decision.reason}"
+
+    model = ScriptedRuntime([ScriptedRuntime.call("wipe", disk="sdb"), "Kept sdb."])
+    server = served(serve, Agent(model, [wipe]))
+    first = [user("Wipe sdb.")]
+    events = stream(server, run_input(*first))
+    check_order(events)
+    [interrupt] = events[-1].outcome.interrupts
+    assert interrupt.message == "sdb holds 3 backups. Wipe it anyway?"
+    # The call was told once, when it started; no result while it waits.
+    starts = [e.tool_call_id for e in events if e.type.value == "TOOL_CALL_START"]
+    assert starts == [interrupt.tool_call_id]
+    assert not [e for e in events if e.type.value == "TOOL_CALL_RESULT"]
+
+    resume = [
+        {
+            "interruptId": interrupt.id,
+            "status": "resolved",
+            "payload": {"approved": False, "reason": "backups"},
+        }
+    ]
+    messages = client_messages(first, events)
+    second = stream(server, run_input(*messages, resume=resume, runId="run-2"))
+    check_order(second, earlier=[interrupt.tool_call_id])
+    results = [e.content for e in second if e.type.value == "TOOL_CALL_RESULT"]
+    assert results == ["kept sdb: backups"]  # the tool heard the denial and answered
+    assert said(second) == "Kept sdb."

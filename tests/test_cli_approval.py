@@ -184,6 +184,44 @@ def test_run_on_a_terminal_asks_with_the_arguments_and_a_reason_for_no(
     assert not (tmp_path / "ran.txt").exists()
 
 
+ASKING_ADD = '''
+from agentkit import ApprovalRequired, RunContext, tool
+
+
+@tool
+def add(a: int, b: int, context: RunContext) -> int:
+    """Add two integers.
+
+    Args:
+        a: The first number.
+        b: The second number.
+    """
+    if context.decision is None:
+        raise ApprovalRequired(f"Adding {a} and {b} costs a credit. Go ahead?")
+    return a + b
+'''
+
+
+def test_a_tool_that_asks_while_it_runs_has_its_question_shown(
+    service: LoopbackServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "asking.py"
+    path.write_text(ASKING_ADD)
+    monkeypatch.setenv("OPENAI_BASE_URL", service.url + "/v1")
+    monkeypatch.setattr(sys, "stdin", Terminal("y\n"))
+    status = main(
+        ["run", "add 2 and 3", "--tools", str(path), "--runtime", "openai", "--model", "m"]
+    )
+    out, err = capsys.readouterr()
+    assert status == 0
+    assert out == "The result is 5.\n"
+    assert "add asks: Adding 2 and 3 costs a credit. Go ahead?\n" in err
+    assert 'approve add({"a": 2, "b": 3})? [y/n]' in err
+
+
 def test_chat_asks_on_its_input_and_goes_on_with_the_conversation(
     service: LoopbackServer, tools_file: Path, tmp_path: Path
 ) -> None:

@@ -29,7 +29,8 @@ def test_every_export_resolves() -> None:
 def test_errors_form_one_tree() -> None:
     from agentkit import errors
 
-    control_flow = (errors.ToolRetry, errors.StopRun)  # raised by user code, to steer
+    # raised by user code, to steer
+    control_flow = (errors.ToolRetry, errors.StopRun, errors.ApprovalRequired)
     for name in errors.__all__:
         obj = getattr(errors, name)
         if isinstance(obj, type) and issubclass(obj, Exception) and obj not in control_flow:

@@ -12,7 +12,16 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from agentkit import FunctionRuntime, Generation, ModelRequest, RunState, ScriptedRuntime, tool
+from agentkit import (
+    ApprovalRequired,
+    FunctionRuntime,
+    Generation,
+    ModelRequest,
+    RunContext,
+    RunState,
+    ScriptedRuntime,
+    tool,
+)
 from agentkit.server import create_app
 from agentkit.server.background import BackgroundServer
 from agentkit.server.errors import ApiError
@@ -185,14 +194,19 @@ def test_past_the_global_bound_the_caller_holding_the_most_gives_way() -> None:
         store.peek(a1)
 
 
+def send_prompt(page: Page, url: str, prompt: str) -> None:
+    """Open the playground at `url` and send `prompt` once it is ready."""
+    page.goto(url + "/")
+    expect(page.locator("#status")).to_have_text("ready")
+    page.fill("#prompt", prompt)
+    page.press("#prompt", "Enter")
+
+
 def test_the_page_approves_one_call_and_denies_the_other_with_a_reason(page: Page) -> None:
     booked.clear()
     app = create_app(FunctionRuntime(travel_model), tools=[book, get_weather])
     with BackgroundServer(app) as server:
-        page.goto(server.url + "/")
-        expect(page.locator("#status")).to_have_text("ready")
-        page.fill("#prompt", "Book Paris and Rome.")
-        page.press("#prompt", "Enter")
+        send_prompt(page, server.url, "Book Paris and Rome.")
         waiting = page.locator(".toolcall.waiting")
         expect(waiting).to_have_count(2)
         expect(page.locator("#status")).to_have_text("waiting for approval")
@@ -219,3 +233,48 @@ def test_the_page_approves_one_call_and_denies_the_other_with_a_reason(page: Pag
         expect(page.locator("#send")).to_be_enabled()
         assert booked == ["Paris"]
         screenshot(page, "playground-approval-done.png")
+
+
+@tool
+def charge(amount: int, context: RunContext) -> str:
+    """Charge the card.
+
+    Args:
+        amount: How much, in euros.
+    """
+    if context.decision is None:
+        raise ApprovalRequired(f"The card expires tomorrow. Charge {amount} EUR today?")
+    return f"charged {amount}" if context.decision.approved else "not charged"
+
+
+def charge_model(request: ModelRequest) -> Generation | str:
+    if request.messages[-1].role == "tool":
+        return f"Result: {request.messages[-1].content}"
+    return ScriptedRuntime.call("charge", amount=30)
+
+
+def test_a_tool_that_asks_has_its_question_in_the_paused_run(
+    client: Callable[..., TestClient],
+) -> None:
+    app = client(FunctionRuntime(charge_model), tools=[charge])
+    kind, finished = frames(app.post("/playground/agent", json=QUESTION).text)[-1]
+    assert kind == "run_finished"
+    [pending] = finished["pending"]
+    assert pending["question"] == "The card expires tomorrow. Charge 30 EUR today?"
+    decisions = {"run": finished["run"], "approve": [pending["id"]]}
+    last = frames(app.post("/playground/resume", json=decisions).text)[-1][1]
+    assert last["output"] == "Result: charged 30"
+
+
+def test_the_page_shows_the_question_on_the_card_of_the_call_that_asked(page: Page) -> None:
+    app = create_app(FunctionRuntime(charge_model), tools=[charge])
+    with BackgroundServer(app) as server:
+        send_prompt(page, server.url, "Charge me.")
+        card = page.locator(".toolcall.waiting")
+        expect(card).to_have_count(1)  # the card of the started call, now waiting
+        expect(page.locator(".toolcall")).to_have_count(1)
+        expect(card.locator(".question")).to_have_text(
+            "The card expires tomorrow. Charge 30 EUR today?"
+        )
+        card.locator("button.deny").click()
+        expect(page.locator(".msg.assistant .bubble").last).to_have_text("Result: not charged")

@@ -28,7 +28,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from agentkit import (
     Agent,
+    ApprovalRequired,
     ModelPrice,
+    RunContext,
     ScriptedRuntime,
     StreamChunk,
     Usage,
@@ -516,3 +518,30 @@ async def test_a_stream_stopped_early_ends_its_spans_as_cancelled(otel: Recorded
     assert run.status.status_code is StatusCode.ERROR
     assert run.attributes is not None
     assert run.attributes[ERROR_TYPE] == "cancelled"
+
+
+async def test_a_tool_that_asks_a_person_ends_its_span_as_asked_not_failed(
+    otel: Recorded,
+) -> None:
+    @tool
+    def wipe(disk: str, context: RunContext) -> str:
+        """Wipe a disk.
+
+        Args:
+            disk: Which one.
+        """
+        if context.decision is None:
+            raise ApprovalRequired(f"Wipe {disk}?")
+        return "wiped"
+
+    agent = Agent(ScriptedRuntime([ScriptedRuntime.call("wipe", disk="sdb"), "ok"]), tools=[wipe])
+    paused = await agent.run("wipe sdb")
+    asked = otel.one("execute_tool wipe")
+    assert asked.attributes is not None and asked.attributes["agentkit.tool.asked"] is True
+    assert asked.status.status_code != StatusCode.ERROR
+    assert ERROR_TYPE not in asked.attributes
+    assert paused.state is not None
+    await agent.resume(paused.state, approve=[paused.pending[0].id])
+    # Called again: a span of its own, ended as any call.
+    again = otel.named("execute_tool wipe")[1]
+    assert again.attributes is not None and "agentkit.tool.asked" not in again.attributes

@@ -14,13 +14,14 @@ from typing import Any
 import anyio
 import pytest
 
-from agentkit import RunContext, tool
+from agentkit import ApprovalRequired, RunContext, tool
 from agentkit.errors import BadRequest, ModelConnectionError, ModelTimeout
 from agentkit.results import RunResult
 from agentkit.runtimes import ScriptedRuntime
 from agentkit.temporal import (
     ActivityOptions,
     DurableRunFailed,
+    Progress,
     Worker,
     connect,
     decide,
@@ -226,6 +227,18 @@ async def test_a_large_tool_output_reaches_the_history_cut_as_the_model_sees_it(
     assert len(history.to_json()) < 100_000
 
 
+async def _paused(handle: Any) -> Progress:
+    """The run's progress once it waits for decisions (the query answers at once; the pause
+    comes after a step)."""
+    state = await progress(handle)
+    for _ in range(1200):
+        if state.pending_approvals:
+            break
+        await anyio.sleep(0.05)
+        state = await progress(handle)
+    return state
+
+
 async def test_calls_waiting_for_approval_are_decided_by_signal(temporal_server: Any) -> None:
     paid: list[int] = []
 
@@ -260,12 +273,7 @@ async def test_calls_waiting_for_approval_are_decided_by_signal(temporal_server:
     queue = _queue()
     async with Worker(client, task_queue=queue, runtimes=runtime, tools=[pay, delete]):
         handle = await start_run(client, "pay and clean up", task_queue=queue)
-        state = await progress(handle)
-        for _ in range(1200):  # the query answers at once; the pause comes after a step
-            if state.pending_approvals:
-                break
-            await anyio.sleep(0.05)
-            state = await progress(handle)
+        state = await _paused(handle)
         # The small payment ran; the large one and the deletion wait.
         assert paid == [5]
         waiting = {call.name: call for call in state.pending_approvals}
@@ -287,6 +295,38 @@ async def test_calls_waiting_for_approval_are_decided_by_signal(temporal_server:
     ]
     told = [m.content for m in runtime.requests[1].messages if m.role == "tool"]
     assert told == ["paid 5", "paid 500", "Error: denied by the user: keep it"]
+
+
+async def test_a_tool_that_asks_on_a_worker_pauses_the_durable_run(temporal_server: Any) -> None:
+    @tool
+    def refund(order: str, ctx: RunContext) -> str:
+        """Refund an order.
+
+        Args:
+            order: The order.
+        """
+        decision = ctx.decision
+        if decision is None:
+            raise ApprovalRequired(f"{order} was opened. Refund anyway?", data={"seen": order})
+        return f"refund of {decision.data['seen']}: {decision.approved}, {decision.reason}"
+
+    client = await connect(temporal_server.address)
+    runtime = ScriptedRuntime([ScriptedRuntime.call("refund", order="A-1"), "told"])
+    queue = _queue()
+    async with Worker(client, task_queue=queue, runtimes=runtime, tools=[refund]):
+        handle = await start_run(client, "refund A-1", task_queue=queue)
+        state = await _paused(handle)
+        [call] = state.pending_approvals
+        assert (call.question, call.data) == ("A-1 was opened. Refund anyway?", {"seen": "A-1"})
+        await decide(handle, deny={call.id: "opened"})
+        result = await result_of(handle)
+        history = await handle.fetch_history()
+    await replayer().replay_workflow(history)
+    # Called again on the worker, the tool heard the denial and answered.
+    assert [(r.output, r.error) for r in result.tool_calls] == [
+        ("refund of A-1: False, opened", None)
+    ]
+    assert result.output == "told"
 
 
 async def test_a_run_past_its_timeout_fails(temporal_server: Any) -> None:

@@ -12,9 +12,15 @@ first, as in any step. The transcript stays a conversation a model accepts: whil
 step's assistant message is followed by the results of the calls that ran; on resume the
 step's results are filed again, all of them, in the order the model made the calls.
 
+A tool may also ask while it runs (it raises `ApprovalRequired`): its call waits the same way,
+with the tool's question. On resume it is called again with the same arguments, the decision in
+its `RunContext.decision`, on approval and on denial alike: it asked, so it hears the answer
+and decides what the model is told. (A tool without a context parameter cannot hear it: it is
+called again on approval, and its denial is told to the model as for a call held back.)
+
 The tool step's gate holds the calls back (`agentkit.agent.tool_step`); the run then ends with
 `paused`, and a resumed run finishes the paused step with `resume_step` before its next model
-call.
+call; a call that asks again there pauses the run again.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from agentkit.agent.results import RunResult, RunState, digest
 from agentkit.agent.tool_step import Job, ToolStep, cancelled_error
 from agentkit.errors import RunStateError, ToolArgumentsError
 from agentkit.model_api import Usage
+from agentkit.tools.context import Decision
 
 __all__ = [
     "Decisions",
@@ -163,25 +170,39 @@ async def resume_step(run: RunCore, step_calls: ToolStep) -> None:
     toolset = run.setup.toolset
     for call in state.pending:
         record = records[call.id]
-        if call.id in decisions.deny:
+        tool = toolset.get(call.name)
+        assert tool is not None  # the fingerprint matched
+        # A tool that asked hears the answer, a denial too (unless it cannot: no context).
+        hears = call.question is not None and tool.context_param is not None
+        if call.id in decisions.deny and not hears:
             record.error = denial(decisions.deny[call.id])
             step_calls.file_denied(record)
             continue
-        tool = toolset.get(call.name)
-        assert tool is not None  # the fingerprint matched
         try:
             jobs.append((record, tool, tool.check(call.arguments)))
         except ToolArgumentsError as exc:
             record.error = f"invalid arguments for {call.name}: {exc}"
+            continue
+        if hears:
+            reason = decisions.deny.get(call.id)
+            step_calls.decisions[call.id] = Decision(
+                approved=reason is None, reason=reason, question=call.question or "", data=call.data
+            )
+    stop: Exception | None = None
+    held = False
     try:
         await step_calls.run_jobs(jobs)
+        for record, _, _ in jobs:
+            stop = stop or step_calls.count_failure(record)
+        held = stop is None and bool(run.awaiting)  # a call asked (again)
+        step_calls.in_order(list(records.values()))
     finally:
-        # On cancellation too: every call of the step gets its result in the transcript.
-        cancelled_error(records.values())
+        step_calls.decisions.clear()
+        # On cancellation too: every call of the step gets its result in the transcript, but
+        # for those that asked again when the step ended well.
+        asking = {call.id for call in run.awaiting} if held else set()
+        cancelled_error(r for r in records.values() if r.call.id not in asking)
         _refile(run, step, step_calls)
-    stop: Exception | None = None
-    for record, _, _ in jobs:
-        stop = stop or step_calls.count_failure(record)
     # The step's model call was counted when it was made.
     await step_calls.step_end(step, list(records.values()), Usage())
     if stop is not None:
@@ -192,4 +213,8 @@ def _refile(run: RunCore, step: int, step_calls: ToolStep) -> None:
     """Replace the paused step's tool results by one per call, in the model's order."""
     at = max(i for i, m in enumerate(run.messages) if m.role == "assistant" and m.tool_calls)
     del run.messages[at + 1 :]
-    run.messages.extend(step_calls.result_message(r) for r in run.records if r.step == step)
+    run.messages.extend(
+        step_calls.result_message(r)
+        for r in run.records
+        if r.step == step and (r.output is not None or r.error is not None)
+    )

@@ -70,7 +70,8 @@ error that carries the partial run."""
 
 
 class PendingCall(BaseModel):
-    """A tool call waiting for a person's decision before it runs."""
+    """A tool call waiting for a person's decision: held back before it runs (its tool
+    requires approval), or one whose tool asked while it ran (`ApprovalRequired`)."""
 
     id: str
     """The call's id: what `agent.resume(approve=[...], deny={...})` names."""
@@ -80,6 +81,11 @@ class PendingCall(BaseModel):
     """The arguments, validated (defaults filled in, values coerced), as JSON data."""
     step: int
     """The step (model call) that made it."""
+    question: str | None = None
+    """What the tool asked, for a call whose tool asked while it ran; None for a call held
+    back by `requires_approval`."""
+    data: Any = None
+    """What the tool that asked saved to go on (JSON data), handed back with the decision."""
 
 
 class ToolCallRecord(BaseModel):

@@ -339,6 +339,8 @@ class AgentRun(RunCore, Generic[OutputT]):
                 return cast("RunResult[OutputT]", paused(self))
         if self.resuming is not None:
             await resume_step(self, self.tool_step)
+            if self.awaiting:  # a tool asked again
+                return cast("RunResult[OutputT]", paused(self))
         trail = self.trail
         if trail is not None:
             self._took_over(await take_up(self))

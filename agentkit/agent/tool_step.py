@@ -5,12 +5,12 @@ arguments, a repeat of the call before), passed through the approval gate and th
 vetoes, then run concurrently: bounded by `max_concurrency`, async tools each in a task, sync
 tools batched onto worker threads (`agentkit.tools._threads`), a tool marked `sequential`
 alone. Whatever comes of a call, a tool-role result with its id joins the transcript, even when
-the run is cancelled; failures count against the tool's retry budget.
+the run is cancelled; failures count against the tool's retry budget. A call whose tool asks a
+person while it runs (`ApprovalRequired`) waits, as a call held back does, with its question.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -26,6 +26,7 @@ from agentkit.agent.core import RunCore
 from agentkit.agent.events import StepFinished, ToolCallFinished, ToolCallStarted
 from agentkit.agent.results import PendingCall, StopReason, ToolCallRecord
 from agentkit.errors import (
+    ApprovalRequired,
     RepeatedToolCall,
     ToolArgumentsError,
     ToolRetriesExhausted,
@@ -34,10 +35,10 @@ from agentkit.errors import (
 from agentkit.model_api import Generation, Message, ToolCall, Usage
 from agentkit.tools import Tool
 from agentkit.tools._threads import ThreadBatch, ThreadedCall
-from agentkit.tools.calls import cut_output, output_text, really_cancelled
-from agentkit.tools.context import RunContext
+from agentkit.tools.calls import closing_exit, cut_output, json_ready, output_text, really_cancelled
+from agentkit.tools.context import Decision, RunContext
 
-__all__ = ["Job", "Stop", "ToolStep", "cancelled_error", "result_message"]
+__all__ = ["Job", "Stop", "ToolStep", "cancelled_error", "pending_call", "result_message"]
 
 log = logging.getLogger("agentkit.agent")  # the Agent's logger: tool results are its to report
 
@@ -69,31 +70,18 @@ def result_message(record: ToolCallRecord, limit: int) -> Message:
     )
 
 
-def _closing(error: BaseException) -> GeneratorExit | None:
-    """The `GeneratorExit` `error` was raised in the handling of, if any: the coroutine was
-    being closed."""
-    seen = error.__context__
-    while seen is not None:
-        if isinstance(seen, GeneratorExit):
-            return seen
-        seen = seen.__context__
-    return None
-
-
-def _json_ready(call: ToolCall) -> tuple[ToolCall, str]:
-    """The call, with arguments that are not JSON data (e.g. a Python-literal set or `...`
-    from a runtime) kept as raw text, so they are told to the model as invalid arguments; and
-    its arguments as compact JSON (`ToolCall.arguments_json`), written once."""
-    if call.raw_arguments is not None:
-        return call, call.raw_arguments
-    try:
-        text = json.dumps(
-            call.arguments, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-        )
-    except (TypeError, ValueError):
-        kept = repr(call.arguments)
-        return call.model_copy(update={"arguments": {}, "raw_arguments": kept}), kept
-    return call, text
+def pending_call(
+    record: ToolCallRecord, tool: Tool, values: dict[str, Any], asked: ApprovalRequired | None
+) -> PendingCall:
+    """The pending call of `record`: held back before it ran, or asked about by its tool."""
+    return PendingCall(
+        id=record.call.id,
+        name=tool.name,
+        arguments=to_jsonable_python(values, fallback=repr),
+        step=record.step,
+        question=None if asked is None else asked.question,
+        data=None if asked is None else asked.data,
+    )
 
 
 class ToolStep:
@@ -104,6 +92,8 @@ class ToolStep:
         self.settings = run.settings
         self._texts: dict[str, str] = {}  # the step's calls' arguments as JSON, by call id
         self._outcomes: Any = None  # where `file` hands outcomes to the after_tool hooks
+        self.decisions: dict[str, Decision] = {}
+        """The answers to calls that asked a person, by call id, while they are called again."""
 
     # -- a step -----------------------------------------------------------------------------
 
@@ -111,7 +101,7 @@ class ToolStep:
         """File the model's tool-calling message, then run its calls."""
         calls = []
         self._texts.clear()
-        for ready, text in map(_json_ready, generation.tool_calls):
+        for ready, text in map(json_ready, generation.tool_calls):
             calls.append(ready)
             self._texts[ready.id] = text
         self.run.messages.append(Message.assistant(generation.response, calls))
@@ -144,6 +134,7 @@ class ToolStep:
                 if record.call.id not in told:
                     stop = stop or self.count_failure(record)
             held = stop is None and bool(run.awaiting)
+            self.in_order(records)
         finally:
             # Runs on cancellation too: every call in the transcript gets its result, but for
             # those held for approval when the step ended well (they are answered on resume).
@@ -228,6 +219,14 @@ class ToolStep:
             record.error = f"tool {call.name!r} has no handler to run it"
         return job
 
+    def in_order(self, records: list[ToolCallRecord]) -> None:
+        """Put the pending calls in the model's order: a call that asked while it ran joins
+        them when it returns."""
+        awaiting = self.run.awaiting
+        if len(awaiting) > 1:
+            order = {record.call.id: i for i, record in enumerate(records)}
+            awaiting.sort(key=lambda call: order.get(call.id, len(order)))
+
     def hold(self, jobs: list[Job]) -> list[Job]:
         """The approval gate: set aside the calls that need a person's approval (in
         `run.awaiting`); return the others. A predicate that raises is a call that needs
@@ -247,10 +246,7 @@ class ToolStep:
             if not held:
                 ready.append(job)
                 continue
-            arguments = to_jsonable_python(values, fallback=repr)
-            run.awaiting.append(
-                PendingCall(id=record.call.id, name=tool.name, arguments=arguments, step=run.steps)
-            )
+            run.awaiting.append(pending_call(record, tool, values, None))
         return ready
 
     async def vetted(self, jobs: list[Job]) -> list[Job]:
@@ -377,6 +373,8 @@ class ToolStep:
         assert tool.function is not None
         if tool.context_param is not None:
             context = RunContext(self.run, record.call.id, record.call.name)
+            if self.decisions:
+                context.decision = self.decisions.get(record.call.id)
             values = {**values, tool.context_param: context}
         function: Callable[[], Any] = partial(tool.function, **values)
         for wrap in self.run.hooks.wrap_tool:
@@ -397,7 +395,7 @@ class ToolStep:
                 async with self.run.setup.limiter:
                     value = await function()
         except Exception as exc:
-            closing = _closing(exc)
+            closing = closing_exit(exc)
             if closing is not None:
                 # The run is being closed where it stopped (its event loop dropped it: an
                 # evicted workflow), and leaving the limiter failed there: no tool's failure.
@@ -408,23 +406,25 @@ class ToolStep:
                 raise
             error = exc  # not the run's cancellation: the tool failed
         record.duration = clock() - started
-        unhandled = self.file(record, tool, value, error)
+        unhandled = self.file(record, tool, value, error, values)
         if unhandled is not None:
             raise unhandled
 
     async def call_in_threads(self, jobs: list[Job]) -> None:
         """Calls of sync tools, batched onto worker threads (see `agentkit.tools._threads`)."""
         calls = [
-            ThreadedCall(self._function(record, tool, values), self._timeout(tool), (record, tool))
+            ThreadedCall(
+                self._function(record, tool, values), self._timeout(tool), (record, tool, values)
+            )
             for record, tool, values in jobs
         ]
         unhandled: BaseException | None = None
 
         def settled(call: ThreadedCall) -> None:
             nonlocal unhandled
-            record, tool = call.owner
+            record, tool, values = call.owner
             record.duration = call.duration
-            raised = self.file(record, tool, call.value, call.error)
+            raised = self.file(record, tool, call.value, call.error, values)
             if raised is not None and unhandled is None:
                 unhandled = raised
                 batch.stop()  # the run ends with it: the other calls are given up
@@ -437,10 +437,16 @@ class ToolStep:
             raise unhandled
 
     def file(
-        self, record: ToolCallRecord, tool: Tool, value: Any, error: BaseException | None
+        self,
+        record: ToolCallRecord,
+        tool: Tool,
+        value: Any,
+        error: BaseException | None,
+        values: dict[str, Any],
     ) -> BaseException | None:
         """Record what came of a call and report it; return an exception the run must raise
-        rather than tell the model."""
+        rather than tell the model. A call whose tool asked a person has no outcome yet: it
+        waits (`run.awaiting`) and is reported when it is called again."""
         if error is None:
             try:
                 record.output = output_text(value)
@@ -451,6 +457,9 @@ class ToolStep:
             pass
         elif isinstance(error, TimeoutError) and timeout is not None:
             record.error = f"{tool.name} timed out after {timeout:g} s"
+        elif isinstance(error, ApprovalRequired):
+            self.run.awaiting.append(pending_call(record, tool, values, error))
+            return None
         elif isinstance(error, ToolRetry):
             record.error = error.message
         elif isinstance(error, Exception) and not self.settings.raise_tool_errors:

@@ -85,6 +85,8 @@ async def ask(calls: list[PendingCall]) -> tuple[list[str], dict[str, str]]:
     approve: list[str] = []
     deny: dict[str, str] = {}
     for call in calls:
+        if call.question is not None:  # the tool asked while it ran: its own words
+            _say(f"{call.name} asks: {call.question}")
         while True:
             _say(f"approve {_shown(call)}? [y/n] ")
             answer = (await _read()).strip().lower()
@@ -116,6 +118,9 @@ def _save(result: RunResult, path: str | None) -> Path:
     calls = ", ".join(f"{_shown(c)} [{c.id}]" for c in result.pending)
     ids = " ".join(f"--approve {c.id}" for c in result.pending)
     _say(f"paused: waiting for approval of {calls}")
+    for call in result.pending:
+        if call.question is not None:
+            _say(f"{call.name} [{call.id}] asks: {call.question}")
     _say(f"state saved to {target}; continue with: agentkit run --resume {target} {ids}")
     return target
 

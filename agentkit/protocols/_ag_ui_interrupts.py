@@ -71,7 +71,8 @@ class PausedRuns:
             Interrupt(
                 id=f"{key}:{call.id}",
                 reason=APPROVAL,
-                message=f"{call.name} waits for approval to run",
+                # A tool that asked while it ran: its question; else what waits.
+                message=call.question or f"{call.name} waits for approval to run",
                 tool_call_id=call.id,
                 response_schema=RESPONSE_SCHEMA,
             )

@@ -248,6 +248,7 @@ class _Translator:
         if isinstance(event, ToolCallStarted):
             if event.call.id in self.announced:
                 return self.end_text()
+            self.announced.add(event.call.id)  # a tool that asks once started is not told again
             return [*self.end_text(), *self.call(event.call, event.step)]
         if isinstance(event, ToolCallFinished):
             record = event.record
@@ -330,6 +331,8 @@ class _Translator:
         asking = sorted({p.name for p in result.pending if p.name not in self.client_names})
         out: list[BaseEvent] = []
         for pending in result.pending:
+            if pending.id in self.announced:
+                continue
             call = ToolCall(id=pending.id, name=pending.name, arguments=pending.arguments)
             out += self.call(call, pending.step, self.client_names.get(pending.name))
         if asking and any(p.name in self.client_names for p in result.pending):

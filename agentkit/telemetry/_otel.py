@@ -42,6 +42,7 @@ from agentkit.telemetry._conventions import (
     STEPS,
     STOP_REASON,
     TOOL_ARGUMENTS,
+    TOOL_ASKED,
     TOOL_CALL_ID,
     TOOL_DESCRIPTION,
     TOOL_NAME,
@@ -259,9 +260,15 @@ class RunSpans:
         span = self.span
         if span is None:
             return
-        for open_span in self.tools.values():  # calls cut off by cancellation
-            open_span.set_attribute(ERROR_TYPE, "cancelled")
-            open_span.set_status(Status(StatusCode.ERROR, "cancelled"))
+        # A run that paused: its open calls asked a person (called again on resume); else they
+        # were cut off by cancellation.
+        asked = getattr(result, "stop_reason", None) == "approval"
+        for open_span in self.tools.values():
+            if asked:
+                open_span.set_attribute(TOOL_ASKED, True)
+            else:
+                open_span.set_attribute(ERROR_TYPE, "cancelled")
+                open_span.set_status(Status(StatusCode.ERROR, "cancelled"))
             open_span.end()
         self.tools.clear()
         if error is not None:

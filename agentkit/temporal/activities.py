@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from agentkit.agent import Agent
 from agentkit.errors import (
     AgentKitError,
+    ApprovalRequired,
     AuthError,
     BadRequest,
     ModelBehaviorError,
@@ -46,7 +47,7 @@ from agentkit.temporal.contract import (
 )
 from agentkit.tools import Tool
 from agentkit.tools.calls import cut_output, output_text
-from agentkit.tools.context import RunContext
+from agentkit.tools.context import Decision, RunContext
 
 __all__ = ["DESCRIBE", "MODEL", "NEEDS_APPROVAL", "TOOL", "Activities"]
 
@@ -237,7 +238,10 @@ class Activities:
                 view = _CallView(
                     activity.info().workflow_id or "", self.deps, call.step, call.usage
                 )
-                values[tool.context_param] = RunContext(view, call.call_id, call.name)
+                context = RunContext(view, call.call_id, call.name)
+                if call.decision is not None:
+                    context.decision = Decision(**call.decision)
+                values[tool.context_param] = context
             function = partial(tool.function, **values)
             if tool.is_async:
                 value = await _beating(function)
@@ -247,6 +251,11 @@ class Activities:
             text = output_text(value)
         except ToolRetry as exc:
             raise ApplicationError(exc.message, type="ToolRetry", non_retryable=True) from None
+        except ApprovalRequired as exc:
+            # Not a failure: the workflow raises it again, and the run waits for a person.
+            raise ApplicationError(
+                exc.question, exc.data, type="ApprovalRequired", non_retryable=True
+            ) from None
         except ToolArgumentsError as exc:
             fields = "; ".join(str(e) for e in exc.errors)
             raise ApplicationError(

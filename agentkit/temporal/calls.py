@@ -9,6 +9,7 @@ between runs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -21,7 +22,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 from agentkit.agent import Agent, RunHooks
 from agentkit.agent.handoffs import Handoff
 from agentkit.agent.settings import AgentSettings
-from agentkit.errors import ToolArgumentsError, ToolRetry, UserError
+from agentkit.errors import ApprovalRequired, ToolArgumentsError, ToolRetry, UserError
 from agentkit.model_api import Generation, ModelRequest, StreamChunk
 from agentkit.runtimes.base import Capabilities, Profile, Runtime
 from agentkit.temporal.activities import MODEL, NEEDS_APPROVAL, TOOL
@@ -145,7 +146,12 @@ def activity_tool(
     once otherwise; a failure raises `ToolRetry` with what the model is told."""
     timeout = spec.timeout if spec.timeout is not None else options.tool_timeout
     policy = retry(options, options.tool_attempts if spec.idempotent else 1)
-    policy.non_retryable_error_types = ["ToolRetry", "ToolArgumentsError", "UnknownTool"]
+    policy.non_retryable_error_types = [
+        "ToolRetry",
+        "ToolArgumentsError",
+        "UnknownTool",
+        "ApprovalRequired",
+    ]
 
     async def call(**arguments: Any) -> str:
         context: RunContext[Any] | None = arguments.pop(_CONTEXT, None)
@@ -156,6 +162,8 @@ def activity_tool(
             request.call_id = context.tool_call_id
             request.step = context.step
             request.usage = context.usage
+            if context.decision is not None:
+                request.decision = dataclasses.asdict(context.decision)
         try:
             output: str = await workflow.execute_activity(
                 TOOL,
@@ -166,6 +174,10 @@ def activity_tool(
                 retry_policy=policy,
             )
         except ActivityError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == "ApprovalRequired":
+                data = cause.details[0] if cause.details else None
+                raise ApprovalRequired(cause.message, data=data) from None
             raise ToolRetry(_told(spec, timeout, exc)) from None
         return output
 

@@ -209,6 +209,9 @@ class ToolInput(BaseModel):
     takes one."""
     agent: str | None = None
     """On workers of agents: the agent whose tool it is."""
+    decision: dict[str, Any] | None = None
+    """For a call whose tool asked a person (`ApprovalRequired`), called again: the answer
+    (the fields of `agentkit.Decision`)."""
 
 
 class ApprovalCheck(BaseModel):

@@ -12,7 +12,9 @@ import anyio
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-__all__ = ["cut_output", "output_text", "really_cancelled"]
+from agentkit.model_api import ToolCall
+
+__all__ = ["closing_exit", "cut_output", "json_ready", "output_text", "really_cancelled"]
 
 
 def output_text(value: Any) -> str:
@@ -46,3 +48,30 @@ def really_cancelled() -> bool:
     # Python 3.11+ counts cancel requests; before, a stray one cannot be told apart.
     cancelling = getattr(task, "cancelling", None)
     return cancelling is None or cancelling() > 0
+
+
+def closing_exit(error: BaseException) -> GeneratorExit | None:
+    """The `GeneratorExit` `error` was raised in the handling of, if any: the coroutine was
+    being closed."""
+    seen = error.__context__
+    while seen is not None:
+        if isinstance(seen, GeneratorExit):
+            return seen
+        seen = seen.__context__
+    return None
+
+
+def json_ready(call: ToolCall) -> tuple[ToolCall, str]:
+    """The call, with arguments that are not JSON data (e.g. a Python-literal set or `...`
+    from a runtime) kept as raw text, so they are told to the model as invalid arguments; and
+    its arguments as compact JSON (`ToolCall.arguments_json`), written once."""
+    if call.raw_arguments is not None:
+        return call, call.raw_arguments
+    try:
+        text = json.dumps(
+            call.arguments, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        )
+    except (TypeError, ValueError):
+        kept = repr(call.arguments)
+        return call.model_copy(update={"arguments": {}, "raw_arguments": kept}), kept
+    return call, text

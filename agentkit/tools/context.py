@@ -10,16 +10,32 @@ a crash, run by a Temporal worker) gets the dependencies of the process that con
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Generic, Protocol, get_args, get_origin
 
 from typing_extensions import TypeVar
 
 from agentkit.model_api import Message, Usage
 
-__all__ = ["DepsT", "RunContext", "RunView", "is_context_annotation"]
+__all__ = ["Decision", "DepsT", "RunContext", "RunView", "is_context_annotation"]
 
 DepsT = TypeVar("DepsT", default=None)
 """The type of a run's dependencies (`agent.run(..., deps=...)`)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A person's answer to a tool that asked while it ran (it raised `ApprovalRequired`):
+    what the tool reads, called again on resume, as `context.decision`."""
+
+    approved: bool
+    """Whether the person approved."""
+    reason: str | None
+    """The reason given with a denial (may be empty); None for an approval."""
+    question: str
+    """What the tool asked."""
+    data: Any = None
+    """What the tool saved when it asked (`ApprovalRequired(..., data=...)`), as JSON data."""
 
 
 class RunView(Protocol):
@@ -40,7 +56,7 @@ class RunView(Protocol):
 class RunContext(Generic[DepsT]):
     """A run, as a tool call or a hook sees it: read when asked, so always current."""
 
-    __slots__ = ("_run", "tool_call_id", "tool_name")
+    __slots__ = ("_run", "decision", "tool_call_id", "tool_name")
 
     def __init__(
         self, run: RunView, tool_call_id: str | None = None, tool_name: str | None = None
@@ -50,6 +66,9 @@ class RunContext(Generic[DepsT]):
         """The id of the call being made, for a tool; None for a hook."""
         self.tool_name = tool_name
         """The name of the tool being called, for a tool; None for a hook."""
+        self.decision: Decision | None = None
+        """For a call of a tool that asked a person (it raised `ApprovalRequired`), called
+        again on resume: the answer. None otherwise."""
 
     @property
     def deps(self) -> DepsT:

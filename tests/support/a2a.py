@@ -152,3 +152,11 @@ class ServeProcess:
             yield self
         finally:
             self.stop()
+
+
+@contextmanager
+def serving_bank(folder: Path) -> Iterator[ServeProcess]:
+    """`agentkit serve --a2a` of the bank agent (`BANK`), its files in `folder`."""
+    (folder / "bank.py").write_text(BANK)
+    with ServeProcess(folder / "bank.py", folder / "tasks.db").running() as server:
+        yield server

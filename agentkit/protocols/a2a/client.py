@@ -9,10 +9,17 @@ artifacts: text as it is, data as JSON.
 While the task runs, its status messages and artifact text are streamed into the calling
 run's events as `TextDelta`s with the path `caller/<tool name>`, like an agent used as a tool.
 
-A task that ends other than completed is a failed call, told to the model: `failed`,
-`rejected` and `canceled` with the remote agent's status message; `input-required` and
-`auth-required` with the remote agent's question (`A2ATaskError`). Continuing such a task
-from here (pausing the calling run for a person) is not supported.
+A task that goes `input-required` asks the calling run's person: the tool raises
+`ApprovalRequired` with the remote agent's question (its status message's words), the task's
+ids as the call's data, and the calling run pauses for approval. Resumed, the call sends the
+decision to the same task and goes on until it ends: to an agentkit server, the data part
+`{"approve": [ids]}` or `{"deny": {id: reason}}` for the calls its status named; to another
+server, the text `approve`, `deny` or `deny: <reason>`. The task is named by the saved data, so
+a run resumed in another process continues it too.
+
+A task that ends otherwise than completed is a failed call, told to the model: `failed`,
+`rejected` and `canceled` with the remote agent's status message, `auth-required` with its
+question (`A2ATaskError`).
 
 `A2AAgent.as_agent()` makes the remote agent an agent to hand off to instead
 (`agentkit.protocols.a2a.remote`).
@@ -42,10 +49,11 @@ from a2a.types import (
 from agentkit.agent import Agent
 from agentkit.agent.core import current_run
 from agentkit.agent.events import TextDelta
-from agentkit.errors import AgentKitError, UserError
-from agentkit.protocols.a2a.parts import parts_text
+from agentkit.errors import AgentKitError, ApprovalRequired, UserError
+from agentkit.protocols.a2a.parts import data_part, part_data, parts_text
 from agentkit.protocols.a2a.remote import remote_agent
 from agentkit.tools import Tool, ToolSource
+from agentkit.tools.context import Decision, RunContext
 
 __all__ = ["A2AAgent", "A2AError", "A2ATaskError"]
 
@@ -244,11 +252,34 @@ class A2AAgent(ToolSource):
             "additionalProperties": False,
         }
 
-        async def call(input: str) -> str:
-            return await self.send(input)
+        async def call(input: str, context: RunContext[Any]) -> str:
+            return await self.ask(input, context.decision)
 
         description = self._description or card.description or f"The {card.name} agent."
-        return Tool(call, name=self.name, description=description, parameters=parameters)
+        made = Tool(call, name=self.name, description=description, parameters=parameters)
+        made.context_param = "context"  # the decision, when the call comes back to a question
+        return made
+
+    async def ask(self, text: str, decision: Decision | None = None) -> str:
+        """The tool's call: `text` as a new task, or with `decision` (a person's answer to the
+        task's question) the reply to the task the decision's data names; its answer.
+
+        Raises:
+            ApprovalRequired: the task waits for input: its question, and the task as data.
+            A2ATaskError: the task ended other than completed.
+            UserError: the source is not started.
+        """
+        if decision is None:
+            progress = await self._exchange(_message([Part(text=text)]), report=True)
+        else:
+            progress = await self._exchange(_reply(decision), report=True)
+        if progress.state == TaskState.TASK_STATE_INPUT_REQUIRED:
+            data: dict[str, Any] = {"task_id": progress.task_id, "context_id": progress.context_id}
+            if progress.pending is not None:
+                data["pending"] = progress.pending
+            question = progress.words or progress.said or "(no question given)"
+            raise ApprovalRequired(question, data=data)
+        return self._answer(progress)
 
     async def send(self, text: str, *, report: bool = True) -> str:
         """Send `text` as a new task and answer with its artifacts' text; with `report`, the
@@ -258,16 +289,51 @@ class A2AAgent(ToolSource):
             A2ATaskError: the task ended other than completed.
             UserError: the source is not started.
         """
+        return self._answer(await self._exchange(_message([Part(text=text)]), report=report))
+
+    async def _exchange(self, message: Message, *, report: bool) -> _Progress:
         if self._client is None:
             raise UserError(f"{self!r}: not started (use it inside `async with agent:`)")
-        message = Message(role=Role.ROLE_USER, message_id=uuid.uuid4().hex, parts=[Part(text=text)])
         progress = _Progress(self.name, report=report)
         async for response in self._client.send_message(SendMessageRequest(message=message)):
             progress.take(response)
+        return progress
+
+    def _answer(self, progress: _Progress) -> str:
         if progress.state not in (TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_UNSPECIFIED):
             state = _UNFINISHED.get(progress.state, TaskState.Name(progress.state))
             raise A2ATaskError(self.name, progress.task_id, state, progress.said)
         return progress.answer()
+
+
+def _message(parts: list[Part], task_id: str = "", context_id: str = "") -> Message:
+    return Message(
+        role=Role.ROLE_USER,
+        message_id=uuid.uuid4().hex,
+        parts=parts,
+        task_id=task_id,
+        context_id=context_id,
+    )
+
+
+def _reply(decision: Decision) -> Message:
+    """The message that gives a person's decision to the remote task that asked: call by call
+    to an agentkit server (its status named the pending calls), in words to any other."""
+    data = decision.data if isinstance(decision.data, dict) else {}
+    task_id = data.get("task_id")
+    if not isinstance(task_id, str) or not task_id:
+        raise UserError(f"the decision's data names no remote task (got {decision.data!r})")
+    context_id = data.get("context_id") if isinstance(data.get("context_id"), str) else ""
+    ids = data.get("pending")
+    reason = decision.reason or ""
+    if isinstance(ids, list) and ids:
+        answer = {"approve": ids} if decision.approved else {"deny": dict.fromkeys(ids, reason)}
+        part = data_part(answer)
+    elif decision.approved:
+        part = Part(text="approve")
+    else:
+        part = Part(text=f"deny: {reason}" if reason.strip() else "deny")
+    return _message([part], task_id, str(context_id or ""))
 
 
 class _Progress:
@@ -279,8 +345,13 @@ class _Progress:
         self.path = f"{parent.path}/{name}" if parent is not None else name
         self.step = parent.steps if parent is not None else 0
         self.task_id = ""
+        self.context_id = ""
         self.state: int = TaskState.TASK_STATE_UNSPECIFIED
         self.said = ""
+        self.words = ""
+        """The text parts of the last status message."""
+        self.pending: list[str] | None = None
+        """The ids of the calls an agentkit server's last status says wait for approval."""
         self.artifacts: dict[str, list[Part]] = {}
         self.reply: list[Part] = []
 
@@ -296,13 +367,13 @@ class _Progress:
             self._tell(parts_text(response.message.parts))
         elif kind == "task":
             task = response.task
-            self.task_id = task.id
+            self.task_id, self.context_id = task.id, task.context_id
             self._status(task.status.state, task.status.message.parts)
             for artifact in task.artifacts:
                 self.artifacts[artifact.artifact_id] = list(artifact.parts)
         elif kind == "status_update":
             update = response.status_update
-            self.task_id = update.task_id
+            self.task_id, self.context_id = update.task_id, update.context_id
             self._status(update.status.state, update.status.message.parts)
         elif kind == "artifact_update":
             self._artifact(response.artifact_update.artifact, response.artifact_update.append)
@@ -314,6 +385,8 @@ class _Progress:
             self.said = said
             # The progress shown is the words; data parts (ids and such) go to the model only.
             words = parts_text([p for p in parts if p.WhichOneof("content") == "text"])
+            self.words = words
+            self.pending = _pending_ids(parts)
             self._tell(words + "\n" if words else "")
 
     def _artifact(self, artifact: Artifact, append: bool) -> None:
@@ -327,3 +400,17 @@ class _Progress:
         if self.artifacts:
             return "\n".join(parts_text(parts) for parts in self.artifacts.values())
         return parts_text(self.reply)
+
+
+def _pending_ids(parts: Any) -> list[str] | None:
+    """The call ids of an agentkit server's `{"pending": [{"id": ...}, ...]}` data part."""
+    for part in parts:
+        if part.WhichOneof("content") != "data":
+            continue
+        data = part_data(part)
+        pending = data.get("pending") if isinstance(data, dict) else None
+        if isinstance(pending, list):
+            ids = [c.get("id") for c in pending if isinstance(c, dict)]
+            if ids and all(isinstance(i, str) for i in ids):
+                return [str(i) for i in ids]
+    return None

@@ -6,6 +6,7 @@ events become A2A updates as they happen:
 ```
 ToolCallStarted / ToolCallFinished  ->  status working, a message naming the call
 run paused for approval             ->  status input-required, the pending calls described
+                                        (with the question of a tool that asked)
 answer                              ->  an artifact (text, or data for an output_type), completed
 error                               ->  status failed, the error's type and message
 ```
@@ -81,7 +82,9 @@ def decisions(parts: Sequence[Part], pending: Sequence[PendingCall]) -> dict[str
 def describe_pending(pending: Sequence[PendingCall]) -> str:
     """The status text of a task paused for approval: each call and how to answer."""
     calls = "; ".join(
-        f"{c.name}({json.dumps(c.arguments, ensure_ascii=False)}) [id {c.id}]" for c in pending
+        f"{c.name}({json.dumps(c.arguments, ensure_ascii=False)}) [id {c.id}]"
+        + (f", which asks: {c.question}" if c.question else "")
+        for c in pending
     )
     return f"Approval needed for {calls}. To decide, {APPROVAL_HINT}."
 
@@ -172,7 +175,8 @@ class AgentTaskExecutor(AgentExecutor):
         if result.stop_reason == "approval" and result.state is not None:
             await self.store.pause(task_id, result.state)
             pending = [
-                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in result.pending
+                c.model_dump(include={"id", "name", "arguments", "question"}, exclude_none=True)
+                for c in result.pending
             ]
             status = updater.new_agent_message(
                 [Part(text=describe_pending(result.pending)), data_part({"pending": pending})]

@@ -310,10 +310,17 @@ function askApproval(data) {
   let left = data.pending.length;
   state.waiting = true;
   for (const call of data.pending) {
-    const card = toolCard(call);
+    // A tool that asked while it ran has its card already.
+    const card = state.cards.get(call.id) || toolCard(call);
     card.classList.replace("running", "waiting");
     card.querySelector(".state").textContent = "waiting for approval";
     state.cards.set(call.id, card);
+    if (call.question) {
+      const question = document.createElement("div");
+      question.className = "question";
+      question.textContent = call.question;
+      card.append(question);
+    }
     const box = document.createElement("div");
     box.className = "approval";
     const reason = document.createElement("input");
