@@ -407,9 +407,9 @@ class Result:
     timed_out: bool = False
 
 
-def _timed(call: Callable[[], Any]) -> tuple[Any, float]:
+def _timed(call: Callable[..., Any], *args: Any) -> tuple[Any, float]:
     started = time.perf_counter()
-    value = call()
+    value = call(*args)
     return value, time.perf_counter() - started
 
 
@@ -424,7 +424,7 @@ def run_engine(
         result = Result(_subset(path.name))
         compiled: dict[str, Any] = {}
         try:
-            compiled["ours"], seconds = _timed(lambda: engine.compile(case["schema"], "ours"))
+            compiled["ours"], seconds = _timed(engine.compile, case["schema"], "ours")
             result.compile_ms = seconds * 1000
             for style in engine.styles[1:]:
                 compiled[style] = engine.compile(case["schema"], style)
@@ -458,8 +458,8 @@ def run_engine(
             matcher = engine.matcher(compiled["ours"])
             try:
                 for token in tokens:
-                    _, mask = _timed(lambda: engine.mask(matcher))
-                    allowed, check = _timed(lambda: engine.check(matcher, token))
+                    _, mask = _timed(engine.mask, matcher)
+                    allowed, check = _timed(engine.check, matcher, token)
                     if not (allowed and engine.consume(matcher, token)):
                         break
                     if result.first_ms is None:

@@ -117,7 +117,8 @@ def fits(value: Any, schema: dict[str, Any]) -> bool:
 
 @pytest.fixture(scope="module")
 def runtime(model_path: Path) -> Iterator[LlamaCpp]:
-    local = LlamaCpp(model_path, parallel=3)
+    # Recursion as deep as the model goes (by default it unfolds MAX_REF_DEPTH levels).
+    local = LlamaCpp(model_path, parallel=3, answer_ref_depth=None)
     yield local
     anyio.run(local.aclose)
 
@@ -130,10 +131,16 @@ def vocabulary(model_path: Path) -> Iterator[tuple[Any, Any]]:
     llama.close()
 
 
-def accepts(vocabulary: tuple[Any, Any], schema: dict[str, Any], text: str) -> bool:
+def accepts(
+    vocabulary: tuple[Any, Any],
+    schema: dict[str, Any],
+    text: str,
+    max_ref_depth: int | None = answer.MAX_REF_DEPTH,
+) -> bool:
     """Whether the answer grammar lets the model write `text` and then end its turn."""
     llama, tokenizer = vocabulary
-    matcher = GuidanceMatcher(tokenizer, grammars.engine_grammar(schema))
+    grammar = grammars.engine_grammar(schema, max_ref_depth=max_ref_depth)
+    matcher = GuidanceMatcher(tokenizer, grammar)
     for token in llama.tokenize(text.encode(), add_bos=False, special=False):
         if not matcher.allowed(token):
             return False
@@ -201,12 +208,20 @@ async def test_sequences_of_one_batch_each_hold_their_own_grammar(runtime: Llama
 # -- the grammar, token by token -------------------------------------------------------------
 
 
-def test_recursion_nests_as_deep_as_the_answer_goes(vocabulary: tuple[Any, Any]) -> None:
-    chain: Any = None
+def test_recursion_nests_as_deep_as_the_answer_goes_or_to_the_bound(
+    vocabulary: tuple[Any, Any],
+) -> None:
+    chains: list[Any] = [None]
     for word in reversed(WORDS):
-        chain = {"word": word, "next": chain}
-    assert accepts(vocabulary, _CHAIN, json.dumps(chain))
-    assert not accepts(vocabulary, _CHAIN, json.dumps({"word": "one", "next": {"word": "ten"}}))
+        chains.insert(0, {"word": word, "next": chains[0]})
+    six, three = json.dumps(chains[0]), json.dumps(chains[3])
+    assert accepts(vocabulary, _CHAIN, six, max_ref_depth=None)
+    assert not accepts(vocabulary, _CHAIN, '{"word": "one", "next": {"word": "ten"}}', None)
+    # By default, as deep as the GBNF grammars unfold references, and no deeper.
+    assert depth(chains[3]) == answer.MAX_REF_DEPTH
+    assert accepts(vocabulary, _CHAIN, three)
+    assert not accepts(vocabulary, _CHAIN, six)
+    assert accepts(vocabulary, _CHAIN, six, max_ref_depth=6)
 
 
 def test_the_answer_is_written_in_one_style_with_the_declared_properties(
@@ -306,6 +321,8 @@ def test_a_reference_to_nowhere_and_a_recursion_without_end_are_refused() -> Non
         grammars.check_engine_format(fmt(nowhere))
     endless = {"type": "object", "properties": {"next": {"$ref": "#"}}, "required": ["next"]}
     with pytest.raises(SchemaGrammarError, match="allows no finite value"):
+        grammars.check_engine_format(fmt(endless), max_ref_depth=None)
+    with pytest.raises(SchemaGrammarError, match="nests its references at most 3 levels deep"):
         grammars.check_engine_format(fmt(endless))
     grammars.check_engine_format(fmt(_CHAIN))  # `null` ends the chain
 

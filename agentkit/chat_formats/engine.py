@@ -8,8 +8,8 @@ check_engine_format(response_format)       -> raises now what a request would ra
 
 llguidance (Microsoft's Rust grammar engine) turns a JSON Schema into a grammar its matcher
 holds token by token: `pattern` (as a regular expression), `format` (`date-time`, `email`,
-`uuid`, `ipv4`, ...), `multipleOf`, fractional bounds, `patternProperties`, recursion as deep as
-the answer goes. Its grammar is written in the same style as the hand-written GBNF builder's
+`uuid`, `ipv4`, ...), `multipleOf`, fractional bounds, `patternProperties`, recursion. Its
+grammar is written in the same style as the hand-written GBNF builder's
 (`agentkit.chat_formats.grammar`): `", "` between items, `": "` after keys, no other
 whitespace; properties in the order written. Like that builder, an object with `properties` and
 no word on others (`additionalProperties`, `patternProperties`) gets its declared properties
@@ -21,6 +21,11 @@ What it does not implement (`not`, `if`/`then`/`else`, `dependencies`, ...) is r
 `SchemaGrammarError` naming the keyword and its path, unless `checked_after` says a validator
 checks every answer afterwards (what the Agent does); the rest of the schema is held then. A
 `$ref` to nowhere, and a recursion that allows no finite value, are refused either way.
+
+Recursion is held as deep as the answer goes when `max_ref_depth` is None. By default it unfolds
+`MAX_REF_DEPTH` levels, as in the GBNF grammars (`agentkit.chat_formats._unfold`): the grammar
+could go deeper, but a small model under it nests for as long as it may, and `max_tokens` cuts
+the answer before it closes.
 
 The tool-call grammars, and the grammar that allows a call or the answer object (`auto` with
 tools offered), are still written by the hand-written builder in GBNF for llama.cpp.
@@ -36,7 +41,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentkit.chat_formats._cycles import ref_target
-from agentkit.chat_formats.answer import answer_schema, check_size
+from agentkit.chat_formats._unfold import unfolded
+from agentkit.chat_formats.answer import MAX_REF_DEPTH, answer_schema, check_size
 from agentkit.errors import ConfigurationError, SchemaGrammarError
 
 __all__ = [
@@ -51,7 +57,11 @@ __all__ = [
 ENGINE_PACKAGE = "llguidance"
 """The PyPI package of the grammar engine (in the `local` extra)."""
 
-STYLE: dict[str, Any] = {"item_separator": ", ", "key_separator": ": ", "whitespace_flexible": False}
+STYLE: dict[str, Any] = {
+    "item_separator": ", ",
+    "key_separator": ": ",
+    "whitespace_flexible": False,
+}
 """JSON as `json.dumps` writes it, the style of the prompt's examples and of the GBNF grammars."""
 
 FORMATS = frozenset(
@@ -81,24 +91,35 @@ def _llguidance() -> Any:
     return llguidance
 
 
-def engine_grammar(schema: Mapping[str, Any], *, checked_after: bool = True) -> EngineGrammar:
+def engine_grammar(
+    schema: Mapping[str, Any],
+    *,
+    checked_after: bool = True,
+    max_ref_depth: int | None = MAX_REF_DEPTH,
+) -> EngineGrammar:
     """The grammar of the JSON values `schema` allows (compiled once per schema).
 
     Args:
         schema: a JSON Schema object.
         checked_after: keywords the engine does not implement are left to a validator that
             checks every value afterwards; when False they are refused.
+        max_ref_depth: how many times a recursive `$ref` may be open inside itself (a small
+            model nests as long as it may, until `max_tokens` cuts its answer); None: as deep
+            as the answer goes.
 
     Raises:
         SchemaGrammarError: naming the keyword and its path.
         ConfigurationError: llguidance is not installed.
     """
     key = json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
-    return _compiled(key, checked_after)
+    return _compiled(key, checked_after, max_ref_depth)
 
 
 def answer_engine_grammar(
-    response_format: Mapping[str, Any], *, checked_after: bool = True
+    response_format: Mapping[str, Any],
+    *,
+    checked_after: bool = True,
+    max_ref_depth: int | None = MAX_REF_DEPTH,
 ) -> EngineGrammar:
     """`engine_grammar` of the answer `response_format` asks for (`json_object`: any object).
 
@@ -106,10 +127,16 @@ def answer_engine_grammar(
         RequestValidationError: `response_format` has neither shape.
         SchemaGrammarError: see `engine_grammar`.
     """
-    return engine_grammar(answer_schema(response_format), checked_after=checked_after)
+    schema = answer_schema(response_format)
+    return engine_grammar(schema, checked_after=checked_after, max_ref_depth=max_ref_depth)
 
 
-def check_engine_format(response_format: Mapping[str, Any], *, checked_after: bool = True) -> None:
+def check_engine_format(
+    response_format: Mapping[str, Any],
+    *,
+    checked_after: bool = True,
+    max_ref_depth: int | None = MAX_REF_DEPTH,
+) -> None:
     """Fail now for a `response_format` a request would fail for: its shape, its size shown to
     the model, a keyword the engine cannot hold (see `engine_grammar`).
 
@@ -118,13 +145,23 @@ def check_engine_format(response_format: Mapping[str, Any], *, checked_after: bo
         SchemaGrammarError: naming the keyword and its path.
     """
     check_size(response_format)
-    answer_engine_grammar(response_format, checked_after=checked_after)
+    answer_engine_grammar(response_format, checked_after=checked_after, max_ref_depth=max_ref_depth)
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled(key: str, checked_after: bool) -> EngineGrammar:
+def _compiled(key: str, checked_after: bool, depth: int | None) -> EngineGrammar:
     llguidance = _llguidance()
-    schema = _prepared(json.loads(key), checked_after)
+    schema = original = json.loads(key)
+    if isinstance(schema, Mapping):
+        schema = schema if depth is None else unfolded(schema, depth)
+        bounded = schema is not original  # recursive, and unfolded `depth` levels
+        schema = _prepared(schema, checked_after)
+        # Before the engine, which would name no path: a schema with no value to end on.
+        if not _has_value(schema, schema, frozenset(), [_BUDGET]):
+            why = "allows no finite value"
+            if bounded:
+                why = f"allows no value that nests its references at most {depth} levels deep"
+            raise SchemaGrammarError("$", "$ref", why)
     options = {**STYLE, "lenient": checked_after, "coerce_one_of": True}
     try:
         text = llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=options)
@@ -132,11 +169,7 @@ def _compiled(key: str, checked_after: bool) -> EngineGrammar:
         raise SchemaGrammarError("$", "type", f"is not a schema llguidance reads ({exc})") from None
     error = llguidance.LLMatcher.validate_grammar(text)
     if error:
-        raise _error(schema, error)
-    if isinstance(schema, Mapping) and not _has_value(schema, schema, frozenset(), [_BUDGET]):
-        raise SchemaGrammarError(
-            "$", "$ref", "allows no finite value: every value refers to itself again"
-        )
+        raise _error(original, error)
     return EngineGrammar(text)
 
 
@@ -259,9 +292,12 @@ def _has_value(
         return False
     for keyword in ("anyOf", "oneOf"):
         branches = schema.get(keyword)
-        if isinstance(branches, list) and branches:
-            if not any(_has_value(b, root, open_refs, budget) for b in branches):
-                return False
+        if (
+            isinstance(branches, list)
+            and branches
+            and not any(_has_value(b, root, open_refs, budget) for b in branches)
+        ):
+            return False
     properties = schema.get("properties")
     required = schema.get("required")
     if isinstance(properties, Mapping) and isinstance(required, list):

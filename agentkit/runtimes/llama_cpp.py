@@ -144,6 +144,9 @@ class LlamaCpp(Runtime):
             but every step attends over the whole buffer; with one per slot (the default),
             each sequence attends over its own tokens only.
         loras: LoRA adapters by name (name -> GGUF adapter file), selected by `request.lora`.
+        answer_ref_depth: how many levels deep a recursive `$ref` of an answer's schema
+            unfolds; None: as deep as the model goes (a small model nests until `max_tokens`
+            cuts its answer).
         progress: print a line to stderr while the model loads.
         **llama_options: passed to `Llama` as they are (`n_gpu_layers`, `flash_attn`, ...).
     """
@@ -169,6 +172,7 @@ class LlamaCpp(Runtime):
         n_threads: int | None = None,
         kv_unified: bool = False,
         loras: Mapping[str, str | Path] | None = None,
+        answer_ref_depth: int | None = answers.MAX_REF_DEPTH,
         progress: bool = False,
         **llama_options: Any,
     ) -> None:
@@ -178,7 +182,12 @@ class LlamaCpp(Runtime):
         for option, value, least in (("n_ctx", n_ctx, 16), ("parallel", parallel, 1)):
             if value < least:
                 raise ConfigurationError(f"{option}: must be >= {least} (got {value})")
+        if answer_ref_depth is not None and answer_ref_depth < 1:
+            raise ConfigurationError(
+                f"answer_ref_depth: must be >= 1 or None (got {answer_ref_depth})"
+            )
         self.model_path = path
+        self.answer_ref_depth = answer_ref_depth
         self.n_ctx = n_ctx
         self.slots = parallel
         self.n_threads = n_threads or os.cpu_count() or 1
@@ -246,7 +255,9 @@ class LlamaCpp(Runtime):
                     f"{tokens:,} tokens, and the context holds {self.n_ctx:,}"
                 )
                 raise RequestValidationError([FieldError("response_format.json_schema", why)])
-        grammars.check_engine_format(response_format, checked_after=validated)
+        grammars.check_engine_format(
+            response_format, checked_after=validated, max_ref_depth=self.answer_ref_depth
+        )
 
     def __repr__(self) -> str:
         return f"LlamaCpp({str(self.model_path)!r})"
@@ -369,6 +380,9 @@ class LlamaCpp(Runtime):
             self._engine = engine
             return engine
 
+    def _answer_grammar(self, response_format: Mapping[str, Any]) -> grammars.EngineGrammar:
+        return grammars.answer_engine_grammar(response_format, max_ref_depth=self.answer_ref_depth)
+
     def _plan(self, request: ModelRequest) -> Plan:
         fmt = self._format
         assert fmt is not None
@@ -393,7 +407,7 @@ class LlamaCpp(Runtime):
         if request.raw_prompt is not None:
             plan.prompt = request.raw_prompt
             if answer_format is not None:
-                plan.grammar, plan.answer = grammars.answer_engine_grammar(answer_format), True
+                plan.grammar, plan.answer = self._answer_grammar(answer_format), True
             return plan
         tools = request.tools
         choice = request.tool_choice
@@ -403,7 +417,7 @@ class LlamaCpp(Runtime):
         plan.prompt = fmt.render(messages, tools, tool_choice=choice)
         parallel = bool(request.parallel_tool_calls)
         if answer_format is not None and (not tools or choice == "none"):
-            plan.grammar, plan.answer = grammars.answer_engine_grammar(answer_format), True
+            plan.grammar, plan.answer = self._answer_grammar(answer_format), True
             return plan
         if answer_format is not None and choice == "auto":
             # A call or the answer, in one grammar: GBNF until calls move to the engine too.
