@@ -228,8 +228,9 @@ def _inner(path: str, keyword: str, name: str) -> str:
 
 _NAMED = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 _LISTS = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
-_SUBSCHEMA = ("items", "additionalProperties", "additionalItems", "contains", "not", "if")
-_SUBSCHEMA += ("then", "else", "propertyNames", "unevaluatedItems", "unevaluatedProperties")
+_SUBSCHEMA = frozenset(
+    ("items", "additionalProperties", "additionalItems", "contains", "not", "if", "then")
+) | {"else", "propertyNames", "unevaluatedItems", "unevaluatedProperties"}
 
 
 def _error(schema: Any, message: str) -> SchemaGrammarError:
