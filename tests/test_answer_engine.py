@@ -19,7 +19,7 @@ import pytest
 from agentkit import Message, SchemaGrammarError
 from agentkit.chat_formats import answer, get_format
 from agentkit.chat_formats import engine as grammars
-from agentkit.model_api import ModelRequest
+from agentkit.model_api import Generation, ModelRequest
 from agentkit.runtimes._guidance import GuidanceMatcher, engine_tokenizer
 from agentkit.runtimes._sampling import Sampling, TokenSampler
 from agentkit.runtimes.llama_cpp import LlamaCpp
@@ -151,20 +151,20 @@ def accepts(
 # -- on the model ----------------------------------------------------------------------------
 
 
+async def ask(runtime: LlamaCpp, name: str, **sampling: Any) -> Generation:
+    """The model's answer to NOW_HELD[name]'s prompt, held to its schema."""
+    prompt, schema = NOW_HELD[name]
+    request = ModelRequest(messages=[Message.user(prompt)], response_format=fmt(schema), **sampling)
+    return await runtime.generate(request)
+
+
 @pytest.mark.parametrize("name", list(NOW_HELD))
 async def test_a_keyword_the_builder_refused_is_held_and_the_answer_fits(
     runtime: LlamaCpp, name: str
 ) -> None:
-    prompt, schema = NOW_HELD[name]
+    schema = NOW_HELD[name][1]
     runtime.check_response_format(fmt(schema), validated=False)  # nothing left to a validator
-    generation = await runtime.generate(
-        ModelRequest(
-            messages=[Message.user(prompt)],
-            response_format=fmt(schema),
-            max_tokens=200,
-            temperature=0.0,
-        )
-    )
+    generation = await ask(runtime, name, max_tokens=200, temperature=0.0)
     assert generation.finish_reason == "stop", generation.response
     value = json.loads(generation.response)
     assert fits(value, schema), generation.response
@@ -186,16 +186,7 @@ async def test_sequences_of_one_batch_each_hold_their_own_grammar(runtime: Llama
     responses: dict[str, str] = {}
 
     async def one(name: str) -> None:
-        prompt, schema = NOW_HELD[name]
-        generation = await runtime.generate(
-            ModelRequest(
-                messages=[Message.user(prompt)],
-                response_format=fmt(schema),
-                max_tokens=120,
-                temperature=0.8,
-                seed=7,
-            )
-        )
+        generation = await ask(runtime, name, max_tokens=120, temperature=0.8, seed=7)
         responses[name] = generation.response
 
     async with anyio.create_task_group() as group:
