@@ -177,12 +177,14 @@ _OPEN = ("additionalProperties", "patternProperties", "unevaluatedProperties")
 _COMBINED = ("allOf", "anyOf", "oneOf", "$ref")
 
 
-def _prepared(schema: Any, checked_after: bool, path: str = "$", in_all_of: bool = False) -> Any:
+def _prepared(schema: Any, checked_after: bool, path: str = "$", in_part: bool = False) -> Any:
     """`schema` as the engine gets it.
 
     - An object that declares `properties` and says nothing of others gets
-      `additionalProperties: false` (not the parts of an `allOf`, which would refuse each
-      other's properties, nor one beside `allOf`/`anyOf`/`oneOf`/`$ref`, which may bring some).
+      `additionalProperties: false` (not the parts of an `allOf`, nor those of an `anyOf` or
+      `oneOf` beside `properties`, which would refuse each other's properties; nor one beside
+      `allOf`/`anyOf`/`oneOf`/`$ref`, which may bring some). Subschemas that apply to the
+      same object as their parent (`if`, `then`, `dependentSchemas`, ...) are left as written.
     - A `format` the engine does not know is an annotation, as JSON Schema has it: dropped.
     - `minProperties`/`maxProperties` beside optional properties, which the engine cannot
       count, are left to the validator (with `checked_after`) or refused.
@@ -197,8 +199,10 @@ def _prepared(schema: Any, checked_after: bool, path: str = "$", in_all_of: bool
                 for name, sub in value.items()
             }
         elif keyword in _LISTS and isinstance(value, list):
+            # Parts the schema's own properties meet: closing one would refuse the others'.
+            part = keyword == "allOf" or (keyword != "items" and "properties" in schema)
             out[keyword] = [
-                _prepared(sub, checked_after, f"{path}.{keyword}[{i}]", keyword == "allOf")
+                _prepared(sub, checked_after, f"{path}.{keyword}[{i}]", part)
                 for i, sub in enumerate(value)
             ]
         elif keyword in _SUBSCHEMA:
@@ -209,7 +213,7 @@ def _prepared(schema: Any, checked_after: bool, path: str = "$", in_all_of: bool
             out[keyword] = value
     properties = schema.get("properties")
     if isinstance(properties, Mapping):
-        if not in_all_of and not any(k in schema for k in _OPEN + _COMBINED):
+        if not in_part and not any(k in schema for k in _OPEN + _COMBINED):
             out["additionalProperties"] = False
         required = schema.get("required")
         optional = set(properties) - set(required if isinstance(required, list) else ())
@@ -226,11 +230,9 @@ def _inner(path: str, keyword: str, name: str) -> str:
     return f"{path}.{name}" if keyword == "properties" else f"{path}.{keyword}.{name}"
 
 
-_NAMED = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_NAMED = ("properties", "patternProperties", "$defs", "definitions")
 _LISTS = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
-_SUBSCHEMA = frozenset(
-    ("items", "additionalProperties", "additionalItems", "contains", "not", "if", "then")
-) | {"else", "propertyNames", "unevaluatedItems", "unevaluatedProperties"}
+_SUBSCHEMA = ("items", "additionalProperties", "additionalItems", "unevaluatedItems")
 
 
 def _error(schema: Any, message: str) -> SchemaGrammarError:
