@@ -248,10 +248,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         refused = row["refused_instances"]
         ours = "-" if refused["ours"] is None else refused["ours"]
         compact = "n/a" if refused["compact"] is None else refused["compact"]
-        over = (
-            f"{row['over_constrained']} schemas ({ours} / {compact} of "
-            f"{row['valid_instances']})"
-        )
+        over = f"{row['over_constrained']} schemas ({ours} / {compact} of {row['valid_instances']})"
         if row["timed_out"]:
             over += f", {row['timed_out']} cut short"
         lines.append(
