@@ -43,6 +43,7 @@ __all__ = [
     "answer_grammar",
     "answer_schema",
     "check_format",
+    "check_size",
     "clear_grammar_cache",
     "grammar_cache_info",
     "instructions",
@@ -220,8 +221,17 @@ def check_format(response_format: Mapping[str, Any], *, checked_after: bool = Tr
         SchemaGrammarError: naming the keyword and its path; a schema whose grammar would
             pass `MAX_RULES` rules names the place it got there.
     """
-    _fits(instructions(response_format))
+    check_size(response_format)
     answer_grammar(_CHECKER, response_format, checked_after=checked_after)
+
+
+def check_size(response_format: Mapping[str, Any]) -> None:
+    """Refuse a `response_format` whose schema, shown to the model, is longer than a message.
+
+    Raises:
+        RequestValidationError: it has neither shape, or it is too large (the sizes named).
+    """
+    _fits(instructions(response_format))
 
 
 _CHECKER = ChatMLFormat()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from agentkit.chat_formats import ChatFormat
 from agentkit.chat_formats import answer as answers
+from agentkit.chat_formats.engine import EngineGrammar
 from agentkit.errors import FieldError, RequestValidationError
 from agentkit.model_api import FunctionDefinition, StreamChunk, Usage
 from agentkit.runtimes._llama_decode import Output, Text
@@ -27,8 +29,9 @@ class Plan:
     max_tokens: int
     lora: str | None
     stops: tuple[str, ...] = ()
-    grammar: str | None = None
-    """Holds from the first token (`required`, or one named tool)."""
+    grammar: str | EngineGrammar | None = None
+    """Holds from the first token (`required`, one named tool, or an answer): GBNF text, or
+    the grammar engine's (an answer alone)."""
     lazy_grammar: str | None = None
     """Holds from the moment the output contains `trigger` (`auto`)."""
     trigger: str | None = None
@@ -58,6 +61,7 @@ class LlamaJob:
         detokenize: Callable[[int], bytes],
         emit: Callable[[StreamChunk | BaseException | None], None],
         deliver: Callable[[], None],
+        engine_tokenizer: Any = None,
     ) -> None:
         self.plan = plan
         self.prompt = plan.prompt
@@ -66,8 +70,10 @@ class LlamaJob:
         self.model, self.n_ctx = model, n_ctx
         self.tokenize, self.detokenize, self.emit = tokenize, detokenize, emit
         self.deliver = deliver
+        self.engine_tokenizer = engine_tokenizer
+        """llguidance's tokenizer of the model, for an `EngineGrammar`."""
         self.out = Output()
-        self.grammar = plan.grammar
+        self.grammar: str | EngineGrammar | None = plan.grammar
         self.text = plan.prompt
         self.tokens: list[int] = []
         self.prompt_tokens = self.cached = self.budget = 0
@@ -104,7 +110,9 @@ class LlamaJob:
         )
 
     def sampler(self) -> TokenSampler:
-        return TokenSampler(self.model, self.plan.sampling, self.grammar)
+        return TokenSampler(
+            self.model, self.plan.sampling, self.grammar, tokenizer=self.engine_tokenizer
+        )
 
     def take(self, token: int) -> list[int] | bool:
         if not self.part.take(token):

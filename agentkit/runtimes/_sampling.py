@@ -1,6 +1,10 @@
 """One sequence's sampler: its own chain (penalties, top-k, top-p, temperature, seed) and, when
 asked, its own grammar, checked on the chosen token rather than on the vocabulary.
 
+A grammar is either GBNF text, held by llama.cpp's grammar sampler (tool calls), or an
+`EngineGrammar`, held by an llguidance matcher (answers): both are asked the same two questions,
+whether one token is allowed, and which tokens of the vocabulary are.
+
 The chain is llama-cpp-python's, in its order, so a seed gives what it gave before batching.
 With a grammar, the chain without it chooses first; only when the grammar refuses that choice
 does the whole vocabulary (49,152 entries for SmolLM2) go through the grammar, and the chain
@@ -16,10 +20,13 @@ from __future__ import annotations
 import ctypes
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import llama_cpp
 import numpy as np
+
+from agentkit.chat_formats.engine import EngineGrammar
+from agentkit.runtimes._guidance import GuidanceMatcher
 
 __all__ = ["Sampling", "TokenSampler"]
 
@@ -56,23 +63,96 @@ class Sampling:
         ) == (1.0, 0.0, 0.0)
 
 
-class TokenSampler:
-    """Chooses one sequence's tokens from the logits llama.cpp computed for it."""
+class _Grammar(Protocol):
+    def allowed(self, token: int) -> bool: ...
 
-    def __init__(self, model: Any, sampling: Sampling, grammar: str | None = None) -> None:
+    def restrict(self, data: np.ndarray[Any, Any], array: Any) -> None:
+        """Set the logit of every token the grammar refuses next to -inf."""
+
+    def accept(self, token: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _LlamaGrammar:
+    """GBNF on llama.cpp's grammar sampler."""
+
+    def __init__(self, model: Any, grammar: str) -> None:
+        vocab = llama_cpp.llama_model_get_vocab(model)
+        self.sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+        if not self.sampler:
+            raise ValueError(f"llama.cpp refused the grammar:\n{grammar}")
+        self.one = (llama_cpp.llama_token_data * 1)()
+
+    def allowed(self, token: int) -> bool:
+        one = self.one
+        one[0].id = token  # type: ignore[assignment]  # ctypes converts the int
+        one[0].logit, one[0].p = 0.0, 0.0
+        array = llama_cpp.llama_token_data_array(data=one, size=1, selected=-1, sorted=False)
+        llama_cpp.llama_sampler_apply(self.sampler, ctypes.byref(array))
+        return bool(one[0].logit != -math.inf)
+
+    def restrict(self, data: np.ndarray[Any, Any], array: Any) -> None:
+        llama_cpp.llama_sampler_apply(self.sampler, ctypes.byref(array))
+
+    def accept(self, token: int) -> None:
+        llama_cpp.llama_sampler_accept(self.sampler, token)
+
+    def close(self) -> None:
+        if self.sampler:
+            llama_cpp.llama_sampler_free(self.sampler)
+        self.sampler = None
+
+
+class _EngineGrammar:
+    """An `EngineGrammar` on an llguidance matcher."""
+
+    def __init__(self, tokenizer: Any, grammar: EngineGrammar) -> None:
+        if tokenizer is None:
+            raise ValueError("an engine grammar needs the engine's tokenizer of the model")
+        self.matcher = GuidanceMatcher(tokenizer, grammar)
+        self.allowed = self.matcher.allowed
+        self.accept = self.matcher.accept
+        self.close = self.matcher.close
+
+    def restrict(self, data: np.ndarray[Any, Any], array: Any) -> None:
+        data["logit"][~self.matcher.mask(len(data))] = -np.inf
+
+
+class TokenSampler:
+    """Chooses one sequence's tokens from the logits llama.cpp computed for it.
+
+    Args:
+        model: the llama.cpp model (its vocabulary).
+        sampling: how to choose.
+        grammar: GBNF text, an `EngineGrammar`, or None (free).
+        tokenizer: llguidance's tokenizer of the model (`_guidance.engine_tokenizer`), for an
+            `EngineGrammar`.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        sampling: Sampling,
+        grammar: str | EngineGrammar | None = None,
+        *,
+        tokenizer: Any = None,
+    ) -> None:
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
         self.argmax = sampling.greedy
         self.chain = self._chain(sampling)
-        self.grammar: Any = None
+        self.grammar: _Grammar | None = None
         if grammar is not None:
-            vocab = llama_cpp.llama_model_get_vocab(model)
-            self.grammar = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-            if not self.grammar:
+            try:
+                if isinstance(grammar, str):
+                    self.grammar = _LlamaGrammar(model, grammar)
+                else:
+                    self.grammar = _EngineGrammar(tokenizer, grammar)
+            except Exception:
                 self.close()
-                raise ValueError(f"llama.cpp refused the grammar:\n{grammar}")
+                raise
             self.ids = np.arange(self.n_vocab, dtype=np.intc)
             self.data = np.empty(self.n_vocab, dtype=_TOKEN)
-            self.one = (llama_cpp.llama_token_data * 1)()
 
     def _chain(self, s: Sampling) -> Any:
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
@@ -109,10 +189,10 @@ class TokenSampler:
         logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
         token = self._choose(logits, grammar=False)
         if self.grammar is not None:
-            if not self._allowed(token):
+            if not self.grammar.allowed(token):
                 runner_up = self._runner_up(logits) if self.argmax else None
                 token = runner_up if runner_up is not None else self._choose(logits, grammar=True)
-            llama_cpp.llama_sampler_accept(self.grammar, token)
+            self.grammar.accept(token)
         llama_cpp.llama_sampler_accept(self.chain, token)
         return token
 
@@ -127,30 +207,24 @@ class TokenSampler:
             selected=-1,
             sorted=False,
         )
-        if grammar:
-            llama_cpp.llama_sampler_apply(self.grammar, ctypes.byref(array))
+        if grammar and self.grammar is not None:
+            self.grammar.restrict(data, array)
         llama_cpp.llama_sampler_apply(self.chain, ctypes.byref(array))
         return int(data["id"][array.selected])
-
-    def _allowed(self, token: int) -> bool:
-        one = self.one
-        one[0].id = token  # type: ignore[assignment]  # ctypes converts the int
-        one[0].logit, one[0].p = 0.0, 0.0
-        array = llama_cpp.llama_token_data_array(data=one, size=1, selected=-1, sorted=False)
-        llama_cpp.llama_sampler_apply(self.grammar, ctypes.byref(array))
-        return bool(one[0].logit != -math.inf)
 
     def _runner_up(self, logits: np.ndarray[Any, Any]) -> int | None:
         """Greedy: the highest-logit token the grammar allows among the next highest, if any
         (ties go to the lower id, as with argmax)."""
         top = np.sort(np.argpartition(logits, -_RUNNERS_UP)[-_RUNNERS_UP:])
+        assert self.grammar is not None
         for token in top[np.argsort(-logits[top], kind="stable")][1:]:
-            if self._allowed(int(token)):
+            if self.grammar.allowed(int(token)):
                 return int(token)
         return None
 
     def close(self) -> None:
-        for sampler in (self.grammar, self.chain):
-            if sampler:
-                llama_cpp.llama_sampler_free(sampler)
+        if self.grammar is not None:
+            self.grammar.close()
+        if self.chain:
+            llama_cpp.llama_sampler_free(self.chain)
         self.grammar = self.chain = None

@@ -17,10 +17,11 @@ from their schemas holds every call to a well-formed, valid shape. With `tool_ch
 model writes freely until it starts a call (the format's trigger text); from there on the grammar
 holds. With `required` or a tool's name the grammar holds from the first token.
 
-Structured answers (`response_format`): the answer is held to a grammar compiled from the schema
-(`agentkit.chat_formats.answer`), and the prompt states the schema. With tools offered and
-`tool_choice="auto"`, one grammar allows either a call or the answer object, from the first
-token; `required` or a tool's name allow calls only (the answer comes on a later step).
+Structured answers (`response_format`): the answer is held to a grammar the grammar engine
+(llguidance) compiles from the schema (`agentkit.chat_formats.engine`), and the prompt states
+the schema. With tools offered and `tool_choice="auto"`, one GBNF grammar allows either a call or
+the answer object, from the first token (`agentkit.chat_formats.answer`); `required` or a tool's
+name allow calls only (the answer comes on a later step).
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ import llama_cpp  # noqa: F401  # the local extra: without it, this import is wh
 
 from agentkit.chat_formats import ChatFormat, check_tool_schemas, format_for_metadata, get_format
 from agentkit.chat_formats import answer as answers
+from agentkit.chat_formats import engine as grammars
 from agentkit.errors import ConfigurationError, FieldError, RequestValidationError
 from agentkit.model_api import MAX_TEXT, FunctionDefinition, ModelRequest, StreamChunk
 from agentkit.runtimes._batch import Engine
+from agentkit.runtimes._guidance import engine_tokenizer
 from agentkit.runtimes._llama_job import LlamaJob, Plan
 from agentkit.runtimes._sampling import Sampling
 from agentkit.runtimes.base import DEFAULT_PARALLEL, Capabilities, Profile, Runtime
@@ -141,6 +144,9 @@ class LlamaCpp(Runtime):
             but every step attends over the whole buffer; with one per slot (the default),
             each sequence attends over its own tokens only.
         loras: LoRA adapters by name (name -> GGUF adapter file), selected by `request.lora`.
+        answer_ref_depth: how many levels deep a recursive `$ref` of an answer's schema
+            unfolds; None: as deep as the model goes (a small model nests until `max_tokens`
+            cuts its answer).
         progress: print a line to stderr while the model loads.
         **llama_options: passed to `Llama` as they are (`n_gpu_layers`, `flash_attn`, ...).
     """
@@ -166,6 +172,7 @@ class LlamaCpp(Runtime):
         n_threads: int | None = None,
         kv_unified: bool = False,
         loras: Mapping[str, str | Path] | None = None,
+        answer_ref_depth: int | None = answers.MAX_REF_DEPTH,
         progress: bool = False,
         **llama_options: Any,
     ) -> None:
@@ -175,7 +182,12 @@ class LlamaCpp(Runtime):
         for option, value, least in (("n_ctx", n_ctx, 16), ("parallel", parallel, 1)):
             if value < least:
                 raise ConfigurationError(f"{option}: must be >= {least} (got {value})")
+        if answer_ref_depth is not None and answer_ref_depth < 1:
+            raise ConfigurationError(
+                f"answer_ref_depth: must be >= 1 or None (got {answer_ref_depth})"
+            )
         self.model_path = path
+        self.answer_ref_depth = answer_ref_depth
         self.n_ctx = n_ctx
         self.slots = parallel
         self.n_threads = n_threads or os.cpu_count() or 1
@@ -190,6 +202,8 @@ class LlamaCpp(Runtime):
         for lora_name, lora_path in (loras or {}).items():
             self.add_lora(lora_name, lora_path)
         self._engine: Engine | None = None
+        self._tokenizer: Any = None
+        """llguidance's tokenizer of the model, made when an answer grammar first needs it."""
         self._format: ChatFormat | None = None
         self._lock = threading.Lock()
         if model_path is None or path.resolve() == _embedded_or_none():
@@ -212,9 +226,10 @@ class LlamaCpp(Runtime):
     ) -> None:
         """Compile the answer grammar now (it is cached for the requests to come).
 
-        With `validated` (an Agent with an output type checks every answer afterwards),
-        keywords no grammar can hold (`pattern`, `multipleOf`, `uniqueItems`, ...) are left to
-        that validator; without it they are refused. Everything else the schema says, the
+        The grammar engine holds `pattern`, `format`, `multipleOf`, fractional bounds and
+        recursion. With `validated` (an Agent with an output type checks every answer
+        afterwards), keywords it does not implement (`not`, `if`/`then`/`else`, ...) are left
+        to that validator; without it they are refused. Everything else the schema says, the
         grammar holds.
 
         The schema is shown to the model in the system message: one whose text takes the
@@ -226,8 +241,7 @@ class LlamaCpp(Runtime):
             RequestValidationError: `response_format` is neither `json_object` nor
                 `json_schema`, or its schema is too large for the context (the sizes named).
             SchemaGrammarError: a keyword the grammar cannot hold even so (a `$ref` to
-                nowhere, a recursion with no finite value), or a schema whose grammar passes
-                the rule budget; with its path.
+                nowhere, a recursion with no finite value); with its path.
         """
         text = answers.instructions(response_format)
         # A token is at least a byte: a short text fits without loading the model to count.
@@ -241,7 +255,9 @@ class LlamaCpp(Runtime):
                     f"{tokens:,} tokens, and the context holds {self.n_ctx:,}"
                 )
                 raise RequestValidationError([FieldError("response_format.json_schema", why)])
-        answers.check_format(response_format, checked_after=validated)
+        grammars.check_engine_format(
+            response_format, checked_after=validated, max_ref_depth=self.answer_ref_depth
+        )
 
     def __repr__(self) -> str:
         return f"LlamaCpp({str(self.model_path)!r})"
@@ -290,6 +306,9 @@ class LlamaCpp(Runtime):
 
         # Rendering the prompt and compiling grammars can take a while: not on the event loop.
         plan = await anyio.to_thread.run_sync(self._plan, request)
+        tokenizer = None
+        if isinstance(plan.grammar, grammars.EngineGrammar):
+            tokenizer = await anyio.to_thread.run_sync(self._engine_tokenizer, engine)
         job = LlamaJob(
             plan,
             model=engine.model,
@@ -298,6 +317,7 @@ class LlamaCpp(Runtime):
             detokenize=detokenize,
             emit=inbox.put,
             deliver=inbox.deliver,
+            engine_tokenizer=tokenizer,
         )
         engine.submit(job)
         try:
@@ -322,6 +342,14 @@ class LlamaCpp(Runtime):
             if self._engine is not None:
                 self._engine.close()
                 self._engine = None
+                self._tokenizer = None
+
+    def _engine_tokenizer(self, engine: Engine) -> Any:
+        # Read from the vocabulary once (a fraction of a second), off the engine's thread.
+        with self._lock:
+            if self._tokenizer is None:
+                self._tokenizer = engine_tokenizer(engine.vocab)
+            return self._tokenizer
 
     def _load(self) -> Engine:
         with self._lock:
@@ -352,6 +380,9 @@ class LlamaCpp(Runtime):
             self._engine = engine
             return engine
 
+    def _answer_grammar(self, response_format: Mapping[str, Any]) -> grammars.EngineGrammar:
+        return grammars.answer_engine_grammar(response_format, max_ref_depth=self.answer_ref_depth)
+
     def _plan(self, request: ModelRequest) -> Plan:
         fmt = self._format
         assert fmt is not None
@@ -376,7 +407,7 @@ class LlamaCpp(Runtime):
         if request.raw_prompt is not None:
             plan.prompt = request.raw_prompt
             if answer_format is not None:
-                plan.grammar, plan.answer = answers.answer_grammar(fmt, answer_format), True
+                plan.grammar, plan.answer = self._answer_grammar(answer_format), True
             return plan
         tools = request.tools
         choice = request.tool_choice
@@ -385,13 +416,16 @@ class LlamaCpp(Runtime):
             messages = answers.with_instructions(fmt, messages, answer_format)
         plan.prompt = fmt.render(messages, tools, tool_choice=choice)
         parallel = bool(request.parallel_tool_calls)
-        if answer_format is not None and (not tools or choice in ("none", "auto")):
+        if answer_format is not None and (not tools or choice == "none"):
+            plan.grammar, plan.answer = self._answer_grammar(answer_format), True
+            return plan
+        if answer_format is not None and choice == "auto":
+            # A call or the answer, in one grammar: GBNF until calls move to the engine too.
             plan.grammar = answers.answer_grammar(
                 fmt, answer_format, tools, choice, parallel=parallel
             )
             plan.answer = True
-            if tools and choice == "auto":
-                plan.chat_format, plan.hold, plan.tools = fmt, fmt.call_trigger, tools
+            plan.chat_format, plan.hold, plan.tools = fmt, fmt.call_trigger, tools
             return plan
         if not tools or choice == "none":
             return plan
