@@ -170,7 +170,11 @@ class Strict(ScriptedRuntime):
     """A runtime whose grammar cannot hold a `pattern`."""
 
     def check_response_format(
-        self, response_format: Mapping[str, Any], *, validated: bool = True
+        self,
+        response_format: Mapping[str, Any],
+        *,
+        validated: bool = True,
+        with_calls: bool = False,
     ) -> None:
         schema = response_format["json_schema"]
         for name, prop in schema.get("properties", {}).items():

@@ -131,7 +131,11 @@ class Runtime(abc.ABC):
         del tools  # any tool will do unless a runtime says otherwise
 
     def check_response_format(
-        self, response_format: Mapping[str, Any], *, validated: bool = True
+        self,
+        response_format: Mapping[str, Any],
+        *,
+        validated: bool = True,
+        with_calls: bool = False,
     ) -> None:
         """Refuse, before any run, an answer format (`response_format`) this runtime could not
         hold its model to; by default any will do. Only runtimes whose capabilities include
@@ -142,11 +146,18 @@ class Runtime(abc.ABC):
             validated: the caller validates every answer against the schema afterwards, so a
                 keyword the runtime cannot hold may be left to it; when False (a server whose
                 clients run no validator of ours) such a keyword is refused.
+            with_calls: the request offers tools with `tool_choice` `auto`, so the answer may
+                be a tool call instead; a runtime that holds that choice another way checks
+                the format for it too.
 
         Raises:
             AgentKitError: naming the schema keyword and its path.
         """
-        del response_format, validated  # any format will do unless a runtime says otherwise
+        del (
+            response_format,
+            validated,
+            with_calls,
+        )  # any format will do unless a runtime says otherwise
 
     def check(self, request: ModelRequest | GenerationRequest) -> ModelRequest:
         """The request as a `ModelRequest`, if this runtime honours every field it uses.

@@ -282,11 +282,17 @@ class Fallback(Runtime):
             member.runtime.check_tools(tools)
 
     def check_response_format(
-        self, response_format: Mapping[str, Any], *, validated: bool = True
+        self,
+        response_format: Mapping[str, Any],
+        *,
+        validated: bool = True,
+        with_calls: bool = False,
     ) -> None:
         for member in self.members:
             if member.runtime.capabilities.response_format:
-                member.runtime.check_response_format(response_format, validated=validated)
+                member.runtime.check_response_format(
+                    response_format, validated=validated, with_calls=with_calls
+                )
 
     def _falls_over(self, error: BaseException) -> bool:
         if isinstance(error, TransportError) and error.retryable:

@@ -222,7 +222,11 @@ class LlamaCpp(Runtime):
         check_tool_schemas(tools)
 
     def check_response_format(
-        self, response_format: Mapping[str, Any], *, validated: bool = True
+        self,
+        response_format: Mapping[str, Any],
+        *,
+        validated: bool = True,
+        with_calls: bool = False,
     ) -> None:
         """Compile the answer grammar now (it is cached for the requests to come).
 
@@ -230,7 +234,9 @@ class LlamaCpp(Runtime):
         recursion. With `validated` (an Agent with an output type checks every answer
         afterwards), keywords it does not implement (`not`, `if`/`then`/`else`, ...) are left
         to that validator; without it they are refused. Everything else the schema says, the
-        grammar holds.
+        grammar holds. `with_calls` (tools offered under `auto`): the answer shares a GBNF
+        grammar with the calls, which leaves `pattern`, `multipleOf` and fractional bounds to
+        the validator, or refuses them without one.
 
         The schema is shown to the model in the system message: one whose text takes the
         whole context is refused before its grammar is compiled. A text of fewer bytes than
@@ -258,6 +264,9 @@ class LlamaCpp(Runtime):
         grammars.check_engine_format(
             response_format, checked_after=validated, max_ref_depth=self.answer_ref_depth
         )
+        if with_calls:
+            # A call or the answer is one GBNF grammar still (see `_plan`), which holds less.
+            answers.check_format(response_format, checked_after=validated)
 
     def __repr__(self) -> str:
         return f"LlamaCpp({str(self.model_path)!r})"

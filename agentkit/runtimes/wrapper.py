@@ -33,6 +33,12 @@ class RuntimeWrapper(Runtime):
         self.runtime.check_tools(tools)
 
     def check_response_format(
-        self, response_format: Mapping[str, Any], *, validated: bool = True
+        self,
+        response_format: Mapping[str, Any],
+        *,
+        validated: bool = True,
+        with_calls: bool = False,
     ) -> None:
-        self.runtime.check_response_format(response_format, validated=validated)
+        self.runtime.check_response_format(
+            response_format, validated=validated, with_calls=with_calls
+        )

@@ -42,4 +42,7 @@ def _check(state: ServerState, request: ModelRequest) -> None:
     if request.tools:
         state.runtime.check_tools(request.tools)
     if request.response_format is not None:
-        state.runtime.check_response_format(request.response_format, validated=False)
+        with_calls = bool(request.tools) and request.tool_choice == "auto"
+        state.runtime.check_response_format(
+            request.response_format, validated=False, with_calls=with_calls
+        )
