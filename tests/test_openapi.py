@@ -1,5 +1,6 @@
-"""OpenAPI documents as tools: the published Petstore examples read into tool schemas, and a
-FastAPI service on loopback called through the tools its own `/openapi.json` describes."""
+"""OpenAPI documents as tools: the published Petstore examples read into tool schemas and
+called against a Petstore on loopback, and a FastAPI service on loopback called through the
+tools its own `/openapi.json` describes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from typing import Any
 
 import pytest
 from inline_snapshot import snapshot
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from agentkit import Agent, ScriptedRuntime
 from agentkit.errors import ToolRetry, UserError
@@ -73,6 +78,47 @@ def test_the_petstore_example_becomes_one_tool_per_operation() -> None:
         }
     )
     assert petstore.base_url is None  # the first server is used once the source starts
+
+
+async def test_the_petstore_tools_call_a_service_that_implements_it() -> None:
+    # The published document, pointed at a Petstore on loopback instead of its own server.
+    pets = [{"id": 1, "name": "Rex", "tag": "dog"}, {"id": 2, "name": "Tom"}]
+    seen: list[str] = []
+
+    async def list_pets(request: Request) -> JSONResponse:
+        seen.append(f"GET {request.url.path}?{request.url.query}")
+        return JSONResponse(pets[: int(request.query_params.get("limit", 100))])
+
+    async def create_pets(request: Request) -> Response:
+        seen.append(f"POST {request.url.path}")
+        return Response(status_code=201)
+
+    async def show_pet(request: Request) -> JSONResponse:
+        seen.append(f"GET {request.url.path}")
+        found = [pet for pet in pets if str(pet["id"]) == request.path_params["pet_id"]]
+        if not found:
+            return JSONResponse({"code": 404, "message": "no such pet"}, status_code=404)
+        return JSONResponse(found[0])
+
+    app = Starlette(
+        routes=[
+            Route("/v1/pets", list_pets, methods=["GET"]),
+            Route("/v1/pets", create_pets, methods=["POST"]),
+            Route("/v1/pets/{pet_id}", show_pet, methods=["GET"]),
+        ]
+    )
+    with LoopbackServer(app=app) as petstore:
+        source = OpenAPITools.from_file(
+            SPECS / "petstore.yaml", base_url=f"{petstore.url}/v1", allow_private=True
+        )
+        async with source:
+            tools = source.tools
+            assert json.loads(await tools["listPets"](limit=1)) == [pets[0]]
+            assert json.loads(await tools["showPetById"](petId="2")) == pets[1]
+            with pytest.raises(ToolRetry, match=r"404.*no such pet"):
+                await tools["showPetById"](petId="9")
+            await tools["createPets"]()
+    assert seen == ["GET /v1/pets?limit=1", "GET /v1/pets/2", "GET /v1/pets/9", "POST /v1/pets"]
 
 
 def test_the_expanded_petstore_resolves_references_and_sanitizes_names() -> None:
