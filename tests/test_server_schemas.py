@@ -111,7 +111,7 @@ async def test_a_schema_being_checked_does_not_hold_up_other_requests() -> None:
         "type": "object",
         "properties": {
             "tree": intertwined(6),
-            "code": {"type": "string", "pattern": "^[A-Z]+$", "description": note},
+            "code": {"type": "string", "not": {"const": "A"}, "description": note},
         },
     }
     schema["$defs"] = schema["properties"]["tree"].pop("$defs")
@@ -123,7 +123,7 @@ async def test_a_schema_being_checked_does_not_hold_up_other_requests() -> None:
     assert info.status_code == 200
     assert finished == ["info", "hostile"]
     assert hostile_answer.startswith(b"HTTP/1.1 400")
-    assert b"$.code: keyword 'pattern' cannot be held by a grammar" in hostile_answer
+    assert b"$.code: keyword 'not' cannot be held by a grammar" in hostile_answer
 
 
 async def _race(server: BackgroundServer, body: bytes) -> tuple[list[str], Any, bytes]:

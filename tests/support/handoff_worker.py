@@ -53,7 +53,9 @@ counts: dict[str, int] = {}
 def checkpoint(where: str) -> None:
     counts[where] = counts.get(where, 0) + 1
     if f"{where}:{counts[where]}" == PAUSE:
-        (FOLDER / "paused").write_text(where)
+        # Written whole, then named: the test reads it as soon as the name exists.
+        (FOLDER / "paused.part").write_text(where)
+        (FOLDER / "paused.part").replace(FOLDER / "paused")
         time.sleep(3600)
 
 

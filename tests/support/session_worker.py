@@ -49,7 +49,9 @@ calls: dict[str, int] = {}
 def checkpoint(where: str) -> None:
     calls[where] = calls.get(where, 0) + 1
     if f"{where}:{calls[where]}" == PAUSE:
-        (folder / "paused").write_text(where)
+        # Written whole, then named: the test reads it as soon as the name exists.
+        (folder / "paused.part").write_text(where)
+        (folder / "paused.part").replace(folder / "paused")
         time.sleep(3600)
 
 
