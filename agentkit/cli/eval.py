@@ -52,8 +52,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     command.add_argument("--output", metavar="FILE", help="JSON Lines results; resumed if present")
     command.add_argument("--concurrency", type=int, help="cases at once (default: the slots)")
     command.add_argument("--repeats", type=int, default=1, help="attempts per case")
-    command.add_argument("--seed", type=int, help="first attempt's seed (attempt r: seed + r)")
     command.add_argument("--tool-choice", help="auto, required, none (default: the profile's)")
+    # --seed among them: the first attempt's seed, attempt r gets seed + r.
     add_sampling_options(command)
     command.add_argument(
         "--category", nargs="+", default=[], help="only these categories (default: all)"
@@ -103,13 +103,14 @@ def _eval(args: argparse.Namespace) -> int:
         runtime = target.runtime
     else:
         target = runtime = build_runtime(args)
+    fields = sampling(args)
     options: dict[str, Any] = {
         "output": args.output,
         "concurrency": args.concurrency,
         "repeats": args.repeats,
-        "seed": args.seed,
+        "seed": fields.pop("seed", None),
         "tool_choice": args.tool_choice,
-        "sampling": sampling(args),
+        "sampling": fields,
         "price": ModelPrice(*args.price) if args.price else None,
         "progress": args.progress,
     }

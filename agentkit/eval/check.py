@@ -116,7 +116,8 @@ def _examples(acceptable: Sequence[Any]) -> list[Any]:
 
 def _fits(value: Any, schema: Mapping[str, Any] | None, examples: Sequence[Any]) -> bool:
     """The value's type is the schema's, or that of an expected value."""
-    if any(type(value) is type(e) or (_number(value) and _number(e)) for e in examples):
+    # An integer stands for a float, as Python would convert it; not the other way round.
+    if any(type(value) is type(e) or (type(value) is int and type(e) is float) for e in examples):
         if isinstance(value, list):
             inner = [x for e in examples if isinstance(e, list) for x in e]
             items = schema.get("items") if isinstance(schema, Mapping) else None

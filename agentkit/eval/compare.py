@@ -3,8 +3,8 @@
 The interval is on the paired difference in accuracy: for each case both ran, `d = b - a`
 where `a` and `b` are the case's pass rates (1 or 0 with one attempt, the mean over repeats
 otherwise); the difference is the mean of `d`, and its 95% interval the normal approximation
-`mean ± 1.96 · sd(d) / √n` (sd with n - 1). Pairing is what makes it tight: cases both runs get
-right, or both get wrong, add no noise.
+`mean ± 1.96 · sd(d) / √n` (sd with n - 1), clipped to [-1, 1]. Pairing is what makes it
+tight: cases both runs get right, or both get wrong, add no noise.
 """
 
 from __future__ import annotations
@@ -90,5 +90,6 @@ def compare(a: Report, b: Report) -> Comparison:
     if n >= 2:
         variance = sum((d - mean) ** 2 for d in diffs) / (n - 1)
         half = _Z95 * math.sqrt(variance / n)
-        interval = (mean - half, mean + half)
+        # A difference in accuracy lies in [-1, 1]; the approximation may spill over.
+        interval = (max(-1.0, mean - half), min(1.0, mean + half))
     return Comparison(a, b, n, fixed, broken, mean, interval)
