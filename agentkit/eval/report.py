@@ -115,7 +115,7 @@ class Report:
     @property
     def tokens_per_second(self) -> float | None:
         """Completion tokens a second over the run's wall time, when this run made them all."""
-        if self.ran != self.total or self.wall_seconds <= 0:
+        if self.ran != self.total or self.wall_seconds <= 0 or not self.completion_tokens:
             return None
         return self.completion_tokens / self.wall_seconds
 
