@@ -249,6 +249,8 @@ def test_an_agent_run_is_checked_by_its_trajectory_and_answer(tmp_path: Path) ->
     (result,) = report.results
     assert (result.passed, report.settings.mode) == (True, "agent")
     assert [c["arguments"]["city"] for c in result.calls] == ["Rome", "Oslo"]
+    with pytest.raises(UserError, match="seed: an Agent's runs use the Agent's own settings"):
+        evaluate_sync(agent, Dataset.load(tmp_path / "c.jsonl"), seed=1)
 
 
 def test_a_bad_case_is_refused_naming_the_line_and_the_field(tmp_path: Path) -> None:
@@ -373,3 +375,56 @@ def test_compare_lists_the_changed_cases_with_an_interval(
         == 1
     )
     assert "FAILED: accuracy 85.7% is below --min-accuracy 90.0%" in capsys.readouterr().out
+
+
+AGENTS_FILE = '''
+from agentkit import Agent, tool
+from agentkit.model_api import Generation, ToolCall
+from agentkit.runtimes import FunctionRuntime
+
+
+@tool
+def lookup(city: str) -> str:
+    """Look a city up.
+
+    Args:
+        city: the city.
+    """
+    return f"{city}: sunny"
+
+
+def model(request):
+    last = request.messages[-1]
+    if last.role == "tool":
+        return Generation(response="It is " + last.content)
+    city = last.content.removeprefix("Weather in ").rstrip("?")
+    return Generation(tool_calls=[ToolCall(name="lookup", arguments={"city": city})])
+
+
+agent = Agent(FunctionRuntime(model), tools=[lookup])
+'''
+
+
+def test_agents_file_runs_whole_agent_runs_and_refuses_runtime_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "agents.py").write_text(AGENTS_FILE)
+    lines = [
+        {
+            "id": city,
+            "prompt": f"Weather in {city}?",
+            "expected": {
+                "trajectory": [{"lookup": {"city": ["Rome"]}}],
+                "answer": {"contains": "sunny"},
+            },
+        }
+        for city in ("Rome", "Oslo")
+    ]
+    data = str(write_lines(tmp_path / "c.jsonl", lines))
+    agents = ["--agents", str(tmp_path / "agents.py")]
+    assert main(["eval", data, *agents, "--min-accuracy", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "default           1/2     50.0%" in out
+    assert "agent on function" in out
+    assert main(["eval", data, *agents, "--temperature", "0.5"]) == 2
+    assert "--agents: --temperature cannot be given with it" in capsys.readouterr().err

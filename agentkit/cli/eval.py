@@ -16,15 +16,26 @@ from agentkit.cli.options import (
     add_sampling_options,
     build_runtime,
     load_agent,
+    refuse_with_agents,
     sampling,
 )
 from agentkit.errors import UserError
 from agentkit.eval import Dataset, Report, compare, evaluate
 from agentkit.eval.results import read_results
+from agentkit.model_api import SAMPLING_FIELDS
 from agentkit.runtimes.base import Runtime
 from agentkit.usage import ModelPrice
 
 __all__ = ["add_parser"]
+
+_DEFINED_BY_AGENT = (
+    "--runtime",
+    "--model",
+    "--tools",
+    "--tool-choice",
+    *(f"--{name.replace('_', '-')}" for name in SAMPLING_FIELDS),
+)
+"""What `--agents` refuses: its agent brings its runtime, tools and settings."""
 
 EXIT_BELOW = 1
 """The exit status when accuracy is below `--min-accuracy`."""
@@ -99,6 +110,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise UserError(f"no case to run (categories: {', '.join(args.category) or 'all'})")
     target: Runtime | Agent[Any]
     if args.agents:
+        refuse_with_agents(args, _DEFINED_BY_AGENT)
         target = load_agent(args.agents)
         runtime = target.runtime
     else:

@@ -53,8 +53,9 @@ async def evaluate(
             the same file and settings skips the cases already done.
         concurrency: cases at once; by default the runtime's `slots`.
         repeats: attempts per case (for sampled runs).
-        seed: the first attempt's seed; attempt `r` gets `seed + r`.
-        tool_choice: each generation's tool choice; by default the runtime profile's.
+        seed: the first attempt's seed; attempt `r` gets `seed + r` (generations only).
+        tool_choice: each generation's tool choice; by default the runtime profile's (for an
+            Agent, `tool_choice`, `sampling` and `seed` are the Agent's own: refused here).
         sampling: sampling fields for each generation (`temperature`, `max_tokens`, ...),
             over the runtime profile's; `max_tokens` defaults to 1024.
         price: the model's price, to give each case its cost.
@@ -72,12 +73,22 @@ async def evaluate(
     unknown = set(sampling or {}) - set(SAMPLING_FIELDS)
     if unknown:
         raise UserError(f"sampling: unknown field {sorted(unknown)[0]!r}")
-    merged = {"max_tokens": DEFAULT_MAX_TOKENS, **runtime.profile.sampling, **(sampling or {})}
-    merged.pop("seed", None)
+    agent = isinstance(target, Agent)
+    if agent:
+        given = [n for n, v in (("sampling", sampling), ("tool_choice", tool_choice)) if v]
+        given += ["seed"] if seed is not None else []
+        if given:
+            raise UserError(
+                f"{given[0]}: an Agent's runs use the Agent's own settings; set it on the Agent"
+            )
+        merged: dict[str, Any] = {}
+    else:
+        merged = {"max_tokens": DEFAULT_MAX_TOKENS, **runtime.profile.sampling, **(sampling or {})}
+        merged.pop("seed", None)
     settings = Settings(
         runtime=runtime.name,
         model=model_name(runtime),
-        mode="agent" if isinstance(target, Agent) else "generation",
+        mode="agent" if agent else "generation",
         tool_choice=tool_choice,
         sampling=merged,
         repeats=repeats,
@@ -189,7 +200,7 @@ async def _generate(
 async def _agent_run(
     agent: Agent[Any], case: Case, seed: int | None
 ) -> tuple[list[MadeCall], str, Usage]:
-    del seed  # an Agent's sampling is its own settings
+    del seed  # refused for an Agent by `evaluate`: its sampling is its own
     result = await agent.run(list(case.messages))
     made = [MadeCall(r.call.name, r.call.arguments) for r in result.tool_calls]
     output = result.output if isinstance(result.output, str) else str(result.output)
