@@ -428,3 +428,42 @@ def test_agents_file_runs_whole_agent_runs_and_refuses_runtime_options(
     assert "agent on function" in out
     assert main(["eval", data, *agents, "--temperature", "0.5"]) == 2
     assert "--agents: --temperature cannot be given with it" in capsys.readouterr().err
+
+
+def weather_caller(seen: Seen) -> Reply:
+    """A model that calls the offered `weather` tool for the city in the prompt."""
+    (weather,) = [t["function"] for t in seen.json["tools"] if t["function"]["name"] == "weather"]
+    city = seen.json["messages"][-1]["content"].removeprefix("Weather in ").rstrip("?")
+    function = {"name": weather["name"], "arguments": json.dumps({"city": city})}
+    message = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "call_1", "type": "function", "function": function}],
+    }
+    choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+    body = {"id": "c", "object": "chat.completion", "created": 1, "model": "m"}
+    return Reply(json={**body, "choices": [choice], "usage": USAGE})
+
+
+@pytest.mark.subprocess
+def test_an_mcp_servers_tools_serve_the_cases_that_bring_none(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = [
+        {
+            "id": city,
+            "prompt": f"Weather in {city}?",
+            "expected": {"calls": [{"weather": {"city": ["Rome"]}}]},
+        }
+        for city in ("Rome", "Oslo")
+    ]
+    data = str(write_lines(tmp_path / "c.jsonl", lines))
+    server = f"{sys.executable} {ROOT / 'tests/support/mcp_servers/sdk_server.py'}"
+    with LoopbackServer(weather_caller) as model:
+        monkeypatch.setenv("OPENAI_BASE_URL", model.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        argv = ["eval", data, "--runtime", "openai", "--model", "m", "--mcp-stdio", server]
+        assert main(argv) == 0
+    out = capfd.readouterr().out
+    assert "default           1/2     50.0%" in out
+    assert "failures: wrong_value 1" in out

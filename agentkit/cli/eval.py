@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import anyio
 
 from agentkit.agent import Agent
+from agentkit.cli.mcp import add_mcp_options, mcp_sources
 from agentkit.cli.options import (
     add_runtime_options,
     add_sampling_options,
@@ -32,6 +34,8 @@ _DEFINED_BY_AGENT = (
     "--runtime",
     "--model",
     "--tools",
+    "--mcp-stdio",
+    "--mcp-http",
     "--tool-choice",
     *(f"--{name.replace('_', '-')}" for name in SAMPLING_FIELDS),
 )
@@ -57,6 +61,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_runtime_options(command)
     command.add_argument("--tools", metavar="FILE", help="tools of the cases that bring none")
+    add_mcp_options(command)
     command.add_argument(
         "--agents", metavar="FILE", help="evaluate whole runs of the `agent` this file defines"
     )
@@ -127,9 +132,17 @@ def _eval(args: argparse.Namespace) -> int:
         "progress": args.progress,
     }
 
+    sources = [] if args.agents else mcp_sources(args)
+
     async def go() -> Report:
         try:
-            return await evaluate(target, dataset, **options)
+            async with AsyncExitStack() as stack:
+                # The servers' tools serve the cases that bring none, as --tools does.
+                for source in sources:
+                    await stack.enter_async_context(source)
+                served = [t for source in sources for t in source.tools.values()]
+                cases = dataset.with_tools(served) if served else dataset
+                return await evaluate(target, cases, **options)
         finally:
             await runtime.aclose()
 

@@ -15,6 +15,7 @@ name after `BFCL_v4_`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -155,6 +156,14 @@ class Dataset:
             taken[case.category] = taken.get(case.category, 0) + 1
             kept.append(case)
         return Dataset(kept, self.name)
+
+    def with_tools(self, tools: Sequence[Tool]) -> Dataset:
+        """The same cases, those that bring no tools given `tools` (an MCP server's, say)."""
+        shared = tuple(tools)
+        cases = [
+            case if case.tools else dataclasses.replace(case, tools=shared) for case in self.cases
+        ]
+        return Dataset(cases, self.name)
 
     @classmethod
     def load(cls, *paths: str | Path, tools: Sequence[Tool] | str | Path | None = None) -> Dataset:
