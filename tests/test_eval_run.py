@@ -422,10 +422,16 @@ def test_agents_file_runs_whole_agent_runs_and_refuses_runtime_options(
     ]
     data = str(write_lines(tmp_path / "c.jsonl", lines))
     agents = ["--agents", str(tmp_path / "agents.py")]
-    assert main(["eval", data, *agents, "--min-accuracy", "0.5"]) == 0
+    pages = ["--markdown", str(tmp_path / "r.md"), "--html", str(tmp_path / "r.html")]
+    assert main(["eval", data, *agents, "--min-accuracy", "0.5", *pages]) == 0
     out = capsys.readouterr().out
     assert "default           1/2     50.0%" in out
     assert "agent on function" in out
+    assert "ok: accuracy 50.0% meets --min-accuracy 50.0%" in out
+    markdown = (tmp_path / "r.md").read_text()
+    assert "| default | 1 | 2 | 50.0% |" in markdown
+    assert '- `Oslo#0` (default): arguments.city: "Oslo" not in ["Rome"]' in markdown
+    assert "<td>default</td><td>1</td><td>2</td><td>50.0%</td>" in (tmp_path / "r.html").read_text()
     assert main(["eval", data, *agents, "--temperature", "0.5"]) == 2
     assert "--agents: --temperature cannot be given with it" in capsys.readouterr().err
 
