@@ -283,6 +283,21 @@ def test_the_output_is_resumed_and_refused_for_other_settings(tmp_path: Path) ->
         evaluate_sync(again, dataset, output=output, repeats=2)
 
 
+def test_a_line_left_half_written_by_a_crash_is_cut_and_its_case_run_again(
+    tmp_path: Path,
+) -> None:
+    dataset = Dataset.load(write_lines(tmp_path / "c.jsonl", cases()))
+    output = tmp_path / "out.jsonl"
+    whole = evaluate_sync(FunctionRuntime(function_model), dataset, output=output)
+    lines = output.read_text().splitlines(keepends=True)
+    output.write_text("".join(lines[:-1]) + lines[-1][:25])  # the last result cut short
+    again = FunctionRuntime(function_model)
+    report = evaluate_sync(again, dataset, output=output)
+    assert [r.messages[-1].content for r in again.requests] == ["Hello!"]
+    assert [r.passed for r in report.results] == [r.passed for r in whole.results]
+    assert len(output.read_text().splitlines()) == 8  # the settings and seven results
+
+
 # -- the command line ----------------------------------------------------------------------------
 
 
