@@ -4,6 +4,7 @@ valid under the grammar, and tokens a second in the runtime's slots against one 
 The evaluation's results go to `benchmarks/results/w9_bfcl_local.jsonl` as each case finishes,
 so a full run (1,240 cases, hours on 2 busy cores) that is stopped continues where it stopped
 when run again with the same settings (set AGENTKIT_W9_OUTPUT for another file).
+`AGENTKIT_W9_THREADS=1` decodes on one thread: on a busy machine, many times faster.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ DATA = Path(os.environ.get("AGENTKIT_BFCL_DATA", ROOT.parent / "shared" / "data"
 OUTPUT = Path(
     os.environ.get("AGENTKIT_W9_OUTPUT", Path(__file__).parent / "results" / "w9_bfcl_local.jsonl")
 )
+THREADS = int(os.environ.get("AGENTKIT_W9_THREADS", "0")) or None
+"""Decoding threads (AGENTKIT_W9_THREADS); the runtime's default, every core, when unset. On a
+machine busy with other work, 1 is many times faster: llama.cpp's threads wait for each other
+by spinning, and a spinning thread that lost its core holds every step up."""
 SPEED_SAMPLE = "simple_python"
 """The category whose first cases measure the slots' speed-up (one call each, alike in size)."""
 
@@ -48,7 +53,7 @@ def run(budget: Budget) -> list[Row]:
     every = Dataset.load(DATA)
     dataset = interleaved(every.select(limit=budget.n(10_000, 1)))
     sample = every.select(categories=[SPEED_SAMPLE], limit=budget.n(8, 2))
-    local = LlamaCpp()
+    local = LlamaCpp(n_threads=THREADS)
     try:
         # Quick runs keep no file: their figures are not the full run's to resume.
         output = None if budget.quick else OUTPUT
