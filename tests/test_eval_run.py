@@ -3,6 +3,7 @@ repeats, agent runs), resuming after SIGINT in a real process, reports and `comp
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -171,6 +172,20 @@ def test_cases_run_as_many_at_once_as_the_runtime_has_slots(tmp_path: Path) -> N
     most = 0
     evaluate_sync(runtime, dataset, concurrency=1)
     assert most == 1
+
+
+def test_progress_is_drawn_on_the_stream_asked_for(tmp_path: Path) -> None:
+    lines = [
+        {"id": str(n), "prompt": "hi", "expected": {"answer": {"exact": "ok"}}} for n in range(2)
+    ]
+    stream = io.StringIO()
+    runtime = FunctionRuntime(lambda request: Generation(response="ok"))
+    evaluate_sync(runtime, Dataset.load(write_lines(tmp_path / "c.jsonl", lines)), progress=stream)
+    assert stream.getvalue().split("\r")[1:] == [
+        "[" + "." * 30 + "] 0/2",
+        "[" + "#" * 15 + "." * 15 + "] 1/2 pass 100%",
+        "[" + "#" * 30 + "] 2/2 pass 100%\n",
+    ]
 
 
 def test_repeats_send_one_seed_each_and_count_every_attempt(tmp_path: Path) -> None:
