@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from agentkit.cli import chat, eval, mcp, run, schema, validate, worker
+from agentkit.cli import chat, mcp, run, schema, validate, worker
+from agentkit.cli import eval as eval_command  # not to shadow the builtin
 from agentkit.cli.durable import end_process
 from agentkit.cli.telemetry import configure as configure_telemetry
 from agentkit.errors import AgentKitError, RunError
@@ -59,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     mcp.add_parser(commands)
     schema.add_parser(commands)
     validate.add_parser(commands)
-    eval.add_parser(commands)
+    eval_command.add_parser(commands)
     return parser
 
 
