@@ -1,37 +1,44 @@
-"""W9: BFCL simple_python on the embedded model: valid calls under the grammar, and accuracy."""
+"""W9: BFCL on the embedded model through `agentkit eval`: accuracy per category, every call
+valid under the grammar, and tokens a second in the runtime's slots against one at a time.
+
+The evaluation's results go to `benchmarks/results/w9_bfcl_local.jsonl` as each case finishes,
+so a full run (1,240 cases, hours on 2 busy cores) that is stopped continues where it stopped
+when run again with the same settings (set AGENTKIT_W9_OUTPUT for another file).
+`AGENTKIT_W9_THREADS=1` decodes on one thread: on a busy machine, many times faster.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
-
-import anyio
 
 from benchmarks._common import Budget, Check, Row, Unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("AGENTKIT_BFCL_DATA", ROOT.parent / "shared" / "data" / "bfcl"))
-FILE = "BFCL_v4_simple_python.json"
+OUTPUT = Path(
+    os.environ.get("AGENTKIT_W9_OUTPUT", Path(__file__).parent / "results" / "w9_bfcl_local.jsonl")
+)
+THREADS = int(os.environ.get("AGENTKIT_W9_THREADS", "0")) or None
+"""Decoding threads (AGENTKIT_W9_THREADS); the runtime's default, every core, when unset. On a
+machine busy with other work, 1 is many times faster: llama.cpp's threads wait for each other
+by spinning, and a spinning thread that lost its core holds every step up."""
+SPEED_SAMPLE = "simple_python"
+"""The category whose first cases measure the slots' speed-up (one call each, alike in size)."""
 
 
-def read(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def interleaved(dataset: Any) -> Any:
+    """The cases taken a category at a time, round robin: a run stopped early has some of each."""
+    from agentkit.eval import Dataset
 
-
-def matches(arguments: dict[str, Any], truth: dict[str, list[Any]]) -> bool:
-    """BFCL's rule for one call: every given argument is among its acceptable values, every
-    omitted one may be omitted ("" is acceptable), and nothing else is given."""
-    if set(arguments) - set(truth):
-        return False
-    for name, acceptable in truth.items():
-        if name not in arguments:
-            if "" not in acceptable:
-                return False
-        elif arguments[name] not in acceptable:
-            return False
-    return True
+    by: dict[str, list[Any]] = {}
+    for case in dataset:
+        by.setdefault(case.category, []).append(case)
+    order = []
+    for i in range(max(len(cases) for cases in by.values())):
+        order += [by[c][i] for c in sorted(by) if i < len(by[c])]
+    return Dataset(order, dataset.name)
 
 
 def run(budget: Budget) -> list[Row]:
@@ -39,63 +46,82 @@ def run(budget: Budget) -> list[Row]:
         from agentkit.runtimes.llama_cpp import LlamaCpp
     except ImportError as exc:
         raise Unavailable(f"needs the local extra ({exc.name})") from None
-    if not (DATA / FILE).is_file():
+    if not DATA.is_dir():
         raise Unavailable(f"no BFCL data at {DATA} (set AGENTKIT_BFCL_DATA)")
-    entries = read(DATA / FILE)[: budget.n(100, 5)]
-    answers = {a["id"]: a["ground_truth"] for a in read(DATA / "possible_answer" / FILE)}
-    local = LlamaCpp()
+    from agentkit.eval import Dataset, evaluate_sync
+
+    every = Dataset.load(DATA)
+    dataset = interleaved(every.select(limit=budget.n(10_000, 1)))
+    sample = every.select(categories=[SPEED_SAMPLE], limit=budget.n(8, 2))
+    local = LlamaCpp(n_threads=THREADS)
     try:
-        calls, valid, right, missing = anyio.run(_ask, local, entries, answers)
+        # Quick runs keep no file: their figures are not the full run's to resume.
+        output = None if budget.quick else OUTPUT
+        report = evaluate_sync(local, dataset, output=output, progress=None)
+        batched = evaluate_sync(local, sample, progress=False)
+        alone = evaluate_sync(local, sample, concurrency=1, progress=False)
     finally:
+        import anyio
+
         anyio.run(local.aclose)
-    n = len(entries)
-    return [
+    rows = [
         Row(
             workload="W9",
-            case=f"BFCL simple_python, first {n}, tool_choice required, greedy",
+            case=f"BFCL {score.category} ({score.total} cases), greedy, the profile's "
+            "tool choice (required)",
             unit="% right",
-            agentkit=100 * right / n,
-            notes=[
-                f"{calls} calls, {valid} valid against their tool, {missing} answers without a call"
-            ],
-            checks=[
-                Check("every call valid", valid == calls, f"{valid}/{calls}"),
-                Check("a call for every question", missing == 0, f"{n - missing}/{n}"),
-            ],
+            agentkit=100 * score.accuracy,
             lower_is_better=False,
         )
+        for score in report.by_category()
     ]
-
-
-async def _ask(
-    local: Any, entries: list[dict[str, Any]], answers: dict[str, Any]
-) -> tuple[int, int, int, int]:
-    from agentkit import Tool
-    from agentkit.wire import GenerationRequest
-
-    calls = valid = right = missing = 0
-    for entry in entries:
-        (definition,) = entry["function"]
-        made = Tool.from_definition(definition)
-        request = GenerationRequest.build(
-            messages=entry["question"][0],
-            tools=[made.definition("inline")],
-            tool_choice="required",
-            temperature=0,
-            # Room for what the call grammar allows: strings of 256 characters, arrays of 32
-            # items (simple_python_96 fills 32 small objects: 673 tokens).
-            max_tokens=1024,
+    calls, invalid = _validity(every, report)
+    rows[-1].checks.append(
+        Check("every call valid against its tool", not invalid, invalid or f"{calls} calls")
+    )
+    failures = ", ".join(f"{k} {len(v)}" for k, v in report.failures_by_kind().items())
+    rows[-1].notes.append(f"failures by kind: {failures or 'none'}")
+    speeds = {}
+    for name, part in (("slots", batched), ("alone", alone)):
+        speeds[name] = part.tokens_per_second or 0.0
+    rows.append(
+        Row(
+            workload="W9",
+            case=f"{len(sample)} {SPEED_SAMPLE} cases: completion tokens/s, {batched.concurrency} "
+            "at once (the runtime's slots) vs one at a time",
+            unit="tokens/s",
+            agentkit=speeds["slots"],
+            peers={"one at a time": speeds["alone"]},
+            lower_is_better=False,
+            checks=[
+                Check(
+                    "the same verdicts in slots as one at a time",
+                    [r.passed for r in batched.results] == [r.passed for r in alone.results],
+                    f"{batched.passed} and {alone.passed} of {len(sample)} right",
+                )
+            ],
+            notes=[
+                f"speed-up in slots: {speeds['slots'] / speeds['alone']:.2f}x"
+                if speeds["alone"]
+                else "speed-up: not measured"
+            ],
         )
-        generation = await local.generate(request)
-        missing += not generation.tool_calls
-        for call in generation.tool_calls:
+    )
+    return rows
+
+
+def _validity(every: Any, report: Any) -> tuple[int, str]:
+    """Calls made, and the first that its tool refuses (the grammar's job to prevent)."""
+    tools = {case.id: case.tools for case in every}
+    calls = 0
+    for result in report.results:
+        for call in result.calls:
             calls += 1
+            tool = next((t for t in tools[result.id] if t.name == call["name"]), None)
+            if tool is None:
+                return calls, f"{result.id}: {call['name']} is not one of its tools"
             try:
-                made.validate(call.arguments)
-            except Exception:
-                continue
-            valid += 1
-            (truth,) = answers[entry["id"]]
-            expected = truth.get(made.original_name)
-            right += expected is not None and matches(call.arguments, expected)
-    return calls, valid, right, missing
+                tool.validate(call["arguments"])
+            except Exception as exc:
+                return calls, f"{result.id}: {exc}"
+    return calls, ""

@@ -1,7 +1,7 @@
-"""The `agentkit` command: run | chat | serve | worker | mcp | schema | validate.
+"""The `agentkit` command: run | chat | serve | worker | mcp | schema | validate | eval.
 
 One module a command, each with its options beside its handler (`run`, `chat`, `serve`,
-`worker`, `mcp`, `schema`, `validate`); the options `run` and `chat` share in `options`;
+`worker`, `mcp`, `schema`, `validate`, `eval`); the options `run` and `chat` share in `options`;
 approval on the terminal in `approval`; `run --temporal` in `durable`; `--trace` and `--otlp` in
 `telemetry`. Library code never imports this package.
 """
@@ -14,13 +14,16 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from agentkit.cli import chat, mcp, run, schema, validate, worker
+from agentkit.cli import eval as eval_command  # not to shadow the builtin
 from agentkit.cli.durable import end_process
 from agentkit.cli.telemetry import configure as configure_telemetry
 from agentkit.errors import AgentKitError, RunError
 
 __all__ = ["main", "script"]
 
-_DESCRIPTION = "The `agentkit` command: run | chat | serve | worker | mcp | schema | validate."
+_DESCRIPTION = (
+    "The `agentkit` command: run | chat | serve | worker | mcp | schema | validate | eval."
+)
 
 
 def _say(text: str) -> None:
@@ -57,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     mcp.add_parser(commands)
     schema.add_parser(commands)
     validate.add_parser(commands)
+    eval_command.add_parser(commands)
     return parser
 
 

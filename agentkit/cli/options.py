@@ -38,9 +38,12 @@ __all__ = [
     "DEFAULT_RUNTIME",
     "DEFINED_BY_AGENT",
     "add_agent_options",
+    "add_runtime_options",
     "add_runtime_wrapper_options",
+    "add_sampling_options",
     "add_session_options",
     "build_agent",
+    "build_runtime",
     "default_db",
     "load_agent",
     "open_session",
@@ -92,10 +95,7 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
         help="a Python file defining `agent`, the Agent to run (with its tools and sub-agents)",
     )
     parser.add_argument("--tools", nargs="+", default=[], metavar="FILE", help="tool files")
-    # Unset (None) rather than their defaults, so that `--agents` can tell them given.
-    parser.add_argument("--runtime", choices=sorted(RUNTIMES), help=f"default: {DEFAULT_RUNTIME}")
-    parser.add_argument("--model", help="GGUF file (local) or model name (hosted)")
-    add_runtime_wrapper_options(parser)
+    add_runtime_options(parser)
     parser.add_argument("--instructions", help="system message")
     parser.add_argument(
         "--max-steps", type=int, help=f"model calls allowed (default: {DEFAULT_MAX_STEPS})"
@@ -105,13 +105,21 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
         help="auto, required, none or a tool's name (default: the runtime's profile: auto; on "
         "the embedded model, which is too small to decide by itself, required for the first step)",
     )
-    for flag, kind in _SAMPLING:
-        parser.add_argument(flag, type=kind)
+    add_sampling_options(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="show each tool call")
     add_telemetry_options(parser)
     add_mcp_options(parser)
     add_openapi_options(parser)
     add_session_options(parser)
+
+
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    """The options that choose and configure the runtime (`--runtime`, `--model`), which
+    `build_runtime` reads: every command that talks to a model takes them."""
+    # Unset (None) rather than their defaults, so that `--agents` can tell them given.
+    parser.add_argument("--runtime", choices=sorted(RUNTIMES), help=f"default: {DEFAULT_RUNTIME}")
+    parser.add_argument("--model", help="GGUF file (local) or model name (hosted)")
+    add_runtime_wrapper_options(parser)
 
 
 def add_session_options(parser: argparse.ArgumentParser) -> None:
@@ -127,6 +135,13 @@ def add_session_options(parser: argparse.ArgumentParser) -> None:
         help=f"the sessions file (default: ${DB_VARIABLE}, else "
         "$XDG_DATA_HOME/agentkit/sessions.db, else ~/.local/share/agentkit/sessions.db)",
     )
+
+
+def add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    """One option per sampling field of the contract (`--temperature`, `--max-tokens`, ...),
+    which `sampling` reads back."""
+    for flag, kind in _SAMPLING:
+        parser.add_argument(flag, type=kind)
 
 
 def sampling(args: argparse.Namespace) -> dict[str, Any]:
@@ -202,7 +217,9 @@ def wrap_runtime(runtime: Runtime, args: argparse.Namespace) -> Runtime:
     return runtime
 
 
-def _runtime(args: argparse.Namespace) -> Runtime:
+def build_runtime(args: argparse.Namespace) -> Runtime:
+    """The runtime the options of `add_runtime_options` describe, in the wrappers they ask
+    for; the caller closes it."""
     runtime = get_runtime(
         args.runtime or DEFAULT_RUNTIME, model=args.model, progress=sys.stderr.isatty()
     )
@@ -241,7 +258,7 @@ def build_agent(args: argparse.Namespace) -> Agent[Any]:
     # Unset flags leave the runtime's profile in charge (the embedded model's forced first
     # call and greedy sampling, for one).
     return Agent(
-        _runtime(args),
+        build_runtime(args),
         tools=tools,
         instructions=args.instructions,
         max_steps=DEFAULT_MAX_STEPS if args.max_steps is None else args.max_steps,
