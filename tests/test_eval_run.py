@@ -22,7 +22,7 @@ from agentkit.cli import main
 from agentkit.errors import UserError
 from agentkit.eval import Dataset, evaluate_sync, read_results
 from agentkit.model_api import Generation, ModelRequest, ToolCall
-from agentkit.runtimes import FunctionRuntime, ScriptedRuntime
+from agentkit.runtimes import Capabilities, FunctionRuntime, ScriptedRuntime
 
 from support.loopback import USAGE, LoopbackServer, Reply, Seen
 
@@ -148,6 +148,18 @@ def test_each_case_gets_one_generation_with_its_tools_and_a_verdict(tmp_path: Pa
     assert "\nweather           2/3     66.7%\n" in report.summary()
     assert "## wrong_value (1)" in report.to_markdown()
     assert "<h2>wrong_value (1)</h2>" in report.to_html()
+
+
+def test_the_model_may_make_several_calls_where_the_runtime_lets_that_be_set(
+    tmp_path: Path,
+) -> None:
+    dataset = Dataset.load(write_lines(tmp_path / "cases.jsonl", cases("F, for Fahrenheit.")))
+    several = FunctionRuntime(function_model, capabilities=Capabilities(parallel_tool_calls=True))
+    evaluate_sync(several, dataset, progress=False)
+    assert {r.parallel_tool_calls for r in several.requests if r.tools} == {True}
+    plain = FunctionRuntime(function_model, capabilities=Capabilities())
+    evaluate_sync(plain, dataset, progress=False)  # a runtime that cannot be told is not told
+    assert {r.parallel_tool_calls for r in plain.requests} == {None}
 
 
 def test_cases_run_as_many_at_once_as_the_runtime_has_slots(tmp_path: Path) -> None:

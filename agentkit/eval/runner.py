@@ -191,6 +191,9 @@ async def _generate(
     if case.tools:
         fields["tools"] = [t.definition(dialect) for t in case.tools]
         fields["tool_choice"] = settings.tool_choice or runtime.profile.tool_choice
+        if runtime.capabilities.parallel_tool_calls:
+            # As BFCL asks: the model decides how many calls to make (one, or several at once).
+            fields["parallel_tool_calls"] = True
     request = ModelRequest(messages=list(case.messages), **fields)
     generation = await runtime.generate(request)
     made = [MadeCall(c.name, c.arguments) for c in generation.tool_calls]
