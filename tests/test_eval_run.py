@@ -339,7 +339,14 @@ def eval_command(dataset: Path, output: Path, server: LoopbackServer) -> subproc
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a shell without job control starts background commands (and so
+        # this test, run that way) with SIGINT ignored, which the child would inherit.
+        preexec_fn=_interruptible,
     )
+
+
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _lines_of(path: Path) -> list[str]:
