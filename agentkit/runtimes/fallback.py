@@ -160,12 +160,9 @@ class _Member:
     """Tells the runtime apart in logs and breakers (`#2` on a repeated one)."""
     runtime: Runtime
     breaker: CircuitBreaker
-
-    @property
-    def answered(self) -> str:
-        """What a generation it gave says of it: `name:model`, the model as usage books it
-        (just the name for a runtime with no model of its own)."""
-        return _label(self.runtime)
+    answered: str
+    """What a generation it gave says of it: `name:model`, the model as usage books it (just
+    the name for a runtime with no model of its own)."""
 
 
 def _label(runtime: Runtime) -> str:
@@ -255,7 +252,12 @@ class Fallback(Runtime):
         if attempt_timeout is not None and not attempt_timeout > 0:
             raise UserError(f"attempt_timeout: must be > 0 seconds (got {attempt_timeout})")
         self.members = [
-            _Member(label, runtime, CircuitBreaker(failures, window, cooldown, clock, label))
+            _Member(
+                label,
+                runtime,
+                CircuitBreaker(failures, window, cooldown, clock, label),
+                _label(runtime),
+            )
             for label, runtime in zip(_labels(runtimes), runtimes, strict=True)
         ]
         """Each runtime, in order, with its label and its breaker."""
