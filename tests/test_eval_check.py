@@ -73,6 +73,18 @@ def test_every_ground_truth_call_passes(bfcl: Dataset, category: str) -> None:
     assert failures == []
 
 
+def test_only_the_parallel_categories_allow_several_calls_in_one_generation(
+    bfcl: Dataset,
+) -> None:
+    allowed = {(c.category, c.parallel_tool_calls) for c in bfcl}
+    assert {c for c, parallel in allowed if parallel} == {"parallel", "parallel_multiple"}
+    assert {c for c, parallel in allowed if parallel is None} == {
+        "simple_python",
+        "multiple",
+        "irrelevance",
+    }
+
+
 def test_irrelevance_passes_without_a_call_and_fails_with_one(bfcl: Dataset) -> None:
     for case in cases_of(bfcl, "irrelevance"):
         assert check_calls([], case.expected, case.tools).passed

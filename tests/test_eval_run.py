@@ -150,16 +150,27 @@ def test_each_case_gets_one_generation_with_its_tools_and_a_verdict(tmp_path: Pa
     assert "<h2>wrong_value (1)</h2>" in report.to_html()
 
 
-def test_the_model_may_make_several_calls_where_the_runtime_lets_that_be_set(
+def test_a_case_may_allow_several_calls_where_the_runtime_lets_that_be_set(
     tmp_path: Path,
 ) -> None:
-    dataset = Dataset.load(write_lines(tmp_path / "cases.jsonl", cases("F, for Fahrenheit.")))
+    lines = cases("F, for Fahrenheit.")
+    lines[0]["parallel_tool_calls"] = True
+    lines[1]["parallel_tool_calls"] = False
+    dataset = Dataset.load(write_lines(tmp_path / "cases.jsonl", lines))
     several = FunctionRuntime(function_model, capabilities=Capabilities(parallel_tool_calls=True))
     evaluate_sync(several, dataset, progress=False)
-    assert {r.parallel_tool_calls for r in several.requests if r.tools} == {True}
+    sent = [r.parallel_tool_calls for r in several.requests if r.tools]
+    assert sent == [True, False] + [None] * (len(sent) - 2)  # the others: the runtime's default
+    every = FunctionRuntime(function_model, capabilities=Capabilities(parallel_tool_calls=True))
+    report = evaluate_sync(every, dataset, progress=False, parallel_tool_calls=False)
+    assert {r.parallel_tool_calls for r in every.requests if r.tools} == {False}
+    assert report.settings.parallel_tool_calls is False
     plain = FunctionRuntime(function_model, capabilities=Capabilities())
     evaluate_sync(plain, dataset, progress=False)  # a runtime that cannot be told is not told
     assert {r.parallel_tool_calls for r in plain.requests} == {None}
+    lines[2]["parallel_tool_calls"] = "yes"
+    with pytest.raises(UserError, match=r"cases.jsonl:3: parallel_tool_calls: true or false"):
+        Dataset.load(write_lines(tmp_path / "cases.jsonl", lines))
 
 
 def test_cases_run_as_many_at_once_as_the_runtime_has_slots(tmp_path: Path) -> None:

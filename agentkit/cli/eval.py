@@ -40,6 +40,7 @@ _DEFINED_BY_AGENT = (
     "--mcp-stdio",
     "--mcp-http",
     "--tool-choice",
+    "--parallel-tool-calls",
     *(f"--{name.replace('_', '-')}" for name in SAMPLING_FIELDS),
 )
 """What `--agents` refuses: its agent brings its runtime, tools and settings."""
@@ -72,6 +73,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     command.add_argument("--concurrency", type=int, help="cases at once (default: the slots)")
     command.add_argument("--repeats", type=int, default=1, help="attempts per case")
     command.add_argument("--tool-choice", help="auto, required, none (default: the profile's)")
+    command.add_argument(
+        "--parallel-tool-calls",
+        action=argparse.BooleanOptionalAction,
+        help="several calls in one generation, in every case (default: as each case says)",
+    )
     # --seed among them: the first attempt's seed, attempt r gets seed + r.
     add_sampling_options(command)
     command.add_argument(
@@ -130,6 +136,7 @@ def _eval(args: argparse.Namespace) -> int:
         "repeats": args.repeats,
         "seed": fields.pop("seed", None),
         "tool_choice": args.tool_choice,
+        "parallel_tool_calls": args.parallel_tool_calls,
         "sampling": fields,
         "price": ModelPrice(*args.price) if args.price else None,
         "progress": args.progress,

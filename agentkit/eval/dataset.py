@@ -10,7 +10,8 @@ One case a line:
 A line `{"dataset": {"tools": "tools.py"}}` names the tools of every case that brings none (a
 tool file, relative to the dataset). BFCL's files (`{"id", "question", "function"}`, with
 `possible_answer/<file>` beside them) load as they are, their category the part of the file
-name after `BFCL_v4_`.
+name after `BFCL_v4_`; the cases of its parallel categories may make several calls in one
+generation (`"parallel_tool_calls": true`), as a case of any dataset may say.
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ class Case:
     """What is right."""
     category: str = "default"
     """Reports group cases by it."""
+    parallel_tool_calls: bool | None = None
+    """Whether one generation may make several calls (the request's `parallel_tool_calls`);
+    None: the evaluation's setting, or the runtime's default."""
     source: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """The case as read (its line), which its fingerprint hashes."""
 
@@ -252,7 +256,10 @@ def parse_case(line: Mapping[str, Any], tools: Sequence[Tool] = (), where: str =
         made = tuple(tools)
     expected = _expected(line.get("expected"), f"{where}: expected")
     category = str(line.get("category", "default"))
-    return Case(str(case_id), messages, made, expected, category, dict(line))
+    parallel = line.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise UserError(f"{where}: parallel_tool_calls: true or false (got {parallel!r})")
+    return Case(str(case_id), messages, made, expected, category, parallel, dict(line))
 
 
 def _expected(value: Any, where: str) -> Expected:
@@ -346,4 +353,7 @@ def _bfcl_cases(path: Path) -> Iterator[Case]:
             "tools": line.get("function", []),
             "expected": expected,
         }
+        if category.startswith("parallel"):
+            # The question asks for several things at once: one generation may make each call.
+            case["parallel_tool_calls"] = True
         yield parse_case(case, (), where)

@@ -38,10 +38,15 @@ class Settings:
     """Attempts per case."""
     seed: int | None = None
     """The first attempt's seed; attempt `r` gets `seed + r`."""
+    parallel_tool_calls: bool | None = None
+    """Several calls in one generation allowed (True) or not (False) in every case; None: as
+    each case says, else the runtime's default."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["sampling"] = dict(sorted(self.sampling.items()))
+        if self.parallel_tool_calls is None:
+            del data["parallel_tool_calls"]  # files written before the setting existed match
         return data
 
     def digest(self) -> str:

@@ -39,6 +39,7 @@ async def evaluate(
     repeats: int = 1,
     seed: int | None = None,
     tool_choice: str | None = None,
+    parallel_tool_calls: bool | None = None,
     sampling: Mapping[str, Any] | None = None,
     price: ModelPrice | None = None,
     progress: bool | IO[str] | None = None,
@@ -55,7 +56,11 @@ async def evaluate(
         repeats: attempts per case (for sampled runs).
         seed: the first attempt's seed; attempt `r` gets `seed + r` (generations only).
         tool_choice: each generation's tool choice; by default the runtime profile's (for an
-            Agent, `tool_choice`, `sampling` and `seed` are the Agent's own: refused here).
+            Agent, `tool_choice`, `parallel_tool_calls`, `sampling` and `seed` are the
+            Agent's own: refused here).
+        parallel_tool_calls: whether one generation may make several calls, in every case;
+            by default as each case says (BFCL's parallel categories: yes), else the
+            runtime's default (one call a generation on the local runtime).
         sampling: sampling fields for each generation (`temperature`, `max_tokens`, ...),
             over the runtime profile's; `max_tokens` defaults to 1024.
         price: the model's price, to give each case its cost.
@@ -76,7 +81,8 @@ async def evaluate(
     agent = isinstance(target, Agent)
     if agent:
         given = [n for n, v in (("sampling", sampling), ("tool_choice", tool_choice)) if v]
-        given += ["seed"] if seed is not None else []
+        given += [n for n, v in (("parallel_tool_calls", parallel_tool_calls), ("seed", seed))
+                  if v is not None]
         if given:
             raise UserError(
                 f"{given[0]}: an Agent's runs use the Agent's own settings; set it on the Agent"
@@ -93,6 +99,7 @@ async def evaluate(
         sampling=merged,
         repeats=repeats,
         seed=seed,
+        parallel_tool_calls=parallel_tool_calls,
     )
     store = ResultsFile(output, settings) if output is not None else None
     attempts = [(case, r) for case in dataset for r in range(repeats)]
@@ -191,9 +198,11 @@ async def _generate(
     if case.tools:
         fields["tools"] = [t.definition(dialect) for t in case.tools]
         fields["tool_choice"] = settings.tool_choice or runtime.profile.tool_choice
-        if runtime.capabilities.parallel_tool_calls:
-            # As BFCL asks: the model decides how many calls to make (one, or several at once).
-            fields["parallel_tool_calls"] = True
+        parallel = settings.parallel_tool_calls
+        if parallel is None:
+            parallel = case.parallel_tool_calls
+        if parallel is not None and runtime.capabilities.parallel_tool_calls:
+            fields["parallel_tool_calls"] = parallel
     request = ModelRequest(messages=list(case.messages), **fields)
     generation = await runtime.generate(request)
     made = [MadeCall(c.name, c.arguments) for c in generation.tool_calls]
