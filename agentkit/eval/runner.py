@@ -81,8 +81,11 @@ async def evaluate(
     agent = isinstance(target, Agent)
     if agent:
         given = [n for n, v in (("sampling", sampling), ("tool_choice", tool_choice)) if v]
-        given += [n for n, v in (("parallel_tool_calls", parallel_tool_calls), ("seed", seed))
-                  if v is not None]
+        given += [
+            n
+            for n, v in (("parallel_tool_calls", parallel_tool_calls), ("seed", seed))
+            if v is not None
+        ]
         if given:
             raise UserError(
                 f"{given[0]}: an Agent's runs use the Agent's own settings; set it on the Agent"
