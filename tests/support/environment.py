@@ -19,6 +19,10 @@ BFCL_DATA = Path(
     os.environ.get("AGENTKIT_BFCL_DATA", ROOT.parent / "shared" / "data" / "bfcl")
 ).resolve()
 
+JSONSCHEMABENCH = Path(
+    os.environ.get("AGENTKIT_JSONSCHEMABENCH", ROOT.parent / "shared" / "data" / "jsonschemabench")
+).resolve()
+
 
 def require(available: bool, missing: str) -> None:
     """Skip the calling test (fail it under AGENTKIT_REQUIRE_ALL=1) unless `available`."""
@@ -42,4 +46,12 @@ def require_bfcl() -> None:
         BFCL_DATA.is_dir(),
         f"the BFCL tests need the data set at {BFCL_DATA}: it sits in ../shared/data/bfcl "
         "beside the project (or set AGENTKIT_BFCL_DATA)",
+    )
+
+
+def require_jsonschemabench() -> None:
+    require(
+        JSONSCHEMABENCH.is_dir(),
+        f"the JSONSchemaBench tests need its schemas at {JSONSCHEMABENCH}: they sit in "
+        "../shared/data/jsonschemabench beside the project (or set AGENTKIT_JSONSCHEMABENCH)",
     )
