@@ -451,6 +451,9 @@ class Generation(_Output):
     (or a name alone); the run books the usage under that model. Not on the wire."""
     cached: bool = Field(default=False, exclude=True)
     """Answered from a response cache (`agentkit.runtimes.Cached`), not by the model."""
+    truncated: bool = Field(default=False, exclude=True)
+    """The budget (`max_tokens`) ran out and the runtime ended the call or answer early under
+    its grammar: complete and valid, but cut short of what the model would have written."""
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Generation:
@@ -474,6 +477,8 @@ class StreamChunk(_Output):
     """Which runtime answered, on a stream's first chunk (see `Generation.runtime`)."""
     cached: bool = Field(default=False, exclude=True)
     """Replayed from a response cache, as every chunk of a cached stream is."""
+    truncated: bool = Field(default=False, exclude=True)
+    """On the last chunk: see `Generation.truncated`."""
 
     def to_wire(self, shape: ToolShape = "legacy") -> dict[str, Any]:
         out: dict[str, Any] = {"response": self.response}
@@ -495,4 +500,5 @@ class StreamChunk(_Output):
             finish_reason=finish,
             runtime=chunks[0].runtime if chunks else None,
             cached=any(c.cached for c in chunks),
+            truncated=any(c.truncated for c in chunks),
         )

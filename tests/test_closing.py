@@ -9,17 +9,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import jsonschema_rs
 import llama_cpp
 import llguidance
 import numpy as np
 import pytest
 
+from agentkit import Message
 from agentkit.chat_formats import engine as grammars
 from agentkit.chat_formats._examples import shortest_match, string_examples
-from agentkit.errors import SchemaGrammarError
+from agentkit.errors import RequestValidationError, SchemaGrammarError
+from agentkit.model_api import ModelRequest
 from agentkit.runtimes._closing import Closer
 from agentkit.runtimes._guidance import engine_tokenizer
+from agentkit.runtimes.llama_cpp import LlamaCpp
 
 from support.answer_schemas import ANSWER_SCHEMAS
 from support.environment import JSONSCHEMABENCH, require_jsonschemabench
@@ -179,3 +183,83 @@ def test_real_world_schemas_end_valid_wherever_the_grammar_holds_them(
                 failures.append(f"{path.name} after {steps}: {text[:200]}")
     assert ended_count > 60
     assert failures == []
+
+
+# -- on the model: answers that must end within max_tokens -----------------------------------
+
+
+def shortest_tokens(tokenizer: Any, closer: Closer, schema: dict[str, Any]) -> int:
+    grammar = grammars.engine_grammar(schema)
+    matcher = llguidance.LLMatcher(tokenizer, grammar.text, log_level=0)
+    ending = closer.ending(matcher, b"", grammar.hints)
+    assert ending is not None
+    return len(ending)
+
+
+@pytest.fixture(scope="module")
+def runtime(model_path: Path) -> Iterator[LlamaCpp]:
+    local = LlamaCpp(model_path, parallel=4)
+    yield local
+    anyio.run(local.aclose)
+
+
+def answer_request(prompt: str, schema: dict[str, Any], max_tokens: int, seed: int) -> Any:
+    return ModelRequest(
+        messages=[Message.user(prompt)],
+        response_format={"type": "json_schema", "json_schema": schema},
+        max_tokens=max_tokens,
+        temperature=1.0,
+        seed=seed,
+    )
+
+
+def guarantee_cases(tokenizer: Any, closer: Closer) -> list[tuple[str, str, dict[str, Any]]]:
+    cases = [(name, prompt, schema) for name, (prompt, schema) in ANSWER_SCHEMAS.items()]
+    for path in jsonschemabench_sample(12):
+        schema = json.loads(path.read_text())["schema"]
+        try:
+            grammars.engine_grammar(schema, checked_after=False)
+        except SchemaGrammarError:
+            continue
+        cases.append((path.name, "Give an example of this JSON.", schema))
+    return cases
+
+
+async def test_sampled_answers_with_little_room_end_complete_and_valid(
+    runtime: LlamaCpp, tokenizer: Any, closer: Closer
+) -> None:
+    """At temperature 1.0 with `max_tokens` a few tokens above the shortest instance, every
+    answer parses and is valid; those the runtime ended early say so (`truncated`)."""
+    failures, steered = [], 0
+    limiter = anyio.CapacityLimiter(4)
+
+    async def one(name: str, prompt: str, schema: dict[str, Any]) -> None:
+        nonlocal steered
+        room = shortest_tokens(tokenizer, closer, schema) + 4
+        async with limiter:
+            generation = await runtime.generate(answer_request(prompt, schema, room, seed=3))
+        steered += generation.truncated
+        try:
+            value = json.loads(generation.response)
+        except ValueError:
+            failures.append(f"{name} ({room} tokens): not JSON: {generation.response!r}")
+            return
+        if not jsonschema_rs.validator_for(schema).is_valid(value):
+            failures.append(f"{name}: invalid: {generation.response}")
+        if generation.truncated:
+            assert generation.finish_reason == "length"
+            assert generation.usage.completion_tokens <= room
+
+    async with anyio.create_task_group() as group:
+        for name, prompt, schema in guarantee_cases(tokenizer, closer):
+            group.start_soon(one, name, prompt, schema)
+    assert failures == []
+    assert steered > 5  # with so little room most answers had to be ended early
+
+
+async def test_a_budget_below_the_shortest_answer_is_refused_before_a_token(
+    runtime: LlamaCpp,
+) -> None:
+    prompt, schema = ANSWER_SCHEMAS["pydantic-invoice"]
+    with pytest.raises(RequestValidationError, match=r"max_tokens.*shortest value.*takes \d+"):
+        await runtime.generate(answer_request(prompt, schema, 5, seed=1))

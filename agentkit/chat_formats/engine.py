@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentkit.chat_formats._cycles import ref_target
+from agentkit.chat_formats._examples import string_examples
 from agentkit.chat_formats._unfold import unfolded
 from agentkit.chat_formats.answer import MAX_REF_DEPTH, answer_schema, check_size
 from agentkit.errors import ConfigurationError, SchemaGrammarError
@@ -79,6 +80,9 @@ class EngineGrammar:
 
     text: str
     """What `llguidance.LLMatcher` compiles (its JSON form, holding the schema)."""
+    hints: tuple[str, ...] = ()
+    """Strings the schema names or implies for its string values, shortest first: what an
+    answer that must end early writes in a string that cannot simply close."""
 
 
 def _llguidance() -> Any:
@@ -170,7 +174,7 @@ def _compiled(key: str, checked_after: bool, depth: int | None) -> EngineGrammar
     error = llguidance.LLMatcher.validate_grammar(text)
     if error:
         raise _error(original, error)
-    return EngineGrammar(text)
+    return EngineGrammar(text, string_examples(original))
 
 
 _OPEN = ("additionalProperties", "patternProperties", "unevaluatedProperties")

@@ -26,18 +26,20 @@ from typing import Any
 
 import llguidance
 
-__all__ = ["Closer"]
+__all__ = ["Closer", "NoRoom", "Steering", "closer_for"]
 
 _QUOTE, _BACKSLASH = 0x22, 0x5C
-_CLOSERS = b'"}],'
+_SHUTTING = b'"}],'
 """Outside strings: tried first, in this order (a comma only where a value must follow)."""
-_OUTSIDE = list(b"0") + [b for b in range(0x20, 0x7F) if b not in _CLOSERS + b"0"]
+_OUTSIDE = list(b"0") + [b for b in range(0x20, 0x7F) if b not in _SHUTTING + b"0"]
 _INSIDE = list(b"@.:-/a0") + [b for b in range(0x20, 0x7F) if b not in b'@.:-/a0"\\']
 """Inside strings, after the closing quote: separators formats use, then the rest (never a
 backslash: an escape is never the short way)."""
 _RANK = {b: i for i, b in enumerate(_INSIDE)} | {b: i for i, b in enumerate(_OUTSIDE)}
 DEFAULT_CAP = 4096
 """The most tokens an ending may take before the walk gives up."""
+_BYTES_A_TOKEN = 8
+"""How many of its own steps the walk may take for each token of the cap."""
 
 
 class Closer:
@@ -72,19 +74,19 @@ class Closer:
             written: the text written under the grammar so far (whether it stands inside a
                 string is read from it).
             hints: strings the schema names (`agentkit.chat_formats._examples`).
-            cap: the most tokens to try.
+            cap: the most tokens the ending may take.
         """
         walk = _Walk(self, matcher.deep_copy(), _inside_string(written), self._hints(hints))
-        tokens = walk.run(cap)
+        # The walk writes a byte a token where it chooses; the same text comes to fewer tokens.
+        tokens = walk.run(min(DEFAULT_CAP, _BYTES_A_TOKEN * cap + 16))
         if tokens is None:
             return None
-        # The walk writes byte by byte; the same text in the tokenizer's own tokens is shorter.
         shorter = self.tokenizer.tokenize_bytes(self.tokenizer.decode_bytes(tokens))
         if len(shorter) < len(tokens):
             check = matcher.deep_copy()
             if check.validate_tokens(shorter) == len(shorter) and _ends(check, shorter):
-                return list(shorter)
-        return tokens
+                tokens = list(shorter)
+        return tokens if len(tokens) <= cap else None
 
     def _hints(self, hints: Sequence[str]) -> list[list[int]]:
         key = tuple(hints)
@@ -97,6 +99,17 @@ class Closer:
                 self._hint_tokens.clear()
             self._hint_tokens[key] = found
         return found
+
+
+_CLOSERS: dict[int, Closer] = {}
+
+
+def closer_for(tokenizer: llguidance.LLTokenizer) -> Closer:
+    """The `Closer` of a tokenizer, made once (it keeps the tokenizer, so the id stays its)."""
+    closer = _CLOSERS.get(id(tokenizer))
+    if closer is None:
+        closer = _CLOSERS[id(tokenizer)] = Closer(tokenizer)
+    return closer
 
 
 def _ends(matcher: llguidance.LLMatcher, tokens: Sequence[int]) -> bool:
@@ -148,7 +161,7 @@ class _Walk:
         return token is not None and self.matcher.validate_tokens([token]) == 1
 
     def _outside(self) -> list[int] | None:
-        for byte in _CLOSERS:
+        for byte in _SHUTTING:
             if self._allows(byte):
                 return [self.closer.byte_token[byte]]
         return self._least_used(_OUTSIDE)
@@ -201,3 +214,97 @@ class _Walk:
                 self.used.clear()
             else:
                 self.used[byte] += 1
+
+
+class NoRoom(Exception):
+    """The shortest value the grammar allows does not fit in the tokens left."""
+
+    def __init__(self, needed: int, left: int) -> None:
+        super().__init__(f"the shortest value allowed takes {needed} tokens; {left} left")
+        self.needed, self.left = needed, left
+
+
+class Steering:
+    """Keeps one sequence able to end within its budget: after each token the grammar took, the
+    ending from there must still fit in the tokens left; when it would not, the token is taken
+    back and the ending from before it is written instead, token by token (`forced`).
+
+    The ending is looked for only near the end of the budget (within twice the last ending's
+    length and 64 tokens): far from it no token makes an ending that much longer.
+
+    Args:
+        closer: the model's `Closer`.
+        matcher: the sequence's llguidance matcher, at the grammar's start.
+        hints: strings the schema names.
+        left: tokens the generation may still write.
+
+    Raises:
+        NoRoom: even the shortest ending does not fit in `left`.
+    """
+
+    MARGIN = 64
+
+    def __init__(
+        self, closer: Closer, matcher: llguidance.LLMatcher, hints: Sequence[str], left: int
+    ) -> None:
+        self.closer, self.matcher, self.hints = closer, matcher, tuple(hints)
+        self.left = left
+        self.pieces: list[bytes] = []
+        self.queue: list[int] = []
+        self.steered = False
+        """The ending was written: the value is complete, but shorter than the model's own."""
+        ending = closer.ending(matcher, b"", self.hints, cap=max(left + 1, DEFAULT_CAP))
+        self.active = ending is not None
+        """False when no ending is known from the start (the walk could not end it): the
+        sequence runs unguarded, as any generation does, and `max_tokens` may cut it."""
+        if ending is not None and len(ending) > left:
+            raise NoRoom(len(ending), left)
+        self.last = len(ending) if ending is not None else 0
+
+    def forced(self) -> int | None:
+        """The next token of the ending being written, if one is."""
+        if not self.queue:
+            return None
+        self.left -= 1
+        token = self.queue.pop(0)
+        self.matcher.consume_token(token)
+        self.pieces.append(self.closer.tokenizer.decode_bytes([token]))
+        return token
+
+    def took(self, token: int) -> int:
+        """The grammar just took `token` (sampled): the token to write, `token` itself or the
+        first of the ending from before it (the matcher then moved to it)."""
+        self.left -= 1
+        self.pieces.append(self.closer.tokenizer.decode_bytes([token]))
+        if not self.active or self.left > 2 * self.last + self.MARGIN:
+            return token
+        ending = self._ending()
+        if ending is not None and len(ending) <= self.left:
+            self.last = len(ending)
+            return token
+        # No room after this token: back to before it, and end from there.
+        self.matcher.rollback(1)
+        self.pieces.pop()
+        self.left += 1
+        before = self._ending()
+        if before is None or len(before) > self.left:
+            # Lost already (a single token made the ending jump past the window): go on as
+            # the model writes, unguarded.
+            self.matcher.consume_token(token)
+            self.pieces.append(self.closer.tokenizer.decode_bytes([token]))
+            self.left -= 1
+            self.active = False
+            return token
+        self.steered = True
+        if not before:  # the grammar may end here: the turn ends
+            return int(self.closer.tokenizer.eos_tokens[0])
+        self.matcher.consume_token(before[0])
+        self.queue = before[1:]
+        self.left -= 1
+        self.pieces.append(self.closer.tokenizer.decode_bytes([before[0]]))
+        return before[0]
+
+    def _ending(self) -> list[int] | None:
+        return self.closer.ending(
+            self.matcher, b"".join(self.pieces), self.hints, cap=self.left + 1
+        )

@@ -78,6 +78,7 @@ class GuidanceMatcher:
     vocabulary's mask (tens of microseconds) when the token it was asked about is refused."""
 
     def __init__(self, tokenizer: llguidance.LLTokenizer, grammar: EngineGrammar) -> None:
+        self.tokenizer = tokenizer
         self.matcher = llguidance.LLMatcher(tokenizer, grammar.text, log_level=0)
         if self.matcher.is_error():
             raise ValueError(f"llguidance refused the grammar: {self.matcher.get_error()}")

@@ -12,6 +12,7 @@ from agentkit.chat_formats import answer as answers
 from agentkit.chat_formats.engine import EngineGrammar
 from agentkit.errors import FieldError, RequestValidationError
 from agentkit.model_api import FunctionDefinition, StreamChunk, Usage
+from agentkit.runtimes._closing import NoRoom
 from agentkit.runtimes._llama_decode import Output, Text
 from agentkit.runtimes._sampling import Sampling, TokenSampler
 
@@ -77,6 +78,7 @@ class LlamaJob:
         self.text = plan.prompt
         self.tokens: list[int] = []
         self.prompt_tokens = self.cached = self.budget = 0
+        self.last_sampler: TokenSampler | None = None
 
     def begin(self, tokens: list[int], cached: int) -> TokenSampler:
         plan = self.plan
@@ -110,9 +112,28 @@ class LlamaJob:
         )
 
     def sampler(self) -> TokenSampler:
-        return TokenSampler(
+        sampler = TokenSampler(
             self.model, self.plan.sampling, self.grammar, tokenizer=self.engine_tokenizer
         )
+        written = self.out.completion_tokens
+        try:
+            sampler.steer(self.budget - written)
+        except NoRoom as exc:
+            if written:
+                pass  # a call begun mid-answer: it runs unguarded, as any generation does
+            else:
+                sampler.close()
+                raise RequestValidationError(
+                    [
+                        FieldError(
+                            "max_tokens",
+                            f"the shortest value the grammar allows takes {exc.needed} "
+                            f"tokens, more than the {exc.left} this request may generate",
+                        )
+                    ]
+                ) from None
+        self.last_sampler = sampler
+        return sampler
 
     def take(self, token: int) -> list[int] | bool:
         if not self.part.take(token):
@@ -146,13 +167,16 @@ class LlamaJob:
             if out.calls:
                 out.text = out.text[: out.emitted] + answer
                 out.finish_reason = "tool_calls"
+        truncated = self.last_sampler is not None and self.last_sampler.steered
+        if truncated and not out.calls:
+            out.finish_reason = "length"  # ended early for the budget, complete all the same
         rest = out.text[out.emitted :]
         if rest:
             self.emit(StreamChunk(response=rest))
         if out.calls:
             self.emit(StreamChunk(tool_calls=out.calls))
         usage = Usage.of(self.prompt_tokens, out.completion_tokens, self.cached)
-        self.emit(StreamChunk(usage=usage, finish_reason=out.finish_reason))
+        self.emit(StreamChunk(usage=usage, finish_reason=out.finish_reason, truncated=truncated))
         self.emit(None)
         return self.text + out.decoded, self.tokens + out.sampled
 

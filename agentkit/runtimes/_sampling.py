@@ -26,6 +26,7 @@ import llama_cpp
 import numpy as np
 
 from agentkit.chat_formats.engine import EngineGrammar
+from agentkit.runtimes._closing import Steering, closer_for
 from agentkit.runtimes._guidance import GuidanceMatcher
 
 __all__ = ["Sampling", "TokenSampler"]
@@ -110,6 +111,7 @@ class _EngineGrammar:
     def __init__(self, tokenizer: Any, grammar: EngineGrammar) -> None:
         if tokenizer is None:
             raise ValueError("an engine grammar needs the engine's tokenizer of the model")
+        self.grammar = grammar
         self.matcher = GuidanceMatcher(tokenizer, grammar)
         self.allowed = self.matcher.allowed
         self.accept = self.matcher.accept
@@ -142,6 +144,8 @@ class TokenSampler:
         self.argmax = sampling.greedy
         self.chain = self._chain(sampling)
         self.grammar: _Grammar | None = None
+        self.steering: Steering | None = None
+        """Keeps room to end the value an engine grammar holds (`steer`)."""
         if grammar is not None:
             try:
                 if isinstance(grammar, str):
@@ -179,9 +183,32 @@ class TokenSampler:
         add(chain, llama_cpp.llama_sampler_init_dist(seed))
         return chain
 
+    def steer(self, left: int) -> None:
+        """From now on, keep room in the `left` tokens the generation may still write to end
+        what the engine grammar holds as a complete value (`agentkit.runtimes._closing`).
+
+        Raises:
+            NoRoom: the shortest value does not fit in `left`.
+        """
+        grammar = self.grammar
+        if isinstance(grammar, _EngineGrammar):
+            matcher = grammar.matcher
+            closer = closer_for(matcher.tokenizer)
+            self.steering = Steering(closer, matcher.matcher, grammar.grammar.hints, left)
+
+    @property
+    def steered(self) -> bool:
+        """The value was ended early to fit the budget (complete, and shorter than the model's
+        own would have been)."""
+        return self.steering is not None and self.steering.steered
+
     def sample(self, ctx: Any, index: int) -> int:
         """The next token from the logits of batch entry `index`; the chain and the grammar
         take it in."""
+        steering = self.steering
+        if steering is not None and (forced := steering.forced()) is not None:
+            llama_cpp.llama_sampler_accept(self.chain, forced)
+            return forced
         if self.grammar is None and not self.argmax:
             # llama.cpp applies the chain and takes the token in.
             return int(llama_cpp.llama_sampler_sample(self.chain, ctx, index))
@@ -193,6 +220,8 @@ class TokenSampler:
                 runner_up = self._runner_up(logits) if self.argmax else None
                 token = runner_up if runner_up is not None else self._choose(logits, grammar=True)
             self.grammar.accept(token)
+            if steering is not None:
+                token = steering.took(token)
         llama_cpp.llama_sampler_accept(self.chain, token)
         return token
 
