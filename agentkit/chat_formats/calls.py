@@ -19,7 +19,8 @@ as an `anyOf` would be, and the text decides.
 
 A call's arguments are checked by the tool before it runs, so keywords the engine does not
 implement are left to that check (`checked_after`); everything else is held: `pattern`,
-`format`, `multipleOf`, fractional bounds, `patternProperties`, recursion at any depth.
+`format`, `multipleOf`, fractional bounds, `patternProperties`, recursion (`CALL_REF_DEPTH`
+levels deep).
 Strings and arrays without their own bound get one (`max_string`, `max_items`): a small model
 sometimes never closes a quote or a list, and the bound makes it, long before `max_tokens`
 would cut the call in half.
@@ -33,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agentkit.chat_formats._unfold import MAX_NESTING
 from agentkit.chat_formats.engine import (
     EngineGrammar,
     compile_lark,
@@ -45,6 +47,8 @@ from agentkit.model_api import FunctionDefinition
 from agentkit.tools.formats import normalize_definition
 
 __all__ = [
+    "CALL_REF_DEPTH",
+    "MAX_DEPTH",
     "CallBounds",
     "Wrapping",
     "cache_info",
@@ -53,6 +57,12 @@ __all__ = [
     "clear_cache",
 ]
 
+MAX_DEPTH = 64
+"""Parameters nested deeper than this (properties in properties, items in items, ...) are
+refused: no call needs it, and preparing the schema walks it recursively."""
+CALL_REF_DEPTH = MAX_NESTING
+"""How many levels a recursive `$ref` of a call's arguments unfolds to (the engine holds no
+recursion through a `$ref` with sibling keywords, and a small model nests as long as it may)."""
 _VALUES = ("const", "enum", "default", "examples")
 """Keywords whose values are data, never schemas: left as they are."""
 
@@ -97,8 +107,12 @@ def check_call_schema(
     schema: Mapping[str, Any] = normalize_definition({"name": name, "parameters": parameters})[0][
         "parameters"
     ]
+    too_deep = _too_deep(schema, "$", MAX_DEPTH)
+    if too_deep is not None:
+        why = f"nests deeper than {MAX_DEPTH} levels"
+        raise SchemaGrammarError(f"{name}.parameters{too_deep[1:]}", "schema", why)
     try:
-        engine_grammar(schema, checked_after=checked_after, max_ref_depth=None)
+        engine_grammar(schema, checked_after=checked_after, max_ref_depth=CALL_REF_DEPTH)
     except SchemaGrammarError as exc:
         raise SchemaGrammarError(
             f"{name}.parameters{exc.path[1:]}", exc.keyword, exc.reason
@@ -151,7 +165,7 @@ def _compiled(
     rules = []
     for i, (name, parameters) in enumerate(json.loads(tools_key)):
         schema = check_call_schema(name, parameters, bounds.checked_after)
-        held = prepared_schema(schema, checked_after=bounds.checked_after, max_ref_depth=None)
+        held = prepared_schema(schema, checked_after=bounds.checked_after, max_ref_depth=CALL_REF_DEPTH)
         held = _rebased(_bounded(held, bounds), f"#/properties/{wrapping.arguments_key}")
         call = {
             "type": "object",
@@ -193,6 +207,33 @@ def cache_info() -> functools._CacheInfo:
 def clear_cache() -> None:
     """Forget every compiled call grammar."""
     _compiled.cache_clear()
+
+
+def _too_deep(schema: Any, path: str, room: int) -> str | None:
+    """The path of the first subschema nested `room` levels below `schema`, if any."""
+    if not isinstance(schema, Mapping):
+        return None
+    if room == 0:
+        return path
+    for keyword, value in schema.items():
+        if keyword in _VALUES:
+            continue
+        if keyword in ("properties", "patternProperties", "$defs", "definitions") and isinstance(
+            value, Mapping
+        ):
+            inner = [
+                (f"{path}.{k}" if keyword == "properties" else f"{path}.{keyword}.{k}", v)
+                for k, v in value.items()
+            ]
+        elif isinstance(value, list):
+            inner = [(f"{path}.{keyword}[{i}]", v) for i, v in enumerate(value)]
+        else:
+            inner = [(f"{path}.{keyword}", value)]
+        for where, sub in inner:
+            found = _too_deep(sub, where, room - 1)
+            if found is not None:
+                return found
+    return None
 
 
 def _literal(text: str) -> str:
