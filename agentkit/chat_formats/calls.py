@@ -165,7 +165,9 @@ def _compiled(
     rules = []
     for i, (name, parameters) in enumerate(json.loads(tools_key)):
         schema = check_call_schema(name, parameters, bounds.checked_after)
-        held = prepared_schema(schema, checked_after=bounds.checked_after, max_ref_depth=CALL_REF_DEPTH)
+        held = prepared_schema(
+            schema, checked_after=bounds.checked_after, max_ref_depth=CALL_REF_DEPTH
+        )
         held = _rebased(_bounded(held, bounds), f"#/properties/{wrapping.arguments_key}")
         call = {
             "type": "object",
