@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,11 +247,9 @@ def _bounded(schema: Any, bounds: CallBounds) -> Any:
     """`schema` with `maxLength` on strings and `maxItems` on arrays that have none (not on a
     string with a `pattern` or `format`, which bound it already or whose regular expression
     the bound would only make larger)."""
-    if isinstance(schema, list):
-        return [_bounded(item, bounds) for item in schema]
+    out = _inner_mapped(schema, lambda sub: _bounded(sub, bounds))
     if not isinstance(schema, Mapping):
-        return schema
-    out = {k: v if k in _VALUES else _bounded(v, bounds) for k, v in schema.items()}
+        return out
     kinds = schema.get("type")
     kinds = kinds if isinstance(kinds, list) else [kinds]
     if (
@@ -265,6 +263,16 @@ def _bounded(schema: Any, bounds: CallBounds) -> Any:
     return out
 
 
+def _inner_mapped(schema: Any, change: Callable[[Any], Any]) -> Any:
+    """`schema` with `change` applied to what it holds (a list's items, an object's values but
+    data: `const`, `enum`, ...)."""
+    if isinstance(schema, list):
+        return [change(item) for item in schema]
+    if not isinstance(schema, Mapping):
+        return schema
+    return {k: v if k in _VALUES else change(v) for k, v in schema.items()}
+
+
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
@@ -272,11 +280,9 @@ def _count(value: Any) -> int:
 def _rebased(schema: Any, base: str) -> Any:
     """`schema` with its local references (`#...`) pointing into it at `base`, where it now
     sits inside the call's schema."""
-    if isinstance(schema, list):
-        return [_rebased(item, base) for item in schema]
+    out = _inner_mapped(schema, lambda sub: _rebased(sub, base))
     if not isinstance(schema, Mapping):
-        return schema
-    out = {k: v if k in _VALUES else _rebased(v, base) for k, v in schema.items()}
+        return out
     ref = schema.get("$ref")
     if isinstance(ref, str) and ref.startswith("#"):
         out["$ref"] = base + ref[1:]
