@@ -260,10 +260,11 @@ class AgentkitGBNF(Engine):
         import llama_cpp
         import numpy as np
 
-        from agentkit.chat_formats import answer, get_format
+        from agentkit.chat_formats import answer, get_format, schema_to_gbnf
         from agentkit.runtimes._sampling import Sampling, TokenSampler
 
         self.answer, self.chatml = answer, get_format("chatml")
+        self.schema_to_gbnf = schema_to_gbnf
         self.llama_cpp, self.ctypes, self.np = llama_cpp, ctypes, np
         self.sampler = lambda gbnf: TokenSampler(vocabulary.model, Sampling(), gbnf)
         self.stop = vocabulary.eog[-1]
@@ -271,8 +272,10 @@ class AgentkitGBNF(Engine):
 
     def compile(self, schema: Any, style: str) -> Any:
         response_format = {"type": "json_schema", "json_schema": schema}
-        grammar = self.answer.answer_grammar(
-            self.chatml, response_format, checked_after=self.checked_after
+        grammar = self.schema_to_gbnf(
+            self.answer.answer_schema(response_format),
+            checked_after=self.checked_after,
+            max_ref_depth=self.answer.MAX_REF_DEPTH,
         )
         self.close(self.sampler(grammar))  # llama.cpp parses it
         return grammar

@@ -110,7 +110,7 @@ def _compile(budget: Budget, llama_cpp: Any, local: Any) -> list[Row]:
     """Per schema of tests/support/answer_schemas.py: building the GBNF cold and from the cache, and
     llama.cpp parsing it (which it does for every generation: its grammar object holds only the
     text)."""
-    from agentkit.chat_formats import answer, get_format
+    from agentkit.chat_formats import answer, get_format, schema_to_gbnf
 
     fmt = get_format("chatml")
     formats = [{"type": "json_schema", "json_schema": s} for s in _schemas().values()]
@@ -129,7 +129,13 @@ def _compile(budget: Budget, llama_cpp: Any, local: Any) -> list[Row]:
             cached.append(time.perf_counter() - started)
     words = llama_cpp.Llama(model_path=str(local.model_path), vocab_only=True, verbose=False)
     vocab = llama_cpp.llama_model_get_vocab(words.model)
-    texts = [answer.answer_grammar(fmt, f).encode() for f in formats]
+    # llama.cpp's own parse of the GBNF the builder writes, for comparison with the engine.
+    texts = [
+        schema_to_gbnf(
+            answer.answer_schema(f), checked_after=True, max_ref_depth=answer.MAX_REF_DEPTH
+        ).encode()
+        for f in formats
+    ]
     parse: list[float] = []
     for _ in range(repeat):
         for text in texts:

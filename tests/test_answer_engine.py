@@ -25,6 +25,7 @@ from agentkit.runtimes._sampling import Sampling, TokenSampler
 from agentkit.runtimes.llama_cpp import LlamaCpp
 
 from support.answer_schemas import ANSWER_SCHEMAS
+from support.engine import Vocabulary, grammar_accepts, open_vocabulary
 from support.helpers import raw_llama
 
 WORDS = ["one", "two", "three", "four", "five", "six"]
@@ -124,11 +125,8 @@ def runtime(model_path: Path) -> Iterator[LlamaCpp]:
 
 
 @pytest.fixture(scope="module")
-def vocabulary(model_path: Path) -> Iterator[tuple[Any, Any]]:
-    """The model's tokenizer (llama.cpp) and the engine's tokenizer made from its vocabulary."""
-    llama = raw_llama(model_path, vocab_only=True)
-    yield llama, engine_tokenizer(llama_cpp.llama_model_get_vocab(llama.model))
-    llama.close()
+def vocabulary(model_path: Path) -> Iterator[Vocabulary]:
+    yield from open_vocabulary(model_path)
 
 
 def accepts(
@@ -138,14 +136,8 @@ def accepts(
     max_ref_depth: int | None = answer.MAX_REF_DEPTH,
 ) -> bool:
     """Whether the answer grammar lets the model write `text` and then end its turn."""
-    llama, tokenizer = vocabulary
     grammar = grammars.engine_grammar(schema, max_ref_depth=max_ref_depth)
-    matcher = GuidanceMatcher(tokenizer, grammar)
-    for token in llama.tokenize(text.encode(), add_bos=False, special=False):
-        if not matcher.allowed(token):
-            return False
-        matcher.accept(token)
-    return matcher.allowed(llama.token_eos())
+    return grammar_accepts(vocabulary, grammar, text)
 
 
 # -- on the model ----------------------------------------------------------------------------
@@ -170,15 +162,6 @@ async def test_a_keyword_the_builder_refused_is_held_and_the_answer_fits(
     assert fits(value, schema), generation.response
     if name == "deep-recursion":  # deeper than the GBNF builder unfolded references
         assert depth(value) > answer.MAX_REF_DEPTH, generation.response
-
-
-def test_the_hand_written_builder_refused_them() -> None:
-    for name in ("pattern", "multiple-of", "fractional-bounds", "pattern-properties"):
-        with pytest.raises(SchemaGrammarError):
-            answer.check_format(fmt(NOW_HELD[name][1]), checked_after=False)
-    # It held the formats as strings of a shape, and cut recursion 3 levels deep.
-    gbnf = answer.answer_grammar(get_format("chatml"), fmt(_CHAIN))
-    assert gbnf.count("-body ::=") == answer.MAX_REF_DEPTH
 
 
 async def test_sequences_of_one_batch_each_hold_their_own_grammar(runtime: LlamaCpp) -> None:

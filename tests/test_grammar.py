@@ -18,21 +18,26 @@ from hypothesis import strategies as st
 
 from agentkit.chat_formats import (
     SchemaGrammarError,
-    format_for_metadata,
     get_format,
     schema_to_gbnf,
 )
-from agentkit.chat_formats.grammar import MAX_DEPTH
-from agentkit.model_api import FunctionDefinition, Message, ToolCall
+from agentkit.chat_formats.calls import MAX_DEPTH
+from agentkit.chat_formats.grammar import MAX_DEPTH as GBNF_MAX_DEPTH
+from agentkit.model_api import FunctionDefinition, ToolCall
 from agentkit.tools import Tool
 from agentkit.wire.workers_ai import GenerationRequest
 
+from support.engine import Vocabulary, grammar_accepts, open_vocabulary
 from support.environment import BFCL_DATA, require_bfcl
-from support.helpers import raw_llama
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="needs the local extra")
 
 Accepts = Callable[[str, str], bool]
+
+
+@pytest.fixture(scope="module")
+def vocabulary(model_path: Path) -> Iterator[Vocabulary]:
+    yield from open_vocabulary(model_path)
 
 
 @pytest.fixture(scope="module")
@@ -368,14 +373,14 @@ def nested(depth: int) -> dict[str, Any]:
 def test_a_schema_nested_too_deep_is_refused_with_its_path() -> None:
     with pytest.raises(SchemaGrammarError) as caught:
         schema_to_gbnf(nested(400))
-    assert caught.value.path == "$" + ".a" * MAX_DEPTH
-    assert str(caught.value).endswith(f"keyword 'schema' nests deeper than {MAX_DEPTH} levels")
+    assert caught.value.path == "$" + ".a" * GBNF_MAX_DEPTH
+    assert str(caught.value).endswith(f"keyword 'schema' nests deeper than {GBNF_MAX_DEPTH} levels")
 
 
 def test_a_schema_nested_up_to_the_bound_is_held(accepts: Accepts) -> None:
-    schema = nested(MAX_DEPTH - 1)
+    schema = nested(GBNF_MAX_DEPTH - 1)
     value: Any = "x"
-    for _ in range(MAX_DEPTH - 1):
+    for _ in range(GBNF_MAX_DEPTH - 1):
         value = {"a": value}
     assert accepts(schema_to_gbnf(schema), json.dumps(value))
 
@@ -478,25 +483,33 @@ CET = ToolCall(name="get_time", arguments={"tz": "CET"})
 
 
 @pytest.mark.parametrize("name", ["llama3", "chatml"])
-def test_a_call_grammar_writes_calls_as_the_prompt_shows_them(accepts: Accepts, name: str) -> None:
+def test_a_call_grammar_writes_calls_as_the_prompt_shows_them(
+    vocabulary: Vocabulary, name: str
+) -> None:
     fmt = get_format(name)
     tools = [WEATHER, TIME]
     one = fmt.call_grammar(tools, parallel=False)
     several = fmt.call_grammar(tools)
-    assert accepts(one, fmt.call_text([PARIS]))
+    assert grammar_accepts(vocabulary, one, fmt.call_text([PARIS]))
     assert fmt.call_text([PARIS]).startswith(fmt.call_trigger)
-    assert not accepts(one, fmt.call_text([PARIS, CET]))
-    assert accepts(several, fmt.call_text([PARIS, CET]))
-    assert accepts(several, fmt.call_text([CET] * 8))
-    assert not accepts(several, fmt.call_text([CET] * 9))  # a bounded number of calls
-    assert not accepts(one, fmt.call_text([ToolCall(name="get_time", arguments={"tz": "PST"})]))
-    assert not accepts(one, fmt.call_text([ToolCall(name="get_news", arguments={})]))
+    assert not grammar_accepts(vocabulary, one, fmt.call_text([PARIS, CET]))
+    assert grammar_accepts(vocabulary, several, fmt.call_text([PARIS, CET]))
+    assert grammar_accepts(vocabulary, several, fmt.call_text([CET] * 8))
+    assert not grammar_accepts(
+        vocabulary, several, fmt.call_text([CET] * 9)
+    )  # a bounded number of calls
+    assert not grammar_accepts(
+        vocabulary, one, fmt.call_text([ToolCall(name="get_time", arguments={"tz": "PST"})])
+    )
+    assert not grammar_accepts(
+        vocabulary, one, fmt.call_text([ToolCall(name="get_news", arguments={})])
+    )
     only_time = fmt.call_grammar(tools, "get_time")
-    assert accepts(only_time, fmt.call_text([CET]))
-    assert not accepts(only_time, fmt.call_text([PARIS]))
+    assert grammar_accepts(vocabulary, only_time, fmt.call_text([CET]))
+    assert not grammar_accepts(vocabulary, only_time, fmt.call_text([PARIS]))
 
 
-def test_call_grammars_normalize_sloppy_schemas(accepts: Accepts) -> None:
+def test_call_grammars_normalize_sloppy_schemas(vocabulary: Vocabulary) -> None:
     sloppy = FunctionDefinition(
         name="area",
         parameters={
@@ -507,8 +520,12 @@ def test_call_grammars_normalize_sloppy_schemas(accepts: Accepts) -> None:
     )
     fmt = get_format("chatml")
     grammar = fmt.call_grammar([sloppy])
-    assert accepts(grammar, fmt.call_text([ToolCall(name="area", arguments={"base": 2.5})]))
-    assert not accepts(grammar, fmt.call_text([ToolCall(name="area", arguments={"base": "2.5"})]))
+    assert grammar_accepts(
+        vocabulary, grammar, fmt.call_text([ToolCall(name="area", arguments={"base": 2.5})])
+    )
+    assert not grammar_accepts(
+        vocabulary, grammar, fmt.call_text([ToolCall(name="area", arguments={"base": "2.5"})])
+    )
 
 
 def test_every_bfcl_simple_function_converts(accepts: Accepts) -> None:
@@ -582,37 +599,30 @@ MODEL_SCHEMAS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def model(model_path: Path) -> Iterator[Any]:
-    llm = raw_llama(model_path, n_ctx=2048)
-    yield llm
-    llm.close()
-
-
 @pytest.mark.parametrize(
     ("question", "tool_name", "schema"), MODEL_SCHEMAS, ids=[s[1] for s in MODEL_SCHEMAS]
 )
-def test_the_embedded_model_writes_valid_calls_under_the_grammar(
-    model: Any, question: str, tool_name: str, schema: dict[str, Any]
+async def test_the_embedded_model_writes_valid_calls_under_the_grammar(
+    local: Any, question: str, tool_name: str, schema: dict[str, Any]
 ) -> None:
-    fmt = format_for_metadata(model.metadata)  # as the local runtime picks it
     tool = FunctionDefinition(
         name=tool_name, description=question.split(" ", 1)[0], parameters=schema
     )
-    prompt = fmt.render([Message.user(question)], [tool], tool_choice="required")
-    grammar = llama_cpp.LlamaGrammar.from_string(
-        fmt.call_grammar([tool], parallel=False), verbose=False
-    )
     for seed in (7, 1234):
-        out = model.create_completion(
-            prompt, grammar=grammar, temperature=1.5, seed=seed, max_tokens=90
+        request = GenerationRequest.build(
+            messages=[{"role": "user", "content": question}],
+            tools=[tool],
+            tool_choice="required",
+            parallel_tool_calls=False,
+            temperature=1.5,
+            seed=seed,
+            max_tokens=90,
         )
-        text = out["choices"][0]["text"]
-        assert out["choices"][0]["finish_reason"] == "stop", f"cut off: {text!r}"
-        answer, calls = fmt.parse(text)
-        assert answer == ""
-        assert [c.name for c in calls] == [tool_name], text
-        jsonschema.validate(calls[0].arguments, schema)
+        generation = await local.generate(request)
+        assert generation.finish_reason == "tool_calls", f"cut off: {generation.response!r}"
+        assert generation.response == ""
+        assert [c.name for c in generation.tool_calls] == [tool_name]
+        jsonschema.validate(generation.tool_calls[0].arguments, schema)
 
 
 # -- through the local runtime --------------------------------------------------------------

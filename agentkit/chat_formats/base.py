@@ -9,11 +9,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from agentkit.chat_formats.grammar import GrammarBuilder, gbnf_literal
+from agentkit.chat_formats.calls import CallBounds, Wrapping, call_engine_grammar, check_call_schema
+from agentkit.chat_formats.engine import EngineGrammar
 from agentkit.chat_formats.parsing import parse_tool_calls
 from agentkit.errors import UserError
 from agentkit.model_api import FunctionDefinition, Message, ToolCall
-from agentkit.tools.formats import normalize_definition
 
 __all__ = ["MAX_ITEMS", "MAX_PARALLEL_CALLS", "MAX_STRING", "ChatFormat"]
 
@@ -75,17 +75,18 @@ class ChatFormat(abc.ABC):
         checked_after: bool = True,
         max_string: int | None = MAX_STRING,
         max_items: int | None = MAX_ITEMS,
-    ) -> str:
-        """GBNF for the text of one tool call (several when `parallel`), from `call_trigger` on.
+    ) -> EngineGrammar:
+        """The grammar engine's grammar of one tool call (several when `parallel`), from
+        `call_trigger` on (`agentkit.chat_formats.calls`).
 
         Args:
             tools: The tools; their parameter schemas are normalized first (BFCL's `dict`,
                 `float`, ... become standard types).
             tool_choice: `auto` or `required` (any tool), or one tool's name (only that one).
             parallel: Allow up to `MAX_PARALLEL_CALLS` calls, separated as the format does.
-            checked_after: Leave keywords a grammar cannot hold (`pattern`, `multipleOf`, ...)
-                to the tool's validator, which checks every call before it runs; with `False`
-                they raise `SchemaGrammarError`.
+            checked_after: Leave keywords the engine does not implement (`not`,
+                `if`/`then`/`else`, ...) to the tool's validator, which checks every call
+                before it runs; with `False` they raise `SchemaGrammarError`.
             max_string: The most characters a string without its own `maxLength` may hold. A
                 small model sometimes never closes a quote; the bound makes it, long before
                 `max_tokens` would cut the call in half. None: no bound.
@@ -95,46 +96,23 @@ class ChatFormat(abc.ABC):
             UserError: no tools, `tool_choice` `none`, or a name that is not a tool's.
             SchemaGrammarError: a parameters schema the grammar cannot hold.
         """
-        builder = GrammarBuilder(
-            checked_after=checked_after, max_string=max_string, max_items=max_items
+        bounds = CallBounds(
+            max_calls=MAX_PARALLEL_CALLS if parallel else 1,
+            max_string=max_string,
+            max_items=max_items,
+            checked_after=checked_after,
         )
-        return builder.text(self.call_expression(builder, tools, tool_choice, parallel=parallel))
+        return call_engine_grammar(_chosen(tools, tool_choice), self.wrapping, bounds)
 
-    def call_expression(
-        self,
-        builder: GrammarBuilder,
-        tools: Sequence[FunctionDefinition],
-        tool_choice: str = "auto",
-        *,
-        parallel: bool = True,
-    ) -> str:
-        """The rules of `call_grammar`, added to `builder`; returns the expression of the calls
-        (so one grammar can offer calls beside other text, e.g. an answer object)."""
-        chosen = _chosen(tools, tool_choice)
-        alternatives = []
-        for tool in chosen:
-            schema = normalize_definition({"name": tool.name, "parameters": tool.parameters})[0]
-            parameters = schema["parameters"]
-            args = builder.visit(parameters, f"{tool.name}.parameters", parameters, tool.name)
-            head = json.dumps({"name": tool.name, self.arguments_key: 0}, ensure_ascii=False)
-            body = f'{gbnf_literal(head[:-2])} {args} "}}"'  # cut the placeholder "0}"
-            alternatives.append(builder.rule(f"call-{tool.name}", body))
-        call = builder.rule("call", " | ".join(alternatives))
+    @property
+    def wrapping(self) -> Wrapping:
+        """How this format writes the calls of one turn, for the call grammars."""
         before, after = self.wrap_call("\0").split("\0")
-        wrapped = [
-            gbnf_literal(before) if before else "",
-            call,
-            gbnf_literal(after) if after else "",
-        ]
-        one = builder.rule("one-call", " ".join(p for p in wrapped if p))
-        if not parallel:
-            return one
-        more = f"( {gbnf_literal(self.call_separator)} {one} ){{0,{MAX_PARALLEL_CALLS - 1}}}"
-        return builder.rule("calls", f"{one} {more}")
+        return Wrapping(self.arguments_key, before, after, self.call_separator)
 
     def check_tools(self, tools: Sequence[FunctionDefinition]) -> None:
-        """Build each tool's call grammar now, so a schema the grammar cannot hold fails before
-        any request, naming the tool and the path. A schema checked once is not built again.
+        """Compile each tool's parameters now, so a schema the grammar cannot hold fails before
+        any request, naming the tool and the path. A schema checked once is not compiled again.
 
         Raises:
             SchemaGrammarError: the first tool whose parameters the grammar cannot hold.
@@ -143,9 +121,9 @@ class ChatFormat(abc.ABC):
             try:
                 key = json.dumps(tool.parameters, sort_keys=True)
             except (TypeError, ValueError, RecursionError):  # not plain JSON: checked uncached
-                self.call_grammar([tool], tool.name, parallel=False)
+                check_call_schema(tool.name, tool.parameters)
             else:
-                _checked_grammar(self, tool.name, key)
+                _checked_schema(tool.name, key)
 
     def parse(self, text: str) -> tuple[str, list[ToolCall]]:
         """Split model output into (the answer text without the calls, the calls)."""
@@ -162,9 +140,8 @@ class ChatFormat(abc.ABC):
 
 
 @functools.lru_cache(maxsize=1024)
-def _checked_grammar(fmt: ChatFormat, name: str, parameters: str) -> str:
-    tool = FunctionDefinition(name=name, description="", parameters=json.loads(parameters))
-    return fmt.call_grammar([tool], name, parallel=False)
+def _checked_schema(name: str, parameters: str) -> None:
+    check_call_schema(name, json.loads(parameters))
 
 
 def _chosen(tools: Sequence[FunctionDefinition], tool_choice: str) -> list[FunctionDefinition]:

@@ -28,7 +28,8 @@ could go deeper, but a small model under it nests for as long as it may, and `ma
 the answer before it closes.
 
 The tool-call grammars, and the grammar that allows a call or the answer object (`auto` with
-tools offered), are still written by the hand-written builder in GBNF for llama.cpp.
+tools offered), are Lark grammars that hold these schemas inside the chat format's text
+(`agentkit.chat_formats.calls`), compiled by `compile_lark`.
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agentkit.chat_formats._answer_schema import MAX_REF_DEPTH, answer_schema, check_size
 from agentkit.chat_formats._cycles import ref_target
 from agentkit.chat_formats._examples import string_examples
 from agentkit.chat_formats._unfold import unfolded
-from agentkit.chat_formats.answer import MAX_REF_DEPTH, answer_schema, check_size
 from agentkit.errors import ConfigurationError, SchemaGrammarError
 
 __all__ = [
@@ -52,7 +53,11 @@ __all__ = [
     "EngineGrammar",
     "answer_engine_grammar",
     "check_engine_format",
+    "clear_cache",
+    "compile_lark",
     "engine_grammar",
+    "json_options",
+    "prepared_schema",
 ]
 
 ENGINE_PACKAGE = "llguidance"
@@ -155,26 +160,74 @@ def check_engine_format(
 @functools.lru_cache(maxsize=256)
 def _compiled(key: str, checked_after: bool, depth: int | None) -> EngineGrammar:
     llguidance = _llguidance()
-    schema = original = json.loads(key)
-    if isinstance(schema, Mapping):
-        schema = schema if depth is None else unfolded(schema, depth)
-        bounded = schema is not original  # recursive, and unfolded `depth` levels
-        schema = _prepared(schema, checked_after)
-        # Before the engine, which would name no path: a schema with no value to end on.
-        if not _has_value(schema, schema, frozenset(), [_BUDGET]):
-            why = "allows no finite value"
-            if bounded:
-                why = f"allows no value that nests its references at most {depth} levels deep"
-            raise SchemaGrammarError("$", "$ref", why)
-    options = {**STYLE, "lenient": checked_after, "coerce_one_of": True}
+    schema = json.loads(key)
+    prepared = prepared_schema(schema, checked_after=checked_after, max_ref_depth=depth)
     try:
-        text = llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=options)
+        text = llguidance.LLMatcher.grammar_from_json_schema(
+            prepared, overrides=json_options(checked_after)
+        )
     except ValueError as exc:  # not a JSON object at all
         raise SchemaGrammarError("$", "type", f"is not a schema llguidance reads ({exc})") from None
     error = llguidance.LLMatcher.validate_grammar(text)
     if error:
-        raise _error(original, error)
-    return EngineGrammar(text, string_examples(original))
+        raise _error(schema, error)
+    return EngineGrammar(text, string_examples(schema))
+
+
+def clear_cache() -> None:
+    """Forget every compiled answer grammar."""
+    _compiled.cache_clear()
+
+
+def json_options(checked_after: bool) -> dict[str, Any]:
+    """llguidance's options for a JSON Schema (its `x-guidance` key inside a Lark grammar):
+    agentkit's style, and `lenient` when a validator checks every value afterwards."""
+    return {**STYLE, "lenient": checked_after, "coerce_one_of": True}
+
+
+def prepared_schema(
+    schema: Any, *, checked_after: bool = True, max_ref_depth: int | None = MAX_REF_DEPTH
+) -> Any:
+    """`schema` as the engine gets it: recursion unfolded `max_ref_depth` levels (None: as it
+    is), objects closed, unknown formats and uncountable property counts dropped (see the
+    module).
+
+    Raises:
+        SchemaGrammarError: the schema allows no finite value (within the depth), or a keyword
+            is refused without `checked_after`.
+    """
+    if not isinstance(schema, Mapping):
+        return schema
+    original = schema
+    schema = schema if max_ref_depth is None else unfolded(schema, max_ref_depth)
+    bounded = schema is not original  # recursive, and unfolded `max_ref_depth` levels
+    schema = _prepared(schema, checked_after)
+    # Before the engine, which would name no path: a schema with no value to end on.
+    if not _has_value(schema, schema, frozenset(), [_BUDGET]):
+        why = "allows no finite value"
+        if bounded:
+            why = f"allows no value that nests its references at most {max_ref_depth} levels deep"
+        raise SchemaGrammarError("$", "$ref", why)
+    return schema
+
+
+def compile_lark(text: str, schema: Any = None) -> EngineGrammar:
+    """A Lark grammar (with `%json` schemas inside) as llguidance's grammar, checked.
+
+    Args:
+        text: the grammar.
+        schema: where to look for the path of a keyword the engine names in its refusal,
+            and the strings its values may take (`EngineGrammar.hints`).
+
+    Raises:
+        SchemaGrammarError: the engine refuses the grammar.
+    """
+    llguidance = _llguidance()
+    grammar = llguidance.LLMatcher.grammar_from_lark(text)
+    error = llguidance.LLMatcher.validate_grammar(grammar)
+    if error:
+        raise _error(schema if schema is not None else {}, error)
+    return EngineGrammar(grammar, string_examples(schema))
 
 
 _OPEN = ("additionalProperties", "patternProperties", "unevaluatedProperties")

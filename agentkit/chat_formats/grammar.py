@@ -1,4 +1,7 @@
-"""JSON Schema -> GBNF, the grammar language of llama.cpp.
+"""JSON Schema -> GBNF, the grammar language of llama.cpp, for llama.cpp hosts outside agentkit.
+
+The local runtime holds calls and answers with the grammar engine (`agentkit.chat_formats.engine`,
+`agentkit.chat_formats.calls`); this builder is what the engine cannot be: GBNF text.
 
 The grammar writes JSON in one canonical style, the style `json.dumps` uses: `", "` between
 items, `": "` after keys, no other whitespace. A tiny model left free to choose its spacing
@@ -443,20 +446,31 @@ class GrammarBuilder(RuleSet):
         return self.rule(hint, f'"[" {item} {rest} "]"')
 
 
-def schema_to_gbnf(schema: Mapping[str, Any] | bool, *, checked_after: bool = False) -> str:
-    """A GBNF grammar (root rule `root`) for the JSON values `schema` allows.
+def schema_to_gbnf(
+    schema: Mapping[str, Any] | bool,
+    *,
+    checked_after: bool = False,
+    max_ref_depth: int | None = None,
+) -> str:
+    """A GBNF grammar (root rule `root`) for the JSON values `schema` allows, for a llama.cpp
+    host (the local runtime holds its grammars with the grammar engine instead).
 
     Args:
         schema: A JSON Schema; references into its `$defs` are followed.
         checked_after: Keywords a grammar cannot hold are left to a validator that checks
             every value afterwards, instead of raising.
+        max_ref_depth: How many times a recursive `$ref` may be open inside itself; None: as
+            deep as the value goes.
 
     Raises:
         SchemaGrammarError: a keyword the grammar cannot hold (named, with its path).
     """
-    builder = GrammarBuilder(checked_after=checked_after)
+    builder = GrammarBuilder(checked_after=checked_after, max_ref_depth=max_ref_depth)
     root = schema if isinstance(schema, Mapping) else {}
-    return builder.text(builder.visit(schema, "$", root, "schema"))
+    expression = builder.visit(schema, "$", root, "schema")
+    if expression == NEVER:
+        raise never_error("$", max_ref_depth)
+    return builder.text(expression)
 
 
 def never_error(path: str, depth: int | None) -> SchemaGrammarError:

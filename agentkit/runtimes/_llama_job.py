@@ -30,10 +30,9 @@ class Plan:
     max_tokens: int
     lora: str | None
     stops: tuple[str, ...] = ()
-    grammar: str | EngineGrammar | None = None
-    """Holds from the first token (`required`, one named tool, or an answer): GBNF text, or
-    the grammar engine's (an answer alone)."""
-    lazy_grammar: str | None = None
+    grammar: EngineGrammar | None = None
+    """Holds from the first token (`required`, one named tool, or an answer)."""
+    lazy_grammar: EngineGrammar | None = None
     """Holds from the moment the output contains `trigger` (`auto`)."""
     trigger: str | None = None
     chat_format: ChatFormat | None = None
@@ -74,7 +73,7 @@ class LlamaJob:
         self.engine_tokenizer = engine_tokenizer
         """llguidance's tokenizer of the model, for an `EngineGrammar`."""
         self.out = Output()
-        self.grammar: str | EngineGrammar | None = plan.grammar
+        self.grammar: EngineGrammar | None = plan.grammar
         self.text = plan.prompt
         self.tokens: list[int] = []
         self.prompt_tokens = self.cached = self.budget = 0

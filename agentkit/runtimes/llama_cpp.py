@@ -19,9 +19,11 @@ holds. With `required` or a tool's name the grammar holds from the first token.
 
 Structured answers (`response_format`): the answer is held to a grammar the grammar engine
 (llguidance) compiles from the schema (`agentkit.chat_formats.engine`), and the prompt states
-the schema. With tools offered and `tool_choice="auto"`, one GBNF grammar allows either a call or
-the answer object, from the first token (`agentkit.chat_formats.answer`); `required` or a tool's
-name allow calls only (the answer comes on a later step).
+the schema. With tools offered and `tool_choice="auto"`, one grammar allows either a call or the
+answer object, from the first token (`agentkit.chat_formats.answer`); `required` or a tool's
+name allow calls only (the answer comes on a later step). Call grammars are compiled by the
+same engine, with each tool's schema inside the chat format's text
+(`agentkit.chat_formats.calls`).
 """
 
 from __future__ import annotations
@@ -234,9 +236,7 @@ class LlamaCpp(Runtime):
         recursion. With `validated` (an Agent with an output type checks every answer
         afterwards), keywords it does not implement (`not`, `if`/`then`/`else`, ...) are left
         to that validator; without it they are refused. Everything else the schema says, the
-        grammar holds. `with_calls` (tools offered under `auto`): the answer shares a GBNF
-        grammar with the calls, which leaves `pattern`, `multipleOf` and fractional bounds to
-        the validator, or refuses them without one.
+        grammar holds, whether or not tool calls are offered beside the answer (`with_calls`).
 
         The schema is shown to the model in the system message: one whose text takes the
         whole context is refused before its grammar is compiled. A text of fewer bytes than
@@ -261,12 +261,10 @@ class LlamaCpp(Runtime):
                     f"{tokens:,} tokens, and the context holds {self.n_ctx:,}"
                 )
                 raise RequestValidationError([FieldError("response_format.json_schema", why)])
+        # With calls offered (`with_calls`) the answer is the same schema in the calls' grammar.
         grammars.check_engine_format(
             response_format, checked_after=validated, max_ref_depth=self.answer_ref_depth
         )
-        if with_calls:
-            # A call or the answer is one GBNF grammar still (see `_plan`), which holds less.
-            answers.check_format(response_format, checked_after=validated)
 
     def __repr__(self) -> str:
         return f"LlamaCpp({str(self.model_path)!r})"
@@ -316,7 +314,7 @@ class LlamaCpp(Runtime):
         # Rendering the prompt and compiling grammars can take a while: not on the event loop.
         plan = await anyio.to_thread.run_sync(self._plan, request)
         tokenizer = None
-        if isinstance(plan.grammar, grammars.EngineGrammar):
+        if plan.grammar is not None or plan.lazy_grammar is not None:
             tokenizer = await anyio.to_thread.run_sync(self._engine_tokenizer, engine)
         job = LlamaJob(
             plan,
@@ -429,9 +427,14 @@ class LlamaCpp(Runtime):
             plan.grammar, plan.answer = self._answer_grammar(answer_format), True
             return plan
         if answer_format is not None and choice == "auto":
-            # A call or the answer, in one grammar: GBNF until calls move to the engine too.
+            # A call or the answer, in one grammar: whichever the model starts.
             plan.grammar = answers.answer_grammar(
-                fmt, answer_format, tools, choice, parallel=parallel
+                fmt,
+                answer_format,
+                tools,
+                choice,
+                parallel=parallel,
+                max_ref_depth=self.answer_ref_depth,
             )
             plan.answer = True
             plan.chat_format, plan.hold, plan.tools = fmt, fmt.call_trigger, tools
