@@ -16,11 +16,12 @@ import llguidance
 import numpy as np
 import pytest
 
-from agentkit import Message
+from agentkit import Agent, Message, tool
 from agentkit.chat_formats import engine as grammars
 from agentkit.chat_formats._examples import shortest_match, string_examples
 from agentkit.errors import RequestValidationError, SchemaGrammarError
-from agentkit.model_api import ModelRequest
+from agentkit.model_api import Generation, ModelRequest, ToolCall
+from agentkit.runtimes import FunctionRuntime
 from agentkit.runtimes._closing import Closer
 from agentkit.runtimes._guidance import engine_tokenizer
 from agentkit.runtimes.llama_cpp import LlamaCpp
@@ -263,3 +264,37 @@ async def test_a_budget_below_the_shortest_answer_is_refused_before_a_token(
     prompt, schema = ANSWER_SCHEMAS["pydantic-invoice"]
     with pytest.raises(RequestValidationError, match=r"max_tokens.*shortest value.*takes \d+"):
         await runtime.generate(answer_request(prompt, schema, 5, seed=1))
+
+
+# -- the loop: a call ended early does not run ------------------------------------------------
+
+
+async def test_a_call_ended_early_is_not_run_and_the_model_is_told() -> None:
+    ran: list[str] = []
+
+    @tool
+    def save_note(text: str) -> str:
+        """Save a note.
+
+        Args:
+            text: the note.
+        """
+        ran.append(text)
+        return "saved"
+
+    seen: list[list[Message]] = []
+
+    def model(request: ModelRequest) -> Generation:
+        seen.append(list(request.messages))
+        if len(seen) == 1:  # the budget ran out: the runtime closed the string early
+            call = ToolCall(name="save_note", arguments={"text": "Buy mi"})
+            return Generation(tool_calls=[call], truncated=True, finish_reason="tool_calls")
+        if len(seen) == 2:
+            return Generation(tool_calls=[ToolCall(name="save_note", arguments={"text": "milk"})])
+        return Generation(response="Saved.")
+
+    result = await Agent(FunctionRuntime(model), tools=[save_note]).run("Note: buy milk")
+    assert ran == ["milk"]  # the cut call never ran
+    told = seen[1][-1]
+    assert told.role == "tool" and "cut short to fit max_tokens" in told.content
+    assert result.output == "Saved."

@@ -105,7 +105,15 @@ class ToolStep:
             calls.append(ready)
             self._texts[ready.id] = text
         self.run.messages.append(Message.assistant(generation.response, calls))
-        await self.run_calls(calls, generation.usage)
+        told = {}
+        if generation.truncated:
+            # Ended early by the runtime to fit max_tokens: valid, but maybe not what was meant.
+            cut = (
+                "this call was cut short to fit max_tokens, so it did not run: its arguments "
+                "may be incomplete. Call again with shorter arguments."
+            )
+            told = {call.id: cut for call in calls}
+        await self.run_calls(calls, generation.usage, told)
 
     async def run_calls(
         self, calls: list[ToolCall], usage: Usage, told: Mapping[str, str] = {}
