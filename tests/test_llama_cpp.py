@@ -20,7 +20,6 @@ from agentkit import (
     ModelRequest,
     RequestValidationError,
     ToolCall,
-    TruncatedToolCall,
     UnsupportedFeature,
     tool,
 )
@@ -411,14 +410,30 @@ def record(items: list[str]) -> str:
     return f"recorded {len(items)}"
 
 
-async def test_a_call_cut_off_by_max_tokens_is_never_taken_for_the_answer(
+async def test_a_call_that_would_be_cut_off_by_max_tokens_ends_early_and_valid(
+    runtime: LlamaCpp,
+) -> None:
+    prompt = "Record every colour of the rainbow, each with a long description."
+    definition = record.definition()
+    generation = await runtime.generate(
+        ModelRequest(
+            messages=[Message.user(prompt)],
+            tools=[definition],
+            tool_choice="required",
+            temperature=0,
+            max_tokens=40,
+        )
+    )
+    assert generation.truncated
+    assert generation.usage.completion_tokens <= 40
+    [call] = generation.tool_calls  # complete: a list the model would have gone on filling
+    assert call.name == "record" and isinstance(call.arguments["items"], list)
+
+
+async def test_a_budget_too_small_for_any_call_is_refused_before_a_token(
     runtime: LlamaCpp,
 ) -> None:
     agent = Agent(runtime, tools=[record], tool_choice="required", temperature=0, max_tokens=24)
-    with pytest.raises(TruncatedToolCall) as info:
+    with pytest.raises(RequestValidationError, match=r"max_tokens: the shortest value") as info:
         await agent.run("Record every colour of the rainbow, each with a long description.")
-    assert info.value.text.startswith('<tool_call>\n{"name": "record", "arguments": {"items": [')
-    assert info.value.max_tokens == 24
-    run = info.value.run
-    assert run is not None and run.stop_reason == "truncated_call" and run.output == ""
-    assert run.usage.completion_tokens == 24
+    assert "more than the 24 this request may generate" in str(info.value)
