@@ -66,7 +66,7 @@ def story_request(subject: str) -> ModelRequest:
 def forwarded(caplog: pytest.LogCaptureFixture) -> list[tuple[int, int]]:
     """(fast-forwarded, completion tokens) of each generation logged since the last call."""
     counts = [
-        (record.fast_forwarded_tokens, record.completion_tokens)
+        (vars(record)["fast_forwarded_tokens"], vars(record)["completion_tokens"])
         for record in caplog.records
         if hasattr(record, "fast_forwarded_tokens")
     ]
