@@ -123,14 +123,6 @@ def runtime(model_path: Path) -> Iterator[LlamaCpp]:
     anyio.run(local.aclose)
 
 
-@pytest.fixture(scope="module")
-def vocabulary(model_path: Path) -> Iterator[tuple[Any, Any]]:
-    """The model's tokenizer (llama.cpp) and the engine's tokenizer made from its vocabulary."""
-    llama = raw_llama(model_path, vocab_only=True)
-    yield llama, engine_tokenizer(llama_cpp.llama_model_get_vocab(llama.model))
-    llama.close()
-
-
 def accepts(
     vocabulary: tuple[Any, Any],
     schema: dict[str, Any],

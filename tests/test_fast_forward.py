@@ -12,16 +12,14 @@ from typing import Any
 
 import anyio
 import jsonschema
-import llama_cpp
 import pytest
 
 from agentkit import Generation, Message, ModelRequest, StreamChunk
 from agentkit.chat_formats import engine as grammars
-from agentkit.runtimes._guidance import GuidanceMatcher, engine_tokenizer
+from agentkit.runtimes._guidance import GuidanceMatcher
 from agentkit.runtimes.llama_cpp import LlamaCpp
 
 from support.answer_schemas import ANSWER_SCHEMAS
-from support.helpers import raw_llama
 
 RANK = {
     "type": "object",
@@ -35,13 +33,6 @@ def runtime(model_path: Path) -> Iterator[LlamaCpp]:
     local = LlamaCpp(model_path, parallel=4)
     yield local
     anyio.run(local.aclose)
-
-
-@pytest.fixture(scope="module")
-def vocabulary(model_path: Path) -> Iterator[tuple[Any, Any]]:
-    llama = raw_llama(model_path, vocab_only=True)
-    yield llama, engine_tokenizer(llama_cpp.llama_model_get_vocab(llama.model))
-    llama.close()
 
 
 def answer_request(name: str, **fields: Any) -> ModelRequest:
