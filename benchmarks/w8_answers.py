@@ -56,6 +56,7 @@ def run(budget: Budget) -> list[Row]:
             _decode(budget, local, "one long string", LONG_STRING),
             _decode(budget, local, "array of records", RECORDS),
         ]
+        rows.append(_fast_forward(budget, local))
         rows += _compile(budget, llama_cpp, local)
     finally:
         anyio.run(local.aclose)
@@ -93,6 +94,32 @@ def _decode(budget: Budget, local: Any, label: str, schema: dict[str, Any]) -> R
         peers={"unconstrained": unconstrained},
         notes=[f"{1e3 / mine:.0f} tokens/s under the grammar, {1e3 / unconstrained:.0f} free"],
         checks=[Check("speed >= 0.9x unconstrained", speed >= 0.9, f"{speed:.2f}x")],
+    )
+
+
+def _fast_forward(budget: Budget, local: Any) -> Row:
+    """Time to a complete greedy answer with fast-forwarding and token by token (per schema:
+    `python -m benchmarks.fast_forward`)."""
+    from benchmarks import fast_forward
+
+    schemas = fast_forward.answer_schemas()
+    names = ("nested-object", "pydantic-invoice", "date-time")
+    results = fast_forward.compare(local, {n: schemas[n] for n in names}, budget.n(3, 1))
+    on = sum(r.seconds_on for r in results)
+    off = sum(r.seconds_off for r in results)
+    tokens = sum(r.tokens for r in results)
+    share = sum(r.forced for r in results) / tokens
+    return Row(
+        workload="W8",
+        case=f"time to a complete answer, fast-forwarded, {len(names)} schemas, greedy",
+        unit="s",
+        agentkit=on,
+        peers={"token by token": off},
+        notes=[
+            f"{share:.0%} of {tokens} tokens forced; {tokens / on:.0f} tokens/s fast-forwarded,"
+            f" {sum(r.tokens_off for r in results) / off:.0f} token by token"
+        ],
+        checks=[Check("faster than token by token", on < off, f"{off / on:.2f}x")],
     )
 
 

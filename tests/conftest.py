@@ -87,6 +87,20 @@ def model_path() -> Path:
 
 
 @pytest.fixture(scope="module")
+def vocabulary(model_path: Path) -> Iterator[tuple[Any, Any]]:
+    """The model's tokenizer (llama.cpp) and the engine's tokenizer made from its vocabulary."""
+    import llama_cpp
+
+    from agentkit.runtimes._guidance import engine_tokenizer
+
+    from support.helpers import raw_llama
+
+    llama = raw_llama(model_path, vocab_only=True)
+    yield llama, engine_tokenizer(llama_cpp.llama_model_get_vocab(llama.model))
+    llama.close()
+
+
+@pytest.fixture(scope="module")
 def _loopback() -> Iterator[LoopbackServer]:
     with LoopbackServer() as running:
         yield running

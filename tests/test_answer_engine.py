@@ -25,7 +25,7 @@ from agentkit.runtimes._sampling import Sampling, TokenSampler
 from agentkit.runtimes.llama_cpp import LlamaCpp
 
 from support.answer_schemas import ANSWER_SCHEMAS
-from support.engine import Vocabulary, grammar_accepts, open_vocabulary
+from support.engine import grammar_accepts
 from support.helpers import raw_llama
 
 WORDS = ["one", "two", "three", "four", "five", "six"]
@@ -122,11 +122,6 @@ def runtime(model_path: Path) -> Iterator[LlamaCpp]:
     local = LlamaCpp(model_path, parallel=3, answer_ref_depth=None)
     yield local
     anyio.run(local.aclose)
-
-
-@pytest.fixture(scope="module")
-def vocabulary(model_path: Path) -> Iterator[Vocabulary]:
-    yield from open_vocabulary(model_path)
 
 
 def accepts(

@@ -21,8 +21,7 @@ import ctypes
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +30,7 @@ import llama_cpp
 from llama_cpp.llama import Llama
 
 from agentkit.errors import ConfigurationError, TransportError
+from agentkit.runtimes._llama_load import llama_silent, load_weights
 from agentkit.runtimes._sampling import TokenSampler
 
 __all__ = ["LORA_TURN", "Engine", "Job", "Slot"]
@@ -61,9 +61,9 @@ class Job(Protocol):
         """The prompt's tokens are known (`cached` of them already in the slot's cache): check
         them and return the sampler of the first part."""
 
-    def take(self, token: int) -> list[int] | bool:
-        """The next token: False to go on, True when the generation is over, or the tokens the
-        sequence must hold before the next part (whose sampler `sampler()` gives)."""
+    def take(self, token: int, forced: bool = False) -> list[int] | bool:
+        """The next token (`forced` by the grammar): False to go on, True when the generation
+        is over, or the tokens the sequence holds before the next part (`sampler()`'s)."""
 
     def sampler(self) -> TokenSampler:
         """The sampler of the part that begins now."""
@@ -104,7 +104,8 @@ class _Running:
     slot: Slot
     sampler: TokenSampler
     todo: list[int]
-    """Tokens to put into the cache before sampling: the prompt, then each sampled token."""
+    """Tokens to put into the cache before sampling: the prompt, then each sampled token and
+    the tokens the grammar forced after it."""
 
 
 class Engine:
@@ -129,7 +130,7 @@ class Engine:
         # The Llama object reads text (its vocabulary only); the weights and the context are our
         # own, loaded with the model parameters it worked out from the options. Its context of
         # a vocabulary has no trained length, which llama.cpp would warn about on stderr.
-        with _llama_silent():
+        with llama_silent():
             self.llama = Llama(
                 model_path=str(model_path),
                 n_ctx=64,
@@ -137,7 +138,7 @@ class Engine:
                 verbose=False,
                 **{**options, "vocab_only": True},
             )
-        self.model = _load_weights(model_path, self.llama)
+        self.model = load_weights(model_path, self.llama)
         params = type(self.llama.context_params).from_buffer_copy(self.llama.context_params)
         params.n_ctx = n_ctx * parallel
         params.n_batch = params.n_ubatch = self.n_batch
@@ -261,7 +262,11 @@ class Engine:
         except Exception as exc:
             job.fail(exc)
             return
-        self.running.append(_Running(job, slot, sampler, tokens[kept:]))
+        running = _Running(job, slot, sampler, tokens[kept:])
+        self.running.append(running)
+        # What the grammar forces first (an object's opening) is read with the prompt.
+        self._advance(running, lambda: running.sampler.forced(), sampled=0)
+        job.deliver()
 
     def _choose_slot(self, job: Job) -> tuple[Slot, list[int]]:
         """The free slot whose cache holds the longest beginning of the prompt, and the prompt's
@@ -413,28 +418,39 @@ class Engine:
             running.job.deliver()
 
     def _sampled(self, running: _Running, index: int) -> None:
+        self._advance(running, lambda: running.sampler.step(self.ctx, index), sampled=1)
+
+    def _advance(self, running: _Running, tokens: Callable[[], list[int]], sampled: int) -> None:
+        """Take `tokens()` (the first `sampled` chosen from logits, the rest forced by the
+        grammar; evaluated together at the next step), then what a new part's grammar forces."""
         job, slot = running.job, running.slot
         try:
-            token = running.sampler.sample(self.ctx, index)
-            if llama_cpp.llama_vocab_is_eog(self.vocab, token):
-                job.end_of_turn()
-                done: list[int] | bool = True
-            else:
-                done = job.take(token)
-            if done is False:
-                running.todo.append(token)
-                return
-            if done is True:
-                slot.text, slot.tokens = job.finish()
-                self._release(running)
-                return
-            # A new part: the sequence holds `done` before it samples again.
-            kept = min(_common(slot.cache, done), len(done) - 1)
-            llama_cpp.llama_memory_seq_rm(self.memory, slot.seq, kept, -1)
-            del slot.cache[kept:]
-            running.todo = done[kept:]
-            running.sampler.close()
-            running.sampler = job.sampler()
+            todo = tokens()
+            while todo:
+                done: list[int] | bool = False
+                for i, token in enumerate(todo):
+                    if llama_cpp.llama_vocab_is_eog(self.vocab, token):
+                        job.end_of_turn()
+                        done = True
+                    else:
+                        done = job.take(token, forced=i >= sampled)
+                    if done is not False:
+                        break
+                    running.todo.append(token)
+                if done is False:
+                    return
+                if done is True:
+                    slot.text, slot.tokens = job.finish()
+                    self._release(running)
+                    return
+                # A new part: the sequence holds `done` before it samples again.
+                kept = min(_common(slot.cache, done), len(done) - 1)
+                llama_cpp.llama_memory_seq_rm(self.memory, slot.seq, kept, -1)
+                del slot.cache[kept:]
+                running.todo = done[kept:]
+                running.sampler.close()
+                running.sampler = job.sampler()
+                todo, sampled = running.sampler.forced(), 0
         except Exception as exc:
             job.fail(exc)
             self._release(running)
@@ -447,39 +463,3 @@ def _common(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
-
-
-@llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
-def _drop_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-    pass
-
-
-@contextmanager
-def _llama_silent() -> Iterator[None]:
-    """llama.cpp's log set aside for a moment (the log is global: another thread's llama.cpp
-    messages in that moment are dropped too)."""
-    previous, data = llama_cpp.llama_log_callback(), ctypes.c_void_p()
-    llama_cpp.llama_log_get(ctypes.byref(previous), ctypes.byref(data))
-    llama_cpp.llama_log_set(_drop_log, None)
-    try:
-        yield
-    finally:
-        llama_cpp.llama_log_set(previous, data)
-
-
-def _load_weights(model_path: Path, llama: Llama) -> Any:
-    """The model's weights, loaded with the parameters `llama` derived from its options.
-
-    On a build with AMX, llama.cpp moves the weights it can into an AMX buffer, and its AMX
-    matrix product crashes the process on some machines (a segmentation fault in
-    `ggml_backend_amx_mul_mat`, reported upstream and not fixed). The weights then stay in
-    plain CPU buffers: llama.cpp's other kernels compute the same model."""
-    params = type(llama.model_params).from_buffer_copy(llama.model_params)
-    params.vocab_only = False
-    if b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info():
-        params.use_extra_bufts = False
-    model = llama_cpp.llama_model_load_from_file(str(model_path).encode(), params)
-    if not model:
-        llama.close()
-        raise ConfigurationError(f"llama.cpp could not load the model {model_path}")
-    return model

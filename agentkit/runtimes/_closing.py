@@ -225,9 +225,10 @@ class NoRoom(Exception):
 
 
 class Steering:
-    """Keeps one sequence able to end within its budget: after each token the grammar took, the
-    ending from there must still fit in the tokens left; when it would not, the token is taken
-    back and the ending from before it is written instead, token by token (`forced`).
+    """Keeps one sequence able to end within its budget: after the tokens the grammar took
+    (one sampled, and those fast-forwarded after it), the ending from there must still fit in
+    the tokens left; when it would not, they are taken back and the ending from before them is
+    written instead (`took` returns it, the grammar has taken it in).
 
     The ending is looked for only near the end of the budget (within twice the last ending's
     length and 64 tokens): far from it no token makes an ending that much longer.
@@ -249,8 +250,11 @@ class Steering:
     ) -> None:
         self.closer, self.matcher, self.hints = closer, matcher, tuple(hints)
         self.left = left
+        self.ends = frozenset(closer.tokenizer.eos_tokens)
         self.pieces: list[bytes] = []
         self.queue: list[int] = []
+        """The rest of an ending, taken in by the grammar, for a sampler that writes one
+        token a step."""
         self.steered = False
         """The ending was written: the value is complete, but shorter than the model's own."""
         ending = closer.ending(matcher, b"", self.hints, cap=max(left + 1, DEFAULT_CAP))
@@ -261,48 +265,44 @@ class Steering:
             raise NoRoom(len(ending), left)
         self.last = len(ending) if ending is not None else 0
 
-    def forced(self) -> int | None:
-        """The next token of the ending being written, if one is."""
-        if not self.queue:
-            return None
-        self.left -= 1
-        token = self.queue.pop(0)
-        self.matcher.consume_token(token)
-        self.pieces.append(self.closer.tokenizer.decode_bytes([token]))
-        return token
-
-    def took(self, token: int) -> int:
-        """The grammar just took `token` (sampled): the token to write, `token` itself or the
-        first of the ending from before it (the matcher then moved to it)."""
-        self.left -= 1
-        self.pieces.append(self.closer.tokenizer.decode_bytes([token]))
+    def took(self, tokens: list[int]) -> list[int]:
+        """The grammar just took `tokens` (an end of generation last, if the grammar ended):
+        the tokens to write, `tokens` themselves or the ending from before them."""
+        text = [t for t in tokens if t not in self.ends]
+        self._write(text)
+        self.left -= len(tokens)
         if not self.active or self.left > 2 * self.last + self.MARGIN:
-            return token
-        ending = self._ending()
+            return tokens
+        if len(text) < len(tokens) and self.left >= 0:
+            return tokens  # the grammar ended, within the budget
+        ending = self._ending() if self.left >= 0 else None
         if ending is not None and len(ending) <= self.left:
             self.last = len(ending)
-            return token
-        # No room after this token: back to before it, and end from there.
-        self.matcher.rollback(1)
-        self.pieces.pop()
-        self.left += 1
+            return tokens
+        # No room after them: back to before them, and end from there.
+        self.matcher.rollback(len(text))
+        del self.pieces[len(self.pieces) - len(text) :]
+        self.left += len(tokens)
         before = self._ending()
         if before is None or len(before) > self.left:
-            # Lost already (a single token made the ending jump past the window): go on as
-            # the model writes, unguarded.
-            self.matcher.consume_token(token)
-            self.pieces.append(self.closer.tokenizer.decode_bytes([token]))
-            self.left -= 1
+            # Lost already (the ending jumped past the window at once): go on as the model
+            # writes, unguarded.
+            self.matcher.consume_tokens(text)
+            self._write(text)
+            self.left -= len(tokens)
             self.active = False
-            return token
+            return tokens
         self.steered = True
         if not before:  # the grammar may end here: the turn ends
-            return int(self.closer.tokenizer.eos_tokens[0])
-        self.matcher.consume_token(before[0])
-        self.queue = before[1:]
-        self.left -= 1
-        self.pieces.append(self.closer.tokenizer.decode_bytes([before[0]]))
-        return before[0]
+            return [int(self.closer.tokenizer.eos_tokens[0])]
+        self.matcher.consume_tokens(before)
+        self._write(before)
+        self.left -= len(before)
+        return before
+
+    def _write(self, tokens: list[int]) -> None:
+        decode = self.closer.tokenizer.decode_bytes
+        self.pieces += [decode([t]) for t in tokens]
 
     def _ending(self) -> list[int] | None:
         return self.closer.ending(

@@ -82,7 +82,9 @@ class GuidanceMatcher:
         self.matcher = llguidance.LLMatcher(tokenizer, grammar.text, log_level=0)
         if self.matcher.is_error():
             raise ValueError(f"llguidance refused the grammar: {self.matcher.get_error()}")
+        self.tokenizer = tokenizer
         self.ends = frozenset(tokenizer.eos_tokens)
+        self.end = min(self.ends) if self.ends else None
         self.words = np.zeros((tokenizer.vocab_size + 31) // 32, dtype=np.int32)
 
     def allowed(self, token: int) -> bool:
@@ -103,6 +105,46 @@ class GuidanceMatcher:
         """Move past `token` (one the grammar allows)."""
         if not self.matcher.consume_token(token):
             raise ValueError(f"llguidance refused token {token}: {self.matcher.get_error()}")
+
+    def fast_forward(self, last: int | None = None) -> list[int]:
+        """The tokens to append now that the grammar allows only one way on, all taken in.
+
+        `last` is the token just chosen (already taken in) and not yet evaluated by the model,
+        or None at the start of the grammar. The forced text is llguidance's: its tokens are
+        the usual (canonical) tokenization of the text, without the last tokens that could
+        still merge with what follows (that text is left for the model to write, so that no
+        token is split where the model would not split it). Where `last` and the forced text
+        read together tokenize otherwise than `last` then the forced tokens (`as` + `s`,
+        `istant` where `ass`, `istant` is usual), `last` is taken back and the whole is
+        written the usual way: the model never evaluated `last`, so nothing is undone but the
+        grammar's last step. The list starts with `last` or what replaced it; it ends with an
+        end-of-generation token when the grammar is complete and allows nothing else.
+        """
+        matcher = self.matcher
+        forced = matcher.compute_ff_tokens()
+        tokens = [] if last is None else [last]
+        if forced and last is not None and last not in self.ends:
+            usual = self._usual(last, forced)
+            if usual is not None:
+                tokens, forced = [], usual
+                matcher.rollback(1)
+        if forced and not matcher.consume_tokens(forced):
+            raise ValueError(f"llguidance refused its own forced tokens: {matcher.get_error()}")
+        tokens += forced
+        if tokens and matcher.is_stopped() and self.end is not None:
+            tokens.append(self.end)
+        return tokens
+
+    def _usual(self, last: int, forced: list[int]) -> list[int] | None:
+        """`last` and the forced tokens tokenized as one text, if that moves the boundary."""
+        tokenizer = self.tokenizer
+        text = tokenizer.decode_bytes([last, *forced])
+        usual: list[int] = tokenizer.tokenize_bytes(text)
+        # The end must stay where llguidance left it (its tokens cannot merge with what
+        # comes next), and the whole must be shorter, or nothing was gained.
+        if usual[0] == last or usual[-1] != forced[-1] or len(usual) > len(forced):
+            return None
+        return usual
 
     def close(self) -> None:
         """Nothing to free by hand: the matcher goes with its last reference."""

@@ -19,6 +19,8 @@ class Output:
     emitted: int = 0
     """How much of `text` has been streamed."""
     completion_tokens: int = 0
+    fast_forwarded: int = 0
+    """Of the completion tokens, those the grammar forced (appended without sampling)."""
     finish_reason: FinishReason = "stop"
     calls: list[ToolCall] = field(default_factory=list)
     sampled: list[int] = field(default_factory=list)
@@ -64,11 +66,12 @@ class Text:
         self.out.finish_reason = "stop"
         self._finish()
 
-    def take(self, token: int) -> bool:
-        """Take the next token; True when the part is over (a stop string, a trigger, the
-        budget)."""
+    def take(self, token: int, forced: bool = False) -> bool:
+        """Take the next token (`forced`: by the grammar, not sampled); True when the part is
+        over (a stop string, a trigger, the budget)."""
         out = self.out
         out.completion_tokens += 1
+        out.fast_forwarded += forced
         out.sampled.append(token)
         before = len(out.text)
         piece = self.decoder.decode(self.detokenize(token))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from agentkit.runtimes._llama_decode import Output, Text
 from agentkit.runtimes._sampling import Sampling, TokenSampler
 
 __all__ = ["LlamaJob", "Plan"]
+
+log = logging.getLogger("agentkit.runtimes")
 
 
 @dataclass
@@ -62,6 +65,7 @@ class LlamaJob:
         emit: Callable[[StreamChunk | BaseException | None], None],
         deliver: Callable[[], None],
         engine_tokenizer: Any = None,
+        fast_forward: bool = True,
     ) -> None:
         self.plan = plan
         self.prompt = plan.prompt
@@ -72,6 +76,8 @@ class LlamaJob:
         self.deliver = deliver
         self.engine_tokenizer = engine_tokenizer
         """llguidance's tokenizer of the model, for an `EngineGrammar`."""
+        self.fast_forward = fast_forward
+        """Append the tokens an `EngineGrammar` forces without sampling them."""
         self.out = Output()
         self.grammar: EngineGrammar | None = plan.grammar
         self.text = plan.prompt
@@ -112,7 +118,11 @@ class LlamaJob:
 
     def sampler(self) -> TokenSampler:
         sampler = TokenSampler(
-            self.model, self.plan.sampling, self.grammar, tokenizer=self.engine_tokenizer
+            self.model,
+            self.plan.sampling,
+            self.grammar,
+            tokenizer=self.engine_tokenizer,
+            fast_forward=self.fast_forward,
         )
         written = self.out.completion_tokens
         try:
@@ -134,8 +144,8 @@ class LlamaJob:
         self.last_sampler = sampler
         return sampler
 
-    def take(self, token: int) -> list[int] | bool:
-        if not self.part.take(token):
+    def take(self, token: int, forced: bool = False) -> list[int] | bool:
+        if not self.part.take(token, forced):
             return False
         found, out = self.part.found, self.out
         if found is None or self.plan.lazy_grammar is None:
@@ -175,6 +185,17 @@ class LlamaJob:
         if out.calls:
             self.emit(StreamChunk(tool_calls=out.calls))
         usage = Usage.of(self.prompt_tokens, out.completion_tokens, self.cached)
+        if out.fast_forwarded:
+            # The share of the answer the grammar wrote; the numbers ride on the record too.
+            log.debug(
+                "local generation: %d of %d completion tokens fast-forwarded",
+                out.fast_forwarded,
+                out.completion_tokens,
+                extra={
+                    "fast_forwarded_tokens": out.fast_forwarded,
+                    "completion_tokens": out.completion_tokens,
+                },
+            )
         self.emit(StreamChunk(usage=usage, finish_reason=out.finish_reason, truncated=truncated))
         self.emit(None)
         return self.text + out.decoded, self.tokens + out.sampled

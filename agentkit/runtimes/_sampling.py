@@ -13,6 +13,10 @@ a refused choice is followed by the next highest logits, one token each, before 
 vocabulary: the first the grammar allows is the masked argmax. Sampled, the result has the
 masked distribution: a token the grammar allows is drawn with its unconstrained probability
 plus the refused mass times its share among the allowed ones.
+
+Fast-forwarding (an `EngineGrammar`, when asked): where the grammar allows one way on only (a
+key, punctuation, the rest of an enum value), its tokens follow the chosen one without being
+sampled, and the model evaluates them together in the next step (`TokenSampler.step`).
 """
 
 from __future__ import annotations
@@ -130,6 +134,8 @@ class TokenSampler:
         grammar: GBNF text, an `EngineGrammar`, or None (free).
         tokenizer: llguidance's tokenizer of the model (`_guidance.engine_tokenizer`), for an
             `EngineGrammar`.
+        fast_forward: under an `EngineGrammar`, append the tokens it forces without sampling
+            them (`step`, `forced`).
     """
 
     def __init__(
@@ -139,11 +145,14 @@ class TokenSampler:
         grammar: str | EngineGrammar | None = None,
         *,
         tokenizer: Any = None,
+        fast_forward: bool = False,
     ) -> None:
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
         self.argmax = sampling.greedy
         self.chain = self._chain(sampling)
         self.grammar: _Grammar | None = None
+        self.forward: GuidanceMatcher | None = None
+        """The matcher whose forced tokens are appended, when fast-forwarding."""
         self.steering: Steering | None = None
         """Keeps room to end the value an engine grammar holds (`steer`)."""
         if grammar is not None:
@@ -151,7 +160,9 @@ class TokenSampler:
                 if isinstance(grammar, str):
                     self.grammar = _LlamaGrammar(model, grammar)
                 else:
-                    self.grammar = _EngineGrammar(tokenizer, grammar)
+                    self.grammar = engine = _EngineGrammar(tokenizer, grammar)
+                    if fast_forward:
+                        self.forward = engine.matcher
             except Exception:
                 self.close()
                 raise
@@ -206,12 +217,51 @@ class TokenSampler:
         """The next token from the logits of batch entry `index`; the chain and the grammar
         take it in."""
         steering = self.steering
-        if steering is not None and (forced := steering.forced()) is not None:
-            llama_cpp.llama_sampler_accept(self.chain, forced)
-            return forced
-        if self.grammar is None and not self.argmax:
+        if steering is not None and steering.queue:
+            token = steering.queue.pop(0)
+        elif self.grammar is None and not self.argmax:
             # llama.cpp applies the chain and takes the token in.
             return int(llama_cpp.llama_sampler_sample(self.chain, ctx, index))
+        else:
+            token = self._constrained(ctx, index)
+            if steering is not None:
+                # Ending early: the first of the ending now, the rest at the next steps.
+                token, *steering.queue = steering.took([token])
+        llama_cpp.llama_sampler_accept(self.chain, token)
+        return token
+
+    def step(self, ctx: Any, index: int) -> list[int]:
+        """The tokens to append after the logits of batch entry `index`: the one chosen from
+        them and, fast-forwarding, those the grammar forces after it (the chosen one may be
+        written together with them the usual way: see `GuidanceMatcher.fast_forward`); the
+        last may be an end of generation. The chain and the grammar take them all in. Ending
+        early to fit the budget, the ending is appended whole."""
+        if self.forward is None:
+            return [self.sample(ctx, index)]
+        tokens = self.forward.fast_forward(self._constrained(ctx, index))
+        if self.steering is not None:
+            tokens = self.steering.took(tokens)
+        self._accept(tokens)
+        return tokens
+
+    def forced(self) -> list[int]:
+        """Fast-forwarding: the tokens the grammar forces before any is sampled (its opening,
+        `{"` of an object), taken in; none otherwise."""
+        if self.forward is None:
+            return []
+        tokens = self.forward.fast_forward()
+        if self.steering is not None and tokens:
+            tokens = self.steering.took(tokens)
+        self._accept(tokens)
+        return tokens
+
+    def _accept(self, tokens: list[int]) -> None:
+        # The penalties count forced tokens as they count sampled ones.
+        for token in tokens:
+            llama_cpp.llama_sampler_accept(self.chain, token)
+
+    def _constrained(self, ctx: Any, index: int) -> int:
+        """The chosen token, taken in by the grammar (not yet by the chain)."""
         pointer = llama_cpp.llama_get_logits_ith(ctx, index)
         logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
         token = self._choose(logits, grammar=False)
@@ -220,9 +270,6 @@ class TokenSampler:
                 runner_up = self._runner_up(logits) if self.argmax else None
                 token = runner_up if runner_up is not None else self._choose(logits, grammar=True)
             self.grammar.accept(token)
-            if steering is not None:
-                token = steering.took(token)
-        llama_cpp.llama_sampler_accept(self.chain, token)
         return token
 
     def _choose(self, logits: np.ndarray[Any, Any], grammar: bool) -> int:
@@ -256,4 +303,4 @@ class TokenSampler:
             self.grammar.close()
         if self.chain:
             llama_cpp.llama_sampler_free(self.chain)
-        self.grammar = self.chain = None
+        self.grammar = self.chain = self.forward = None

@@ -149,6 +149,9 @@ class LlamaCpp(Runtime):
         answer_ref_depth: how many levels deep a recursive `$ref` of an answer's schema
             unfolds; None: as deep as the model goes (a small model nests until `max_tokens`
             cuts its answer).
+        fast_forward: where an answer's grammar allows one way on only (keys, punctuation,
+            the rest of an enum value), its tokens are appended without sampling and evaluated
+            in one step; False samples each one (see docs/grammar-engine.md).
         progress: print a line to stderr while the model loads.
         **llama_options: passed to `Llama` as they are (`n_gpu_layers`, `flash_attn`, ...).
     """
@@ -175,6 +178,7 @@ class LlamaCpp(Runtime):
         kv_unified: bool = False,
         loras: Mapping[str, str | Path] | None = None,
         answer_ref_depth: int | None = answers.MAX_REF_DEPTH,
+        fast_forward: bool = True,
         progress: bool = False,
         **llama_options: Any,
     ) -> None:
@@ -190,6 +194,7 @@ class LlamaCpp(Runtime):
             )
         self.model_path = path
         self.answer_ref_depth = answer_ref_depth
+        self.fast_forward = fast_forward
         self.n_ctx = n_ctx
         self.slots = parallel
         self.n_threads = n_threads or os.cpu_count() or 1
@@ -325,6 +330,7 @@ class LlamaCpp(Runtime):
             emit=inbox.put,
             deliver=inbox.deliver,
             engine_tokenizer=tokenizer,
+            fast_forward=self.fast_forward,
         )
         engine.submit(job)
         try:
