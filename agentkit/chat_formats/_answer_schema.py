@@ -7,9 +7,10 @@ here) and the grammar engine (`agentkit.chat_formats.engine`), which sits below 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from agentkit.chat_formats._schema_text import renderings
 from agentkit.errors import FieldError, RequestValidationError
 from agentkit.model_api import MAX_TEXT
 
@@ -70,13 +71,21 @@ def json_key(value: Any) -> str:
         raise bad_format("response_format", "must be plain JSON", repr(exc)) from None
 
 
-def instructions(response_format: Mapping[str, Any]) -> str:
-    """What the prompt tells the model about the answer's form."""
+def instructions(
+    response_format: Mapping[str, Any], fits_in: Callable[[str], bool] | None = None
+) -> str:
+    """What the prompt tells the model about the answer's form: the schema itself, or, where
+    it does not fit (`fits_in`; by default a message's length), a shorter account of it
+    (`agentkit.chat_formats._schema_text`)."""
     schema = answer_schema(response_format)
     if schema is _ANY_OBJECT:
         return "Your final answer to the user is a JSON object."
-    shown = json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
-    return f"Your final answer to the user is a JSON object that fits this JSON Schema:\n{shown}"
+    fitting = fits_in or (lambda text: len(text) <= MAX_TEXT)
+    text = ""
+    for text in renderings(schema):
+        if fitting(text):
+            break
+    return text
 
 
 def fits(system: str) -> None:

@@ -31,7 +31,7 @@ is the schema's JSON text with its key order kept, since property order is the o
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agentkit.chat_formats import calls, engine
@@ -140,11 +140,15 @@ def is_call(fmt: ChatFormat, text: str, tools: Sequence[FunctionDefinition]) -> 
 
 
 def with_instructions(
-    fmt: ChatFormat, messages: Sequence[Message], response_format: Mapping[str, Any]
+    fmt: ChatFormat,
+    messages: Sequence[Message],
+    response_format: Mapping[str, Any],
+    fits_in: Callable[[str], bool] | None = None,
 ) -> list[Message]:
     """`messages` with the answer's form stated in the system message (added when there is
-    none: after the format's default system prompt, if it has one)."""
-    text = instructions(response_format)
+    none: after the format's default system prompt, if it has one); `fits_in` tells whether
+    a statement of it fits (see `instructions`)."""
+    text = instructions(response_format, fits_in)
     out = list(messages)
     if out and out[0].role == "system":
         fits(f"{out[0].content}\n\n{text}")

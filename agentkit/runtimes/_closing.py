@@ -26,7 +26,9 @@ from typing import Any
 
 import llguidance
 
-__all__ = ["Closer", "NoRoom", "Steering", "closer_for"]
+from agentkit.runtimes._guidance import engine_error
+
+__all__ = ["Closer", "EngineGaveUp", "NoRoom", "Steering", "closer_for"]
 
 _QUOTE, _BACKSLASH = 0x22, 0x5C
 _SHUTTING = b'"}],'
@@ -129,6 +131,11 @@ def _inside_string(text: bytes) -> bool:
     return inside
 
 
+class EngineGaveUp(Exception):
+    """The grammar engine stopped on a limit of its own (`Current row has 23999 items; max is
+    2000`: an object of thousands of optional properties)."""
+
+
 class _Walk:
     def __init__(self, closer: Closer, matcher: Any, inside: bool, hints: list[list[int]]) -> None:
         self.closer, self.matcher, self.inside, self.hints = closer, matcher, inside, hints
@@ -200,7 +207,8 @@ class _Walk:
 
     def _take(self, tokens: list[int]) -> None:
         if self.matcher.consume_tokens(tokens) is False:
-            raise ValueError("the grammar refused a token it allowed")
+            # Only the engine's own limits refuse what its mask allowed (a huge grammar).
+            raise EngineGaveUp(engine_error(self.matcher))
         self.out += tokens
         for byte in self.closer.tokenizer.decode_bytes(tokens):
             if self.escaped:
@@ -241,6 +249,7 @@ class Steering:
 
     Raises:
         NoRoom: even the shortest ending does not fit in `left`.
+        EngineGaveUp: the engine stopped on a limit of its own on the way to an ending.
     """
 
     MARGIN = 64
@@ -305,6 +314,9 @@ class Steering:
         self.pieces += [decode([t]) for t in tokens]
 
     def _ending(self) -> list[int] | None:
-        return self.closer.ending(
-            self.matcher, b"".join(self.pieces), self.hints, cap=self.left + 1
-        )
+        try:
+            return self.closer.ending(
+                self.matcher, b"".join(self.pieces), self.hints, cap=self.left + 1
+            )
+        except EngineGaveUp:
+            return None

@@ -18,7 +18,7 @@ import numpy as np
 
 from agentkit.chat_formats.engine import EngineGrammar
 
-__all__ = ["GuidanceMatcher", "engine_tokenizer"]
+__all__ = ["GuidanceMatcher", "engine_error", "engine_tokenizer"]
 
 _SPECIAL = b"\xff"
 """llguidance's mark of a special token's bytes (never in UTF-8 text, so no text matches it)."""
@@ -65,6 +65,12 @@ class _Vocabulary:
             room = -n
 
 
+def engine_error(matcher: llguidance.LLMatcher) -> str:
+    """The first line of a matcher's error, shortened (the rest dumps its state and grammar)."""
+    lines = str(matcher.get_error() or "stopped").strip().splitlines()
+    return (lines[0] if lines else "stopped")[:200]
+
+
 def engine_tokenizer(vocab: Any) -> llguidance.LLTokenizer:
     """llguidance's tokenizer for a llama.cpp vocabulary (`llama_model_get_vocab`); every
     end-of-generation token ends the grammar."""
@@ -81,7 +87,7 @@ class GuidanceMatcher:
         self.tokenizer = tokenizer
         self.matcher = llguidance.LLMatcher(tokenizer, grammar.text, log_level=0)
         if self.matcher.is_error():
-            raise ValueError(f"llguidance refused the grammar: {self.matcher.get_error()}")
+            raise ValueError(f"llguidance refused the grammar: {engine_error(self.matcher)}")
         self.tokenizer = tokenizer
         self.ends = frozenset(tokenizer.eos_tokens)
         self.end = min(self.ends) if self.ends else None
@@ -104,7 +110,7 @@ class GuidanceMatcher:
     def accept(self, token: int) -> None:
         """Move past `token` (one the grammar allows)."""
         if not self.matcher.consume_token(token):
-            raise ValueError(f"llguidance refused token {token}: {self.matcher.get_error()}")
+            raise ValueError(f"llguidance refused token {token}: {engine_error(self.matcher)}")
 
     def fast_forward(self, last: int | None = None) -> list[int]:
         """The tokens to append now that the grammar allows only one way on, all taken in.
@@ -129,7 +135,7 @@ class GuidanceMatcher:
                 tokens, forced = [], usual
                 matcher.rollback(1)
         if forced and not matcher.consume_tokens(forced):
-            raise ValueError(f"llguidance refused its own forced tokens: {matcher.get_error()}")
+            raise ValueError(f"llguidance refused its own forced tokens: {engine_error(matcher)}")
         tokens += forced
         if tokens and matcher.is_stopped() and self.end is not None:
             tokens.append(self.end)

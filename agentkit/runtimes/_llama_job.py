@@ -13,7 +13,7 @@ from agentkit.chat_formats import answer as answers
 from agentkit.chat_formats.engine import EngineGrammar
 from agentkit.errors import FieldError, RequestValidationError
 from agentkit.model_api import FunctionDefinition, StreamChunk, Usage
-from agentkit.runtimes._closing import NoRoom
+from agentkit.runtimes._closing import EngineGaveUp, NoRoom
 from agentkit.runtimes._llama_decode import Output, Text
 from agentkit.runtimes._sampling import Sampling, TokenSampler
 
@@ -127,6 +127,11 @@ class LlamaJob:
         written = self.out.completion_tokens
         try:
             sampler.steer(self.budget - written)
+        except EngineGaveUp as exc:
+            sampler.close()
+            where = "response_format.json_schema" if self.plan.answer else "tools"
+            why = f"is more than the grammar engine holds: {exc}"
+            raise RequestValidationError([FieldError(where, why)]) from None
         except NoRoom as exc:
             if written:
                 pass  # a call begun mid-answer: it runs unguarded, as any generation does

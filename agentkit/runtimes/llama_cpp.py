@@ -48,7 +48,7 @@ from agentkit.chat_formats import ChatFormat, check_tool_schemas, format_for_met
 from agentkit.chat_formats import answer as answers
 from agentkit.chat_formats import engine as grammars
 from agentkit.errors import ConfigurationError, FieldError, RequestValidationError
-from agentkit.model_api import MAX_TEXT, FunctionDefinition, ModelRequest, StreamChunk
+from agentkit.model_api import FunctionDefinition, ModelRequest, StreamChunk
 from agentkit.runtimes._batch import Engine
 from agentkit.runtimes._guidance import engine_tokenizer
 from agentkit.runtimes._llama_job import LlamaJob, Plan
@@ -243,10 +243,12 @@ class LlamaCpp(Runtime):
         to that validator; without it they are refused. Everything else the schema says, the
         grammar holds, whether or not tool calls are offered beside the answer (`with_calls`).
 
-        The schema is shown to the model in the system message: one whose text takes the
-        whole context is refused before its grammar is compiled. A text of fewer bytes than
-        the context has tokens fits; a longer one is counted with the model's tokenizer (the
-        model is loaded for it).
+        The schema is shown to the model in the system message, in as much of half the
+        context as it fits: the schema, else the schema without annotations, else an outline
+        of its keys and types (`agentkit.chat_formats._schema_text`); the grammar holds the
+        whole schema either way. Only a schema whose top-level keys alone take more is
+        refused. A text of fewer bytes than that has tokens fits; a longer one is counted with
+        the model's tokenizer (the model is loaded for it).
 
         Raises:
             RequestValidationError: `response_format` is neither `json_object` nor
@@ -254,22 +256,25 @@ class LlamaCpp(Runtime):
             SchemaGrammarError: a keyword the grammar cannot hold even so (a `$ref` to
                 nowhere, a recursion with no finite value); with its path.
         """
-        text = answers.instructions(response_format)
-        # A token is at least a byte: a short text fits without loading the model to count.
-        # Past MAX_TEXT characters, `check_format` refuses it by its length.
-        if self.n_ctx <= len(text.encode()) and len(text) <= MAX_TEXT:
-            llama = self._load().llama
-            tokens = len(llama.tokenize(text.encode(), add_bos=False, special=False))
-            if tokens >= self.n_ctx:
-                why = (
-                    f"is too large for the model's context: shown to the model it takes "
-                    f"{tokens:,} tokens, and the context holds {self.n_ctx:,}"
-                )
-                raise RequestValidationError([FieldError("response_format.json_schema", why)])
+        text = answers.instructions(response_format, self._fits_context)
+        if not self._fits_context(text):
+            why = (
+                "is too large for the model's context: even its keys alone take more than "
+                f"half the context of {self.n_ctx:,} tokens"
+            )
+            raise RequestValidationError([FieldError("response_format.json_schema", why)])
         # With calls offered (`with_calls`) the answer is the same schema in the calls' grammar.
         grammars.check_engine_format(
             response_format, checked_after=validated, max_ref_depth=self.answer_ref_depth
         )
+
+    def _fits_context(self, text: str) -> bool:
+        """Whether `text` takes at most half the context (a token is at least a byte)."""
+        room = self.n_ctx // 2
+        if len(text.encode()) <= room:
+            return True
+        llama = self._load().llama
+        return len(llama.tokenize(text.encode(), add_bos=False, special=False)) <= room
 
     def __repr__(self) -> str:
         return f"LlamaCpp({str(self.model_path)!r})"
@@ -426,7 +431,7 @@ class LlamaCpp(Runtime):
         choice = request.tool_choice
         messages = request.messages
         if answer_format is not None:
-            messages = answers.with_instructions(fmt, messages, answer_format)
+            messages = answers.with_instructions(fmt, messages, answer_format, self._fits_context)
         plan.prompt = fmt.render(messages, tools, tool_choice=choice)
         parallel = bool(request.parallel_tool_calls)
         if answer_format is not None and (not tools or choice == "none"):
