@@ -14,7 +14,14 @@ import anyio
 import jsonschema
 import pytest
 
-from agentkit import Generation, Message, ModelRequest, RequestValidationError, StreamChunk
+from agentkit import (
+    Generation,
+    Message,
+    ModelRequest,
+    RequestValidationError,
+    StreamChunk,
+    tool,
+)
 from agentkit.chat_formats import engine as grammars
 from agentkit.runtimes._guidance import GuidanceMatcher
 from agentkit.runtimes.llama_cpp import LlamaCpp
@@ -195,3 +202,60 @@ async def test_sequences_forwarding_and_sampling_in_one_step_give_what_each_give
     assert engine.widest == len(requests)
     assert len([fast for fast, _ in forwarded(caplog) if fast]) == 2
     assert together == alone
+
+
+@tool
+def read_sensor(sensor: str) -> str:
+    """Read a sensor's current value.
+
+    Args:
+        sensor: The sensor's name, e.g. "humidity".
+    """
+    return f"{sensor}: 41"
+
+
+async def evaluated_again(runtime: LlamaCpp, first: ModelRequest) -> int:
+    """Generate `first`, then its conversation's next turn (the tool's result after a call, a
+    user's message after an answer): how many of the tokens the first turn held (its prompt
+    and its answer) the next one evaluated again."""
+    before = await runtime.generate(first)
+    turn = Message.assistant(before.response, tool_calls=before.tool_calls)
+    if before.tool_calls:
+        reply = Message.tool(
+            "humidity: 41", tool_call_id=before.tool_calls[0].id, name="read_sensor"
+        )
+    else:
+        reply = Message.user("Another one, please.")
+    after = await runtime.generate(
+        first.model_copy(update={"messages": [*first.messages, turn, reply]})
+    )
+    seen = before.usage.prompt_tokens + before.usage.completion_tokens
+    cached = after.usage.cached_prompt_tokens
+    assert cached is not None
+    assert after.usage.prompt_tokens > seen
+    return seen - cached
+
+
+async def test_the_next_turn_reuses_all_a_forced_ending_wrote(
+    runtime: LlamaCpp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A call and an answer end in text the grammar forces (`"}`, the call's closing) and the
+    end of generation: those tokens reach the slot's cache before it is freed, so the next turn
+    of the conversation evaluates only what was appended to it."""
+    caplog.set_level(logging.DEBUG, logger="agentkit.runtimes")
+    forwarded(caplog)
+    call = ModelRequest(
+        messages=[Message.user("Read the humidity sensor.")],
+        tools=[read_sensor.definition("inline")],
+        tool_choice="required",
+        temperature=0.0,
+        max_tokens=100,
+    )
+    again = (
+        await evaluated_again(runtime, call),
+        await evaluated_again(runtime, answer_request("flat-object")),
+    )
+    assert again == (0, 0)
+    counts = forwarded(caplog)
+    assert len(counts) == 4
+    assert all(fast > 0 for fast, _ in counts)

@@ -106,6 +106,9 @@ class _Running:
     todo: list[int]
     """Tokens to put into the cache before sampling: the prompt, then each sampled token and
     the tokens the grammar forced after it."""
+    ending: bool = False
+    """The generation is over, but tokens it wrote are still in `todo`: they go into the cache
+    (nothing is sampled after them) before the job finishes and the slot is freed."""
 
 
 class Engine:
@@ -398,7 +401,7 @@ class Engine:
             slot.cache.extend(running.todo[:take])
             del running.todo[:take]
             if not running.todo:
-                batch.logits[n - 1] = 1
+                batch.logits[n - 1] = int(not running.ending)
                 entries.append((running, n - 1))
         if n == 0:
             return
@@ -413,7 +416,10 @@ class Engine:
             self._abandon(group, error)
             return
         for running, index in entries:
-            self._sampled(running, index)
+            if running.ending:
+                self._finish(running)
+            else:
+                self._sampled(running, index)
         for running, _ in entries:
             running.job.deliver()
 
@@ -440,8 +446,12 @@ class Engine:
                 if done is False:
                     return
                 if done is True:
-                    slot.text, slot.tokens = job.finish()
-                    self._release(running)
+                    # Tokens the grammar forced before the end (`"}` and the call's closing)
+                    # are the slot's too: the next request continues after them, so they are
+                    # evaluated first, as the model evaluates a sampled token before its end.
+                    running.ending = bool(running.todo)
+                    if not running.ending:
+                        self._finish(running)
                     return
                 # A new part: the sequence holds `done` before it samples again.
                 kept = min(_common(slot.cache, done), len(done) - 1)
@@ -454,6 +464,14 @@ class Engine:
         except Exception as exc:
             job.fail(exc)
             self._release(running)
+
+    def _finish(self, running: _Running) -> None:
+        """The generation is over and the cache holds all it wrote: the slot keeps its text."""
+        try:
+            running.slot.text, running.slot.tokens = running.job.finish()
+        except Exception as exc:
+            running.job.fail(exc)
+        self._release(running)
 
 
 def _common(a: list[int], b: list[int]) -> int:
