@@ -416,6 +416,15 @@ class _Output(_Model):
             return []
         return [_deep_as_text(call) for call in value] if isinstance(value, list) else value
 
+    def to_wire(self, shape: ToolShape = "legacy") -> dict[str, Any]:
+        out: dict[str, Any] = {"response": self.response}
+        if self.tool_calls:
+            out["tool_calls"] = [c.to_wire(shape) for c in self.tool_calls]
+        usage: Usage | None = getattr(self, "usage", None)  # a chunk may have none
+        if usage is not None:
+            out["usage"] = usage.to_wire()
+        return out
+
 
 def _deep_as_text(call: Any) -> Any:
     """A model's call whose arguments nest past the limit keeps them as text, as it keeps
@@ -460,13 +469,6 @@ class Generation(_Output):
         """A `result` object of the Workers AI envelope (either tool-call shape)."""
         return cls.model_validate(data)
 
-    def to_wire(self, shape: ToolShape = "legacy") -> dict[str, Any]:
-        out: dict[str, Any] = {"response": self.response}
-        if self.tool_calls:
-            out["tool_calls"] = [c.to_wire(shape) for c in self.tool_calls]
-        out["usage"] = self.usage.to_wire()
-        return out
-
 
 class StreamChunk(_Output):
     """One piece of a streamed generation; joined, the pieces make the `Generation`."""
@@ -479,14 +481,6 @@ class StreamChunk(_Output):
     """Replayed from a response cache, as every chunk of a cached stream is."""
     truncated: bool = Field(default=False, exclude=True)
     """On the last chunk: see `Generation.truncated`."""
-
-    def to_wire(self, shape: ToolShape = "legacy") -> dict[str, Any]:
-        out: dict[str, Any] = {"response": self.response}
-        if self.tool_calls:
-            out["tool_calls"] = [c.to_wire(shape) for c in self.tool_calls]
-        if self.usage is not None:
-            out["usage"] = self.usage.to_wire()
-        return out
 
     @staticmethod
     def join(chunks: list[StreamChunk]) -> Generation:
