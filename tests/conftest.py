@@ -54,6 +54,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("model") is None)
 
 
+PROCESS_MARKERS = ("subprocess", "temporal", "browser", "model")
+"""The markers of tests that may start a process; the fast tier leaves them all out."""
+
+
+@pytest.fixture(autouse=True)
+def _processes_only_where_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that starts a process without a marker saying so fails, naming the command: the
+    fast tier (`-m "not (model or browser or temporal or subprocess)"`) starts none, and stays
+    so as tests are added. (`asyncio` and `anyio` start theirs through `subprocess.Popen` too.)"""
+    if any(request.node.get_closest_marker(marker) for marker in PROCESS_MARKERS):
+        yield
+        return
+    test = request.node.nodeid
+
+    def refuse(self: subprocess.Popen[Any], args: Any, *more: Any, **options: Any) -> None:
+        raise AssertionError(f"{test} starts a process ({args!r}): mark it `subprocess`")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "__init__", refuse)
+        yield
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under AGENTKIT_REQUIRE_ALL=1 a skip, whatever its reason, fails the run: CI runs every
     test. (A skip from `support.environment.require` is a failure there already, with the

@@ -7,12 +7,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
 from agentkit import Tool, ToolArgumentsError
 
 from support.environment import BFCL_DATA, require_bfcl
+from support.helpers import check_schema
 
 DATA = BFCL_DATA
 FILES = ["simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance"]
@@ -37,7 +37,7 @@ def test_every_definition_ingests_in_both_shapes() -> None:
                 made = Tool.from_definition(definition)
                 changed += bool(made.normalization_report)
                 for dialect in ("full", "inline"):
-                    jsonschema.Draft202012Validator.check_schema(made.parameters_schema(dialect))
+                    check_schema(made.parameters_schema(dialect))
                     legacy, function = made.to_legacy(dialect), made.to_function(dialect)
                     assert function["function"] == legacy
                     assert legacy["name"] == made.name

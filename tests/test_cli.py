@@ -164,6 +164,7 @@ def test_run_first_finishes_a_run_a_dead_process_left_in_the_session(
     assert out == "The result is Old.\nThe result is New.\n"
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("command", ["run", "chat"])
 def test_a_sessions_file_that_is_not_sqlite_is_one_clear_line(
     workers_ai: LoopbackServer, tmp_path: Path, command: str
@@ -182,6 +183,7 @@ def test_a_sessions_file_that_is_not_sqlite_is_one_clear_line(
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.subprocess
 def test_a_session_name_that_is_not_utf8_is_one_clear_line(
     workers_ai: LoopbackServer, tmp_path: Path
 ) -> None:

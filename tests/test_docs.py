@@ -16,16 +16,20 @@ from support.forked import run_program
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 EMBEDDED = re.compile(r"\"local\"|LlamaCpp\(")
+DURABLE = re.compile(r"from agentkit\.temporal import")
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def blocks() -> list[Any]:
-    """Each Python block, by page and number; one that runs the embedded model is marked so."""
+    """Each Python block, by page and number; one that runs the embedded model, or a durable
+    run on Temporal, is marked so."""
     found = []
     for page in PAGES:
         for n, match in enumerate(BLOCK.finditer(page.read_text()), 1):
             code = match.group(1)
             marks = [pytest.mark.model] if EMBEDDED.search(code) else []
+            if DURABLE.search(code):  # it starts a Temporal dev server of its own
+                marks.append(pytest.mark.temporal)
             where = f"{page.relative_to(ROOT)}#{n}"
             found.append(pytest.param(where, code, id=where, marks=marks))
     return found

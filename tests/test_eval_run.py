@@ -107,9 +107,9 @@ def openai_reply(seen: Seen, delay: float) -> Reply:
 
 
 @pytest.fixture
-def slow_model() -> Iterator[LoopbackServer]:
-    """An OpenAI-compatible model on loopback that takes 0.3 s to answer."""
-    with LoopbackServer(lambda seen: openai_reply(seen, 0.3)) as server:
+def openai_model() -> Iterator[LoopbackServer]:
+    """An OpenAI-compatible model on loopback, answering at once."""
+    with LoopbackServer(lambda seen: openai_reply(seen, 0)) as server:
         yield server
 
 
@@ -371,37 +371,37 @@ def verdicts(path: Path) -> list[tuple[str, bool, str | None, str]]:
 
 @pytest.mark.subprocess
 def test_an_interrupted_run_resumes_and_gives_the_same_report(
-    tmp_path: Path, slow_model: LoopbackServer
+    tmp_path: Path, openai_model: LoopbackServer
 ) -> None:
     dataset = write_lines(tmp_path / "cases.jsonl", cases())
-    whole = eval_command(dataset, tmp_path / "whole.jsonl", slow_model)
+    whole = eval_command(dataset, tmp_path / "whole.jsonl", openai_model)
     whole_out, whole_err = whole.communicate(timeout=120)
     assert whole.returncode == 0, whole_err
-    slow_model.requests.clear()
+    openai_model.requests.clear()
 
     output = tmp_path / "resumed.jsonl"
     # Two answers, then the third takes its time: the interruption comes while it is awaited,
     # however slowly this machine runs.
-    slow_model.handler = lambda seen: openai_reply(
-        seen, 0.3 if len(slow_model.requests) <= 2 else 5
+    openai_model.handler = lambda seen: openai_reply(
+        seen, 0 if len(openai_model.requests) <= 2 else 5
     )
-    first = eval_command(dataset, output, slow_model)
+    first = eval_command(dataset, output, openai_model)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(_lines_of(output)) < 3:
         time.sleep(0.05)  # the header and two cases written
     first.send_signal(signal.SIGINT)
     _, first_err = first.communicate(timeout=60)
-    slow_model.handler = lambda seen: openai_reply(seen, 0.3)
+    openai_model.handler = lambda seen: openai_reply(seen, 0)
     assert first.returncode == 130, first_err
     saved = len(read_results(output)[1])
     assert saved == 2
     assert f"interrupted: {saved} of 7 attempts saved in {output}" in first_err
-    asked_before = len(slow_model.requests)
+    asked_before = len(openai_model.requests)
 
-    second = eval_command(dataset, output, slow_model)
+    second = eval_command(dataset, output, openai_model)
     second_out, second_err = second.communicate(timeout=120)
     assert second.returncode == 0, second_err
-    assert len(slow_model.requests) - asked_before == 7 - saved  # only what was left
+    assert len(openai_model.requests) - asked_before == 7 - saved  # only what was left
     assert verdicts(output) == verdicts(tmp_path / "whole.jsonl")
     # The same table; only the line of timings differs.
     assert second_out.splitlines()[:-1] == whole_out.splitlines()[:-1]

@@ -266,12 +266,14 @@ async def test_connection_errors_are_retried_then_raised() -> None:
 
 
 async def test_timeouts_are_typed_and_retried(server: LoopbackServer) -> None:
-    server.script(Reply(200, {"late": True}, delay=1.0), Reply(200, {"ok": True}))
+    # The timeout leaves the retry's prompt answer room on a busy machine; the late answer
+    # comes well past it.
+    server.script(Reply(200, {"late": True}, delay=2.0), Reply(200, {"ok": True}))
     sleeps = Sleeps()
-    http = HTTPClient(headers={}, timeout=0.2, sleep=sleeps, retry=RetryPolicy(max_retries=1))
+    http = HTTPClient(headers={}, timeout=0.5, sleep=sleeps, retry=RetryPolicy(max_retries=1))
     assert await http.post_json(server.url + "/run", {}) == {"ok": True}
     assert len(sleeps.delays) == 1
-    server.script(Reply(200, {"late": True}, delay=1.0))
+    server.script(Reply(200, {"late": True}, delay=2.0))
     http.retry = RetryPolicy(max_retries=0)
     with pytest.raises(ModelTimeout, match="timed out"):
         await http.post_json(server.url + "/run", {})

@@ -47,8 +47,9 @@ for name in sorted(outside):
         except Exception:
             pass
 assert not [name for name in sys.modules if name.split(".")[0] == "agentkit"]
-children = {}
-for name in sys.argv[2:]:
+
+
+def child(name, report=None):
     pid = os.fork()
     if pid == 0:
         try:
@@ -56,12 +57,30 @@ for name in sys.argv[2:]:
         except BaseException as error:
             print(name, type(error).__name__, error, flush=True)
             os._exit(1)
+        if report is not None:
+            loaded = [m for m in sys.modules if m.split(".")[0] == "agentkit"]
+            os.write(report, " ".join(loaded).encode())
         os._exit(0)
-    children[pid] = name
-failed = 0
-for pid, name in children.items():
-    failed |= os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0
-sys.exit(failed)
+    return pid
+
+
+def ended(pid):
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+# Importing `agentkit.x` first runs the package's `__init__` first, to its end, and only then
+# looks for `x`: for a module that `__init__` imports on its way, that is `import agentkit`
+# step for step. One child imports the package and says what it loaded; each other module gets
+# a child of its own.
+read, write = os.pipe()
+first = child("agentkit", write)
+os.close(write)
+with os.fdopen(read) as pipe:
+    loaded = set(pipe.read().split())
+if not ended(first):
+    sys.exit(1)
+children = [child(name) for name in sys.argv[2:] if name not in loaded]
+sys.exit(not all([ended(pid) for pid in children]))
 """
 
 

@@ -119,6 +119,7 @@ def test_an_unknown_option_is_a_type_error_naming_it() -> None:
         Tool.from_definition(DEFINITION, retries=2)  # type: ignore[call-arg]
 
 
+@pytest.mark.subprocess
 def test_the_options_are_typed_for_mypy(tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.py"
     wrong.write_text(

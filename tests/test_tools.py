@@ -34,6 +34,8 @@ from agentkit import (
 from agentkit.chat_formats import check_tool_schemas
 from agentkit.wire import GenerationRequest
 
+from support.helpers import check_schema
+
 
 class Unit(enum.Enum):
     CELSIUS = "celsius"
@@ -741,7 +743,7 @@ def test_a_grammar_runtime_refuses_an_unholdable_schema_when_the_agent_is_built(
 
 def _cross_check(made: Tool) -> None:
     for dialect in ("full", "inline"):
-        jsonschema.Draft202012Validator.check_schema(made.parameters_schema(dialect))
+        check_schema(made.parameters_schema(dialect))
 
 
 class Order(BaseModel):
