@@ -165,7 +165,8 @@ def _compiled(
 ) -> EngineGrammar:
     options = json_options(bounds.checked_after)
     rules = []
-    for i, (name, parameters) in enumerate(json.loads(tools_key)):
+    tools = json.loads(tools_key)
+    for i, (name, parameters) in enumerate(tools):
         schema = check_call_schema(name, parameters, bounds.checked_after)
         held = prepared_schema(
             schema, checked_after=bounds.checked_after, max_ref_depth=CALL_REF_DEPTH
@@ -202,8 +203,8 @@ def _compiled(
         lines.append(f"answer: %json {json.dumps(held_answer, ensure_ascii=False)}")
     grammar = compile_lark("\n".join(lines) + "\n", answer)
     # What a call or answer ended early writes in a string: from any tool's schema, or the answer's.
-    tools = [parameters for _, parameters in json.loads(tools_key)]
-    return dataclasses.replace(grammar, hints=string_examples([answer, *tools]))
+    schemas = [parameters for _, parameters in tools]
+    return dataclasses.replace(grammar, hints=string_examples([answer, *schemas]))
 
 
 def cache_info() -> functools._CacheInfo:

@@ -59,6 +59,20 @@ class Closer:
             if len(tokens) == 1:
                 self.byte_token[byte] = tokens[0]
         self._hint_tokens: dict[tuple[str, ...], list[list[int]]] = {}
+        self._first: dict[str, int | None] = {}
+
+    def first_ending(
+        self, grammar: str, matcher: llguidance.LLMatcher, hints: Sequence[str]
+    ) -> int | None:
+        """The length of the ending from the start of `grammar` (the text it is compiled
+        from; `matcher` stands at its start), or None when the walk finds none: the same for
+        every request with that grammar, so walked once."""
+        if grammar not in self._first:
+            if len(self._first) > 256:
+                self._first.clear()
+            ending = self.ending(matcher, b"", hints)
+            self._first[grammar] = None if ending is None else len(ending)
+        return self._first[grammar]
 
     def ending(
         self,
@@ -243,6 +257,8 @@ class Steering:
 
     Args:
         closer: the model's `Closer`.
+        grammar: the text the matcher's grammar is compiled from (its ending from the start
+            is walked once per grammar).
         matcher: the sequence's llguidance matcher, at the grammar's start.
         hints: strings the schema names.
         left: tokens the generation may still write.
@@ -255,7 +271,12 @@ class Steering:
     MARGIN = 64
 
     def __init__(
-        self, closer: Closer, matcher: llguidance.LLMatcher, hints: Sequence[str], left: int
+        self,
+        closer: Closer,
+        grammar: str,
+        matcher: llguidance.LLMatcher,
+        hints: Sequence[str],
+        left: int,
     ) -> None:
         self.closer, self.matcher, self.hints = closer, matcher, tuple(hints)
         self.left = left
@@ -266,13 +287,13 @@ class Steering:
         token a step."""
         self.steered = False
         """The ending was written: the value is complete, but shorter than the model's own."""
-        ending = closer.ending(matcher, b"", self.hints, cap=max(left + 1, DEFAULT_CAP))
-        self.active = ending is not None
+        first = closer.first_ending(grammar, matcher, self.hints)
+        self.active = first is not None
         """False when no ending is known from the start (the walk could not end it): the
         sequence runs unguarded, as any generation does, and `max_tokens` may cut it."""
-        if ending is not None and len(ending) > left:
-            raise NoRoom(len(ending), left)
-        self.last = len(ending) if ending is not None else 0
+        if first is not None and first > left:
+            raise NoRoom(first, left)
+        self.last = first or 0
 
     def took(self, tokens: list[int]) -> list[int]:
         """The grammar just took `tokens` (an end of generation last, if the grammar ended):

@@ -205,7 +205,8 @@ class TokenSampler:
         if isinstance(grammar, _EngineGrammar):
             matcher = grammar.matcher
             closer = closer_for(matcher.tokenizer)
-            self.steering = Steering(closer, matcher.matcher, grammar.grammar.hints, left)
+            held = grammar.grammar
+            self.steering = Steering(closer, held.text, matcher.matcher, held.hints, left)
 
     @property
     def steered(self) -> bool:

@@ -196,6 +196,8 @@ class LlamaCpp(Runtime):
         self.answer_ref_depth = answer_ref_depth
         self.fast_forward = fast_forward
         self.n_ctx = n_ctx
+        self._fitting: dict[str, bool] = {}
+        """Long schema texts counted in tokens: whether each fits (`_fits_context`)."""
         self.slots = parallel
         self.n_threads = n_threads or os.cpu_count() or 1
         self.kv_unified = kv_unified
@@ -273,8 +275,14 @@ class LlamaCpp(Runtime):
         room = self.n_ctx // 2
         if len(text.encode()) <= room:
             return True
-        llama = self._load().llama
-        return len(llama.tokenize(text.encode(), add_bos=False, special=False)) <= room
+        fits = self._fitting.get(text)
+        if fits is None:  # counted once: every request with this schema asks again
+            llama = self._load().llama
+            fits = len(llama.tokenize(text.encode(), add_bos=False, special=False)) <= room
+            if len(self._fitting) > 64:
+                self._fitting.clear()
+            self._fitting[text] = fits
+        return fits
 
     def __repr__(self) -> str:
         return f"LlamaCpp({str(self.model_path)!r})"
