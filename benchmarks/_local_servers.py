@@ -61,7 +61,7 @@ def agentkit(model: Path, *, slots: int, threads: int, max_queue: int) -> Conten
     return Contender(AGENTKIT, label, start, f"{api}/chat/completions", "@agentkit/local", told)
 
 
-def _llama_server_binary() -> str:
+def llama_server_binary() -> str:
     """The llama-server to compare against; raises Unavailable with the hint if none runs."""
     path = os.environ.get(LLAMA_SERVER_VARIABLE) or shutil.which("llama-server")
     if not path:
@@ -73,7 +73,7 @@ def _llama_server_binary() -> str:
 
 def llama_server(model: Path, *, slots: int, threads: int, n_ctx: int) -> Contender:
     """llama.cpp's own server; raises Unavailable (with how to get one) if none runs."""
-    binary = _llama_server_binary()
+    binary = llama_server_binary()
     options = help_text([binary])
     if "--port" not in options:
         raise Unavailable(

@@ -52,7 +52,7 @@ class Compared:
         return self.seconds_off / self.seconds_on
 
 
-class _Forced(logging.Handler):
+class Forced(logging.Handler):
     """Reads the fast-forwarded count off the runtime's debug record of each generation."""
 
     def __init__(self) -> None:
@@ -114,7 +114,7 @@ def compare(
 ) -> list[Compared]:
     """Each schema's greedy answer on `local`, fast-forwarding switched on and off by turns."""
     logger = logging.getLogger("agentkit.runtimes")
-    forced = _Forced()
+    forced = Forced()
     level = logger.level
     logger.addHandler(forced)
     logger.setLevel(logging.DEBUG)

@@ -63,15 +63,25 @@ def run(budget: Budget) -> list[Row]:
     return rows
 
 
-async def _per_token(local: Any, schema: dict[str, Any] | None, tokens: int) -> float:
+async def _per_token(local: Any, schema: dict[str, Any], tokens: int, held: bool) -> float:
+    """Seconds a token of the greedy answer, under the answer grammar (`held`) or free. Both
+    get the same prompt: the runtime's statement of the schema in the system message (a
+    longer prompt costs each token more, and that is not the grammar's cost)."""
     from agentkit import Message, ModelRequest
+    from agentkit.chat_formats import answer as answers
 
-    fields: dict[str, Any] = {}
-    if schema is not None:
-        fields["response_format"] = {"type": "json_schema", "json_schema": schema}
-    request = ModelRequest(
-        messages=[Message.user(PROMPT)], temperature=0.0, max_tokens=tokens, **fields
-    )
+    response_format = {"type": "json_schema", "json_schema": schema}
+    question = [Message.user(PROMPT)]
+    if held:
+        request = ModelRequest(
+            messages=question,
+            response_format=response_format,
+            temperature=0.0,
+            max_tokens=tokens,
+        )
+    else:
+        told = answers.with_instructions(local.chat_format, question, response_format)
+        request = ModelRequest(messages=told, temperature=0.0, max_tokens=tokens)
     return await seconds_per_token(local, request, tokens)
 
 
@@ -82,8 +92,8 @@ def _decode(budget: Budget, local: Any, label: str, schema: dict[str, Any]) -> R
     held: list[float] = []
     free: list[float] = []
     for _ in range(budget.n(5, 2)):
-        held.append(anyio.run(_per_token, local, schema, tokens) * 1e3)
-        free.append(anyio.run(_per_token, local, None, tokens) * 1e3)
+        held.append(anyio.run(_per_token, local, schema, tokens, True) * 1e3)
+        free.append(anyio.run(_per_token, local, schema, tokens, False) * 1e3)
     mine, unconstrained = statistics.median(held), statistics.median(free)
     speed = unconstrained / mine
     return Row(

@@ -207,6 +207,28 @@ def test_the_answer_is_written_in_one_style_with_the_declared_properties(
     assert accepts(vocabulary, open_person, '{"name": "Ann", "age": 3, "pet": "cat"}')
 
 
+def test_closing_an_object_never_refuses_what_its_schema_requires(
+    vocabulary: tuple[Any, Any],
+) -> None:
+    # A required key the properties do not declare may still be written, with any value.
+    named = {"type": "object", "properties": {}, "required": ["top"]}
+    assert accepts(vocabulary, named, '{"top": {"basic": "x"}}')
+    assert not accepts(vocabulary, named, '{"top": 1, "other": 2}')
+    # Two objects met by `allOf` through `$ref`s, each requiring a key of its own: closing
+    # each would leave no value at all, so they are held as written.
+    both = {
+        "type": "object",
+        "properties": {"value": {"allOf": [{"$ref": "#/$defs/a"}, {"$ref": "#/$defs/b"}]}},
+        "required": ["value"],
+        "$defs": {
+            "a": {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
+            "b": {"type": "object", "properties": {"b": {"type": "number"}}, "required": ["b"]},
+        },
+    }
+    assert accepts(vocabulary, both, '{"value": {"a": "x", "b": 1}}')
+    assert not accepts(vocabulary, both, '{"value": {"a": "x"}}')
+
+
 def test_format_and_pattern_refuse_what_does_not_fit(vocabulary: tuple[Any, Any]) -> None:
     _, formats = NOW_HELD["formats"]
     good = {

@@ -162,16 +162,30 @@ def _compiled(key: str, checked_after: bool, depth: int | None) -> EngineGrammar
     llguidance = _llguidance()
     schema = json.loads(key)
     prepared = prepared_schema(schema, checked_after=checked_after, max_ref_depth=depth)
+    text = _from_schema(prepared, checked_after)
+    error = llguidance.LLMatcher.validate_grammar(text)
+    if error and "Unsatisfiable" in error:
+        # Closed objects can leave nothing to write (an `allOf` of two closed `$ref`s, each
+        # requiring its own key): then the objects are held as the schema has them.
+        loose = prepared_schema(
+            schema, checked_after=checked_after, max_ref_depth=depth, close=False
+        )
+        loose_text = _from_schema(loose, checked_after)
+        if not llguidance.LLMatcher.validate_grammar(loose_text):
+            text, error = loose_text, ""
+    if error:
+        raise _error(schema, error)
+    return EngineGrammar(text, string_examples(schema))
+
+
+def _from_schema(prepared: Any, checked_after: bool) -> str:
     try:
-        text = llguidance.LLMatcher.grammar_from_json_schema(
+        text: str = _llguidance().LLMatcher.grammar_from_json_schema(
             prepared, overrides=json_options(checked_after)
         )
     except ValueError as exc:  # not a JSON object at all
         raise SchemaGrammarError("$", "type", f"is not a schema llguidance reads ({exc})") from None
-    error = llguidance.LLMatcher.validate_grammar(text)
-    if error:
-        raise _error(schema, error)
-    return EngineGrammar(text, string_examples(schema))
+    return text
 
 
 def clear_cache() -> None:
@@ -186,11 +200,15 @@ def json_options(checked_after: bool) -> dict[str, Any]:
 
 
 def prepared_schema(
-    schema: Any, *, checked_after: bool = True, max_ref_depth: int | None = MAX_REF_DEPTH
+    schema: Any,
+    *,
+    checked_after: bool = True,
+    max_ref_depth: int | None = MAX_REF_DEPTH,
+    close: bool = True,
 ) -> Any:
     """`schema` as the engine gets it: recursion unfolded `max_ref_depth` levels (None: as it
-    is), objects closed, unknown formats and uncountable property counts dropped (see the
-    module).
+    is), objects closed (unless not `close`), unknown formats and uncountable property counts
+    dropped (see the module).
 
     Raises:
         SchemaGrammarError: the schema allows no finite value (within the depth), or a keyword
@@ -201,7 +219,7 @@ def prepared_schema(
     original = schema
     schema = schema if max_ref_depth is None else unfolded(schema, max_ref_depth)
     bounded = schema is not original  # recursive, and unfolded `max_ref_depth` levels
-    schema = _prepared(schema, checked_after)
+    schema = _prepared(schema, checked_after, close=close)
     # Before the engine, which would name no path: a schema with no value to end on.
     if not _has_value(schema, schema, frozenset(), [_BUDGET]):
         why = "allows no finite value"
@@ -234,13 +252,16 @@ _OPEN = ("additionalProperties", "patternProperties", "unevaluatedProperties")
 _COMBINED = ("allOf", "anyOf", "oneOf", "$ref")
 
 
-def _prepared(schema: Any, checked_after: bool, path: str = "$", in_part: bool = False) -> Any:
+def _prepared(
+    schema: Any, checked_after: bool, path: str = "$", in_part: bool = False, *, close: bool = True
+) -> Any:
     """`schema` as the engine gets it.
 
     - An object that declares `properties` and says nothing of others gets
-      `additionalProperties: false` (not the parts of an `allOf`, nor those of an `anyOf` or
-      `oneOf` beside `properties`, which would refuse each other's properties; nor one beside
-      `allOf`/`anyOf`/`oneOf`/`$ref`, which may bring some). Subschemas that apply to the
+      `additionalProperties: false`, keeping the keys its `required` names beside them (not
+      the parts of an `allOf`, nor those of an `anyOf` or `oneOf` beside `properties`, which
+      would refuse each other's properties; nor one beside `allOf`/`anyOf`/`oneOf`/`$ref`,
+      which may bring some). Subschemas that apply to the
       same object as their parent (`if`, `then`, `dependentSchemas`, ...) are left as written.
     - A `format` the engine does not know is an annotation, as JSON Schema has it: dropped.
     - `minProperties`/`maxProperties` beside optional properties, which the engine cannot
@@ -252,27 +273,31 @@ def _prepared(schema: Any, checked_after: bool, path: str = "$", in_part: bool =
     for keyword, value in schema.items():
         if keyword in _NAMED and isinstance(value, Mapping):
             out[keyword] = {
-                name: _prepared(sub, checked_after, _inner(path, keyword, name))
+                name: _prepared(sub, checked_after, _inner(path, keyword, name), close=close)
                 for name, sub in value.items()
             }
         elif keyword in _LISTS and isinstance(value, list):
             # Parts the schema's own properties meet: closing one would refuse the others'.
             part = keyword == "allOf" or (keyword != "items" and "properties" in schema)
             out[keyword] = [
-                _prepared(sub, checked_after, f"{path}.{keyword}[{i}]", part)
+                _prepared(sub, checked_after, f"{path}.{keyword}[{i}]", part, close=close)
                 for i, sub in enumerate(value)
             ]
         elif keyword in _SUBSCHEMA:
-            out[keyword] = _prepared(value, checked_after, f"{path}.{keyword}")
+            out[keyword] = _prepared(value, checked_after, f"{path}.{keyword}", close=close)
         elif keyword == "format" and value not in FORMATS:
             continue
         else:
             out[keyword] = value
     properties = schema.get("properties")
     if isinstance(properties, Mapping):
-        if not in_part and not any(k in schema for k in _OPEN + _COMBINED):
-            out["additionalProperties"] = False
         required = schema.get("required")
+        if close and not in_part and not any(k in schema for k in _OPEN + _COMBINED):
+            out["additionalProperties"] = False
+            # A key `required` names and `properties` does not may hold any value.
+            named = [k for k in required or () if isinstance(k, str) and k not in properties]
+            if named:
+                out["properties"] = {**out["properties"], **dict.fromkeys(named, True)}
         optional = set(properties) - set(required if isinstance(required, list) else ())
         for keyword in ("minProperties", "maxProperties"):
             if keyword in out and optional:
