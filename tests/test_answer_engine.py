@@ -229,6 +229,27 @@ def test_closing_an_object_never_refuses_what_its_schema_requires(
     assert not accepts(vocabulary, both, '{"value": {"a": "x"}}')
 
 
+def test_an_object_its_all_of_parts_describe_is_closed_to_their_properties(
+    vocabulary: tuple[Any, Any],
+) -> None:
+    together = {
+        "type": "object",
+        "allOf": [
+            {"properties": {"foo": {"type": "string"}}},
+            {"properties": {"bar": {"type": "object"}}, "required": ["bar"]},
+        ],
+    }
+    assert accepts(vocabulary, together, '{"foo": "x", "bar": {}}')
+    assert accepts(vocabulary, together, '{"bar": {"any": 1}}')
+    # Not the schema's own keywords written as keys, nor a value the parts refuse.
+    assert not accepts(vocabulary, together, '{"allOf": [], "bar": {}}')
+    assert not accepts(vocabulary, together, '{"foo": 1, "bar": {}}')
+    # A part that may bring any key (here by `$ref`) leaves the object open.
+    opened = {**together, "allOf": [*together["allOf"], {"$ref": "#/$defs/any"}]}
+    opened["$defs"] = {"any": {"type": "object"}}
+    assert accepts(vocabulary, opened, '{"foo": "x", "bar": {}, "more": 1}')
+
+
 def test_format_and_pattern_refuse_what_does_not_fit(vocabulary: tuple[Any, Any]) -> None:
     _, formats = NOW_HELD["formats"]
     good = {

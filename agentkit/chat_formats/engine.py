@@ -261,7 +261,8 @@ def _prepared(
       `additionalProperties: false`, keeping the keys its `required` names beside them (not
       the parts of an `allOf`, nor those of an `anyOf` or `oneOf` beside `properties`, which
       would refuse each other's properties; nor one beside `allOf`/`anyOf`/`oneOf`/`$ref`,
-      which may bring some). Subschemas that apply to the
+      which may bring some). An object whose `allOf` parts are all such objects is closed
+      to their properties together (and its own). Subschemas that apply to the
       same object as their parent (`if`, `then`, `dependentSchemas`, ...) are left as written.
     - A `format` the engine does not know is an annotation, as JSON Schema has it: dropped.
     - `minProperties`/`maxProperties` beside optional properties, which the engine cannot
@@ -305,7 +306,35 @@ def _prepared(
                     why = "cannot be held by a grammar beside optional properties"
                     raise SchemaGrammarError(path, keyword, why)
                 del out[keyword]
+    if close and not in_part:
+        keys = _keys_together(schema)
+        if keys is not None:
+            out["properties"] = {**dict.fromkeys(keys, True), **out.get("properties", {})}
+            out["additionalProperties"] = False
     return out
+
+
+def _keys_together(schema: Mapping[str, Any]) -> list[str] | None:
+    """The keys of an object its `allOf` parts describe together (each part's `properties`
+    and `required`, and the object's own), when every part is an object of named properties
+    and nothing else may bring more: the object is closed to them. Otherwise None."""
+    parts = schema.get("allOf")
+    if not isinstance(parts, list) or not parts:
+        return None
+    if any(k in schema for k in (*_OPEN, "anyOf", "oneOf", "$ref")):
+        return None
+    keys: list[str] = []
+    for part in [schema, *parts]:
+        if not isinstance(part, Mapping):
+            return None
+        if part is not schema and (
+            not isinstance(part.get("properties"), Mapping)
+            or any(k in part for k in _OPEN + _COMBINED)
+        ):
+            return None
+        named = [*(part.get("properties") or {}), *(part.get("required") or ())]
+        keys += [k for k in named if isinstance(k, str) and k not in keys]
+    return keys or None  # parts that name no key say nothing of the keys
 
 
 def _inner(path: str, keyword: str, name: str) -> str:
