@@ -232,21 +232,22 @@ def test_closing_an_object_never_refuses_what_its_schema_requires(
 def test_an_object_its_all_of_parts_describe_is_closed_to_their_properties(
     vocabulary: tuple[Any, Any],
 ) -> None:
-    together = {
-        "type": "object",
-        "allOf": [
-            {"properties": {"foo": {"type": "string"}}},
-            {"properties": {"bar": {"type": "object"}}, "required": ["bar"]},
-        ],
-    }
+    parts: list[dict[str, Any]] = [
+        {"properties": {"foo": {"type": "string"}}},
+        {"properties": {"bar": {"type": "object"}}, "required": ["bar"]},
+    ]
+    together: dict[str, Any] = {"type": "object", "allOf": parts}
     assert accepts(vocabulary, together, '{"foo": "x", "bar": {}}')
     assert accepts(vocabulary, together, '{"bar": {"any": 1}}')
     # Not the schema's own keywords written as keys, nor a value the parts refuse.
     assert not accepts(vocabulary, together, '{"allOf": [], "bar": {}}')
     assert not accepts(vocabulary, together, '{"foo": 1, "bar": {}}')
     # A part that may bring any key (here by `$ref`) leaves the object open.
-    opened = {**together, "allOf": [*together["allOf"], {"$ref": "#/$defs/any"}]}
-    opened["$defs"] = {"any": {"type": "object"}}
+    opened = {
+        **together,
+        "allOf": [*parts, {"$ref": "#/$defs/any"}],
+        "$defs": {"any": {"type": "object"}},
+    }
     assert accepts(vocabulary, opened, '{"foo": "x", "bar": {}, "more": 1}')
 
 
