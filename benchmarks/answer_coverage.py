@@ -36,9 +36,8 @@ from typing import Any
 import anyio
 
 from benchmarks._streaming import token_counter
-from benchmarks.grammar_engines import SUBSETS, schema_files
+from benchmarks.grammar_engines import DATA, SUBSETS, schema_files, subset_of
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "jsonschemabench"
 OUT = Path(__file__).parent / "results" / "answer_coverage.jsonl"
 PROMPT = "Write an example of the object described, with realistic values."
 MAX_TOKENS = 512
@@ -77,15 +76,11 @@ def interleaved(files: list[Path]) -> list[Path]:
     """One schema of each subset in turn."""
     by: dict[str, list[Path]] = defaultdict(list)
     for path in files:
-        by[_subset(path)].append(path)
+        by[subset_of(path.name)].append(path)
     order: list[Path] = []
     for i in range(max((len(group) for group in by.values()), default=0)):
         order += [by[s][i] for s in SUBSETS if i < len(by[s])]
     return order
-
-
-def _subset(path: Path) -> str:
-    return next(s for s in SUBSETS if path.name.startswith(s))
 
 
 async def _streamed(local: Any, request: Any) -> tuple[Any, float, float | None]:
@@ -127,7 +122,7 @@ class Asker:
         from agentkit.errors import AgentKitError
 
         schema = json.loads(path.read_text())["schema"]
-        answer = Answer(path.stem, _subset(path), "error")
+        answer = Answer(path.stem, subset_of(path.name), "error")
         response_format = {"type": "json_schema", "json_schema": schema}
         try:
             self.local.check_response_format(response_format)

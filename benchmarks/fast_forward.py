@@ -26,8 +26,8 @@ from typing import Any
 
 import anyio
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "jsonschemabench"
-SUBSETS = ("Glaiveai2K", "Github_trivial", "Github_easy", "Handwritten", "Synthesized", "JME")
+from benchmarks.grammar_engines import DATA, SUBSETS
+
 BENCH_PROMPT = "Write an example of the object described, with realistic values."
 MAX_TOKENS = 256
 

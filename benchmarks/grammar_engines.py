@@ -60,7 +60,8 @@ DEADLINE = 20.0
 """Seconds an engine may spend on one schema's instances before the rest are skipped."""
 
 
-def _subset(name: str) -> str:
+def subset_of(name: str) -> str:
+    """The subset a schema file's name belongs to."""
     return next(s for s in SUBSETS if name.startswith(s))
 
 
@@ -85,7 +86,7 @@ def schema_files(data: Path, sample: int | None, seed: int) -> list[Path]:
         return files
     by_subset: dict[str, list[Path]] = defaultdict(list)
     for path in files:
-        by_subset[_subset(path.name)].append(path)
+        by_subset[subset_of(path.name)].append(path)
     rng = random.Random(seed)
     chosen: list[Path] = []
     for subset in SUBSETS:
@@ -131,7 +132,7 @@ def run_engine(
         if number % 100 == 0:
             log(f"  {engine.name}: {number}/{len(files)}")
         case = json.loads(path.read_text())
-        result = Result(_subset(path.name))
+        result = Result(subset_of(path.name))
         compiled: dict[str, Any] = {}
         try:
             compiled["ours"], seconds = _timed(engine.compile, case["schema"], "ours")
